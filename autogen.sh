@@ -1,0 +1,5 @@
+#!/bin/sh
+# Generates configure and the Makefile.in files; they are never committed.
+set -e
+cd "$(dirname "$0")"
+autoreconf -fi

@@ -1,0 +1,231 @@
+/*
+ * xraptor — real-time WebSocket servers: fast as a WebSocket, easy as HTTP.
+ *
+ * This is the whole application API. Types are opaque; every *_new has a
+ * *_free; functions that can fail return 0 or a negative XR_E* code (or
+ * NULL with a message in a caller-supplied buffer), and xr_strerror() turns
+ * a code into words. The library never writes to stdout and never exits.
+ *
+ * One event loop per server, one thread: every callback below runs on the
+ * loop that xr_server_run() drives, and every xr_* function taking a server
+ * or connection must be called from that thread.
+ */
+#ifndef XRAPTOR_H
+#define XRAPTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The library is built with hidden visibility; what is declared here is
+ * its whole exported interface. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+struct event_base;
+
+/* ---- errors ----------------------------------------------------------- */
+
+enum {
+    XR_OK = 0,
+    XR_ENOMEM = -1,   /* out of memory */
+    XR_EINVAL = -2,   /* invalid argument */
+    XR_EUSAGE = -3,   /* bad command-line flag or option value */
+    XR_ETLS = -4,     /* TLS certificate, key or context error */
+    XR_ELISTEN = -5,  /* could not bind or listen */
+    XR_ECLOSED = -6,  /* connection is closing or closed */
+    XR_ELIMIT = -7,   /* a configured limit was reached */
+    XR_ESTATE = -8,   /* called at the wrong time */
+    XR_EIO = -9       /* event loop or socket error */
+};
+
+const char *xr_strerror(int err);
+/* Library version, e.g. "0.1.0". */
+const char *xr_version(void);
+
+/* ---- options ---------------------------------------------------------- */
+
+typedef enum { XR_LOG_ERROR, XR_LOG_WARN, XR_LOG_INFO, XR_LOG_DEBUG } xr_log_level;
+typedef enum { XR_LOG_TEXT, XR_LOG_JSON } xr_log_format;
+
+#define XR_MAX_LISTENERS 16
+#define XR_MAX_LIST 16
+
+/*
+ * Server options. xr_options_init() fills in every default; the strings are
+ * borrowed until xr_server_new() returns (the server copies what it keeps).
+ * Sizes are bytes, times are milliseconds; 0 disables a timer.
+ */
+typedef struct xr_options {
+    /* "HOST:PORT", "[v6]:PORT" or ":PORT"; a "ws://" or "wss://" prefix
+     * forces plain or TLS, otherwise TLS is used when tls_cert is set.
+     * Default: one listener on 127.0.0.1:8765. */
+    const char *listen[XR_MAX_LISTENERS];
+    size_t n_listen;
+
+    const char *tls_cert;        /* PEM certificate chain */
+    const char *tls_key;         /* PEM private key */
+    const char *tls_ciphers;     /* TLS <= 1.2 cipher list (OpenSSL syntax) */
+
+    size_t max_message_size;     /* whole message after reassembly: 1 MiB */
+    size_t max_frame_size;       /* one frame; 0 = max_message_size */
+    size_t max_output_buffer;    /* queued output per connection: 4 MiB */
+    size_t max_header_size;      /* HTTP request head: 8 KiB */
+    unsigned max_connections;    /* open WebSocket connections: 10000 */
+
+    unsigned handshake_timeout_ms; /* TLS + HTTP upgrade must finish: 10 s */
+    unsigned ping_interval_ms;     /* ping after this much silence: 20 s */
+    unsigned ping_timeout_ms;      /* close if no pong by then: 20 s */
+    unsigned close_timeout_ms;     /* wait for the peer's close frame: 5 s */
+    unsigned drain_timeout_ms;     /* graceful shutdown limit: 10 s */
+
+    xr_log_level log_level;      /* XR_LOG_INFO */
+    xr_log_format log_format;    /* XR_LOG_TEXT */
+
+    /* Subprotocols we speak, in order of preference; none by default. */
+    const char *subprotocols[XR_MAX_LIST];
+    size_t n_subprotocols;
+    /* If any are set, an upgrade's Origin must equal one of them (403). */
+    const char *allowed_origins[XR_MAX_LIST];
+    size_t n_allowed_origins;
+
+    const char *health_path;     /* "/health"; NULL or "" disables */
+    const char *metrics_path;    /* "/metrics"; NULL or "" disables */
+} xr_options;
+
+void xr_options_init(xr_options *opts);
+
+/* Return values of xr_options_parse() besides XR_OK and XR_EUSAGE. */
+#define XR_OPTIONS_HELP 1
+#define XR_OPTIONS_VERSION 2
+
+/*
+ * Parses the common flags (see xr_options_usage()) from argv[1..argc-1] into
+ * opts, which must have been initialised. Returns XR_OK, XR_OPTIONS_HELP,
+ * XR_OPTIONS_VERSION, or XR_EUSAGE with a message naming the flag in err.
+ * Strings in opts then point into argv.
+ */
+int xr_options_parse(xr_options *opts, int argc, char **argv, char *err, size_t errlen);
+
+/* Writes the flag reference to out (for --help). */
+void xr_options_usage(FILE *out, const char *prog);
+
+/*
+ * The usual main(): parse, and on --help/--version/bad flag print to
+ * stdout/stderr. Returns -1 to go on, or the exit status the program should
+ * return now (0 after help or version, 2 after a bad flag).
+ */
+int xr_options_from_args(xr_options *opts, int argc, char **argv,
+                         const char *prog, const char *summary);
+
+/* ---- server ----------------------------------------------------------- */
+
+typedef struct xr_server xr_server;
+typedef struct xr_conn xr_conn;
+
+typedef enum { XR_TEXT = 1, XR_BINARY = 2 } xr_msg_type;
+
+/* Close codes the library itself uses (RFC 6455 section 7.4.1). */
+enum {
+    XR_CLOSE_NORMAL = 1000,
+    XR_CLOSE_GOING_AWAY = 1001,
+    XR_CLOSE_PROTOCOL_ERROR = 1002,
+    XR_CLOSE_UNSUPPORTED = 1003,
+    XR_CLOSE_NO_STATUS = 1005,     /* reported to on_close, never sent */
+    XR_CLOSE_ABNORMAL = 1006,      /* reported to on_close, never sent */
+    XR_CLOSE_INVALID_DATA = 1007,
+    XR_CLOSE_POLICY = 1008,
+    XR_CLOSE_TOO_BIG = 1009,
+    XR_CLOSE_INTERNAL = 1011,
+    XR_CLOSE_TRY_AGAIN = 1013
+};
+
+/*
+ * The raw layer: for programs that speak their own message format. Any
+ * callback may be NULL. data passed to on_message is valid only during the
+ * call. on_close runs once for every connection that on_open saw, with the
+ * code the peer sent (or 1005/1006), after which the xr_conn is gone.
+ */
+typedef struct xr_handlers {
+    void (*on_open)(xr_conn *conn, void *ud);
+    void (*on_message)(xr_conn *conn, xr_msg_type type,
+                       const char *data, size_t len, void *ud);
+    void (*on_close)(xr_conn *conn, int code,
+                     const char *reason, size_t reason_len, void *ud);
+} xr_handlers;
+
+/* Creates a server; nothing listens until xr_server_run(). On failure
+ * returns NULL and writes why into err. */
+xr_server *xr_server_new(const xr_options *opts, char *err, size_t errlen);
+void xr_server_free(xr_server *srv);
+
+/* Handlers and their user data (never freed by the library). */
+void xr_server_set_handlers(xr_server *srv, const xr_handlers *h, void *ud);
+
+/*
+ * Binds every listener and runs the loop until a graceful stop (SIGINT,
+ * SIGTERM or xr_server_stop()) has drained. SIGHUP reloads the TLS
+ * certificate; SIGPIPE is ignored. Returns 0, or an XR_E* code with the
+ * reason in xr_server_error().
+ */
+int xr_server_run(xr_server *srv);
+
+/* Starts a graceful stop: listeners close, every client gets close 1001,
+ * the loop ends when all have gone or drain_timeout passed. */
+void xr_server_stop(xr_server *srv);
+
+/* Loads tls_cert/tls_key again for new connections; live ones keep theirs.
+ * On error the old pair stays in use. */
+int xr_server_reload_tls(xr_server *srv);
+
+/* The server's event loop, to add timers or other events of your own. */
+struct event_base *xr_server_base(xr_server *srv);
+
+/* The message of the last failure of xr_server_run()/reload, or "". */
+const char *xr_server_error(const xr_server *srv);
+
+/* Open WebSocket connections right now. */
+size_t xr_server_connections(const xr_server *srv);
+
+/* The port the n-th listener is bound to (useful with port 0), or -1. */
+int xr_server_port(const xr_server *srv, size_t n);
+
+/* Logs through the server's logger (level and format from the options). */
+void xr_server_log(xr_server *srv, xr_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- connections ------------------------------------------------------ */
+
+/*
+ * Queues one whole message. Fails with XR_ECLOSED once the connection is
+ * closing, XR_EINVAL for a text message that is not UTF-8, and XR_ELIMIT
+ * when the queued output already exceeds max_output_buffer: the slow reader
+ * is then closed with 1008.
+ */
+int xr_conn_send(xr_conn *conn, xr_msg_type type, const void *data, size_t len);
+
+/* Starts the close handshake; reason is UTF-8, at most 123 bytes. */
+int xr_conn_close(xr_conn *conn, int code, const char *reason);
+
+void xr_conn_set_data(xr_conn *conn, void *data);
+void *xr_conn_data(const xr_conn *conn);
+xr_server *xr_conn_server(const xr_conn *conn);
+/* The negotiated subprotocol, or NULL. */
+const char *xr_conn_subprotocol(const xr_conn *conn);
+/* The peer's address as "IP:PORT" into buf; returns 0 or XR_EIO. */
+int xr_conn_peer(const xr_conn *conn, char *buf, size_t len);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* XRAPTOR_H */

@@ -1,0 +1,669 @@
+/*
+ * One client socket from accept to close: TLS and HTTP handshake, WebSocket
+ * frames in and out, keepalive, close handshake, limits. Knows bufferevents
+ * and the frame codec; knows nothing of JSON or routes.
+ */
+#include "internal.h"
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <openssl/err.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+
+enum {
+    ST_HANDSHAKE, /* TLS and/or HTTP request head not complete yet */
+    ST_OPEN,      /* WebSocket open */
+    ST_CLOSING,   /* we sent a close frame and wait for the peer's */
+    ST_FLUSH      /* last bytes going out, then lingering close */
+};
+
+/* Reading pauses while this much output is queued, so a client that sends
+ * faster than it reads is slowed by TCP instead of growing our buffers. */
+#define XR_PAUSE_BYTES (256u << 10)
+
+struct xr_conn {
+    xr_server *srv;
+    struct bufferevent *bev;
+    xr_conn *prev, *next;         /* srv->conns */
+    xr_conn *hs_prev, *hs_next;   /* srv->hs_head while in handshake */
+    uint64_t hs_deadline;
+    struct evbuffer *msg;         /* fragments of the message being reassembled */
+    void *data;
+    const char *protocol;
+    xr_ws_decoder dec;
+    uint8_t state;
+    unsigned tls : 1;
+    unsigned upgraded : 1;        /* counted in n_open */
+    unsigned closed_cb : 1;       /* on_close has run */
+    unsigned ping_out : 1;        /* a keepalive ping awaits its pong */
+    unsigned busy : 1;            /* inside our read callback: free later */
+    unsigned dead : 1;            /* freed while busy */
+    unsigned paused : 1;          /* reading stopped by output backlog */
+    unsigned watermark : 1;       /* read low-watermark set for a big frame */
+    unsigned shut : 1;            /* write side shut down, lingering */
+    unsigned in_hs : 1;           /* linked in the handshake list */
+};
+
+/* ---- lists and lifetime ---------------------------------------------- */
+
+static void hs_arm(xr_server *srv)
+{
+    if (!srv->hs_head)
+        return;
+    uint64_t now = xr_now_ms(), at = srv->hs_head->hs_deadline;
+    uint64_t ms = at > now ? at - now : 0;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(srv->hs_timer, &tv);
+}
+
+static void hs_remove(xr_conn *c)
+{
+    xr_server *srv = c->srv;
+    if (!c->in_hs)
+        return;
+    if (c->hs_prev)
+        c->hs_prev->hs_next = c->hs_next;
+    else
+        srv->hs_head = c->hs_next;
+    if (c->hs_next)
+        c->hs_next->hs_prev = c->hs_prev;
+    else
+        srv->hs_tail = c->hs_prev;
+    c->in_hs = 0;
+    srv->n_pending--;
+}
+
+static void notify_close(xr_conn *c, unsigned code, const char *reason, size_t len)
+{
+    xr_server *srv = c->srv;
+    if (!c->upgraded || c->closed_cb)
+        return;
+    c->closed_cb = 1;
+    xr_metrics_close(&srv->metrics, code);
+    if (srv->handlers.on_close)
+        srv->handlers.on_close(c, (int)code, reason ? reason : "", len, srv->ud);
+}
+
+void xr_conn_free(xr_conn *c)
+{
+    if (c->busy) {
+        c->dead = 1;
+        return;
+    }
+    xr_server *srv = c->srv;
+    notify_close(c, XR_CLOSE_ABNORMAL, NULL, 0);
+    hs_remove(c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (c->upgraded)
+        srv->n_open--;
+    bufferevent_free(c->bev);
+    if (c->msg)
+        evbuffer_free(c->msg);
+    free(c);
+    xr_server_conn_gone(srv);
+}
+
+void xr_conn_expire_handshakes(xr_server *srv)
+{
+    uint64_t now = xr_now_ms();
+    while (srv->hs_head && srv->hs_head->hs_deadline <= now) {
+        xr_conn *c = srv->hs_head;
+        srv->metrics.handshake_failures_total++;
+        XR_DEBUG(srv, "handshake timeout after %u ms: closing", srv->opts.handshake_timeout_ms);
+        hs_remove(c);
+        xr_conn_free(c);
+    }
+    hs_arm(srv);
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+static int write_frame(xr_conn *c, unsigned op, const void *data, size_t len)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    uint8_t h[XR_WS_MAX_HEADER];
+    size_t hl = xr_ws_header(h, op, 1, len, NULL);
+    if (evbuffer_add(out, h, hl) < 0 || (len && evbuffer_add(out, data, len) < 0))
+        return XR_ENOMEM;
+    return XR_OK;
+}
+
+/* Lingering close: the peer may still be sending (a close frame, the rest of
+ * a message). Closing now would make the kernel answer with RST and could
+ * destroy our last bytes in flight, so we half-close and read until EOF. */
+static void linger(xr_conn *c)
+{
+    c->shut = 1;
+    if (c->tls)
+        SSL_shutdown(bufferevent_openssl_get_ssl(c->bev));
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    bufferevent_set_timeouts(c->bev, c->srv->close_tv, c->srv->close_tv);
+    bufferevent_enable(c->bev, EV_READ);
+}
+
+/* Sends what is queued, then closes. */
+static void finish(xr_conn *c)
+{
+    c->state = ST_FLUSH;
+    c->paused = 0;
+    if (c->watermark) {
+        bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+        c->watermark = 0;
+    }
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        linger(c);
+    } else {
+        /* A peer that never reads must not hold the socket forever. */
+        bufferevent_disable(c->bev, EV_READ);
+        bufferevent_set_timeouts(c->bev, NULL, c->srv->close_tv);
+    }
+}
+
+/*
+ * Closes with a close frame. fail=1 is "Fail the WebSocket Connection"
+ * (7.1.7): we stop reading frames at once. fail=0 is a clean close: we keep
+ * reading until the peer answers with its own close frame.
+ */
+static void ws_close(xr_conn *c, unsigned code, const char *reason, int fail)
+{
+    if (c->state != ST_OPEN)
+        return;
+    size_t rlen = reason ? strlen(reason) : 0;
+    uint8_t p[XR_WS_MAX_CONTROL];
+    size_t n = xr_ws_close_payload(p, code, reason, rlen);
+    write_frame(c, XR_WS_OP_CLOSE, p, n);
+    if (c->msg)
+        evbuffer_drain(c->msg, evbuffer_get_length(c->msg));
+    notify_close(c, code, (const char *)p + 2, n - 2);
+    if (fail) {
+        finish(c);
+    } else {
+        c->state = ST_CLOSING;
+        bufferevent_set_timeouts(c->bev, c->srv->close_tv, c->srv->close_tv);
+        bufferevent_enable(c->bev, EV_READ);
+    }
+}
+
+/* ---- HTTP ------------------------------------------------------------- */
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 405: return "Method Not Allowed";
+    case 426: return "Upgrade Required";
+    case 431: return "Request Header Fields Too Large";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
+/* Every plain HTTP answer closes the connection: the port exists for
+ * WebSocket, and one request per socket keeps the handshake path simple. */
+static void http_reply(xr_conn *c, int status, const char *ctype, const char *extra,
+                       struct evbuffer *body, int head_only)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    c->srv->metrics.http_requests_total++;
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                        "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
+                        status, status_text(status), ctype, evbuffer_get_length(body),
+                        extra ? extra : "");
+    if (!head_only)
+        evbuffer_add_buffer(out, body);
+    evbuffer_drain(bufferevent_get_input(c->bev), (size_t)-1);
+    finish(c);
+}
+
+static void http_error(xr_conn *c, int status, const char *reason)
+{
+    struct evbuffer *body = evbuffer_new();
+    if (!body) {
+        xr_conn_free(c);
+        return;
+    }
+    /* reason is always our own static text, never request bytes. */
+    evbuffer_add_printf(body, "%s\n", reason);
+    c->srv->metrics.handshake_failures_total++;
+    XR_DEBUG(c->srv, "HTTP %d: %s", status, reason);
+    http_reply(c, status, "text/plain; charset=utf-8",
+               status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+               : status == 405 ? "Allow: GET, HEAD\r\n" : NULL,
+               body, 0);
+    evbuffer_free(body);
+}
+
+static int path_is(const xr_http_request *req, const char *path)
+{
+    size_t n = xr_http_path_len(req);
+    return path && path[0] && strlen(path) == n && memcmp(req->target, path, n) == 0;
+}
+
+static void serve_plain(xr_conn *c, const xr_http_request *req)
+{
+    xr_server *srv = c->srv;
+    int health = path_is(req, srv->opts.health_path);
+    int metrics = !health && path_is(req, srv->opts.metrics_path);
+    if (!health && !metrics) {
+        http_error(c, 426, "this is a WebSocket endpoint: send a GET with Upgrade: websocket");
+        return;
+    }
+    int head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+    if (!head && !(req->method_len == 3 && memcmp(req->method, "GET", 3) == 0)) {
+        http_error(c, 405, "only GET and HEAD are served here");
+        return;
+    }
+    struct evbuffer *body = evbuffer_new();
+    if (!body) {
+        xr_conn_free(c);
+        return;
+    }
+    int status = 200;
+    if (health)
+        xr_health_write(srv, body, &status);
+    else
+        xr_metrics_write(srv, body);
+    http_reply(c, status, health ? "application/json" : "text/plain; version=0.0.4; charset=utf-8",
+               NULL, body, head);
+    evbuffer_free(body);
+}
+
+static void upgrade(xr_conn *c, const xr_ws_handshake *hs, size_t head_len)
+{
+    xr_server *srv = c->srv;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                        "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
+                        hs->accept, hs->protocol ? "Sec-WebSocket-Protocol: " : "",
+                        hs->protocol ? hs->protocol : "", hs->protocol ? "\r\n" : "");
+    /* Bytes after the head are the client's first frames. */
+    evbuffer_drain(bufferevent_get_input(c->bev), head_len);
+    hs_remove(c);
+    c->state = ST_OPEN;
+    c->upgraded = 1;
+    c->protocol = hs->protocol;
+    srv->n_open++;
+    srv->metrics.connections_total++;
+    xr_ws_decoder_init(&c->dec, srv->opts.max_frame_size, srv->opts.max_message_size, 1);
+    if (srv->ping_tv)
+        bufferevent_set_timeouts(c->bev, srv->ping_tv, NULL);
+    if (srv->handlers.on_open)
+        srv->handlers.on_open(c, srv->ud);
+}
+
+static void handle_head(xr_conn *c)
+{
+    xr_server *srv = c->srv;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t avail = evbuffer_get_length(in);
+    size_t n = avail < srv->opts.max_header_size ? avail : srv->opts.max_header_size;
+    const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+    xr_http_request req;
+    xr_http_error err;
+    long r = xr_http_parse(p, n, &req, &err);
+    if (r == 0) {
+        if (avail >= srv->opts.max_header_size)
+            http_error(c, 431, "request head exceeds max_header_size");
+        return;
+    }
+    if (r < 0) {
+        http_error(c, err.status, err.reason);
+        return;
+    }
+    xr_ws_handshake hs;
+    switch (xr_http_classify(&req, srv->opts.subprotocols, srv->opts.n_subprotocols,
+                             srv->opts.allowed_origins, srv->opts.n_allowed_origins,
+                             &hs, &err)) {
+    case XR_HTTP_REJECT:
+        http_error(c, err.status, err.reason);
+        return;
+    case XR_HTTP_PLAIN:
+        serve_plain(c, &req);
+        return;
+    case XR_HTTP_UPGRADE:
+        if (srv->draining) {
+            http_error(c, 503, "server is shutting down");
+        } else if (srv->n_open >= srv->opts.max_connections) {
+            srv->metrics.refused_total++;
+            http_error(c, 503, "too many connections: max_connections reached");
+        } else {
+            upgrade(c, &hs, (size_t)r);
+        }
+        return;
+    }
+}
+
+/* ---- WebSocket frames ------------------------------------------------- */
+
+static void deliver(xr_conn *c, unsigned op, const uint8_t *data, size_t len)
+{
+    xr_server *srv = c->srv;
+    srv->metrics.messages_in++;
+    srv->metrics.bytes_in += len;
+    if (srv->handlers.on_message)
+        srv->handlers.on_message(c, op == XR_WS_OP_TEXT ? XR_TEXT : XR_BINARY,
+                                 (const char *)data, len, srv->ud);
+}
+
+static void on_frame(xr_conn *c, xr_ws_frame *f)
+{
+    xr_server *srv = c->srv;
+    switch (f->opcode) {
+    case XR_WS_OP_TEXT:
+    case XR_WS_OP_BINARY:
+    case XR_WS_OP_CONT:
+        if (c->state != ST_OPEN)
+            return; /* after our close frame, data is discarded (5.5.1) */
+        if (f->fin && f->opcode != XR_WS_OP_CONT) {
+            /* Unfragmented: hand out the unmasked bytes where they lie. */
+            deliver(c, f->msg_opcode, f->payload, (size_t)f->len);
+            return;
+        }
+        if (!c->msg && !(c->msg = evbuffer_new())) {
+            ws_close(c, XR_CLOSE_INTERNAL, "out of memory", 1);
+            return;
+        }
+        if (evbuffer_add(c->msg, f->payload, (size_t)f->len) < 0) {
+            ws_close(c, XR_CLOSE_INTERNAL, "out of memory", 1);
+            return;
+        }
+        if (f->fin) {
+            size_t n = evbuffer_get_length(c->msg);
+            deliver(c, f->msg_opcode, evbuffer_pullup(c->msg, -1), n);
+            if (c->msg)
+                evbuffer_drain(c->msg, n);
+        }
+        return;
+    case XR_WS_OP_PING:
+        if (c->state == ST_OPEN)
+            write_frame(c, XR_WS_OP_PONG, f->payload, (size_t)f->len);
+        return;
+    case XR_WS_OP_PONG:
+        if (c->ping_out) {
+            c->ping_out = 0;
+            if (c->state == ST_OPEN)
+                bufferevent_set_timeouts(c->bev, srv->ping_tv, NULL);
+        }
+        return;
+    case XR_WS_OP_CLOSE:
+        if (c->state == ST_OPEN) {
+            /* 5.5.1: answer with a close frame echoing the status code. */
+            uint8_t p[XR_WS_MAX_CONTROL];
+            size_t n = f->close_code == XR_CLOSE_NO_STATUS ? 0
+                       : xr_ws_close_payload(p, f->close_code, NULL, 0);
+            write_frame(c, XR_WS_OP_CLOSE, p, n);
+            notify_close(c, f->close_code, (const char *)f->reason, f->reason_len);
+        }
+        finish(c);
+        return;
+    }
+}
+
+static void handle_frames(xr_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (c->watermark) {
+        bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+        c->watermark = 0;
+    }
+    while (!c->dead && (c->state == ST_OPEN || c->state == ST_CLOSING)) {
+        size_t avail = evbuffer_get_length(in);
+        if (!avail)
+            return;
+        /* Decode from the first chunk when it holds the frame (the usual
+         * case: no copy); otherwise pull up exactly the frame's bytes. */
+        size_t n = evbuffer_get_contiguous_space(in);
+        if (n < XR_WS_MAX_HEADER)
+            n = avail < XR_WS_MAX_HEADER ? avail : XR_WS_MAX_HEADER;
+        uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)n);
+        xr_ws_frame f;
+        xr_ws_status st = xr_ws_decode(&c->dec, p, n, &f);
+        if (st == XR_WS_NEED_MORE) {
+            if (f.size > avail) {
+                /* Not called again until the whole frame is here. */
+                bufferevent_setwatermark(c->bev, EV_READ, f.size, 0);
+                c->watermark = 1;
+                return;
+            }
+            p = evbuffer_pullup(in, (ev_ssize_t)f.size);
+            st = xr_ws_decode(&c->dec, p, f.size, &f);
+        }
+        if (st == XR_WS_ERROR) {
+            XR_DEBUG(c->srv, "closing with %u: %s", f.error_code, f.error);
+            if (c->state == ST_OPEN)
+                ws_close(c, f.error_code, f.error, 1);
+            else
+                finish(c);
+            return;
+        }
+        on_frame(c, &f);
+        evbuffer_drain(in, f.size);
+    }
+}
+
+/* ---- bufferevent callbacks ------------------------------------------- */
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    xr_conn *c = arg;
+    c->busy = 1;
+    if (c->state == ST_HANDSHAKE)
+        handle_head(c);
+    if (c->state == ST_OPEN || c->state == ST_CLOSING)
+        handle_frames(c);
+    if (c->state == ST_FLUSH)
+        evbuffer_drain(bufferevent_get_input(bev), (size_t)-1);
+    c->busy = 0;
+    if (c->dead) {
+        xr_conn_free(c);
+        return;
+    }
+    size_t pause_at = c->srv->opts.max_output_buffer < XR_PAUSE_BYTES
+                      ? c->srv->opts.max_output_buffer : XR_PAUSE_BYTES;
+    if (c->state == ST_OPEN &&
+        evbuffer_get_length(bufferevent_get_output(bev)) > pause_at) {
+        c->paused = 1;
+        bufferevent_disable(bev, EV_READ);
+    }
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    xr_conn *c = arg;
+    if (c->state == ST_FLUSH) {
+        if (!c->shut)
+            linger(c);
+    } else if (c->paused) {
+        c->paused = 0;
+        bufferevent_enable(bev, EV_READ);
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    xr_conn *c = arg;
+    xr_server *srv = c->srv;
+    if (what & BEV_EVENT_CONNECTED)
+        return; /* TLS handshake done; the request head comes next */
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && c->state == ST_OPEN) {
+        if (!c->ping_out) {
+            /* Silent for ping_interval: ask for a sign of life. */
+            c->ping_out = 1;
+            srv->metrics.pings_sent++;
+            write_frame(c, XR_WS_OP_PING, NULL, 0);
+            bufferevent_set_timeouts(bev, srv->pong_tv, NULL);
+            bufferevent_enable(bev, EV_READ);
+        } else {
+            srv->metrics.ping_timeouts++;
+            ws_close(c, XR_CLOSE_INTERNAL, "keepalive ping timeout", 1);
+        }
+        return;
+    }
+    if (c->state == ST_HANDSHAKE) {
+        srv->metrics.handshake_failures_total++;
+        if (c->tls && (what & BEV_EVENT_ERROR)) {
+            unsigned long e = bufferevent_get_openssl_error(bev);
+            char buf[160] = "connection reset";
+            if (e)
+                ERR_error_string_n(e, buf, sizeof buf);
+            XR_DEBUG(srv, "TLS handshake failed: %s", buf);
+        }
+    }
+    /* EOF, error, or a close/flush timeout. */
+    xr_conn_free(c);
+}
+
+/* ---- accept and drain ------------------------------------------------- */
+
+void xr_conn_accept(xr_server *srv, int fd, int tls)
+{
+    xr_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        evutil_closesocket(fd);
+        return;
+    }
+    c->srv = srv;
+    c->tls = tls ? 1 : 0;
+    if (tls) {
+        SSL *ssl = SSL_new(srv->tls);
+        if (ssl) {
+            c->bev = bufferevent_openssl_socket_new(srv->base, fd, ssl,
+                                                    BUFFEREVENT_SSL_ACCEPTING,
+                                                    BEV_OPT_CLOSE_ON_FREE);
+            if (c->bev)
+                /* Browsers often just drop the TCP connection; that is an
+                 * EOF for us, not an error worth a log line. */
+                bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+            else
+                SSL_free(ssl);
+        }
+    } else {
+        c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
+    if (!c->bev) {
+        XR_WARN(srv, "out of memory accepting a connection");
+        evutil_closesocket(fd);
+        free(c);
+        return;
+    }
+    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+    bufferevent_enable(c->bev, EV_READ);
+
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+
+    /* Every handshake has the same timeout, so appending keeps the list
+     * sorted by deadline and one timer for the oldest serves them all. */
+    c->hs_deadline = xr_now_ms() + srv->opts.handshake_timeout_ms;
+    c->in_hs = 1;
+    c->hs_prev = srv->hs_tail;
+    if (srv->hs_tail)
+        srv->hs_tail->hs_next = c;
+    else
+        srv->hs_head = c;
+    srv->hs_tail = c;
+    srv->n_pending++;
+    if (srv->hs_head == c)
+        hs_arm(srv);
+}
+
+xr_conn *xr_conn_next(const xr_conn *c)
+{
+    return c->next;
+}
+
+void xr_conn_drain(xr_conn *c)
+{
+    if (c->state == ST_HANDSHAKE)
+        xr_conn_free(c);
+    else if (c->state == ST_OPEN)
+        ws_close(c, XR_CLOSE_GOING_AWAY, "server shutting down", 0);
+}
+
+/* ---- public ----------------------------------------------------------- */
+
+int xr_conn_send(xr_conn *c, xr_msg_type type, const void *data, size_t len)
+{
+    if (!c || (type != XR_TEXT && type != XR_BINARY) || (len && !data))
+        return XR_EINVAL;
+    if (c->state != ST_OPEN || c->closed_cb)
+        return XR_ECLOSED;
+    if (type == XR_TEXT && !xr_utf8_valid(data, len))
+        return XR_EINVAL;
+    xr_server *srv = c->srv;
+    /* The limit applies to what is already queued, so one message of any
+     * allowed size always fits; a reader that falls further behind goes. */
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > srv->opts.max_output_buffer) {
+        srv->metrics.slow_reader_closes++;
+        XR_DEBUG(srv, "slow reader: output exceeds max_output_buffer %zu, closing",
+                 srv->opts.max_output_buffer);
+        ws_close(c, XR_CLOSE_POLICY, "output buffer exceeds max_output_buffer", 1);
+        return XR_ELIMIT;
+    }
+    int rc = write_frame(c, type == XR_TEXT ? XR_WS_OP_TEXT : XR_WS_OP_BINARY, data, len);
+    if (rc == XR_OK) {
+        srv->metrics.messages_out++;
+        srv->metrics.bytes_out += len;
+    }
+    return rc;
+}
+
+int xr_conn_close(xr_conn *c, int code, const char *reason)
+{
+    if (!c || code < 0 || !xr_ws_close_code_valid((unsigned)code))
+        return XR_EINVAL;
+    size_t rlen = reason ? strlen(reason) : 0;
+    if (rlen > XR_WS_MAX_CONTROL - 2 || !xr_utf8_valid((const uint8_t *)reason, rlen))
+        return XR_EINVAL;
+    if (c->state != ST_OPEN || c->closed_cb)
+        return XR_ECLOSED;
+    ws_close(c, (unsigned)code, reason, 0);
+    return XR_OK;
+}
+
+void xr_conn_set_data(xr_conn *c, void *data) { c->data = data; }
+void *xr_conn_data(const xr_conn *c) { return c->data; }
+xr_server *xr_conn_server(const xr_conn *c) { return c->srv; }
+const char *xr_conn_subprotocol(const xr_conn *c) { return c->protocol; }
+
+int xr_conn_peer(const xr_conn *c, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[64];
+    if (getpeername(bufferevent_getfd(c->bev), (struct sockaddr *)&ss, &sl) != 0)
+        return XR_EIO;
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        evutil_inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        snprintf(buf, len, "[%s]:%u", host, ntohs(a->sin6_port));
+    } else if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        evutil_inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        snprintf(buf, len, "%s:%u", host, ntohs(a->sin_port));
+    } else {
+        return XR_EIO;
+    }
+    return XR_OK;
+}

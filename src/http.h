@@ -1,0 +1,80 @@
+/*
+ * HTTP/1.1 request-head parser and the WebSocket opening handshake
+ * (RFC 7230 section 3, RFC 6455 section 4.2). Pure functions over bytes: the
+ * parsed request points into the caller's buffer; nothing is allocated.
+ */
+#ifndef XR_HTTP_H
+#define XR_HTTP_H
+
+#include <stddef.h>
+
+#define XR_HTTP_MAX_HEADERS 48
+
+typedef struct xr_http_header {
+    const char *name;
+    size_t name_len;
+    const char *value;       /* without surrounding whitespace */
+    size_t value_len;
+} xr_http_header;
+
+typedef struct xr_http_request {
+    const char *method;
+    size_t method_len;
+    const char *target;
+    size_t target_len;
+    int minor;               /* HTTP/1.<minor> */
+    size_t n_headers;
+    xr_http_header headers[XR_HTTP_MAX_HEADERS];
+} xr_http_request;
+
+typedef struct xr_http_error {
+    int status;              /* the HTTP status to answer with */
+    const char *reason;      /* static text saying what is wrong */
+} xr_http_error;
+
+/*
+ * Parses the request head at the start of buf (request line, headers, empty
+ * line; CRLF line ends only). Returns the head's length when complete, 0 when
+ * more bytes are needed (the caller enforces its size limit), or -1 with err
+ * set. Line folding, bare LF, control bytes and malformed tokens are errors.
+ */
+long xr_http_parse(const char *buf, size_t len, xr_http_request *req,
+                   xr_http_error *err);
+
+/* The first header of that name (case-insensitive), or NULL. */
+const xr_http_header *xr_http_find(const xr_http_request *req, const char *name);
+
+/* Whether a comma-separated header value lists token (case-insensitive). */
+int xr_http_has_token(const char *value, size_t len, const char *token);
+
+/* The path of the target without its query, as a length. */
+size_t xr_http_path_len(const xr_http_request *req);
+
+/* What to do with a parsed request. */
+typedef enum {
+    XR_HTTP_UPGRADE,         /* valid WebSocket upgrade: answer 101 */
+    XR_HTTP_PLAIN,           /* ordinary request: route it by path */
+    XR_HTTP_REJECT           /* answer err.status with err.reason */
+} xr_http_kind;
+
+typedef struct xr_ws_handshake {
+    char accept[29];         /* Sec-WebSocket-Accept, NUL-terminated */
+    const char *protocol;    /* chosen subprotocol (one of ours), or NULL */
+} xr_ws_handshake;
+
+/*
+ * Classifies a request and, for an upgrade, validates it: GET, HTTP/1.1,
+ * Host, Upgrade: websocket, Connection: upgrade, a 16-byte base64 key and
+ * Sec-WebSocket-Version 13 (else 426). If origins is non-empty the Origin
+ * header must equal one of them (403). The first of our subprotocols that
+ * the client offers is chosen. A request with a body is refused (400).
+ */
+xr_http_kind xr_http_classify(const xr_http_request *req,
+                              const char *const *subprotocols, size_t n_sub,
+                              const char *const *origins, size_t n_origins,
+                              xr_ws_handshake *hs, xr_http_error *err);
+
+/* Sec-WebSocket-Accept for a key: base64(SHA-1(key + GUID)). */
+void xr_ws_accept_key(const char *key, size_t key_len, char out[29]);
+
+#endif

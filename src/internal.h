@@ -1,0 +1,113 @@
+/* libxraptor internals: shared by the files of src/, never installed. */
+#ifndef XR_INTERNAL_H
+#define XR_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "xraptor.h"
+#include "ws_frame.h"
+
+/* ---- metrics ---- */
+
+/* Close codes 1000..1015 get their own counter, everything else shares one. */
+#define XR_CLOSE_SLOTS 17
+
+typedef struct xr_metrics {
+    uint64_t connections_total;     /* WebSocket connections opened */
+    uint64_t tcp_accepted_total;    /* sockets accepted (any protocol) */
+    uint64_t handshake_failures_total;
+    uint64_t refused_total;         /* turned away by max_connections */
+    uint64_t http_requests_total;   /* plain HTTP (health, metrics, errors) */
+    uint64_t messages_in, messages_out;
+    uint64_t bytes_in, bytes_out;   /* message payload bytes */
+    uint64_t pings_sent, ping_timeouts, slow_reader_closes;
+    uint64_t closes[XR_CLOSE_SLOTS];/* by the code that closed it */
+} xr_metrics;
+
+void xr_metrics_close(xr_metrics *m, unsigned code);
+struct evbuffer;
+void xr_metrics_write(const xr_server *srv, struct evbuffer *out);
+void xr_health_write(const xr_server *srv, struct evbuffer *out, int *status);
+
+/* ---- server ---- */
+
+typedef struct xr_listener {
+    xr_server *srv;
+    struct evconnlistener *ev;
+    int tls;
+    char *spec;                     /* as given, for messages */
+} xr_listener;
+
+struct xr_server {
+    xr_options opts;                /* strings below are owned copies */
+    char *owned[2 * XR_MAX_LIST + XR_MAX_LISTENERS + 6];
+    size_t n_owned;
+
+    struct event_base *base;
+    SSL_CTX *tls;
+    xr_handlers handlers;
+    void *ud;
+
+    xr_listener listeners[XR_MAX_LISTENERS];
+    size_t n_listeners;
+
+    xr_conn *conns;                 /* every connection */
+    xr_conn *hs_head, *hs_tail;     /* in handshake, oldest first */
+    struct event *hs_timer;
+    struct event *drain_timer;
+    struct event *resume_timer;     /* re-enables listeners after EMFILE */
+    struct event *signals[3];
+    const struct timeval *ping_tv, *pong_tv, *close_tv;
+
+    size_t n_open;                  /* WebSocket connections open */
+    size_t n_pending;               /* sockets not yet upgraded */
+    int draining, running;
+    uint64_t started_ms;
+    xr_metrics metrics;
+    char error[256];
+};
+
+uint64_t xr_now_ms(void);
+void xr_server_conn_gone(xr_server *srv);
+
+/* ---- connection ---- */
+
+void xr_conn_accept(xr_server *srv, int fd, int tls);
+void xr_conn_drain(xr_conn *c);      /* graceful stop: close 1001 */
+void xr_conn_free(xr_conn *c);
+xr_conn *xr_conn_next(const xr_conn *c);
+void xr_conn_expire_handshakes(xr_server *srv);
+
+/* ---- tls ---- */
+
+SSL_CTX *xr_tls_ctx_new(const char *cert, const char *key, const char *ciphers,
+                        char *err, size_t errlen);
+
+/* ---- log ---- */
+
+void xr_vlog(const xr_server *srv, xr_log_level level, const char *fmt, va_list ap);
+void xr_log(const xr_server *srv, xr_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define XR_ERROR(s, ...) xr_log((s), XR_LOG_ERROR, __VA_ARGS__)
+#define XR_WARN(s, ...)  xr_log((s), XR_LOG_WARN, __VA_ARGS__)
+#define XR_INFO(s, ...)  xr_log((s), XR_LOG_INFO, __VA_ARGS__)
+#define XR_DEBUG(s, ...) \
+    do { if ((s)->opts.log_level >= XR_LOG_DEBUG) xr_log((s), XR_LOG_DEBUG, __VA_ARGS__); } while (0)
+
+/* ---- options ---- */
+
+/* Parses "123", "64k", "1M", "1MiB", "2G" into bytes. */
+int xr_parse_size(const char *s, size_t *out);
+/* Parses seconds ("20", "0.5", "250ms", "20s") into milliseconds. */
+int xr_parse_duration(const char *s, unsigned *ms);
+
+int xr_options_check(const xr_options *o, char *err, size_t errlen);
+int xr_listen_spec(const char *spec, int tls_default, char *host, size_t hostlen,
+                   int *port);
+
+#endif

@@ -1,0 +1,89 @@
+#include "internal.h"
+
+#include <inttypes.h>
+
+#include <event2/buffer.h>
+
+void xr_metrics_close(xr_metrics *m, unsigned code)
+{
+    m->closes[code >= 1000 && code < 1000 + XR_CLOSE_SLOTS - 1 ? code - 1000
+                                                               : XR_CLOSE_SLOTS - 1]++;
+}
+
+static double uptime(const xr_server *srv)
+{
+    return (double)(xr_now_ms() - srv->started_ms) / 1000.0;
+}
+
+static void metric(struct evbuffer *out, const char *name, const char *type,
+                   const char *help, uint64_t v)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n",
+                        name, help, name, type, name, v);
+}
+
+/* Names and types of the Python X-raptor are kept so its dashboards work. */
+void xr_metrics_write(const xr_server *srv, struct evbuffer *out)
+{
+    const xr_metrics *m = &srv->metrics;
+    metric(out, "xraptor_connections_total", "counter",
+           "WebSocket connections opened since start.", m->connections_total);
+    metric(out, "xraptor_connections_active", "gauge",
+           "WebSocket connections open now.", srv->n_open);
+    metric(out, "xraptor_connections_pending", "gauge",
+           "Sockets still in the TLS or HTTP handshake.", srv->n_pending);
+    metric(out, "xraptor_tcp_accepted_total", "counter",
+           "Sockets accepted on all listeners.", m->tcp_accepted_total);
+    metric(out, "xraptor_handshake_failures_total", "counter",
+           "Upgrade requests refused or handshakes that timed out or broke.",
+           m->handshake_failures_total);
+    metric(out, "xraptor_connections_refused_total", "counter",
+           "Upgrades refused with 503 because max_connections was reached.",
+           m->refused_total);
+    metric(out, "xraptor_http_requests_total", "counter",
+           "Plain HTTP requests answered (health, metrics, errors).",
+           m->http_requests_total);
+    metric(out, "xraptor_messages_received_total", "counter",
+           "Whole WebSocket messages received.", m->messages_in);
+    metric(out, "xraptor_messages_sent_total", "counter",
+           "Whole WebSocket messages sent.", m->messages_out);
+    metric(out, "xraptor_received_bytes_total", "counter",
+           "Payload bytes of messages received.", m->bytes_in);
+    metric(out, "xraptor_sent_bytes_total", "counter",
+           "Payload bytes of messages sent.", m->bytes_out);
+    metric(out, "xraptor_pings_sent_total", "counter",
+           "Keepalive pings sent to silent clients.", m->pings_sent);
+    metric(out, "xraptor_ping_timeouts_total", "counter",
+           "Connections closed because a pong did not come.", m->ping_timeouts);
+    metric(out, "xraptor_slow_reader_closes_total", "counter",
+           "Connections closed because their output exceeded max_output_buffer.",
+           m->slow_reader_closes);
+    evbuffer_add_printf(out,
+                        "# HELP xraptor_closes_total WebSocket connections closed, by close code.\n"
+                        "# TYPE xraptor_closes_total counter\n");
+    for (int k = 0; k < XR_CLOSE_SLOTS; k++) {
+        if (!m->closes[k])
+            continue;
+        if (k == XR_CLOSE_SLOTS - 1)
+            evbuffer_add_printf(out, "xraptor_closes_total{code=\"other\"} %" PRIu64 "\n",
+                                m->closes[k]);
+        else
+            evbuffer_add_printf(out, "xraptor_closes_total{code=\"%d\"} %" PRIu64 "\n",
+                                1000 + k, m->closes[k]);
+    }
+    evbuffer_add_printf(out, "# HELP xraptor_uptime_seconds Seconds since the server started.\n"
+                             "# TYPE xraptor_uptime_seconds gauge\n"
+                             "xraptor_uptime_seconds %.3f\n", uptime(srv));
+}
+
+/* A superset of the Python X-raptor's /health, so its probes keep working. */
+void xr_health_write(const xr_server *srv, struct evbuffer *out, int *status)
+{
+    const char *state = srv->draining ? "draining" : "ok";
+    *status = srv->draining ? 503 : 200;
+    evbuffer_add_printf(out,
+                        "{\"status\":\"%s\",\"uptime_seconds\":%.3f,"
+                        "\"active_connections\":%zu,\"pending_connections\":%zu,"
+                        "\"version\":\"%s\"}\n",
+                        state, uptime(srv), srv->n_open, srv->n_pending, xr_version());
+}

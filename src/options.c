@@ -1,0 +1,361 @@
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+/* Every default lives here and only here. */
+void xr_options_init(xr_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->max_message_size = 1u << 20;
+    o->max_frame_size = 0;
+    o->max_output_buffer = 4u << 20;
+    o->max_header_size = 8u << 10;
+    o->max_connections = 10000;
+    o->handshake_timeout_ms = 10000;
+    o->ping_interval_ms = 20000;
+    o->ping_timeout_ms = 20000;
+    o->close_timeout_ms = 5000;
+    o->drain_timeout_ms = 10000;
+    o->log_level = XR_LOG_INFO;
+    o->log_format = XR_LOG_TEXT;
+    o->health_path = "/health";
+    o->metrics_path = "/metrics";
+}
+
+int xr_parse_size(const char *s, size_t *out)
+{
+    char *end;
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return -1;
+    unsigned shift = 0;
+    if (*end) {
+        switch (*end) {
+        case 'k': case 'K': shift = 10; break;
+        case 'm': case 'M': shift = 20; break;
+        case 'g': case 'G': shift = 30; break;
+        default: return -1;
+        }
+        end++;
+        if (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0)
+            end += strlen(end);
+        if (*end)
+            return -1;
+    }
+    /* 4 GiB is far beyond any sane per-connection limit; refusing more
+     * keeps size arithmetic free of overflow everywhere else. */
+    if (v > (UINT64_C(4) << 30) >> shift)
+        return -1;
+    *out = (size_t)(v << shift);
+    return 0;
+}
+
+int xr_parse_duration(const char *s, unsigned *ms)
+{
+    char *end;
+    if (!s || ((*s < '0' || *s > '9') && *s != '.'))
+        return -1;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s)
+        return -1;
+    if (strcmp(end, "ms") == 0)
+        v /= 1000.0;
+    else if (*end && strcmp(end, "s") != 0)
+        return -1;
+    if (!(v >= 0.0) || v > 86400.0)
+        return -1;
+    *ms = (unsigned)(v * 1000.0 + 0.5);
+    return 0;
+}
+
+typedef enum { F_HELP, F_VERSION, F_STR, F_LIST, F_SIZE, F_COUNT, F_TIME, F_LEVEL, F_FORMAT } ftype;
+
+typedef struct flag {
+    const char *name;
+    ftype type;
+    size_t off;        /* field in xr_options */
+    size_t count_off;  /* F_LIST: its counter */
+    size_t max;        /* F_LIST: capacity */
+    const char *arg;
+    const char *help;
+} flag;
+
+#define OFF(f) offsetof(xr_options, f)
+static const flag flags[] = {
+    {"listen", F_LIST, OFF(listen), OFF(n_listen), XR_MAX_LISTENERS, "ADDR",
+     "listen on HOST:PORT, [IPv6]:PORT or :PORT; prefix ws:// or wss:// to\n"
+     "force plain or TLS (repeatable; default 127.0.0.1:8765)"},
+    {"tls-cert", F_STR, OFF(tls_cert), 0, 0, "FILE", "PEM certificate chain: listeners serve wss://"},
+    {"tls-key", F_STR, OFF(tls_key), 0, 0, "FILE", "PEM private key of --tls-cert"},
+    {"tls-ciphers", F_STR, OFF(tls_ciphers), 0, 0, "LIST", "OpenSSL cipher list for TLS 1.2 (default: ECDHE with AEAD)"},
+    {"max-message-size", F_SIZE, OFF(max_message_size), 0, 0, "SIZE", "largest message after reassembly; bigger gets close 1009 (1MiB)"},
+    {"max-frame-size", F_SIZE, OFF(max_frame_size), 0, 0, "SIZE", "largest single frame (default: --max-message-size)"},
+    {"max-output-buffer", F_SIZE, OFF(max_output_buffer), 0, 0, "SIZE", "queued output per connection before a slow reader\nis closed with 1008 (4MiB)"},
+    {"max-header-size", F_SIZE, OFF(max_header_size), 0, 0, "SIZE", "largest HTTP request head; bigger gets 431 (8KiB)"},
+    {"max-connections", F_COUNT, OFF(max_connections), 0, 0, "N", "open WebSocket connections; beyond it upgrades get 503 (10000)"},
+    {"handshake-timeout", F_TIME, OFF(handshake_timeout_ms), 0, 0, "SECS", "TLS + HTTP upgrade must complete within (10)"},
+    {"ping-interval", F_TIME, OFF(ping_interval_ms), 0, 0, "SECS", "ping a client silent for this long; 0 disables (20)"},
+    {"ping-timeout", F_TIME, OFF(ping_timeout_ms), 0, 0, "SECS", "close with 1011 when the pong is this late (20)"},
+    {"close-timeout", F_TIME, OFF(close_timeout_ms), 0, 0, "SECS", "wait this long for the peer's close frame (5)"},
+    {"drain-timeout", F_TIME, OFF(drain_timeout_ms), 0, 0, "SECS", "on SIGTERM/SIGINT, wait this long for clients (10)"},
+    {"subprotocol", F_LIST, OFF(subprotocols), OFF(n_subprotocols), XR_MAX_LIST, "NAME", "accept this subprotocol (repeatable, in preference order)"},
+    {"allow-origin", F_LIST, OFF(allowed_origins), OFF(n_allowed_origins), XR_MAX_LIST, "ORIGIN", "accept upgrades only from this Origin (repeatable);\nothers get 403"},
+    {"health-path", F_STR, OFF(health_path), 0, 0, "PATH", "JSON health endpoint, \"\" disables (/health)"},
+    {"metrics-path", F_STR, OFF(metrics_path), 0, 0, "PATH", "Prometheus endpoint, \"\" disables (/metrics)"},
+    {"log-level", F_LEVEL, OFF(log_level), 0, 0, "LEVEL", "error, warn, info or debug (info)"},
+    {"log-format", F_FORMAT, OFF(log_format), 0, 0, "FMT", "text or json (text)"},
+    {"help", F_HELP, 0, 0, 0, NULL, "show this help and exit"},
+    {"version", F_VERSION, 0, 0, 0, NULL, "show the version and exit"},
+};
+#define N_FLAGS (sizeof flags / sizeof flags[0])
+
+__attribute__((format(printf, 3, 4)))
+static int usage_error(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return XR_EUSAGE;
+}
+
+static int set(xr_options *o, const flag *f, const char *v, char *err, size_t errlen)
+{
+    char *field = (char *)o + f->off;
+    switch (f->type) {
+    case F_STR:
+        *(const char **)field = v;
+        return XR_OK;
+    case F_LIST: {
+        size_t *n = (size_t *)((char *)o + f->count_off);
+        if (*n == f->max)
+            return usage_error(err, errlen, "--%s: at most %zu allowed", f->name, f->max);
+        if (!*v)
+            return usage_error(err, errlen, "--%s: empty value", f->name);
+        ((const char **)field)[(*n)++] = v;
+        return XR_OK;
+    }
+    case F_SIZE: {
+        size_t sz;
+        if (xr_parse_size(v, &sz) < 0)
+            return usage_error(err, errlen, "--%s: '%s' is not a size (bytes, or with k, M, G; at most 4G)",
+                               f->name, v);
+        *(size_t *)field = sz;
+        return XR_OK;
+    }
+    case F_COUNT: {
+        char *end;
+        errno = 0;
+        unsigned long n = strtoul(v, &end, 10);
+        if (errno || end == v || *end || *v == '-' || n > 10000000)
+            return usage_error(err, errlen, "--%s: '%s' is not a count from 0 to 10000000",
+                               f->name, v);
+        *(unsigned *)field = (unsigned)n;
+        return XR_OK;
+    }
+    case F_TIME:
+        if (xr_parse_duration(v, (unsigned *)field) < 0)
+            return usage_error(err, errlen, "--%s: '%s' is not a duration (seconds, e.g. 20, 0.5 or 250ms; at most 86400)",
+                               f->name, v);
+        return XR_OK;
+    case F_LEVEL: {
+        static const char *const names[] = {"error", "warn", "info", "debug"};
+        for (int k = 0; k < 4; k++)
+            if (strcmp(v, names[k]) == 0) {
+                *(xr_log_level *)field = (xr_log_level)k;
+                return XR_OK;
+            }
+        return usage_error(err, errlen, "--%s: '%s' is not one of error, warn, info, debug", f->name, v);
+    }
+    case F_FORMAT:
+        if (strcmp(v, "text") == 0 || strcmp(v, "json") == 0) {
+            *(xr_log_format *)field = v[0] == 't' ? XR_LOG_TEXT : XR_LOG_JSON;
+            return XR_OK;
+        }
+        return usage_error(err, errlen, "--%s: '%s' is not text or json", f->name, v);
+    default:
+        return XR_EINVAL;
+    }
+}
+
+int xr_options_parse(xr_options *o, int argc, char **argv, char *err, size_t errlen)
+{
+    if (errlen)
+        err[0] = '\0';
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || a[1] != '-' || !a[2])
+            return usage_error(err, errlen, "unexpected argument '%s' (flags start with --; see --help)", a);
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const flag *f = NULL;
+        for (size_t k = 0; k < N_FLAGS; k++)
+            if (strlen(flags[k].name) == nlen && memcmp(flags[k].name, name, nlen) == 0)
+                f = &flags[k];
+        if (!f)
+            return usage_error(err, errlen, "unknown flag '--%.*s' (see --help)", (int)nlen, name);
+        if (f->type == F_HELP || f->type == F_VERSION) {
+            if (eq)
+                return usage_error(err, errlen, "--%s takes no value", f->name);
+            return f->type == F_HELP ? XR_OPTIONS_HELP : XR_OPTIONS_VERSION;
+        }
+        const char *v;
+        if (eq) {
+            v = eq + 1;
+        } else {
+            if (i + 1 >= argc)
+                return usage_error(err, errlen, "--%s needs a value (%s)", f->name, f->arg);
+            v = argv[++i];
+        }
+        int rc = set(o, f, v, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    return xr_options_check(o, err, errlen);
+}
+
+void xr_options_usage(FILE *out, const char *prog)
+{
+    fprintf(out, "Usage: %s [FLAG VALUE | --FLAG=VALUE]...\n\nFlags:\n", prog);
+    for (size_t k = 0; k < N_FLAGS; k++) {
+        const flag *f = &flags[k];
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s%s", f->name, f->arg ? " " : "", f->arg ? f->arg : "");
+        fprintf(out, "  %-26s ", left);
+        for (const char *h = f->help; *h; h++) {
+            fputc(*h, out);
+            if (*h == '\n')
+                fprintf(out, "  %-26s ", "");
+        }
+        fputc('\n', out);
+    }
+    fputs("\nSIZE takes k, M or G (powers of 1024); SECS may be fractional or end in ms.\n"
+          "Signals: SIGTERM/SIGINT drain and exit 0, SIGHUP reloads the TLS certificate.\n",
+          out);
+}
+
+int xr_options_from_args(xr_options *o, int argc, char **argv,
+                         const char *prog, const char *summary)
+{
+    char err[256];
+    int rc = xr_options_parse(o, argc, argv, err, sizeof err);
+    if (rc == XR_OPTIONS_HELP) {
+        if (summary)
+            printf("%s\n\n", summary);
+        xr_options_usage(stdout, prog);
+        return 0;
+    }
+    if (rc == XR_OPTIONS_VERSION) {
+        printf("%s (xraptor) %s\n", prog, xr_version());
+        return 0;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return 2;
+    }
+    return -1;
+}
+
+const char *xr_version(void)
+{
+    return PACKAGE_VERSION;
+}
+
+const char *xr_strerror(int err)
+{
+    switch (err) {
+    case XR_OK: return "success";
+    case XR_ENOMEM: return "out of memory";
+    case XR_EINVAL: return "invalid argument";
+    case XR_EUSAGE: return "invalid option";
+    case XR_ETLS: return "TLS error";
+    case XR_ELISTEN: return "cannot listen";
+    case XR_ECLOSED: return "connection closed";
+    case XR_ELIMIT: return "limit reached";
+    case XR_ESTATE: return "not allowed in this state";
+    case XR_EIO: return "I/O error";
+    default: return "unknown error";
+    }
+}
+
+/* Splits a listener spec; returns 1 for TLS, 0 plain, -1 on error. host is
+ * written without brackets; port must be numeric. */
+int xr_listen_spec(const char *spec, int tls_default, char *host, size_t hostlen,
+                   int *port)
+{
+    int tls = tls_default;
+    if (strncmp(spec, "ws://", 5) == 0) {
+        tls = 0;
+        spec += 5;
+    } else if (strncmp(spec, "wss://", 6) == 0) {
+        tls = 1;
+        spec += 6;
+    }
+    const char *colon;
+    size_t hl;
+    if (spec[0] == '[') {
+        const char *close = strchr(spec, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        hl = (size_t)(close - spec - 1);
+        memcpy(host, spec + 1, hl < hostlen ? hl : 0);
+        colon = close + 1;
+    } else {
+        colon = strrchr(spec, ':');
+        if (!colon || memchr(spec, ':', (size_t)(colon - spec)))
+            return -1;
+        hl = (size_t)(colon - spec);
+        memcpy(host, spec, hl < hostlen ? hl : 0);
+    }
+    if (hl >= hostlen)
+        return -1;
+    host[hl] = '\0';
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || *end || p < 0 || p > 65535 || colon[1] == '-' || colon[1] == '+')
+        return -1;
+    *port = (int)p;
+    return tls;
+}
+
+int xr_options_check(const xr_options *o, char *err, size_t errlen)
+{
+    if (!o->tls_cert != !o->tls_key)
+        return usage_error(err, errlen, "--tls-cert and --tls-key must be given together");
+    for (size_t k = 0; k < o->n_listen; k++) {
+        char host[256];
+        int port, tls = xr_listen_spec(o->listen[k], o->tls_cert != NULL, host, sizeof host, &port);
+        if (tls < 0)
+            return usage_error(err, errlen, "--listen: '%s' is not HOST:PORT, [IPv6]:PORT or :PORT",
+                               o->listen[k]);
+        if (tls && !o->tls_cert)
+            return usage_error(err, errlen, "--listen: '%s' needs --tls-cert and --tls-key",
+                               o->listen[k]);
+    }
+    if (o->max_message_size == 0)
+        return usage_error(err, errlen, "--max-message-size must be at least 1 byte");
+    if (o->max_header_size < 256 || o->max_header_size > (1u << 20))
+        return usage_error(err, errlen, "--max-header-size must be between 256 bytes and 1M");
+    if (o->max_connections == 0)
+        return usage_error(err, errlen, "--max-connections must be at least 1");
+    if (o->ping_interval_ms && !o->ping_timeout_ms)
+        return usage_error(err, errlen, "--ping-timeout must be above 0 while --ping-interval is on");
+    if (o->handshake_timeout_ms == 0)
+        return usage_error(err, errlen, "--handshake-timeout must be above 0");
+    const char *paths[2] = {o->health_path, o->metrics_path};
+    for (int k = 0; k < 2; k++)
+        if (paths[k] && paths[k][0] && paths[k][0] != '/')
+            return usage_error(err, errlen, "--%s: '%s' must start with /",
+                               k ? "metrics-path" : "health-path", paths[k]);
+    return XR_OK;
+}

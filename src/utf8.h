@@ -1,0 +1,27 @@
+/* Incremental UTF-8 validator (RFC 3629): text frames and close reasons.
+ * Pure: no I/O, no globals; state carries across fragments. */
+#ifndef XR_UTF8_H
+#define XR_UTF8_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct xr_utf8 {
+    uint8_t need;  /* continuation bytes still expected */
+    uint8_t lo;    /* allowed range of the next continuation byte */
+    uint8_t hi;
+} xr_utf8;
+
+static inline void xr_utf8_init(xr_utf8 *u) { u->need = 0; u->lo = 0x80; u->hi = 0xBF; }
+
+/* Feeds n bytes; returns 1 while the input is a valid prefix, 0 as soon as
+ * it cannot be (the state is then meaningless). */
+int xr_utf8_feed(xr_utf8 *u, const uint8_t *p, size_t n);
+
+/* True when everything fed so far ends on a whole code point. */
+static inline int xr_utf8_complete(const xr_utf8 *u) { return u->need == 0; }
+
+/* Whole-buffer check. */
+int xr_utf8_valid(const uint8_t *p, size_t n);
+
+#endif

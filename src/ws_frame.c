@@ -1,0 +1,236 @@
+#include "ws_frame.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+void xr_ws_decoder_init(xr_ws_decoder *d, uint64_t max_frame,
+                        uint64_t max_message, int expect_mask)
+{
+    memset(d, 0, sizeof *d);
+    d->max_frame = max_frame;
+    d->max_message = max_message;
+    d->expect_mask = expect_mask ? 1 : 0;
+    xr_utf8_init(&d->utf8);
+}
+
+__attribute__((format(printf, 3, 4)))
+static xr_ws_status fail(xr_ws_frame *f, uint16_t code, const char *fmt, ...)
+{
+    va_list ap;
+    f->error_code = code;
+    va_start(ap, fmt);
+    vsnprintf(f->error, sizeof f->error, fmt, ap);
+    va_end(ap);
+    return XR_WS_ERROR;
+}
+
+static uint64_t be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+int xr_ws_close_code_valid(unsigned code)
+{
+    /* 1004-1006 and 1015 are reserved and must never be sent (7.4.1);
+     * 1012-1014 are registered with IANA since; 3000-4999 belong to
+     * libraries and applications; anything else is undefined. */
+    if (code >= 1000 && code <= 1003)
+        return 1;
+    if (code >= 1007 && code <= 1014)
+        return 1;
+    return code >= 3000 && code <= 4999;
+}
+
+void xr_ws_mask(uint8_t *data, size_t len, const uint8_t mask[4], size_t offset)
+{
+    uint8_t m[8];
+    for (int i = 0; i < 8; i++)
+        m[i] = mask[(offset + i) & 3];
+    uint64_t m64;
+    memcpy(&m64, m, 8);
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, data + i, 8);
+        w ^= m64;
+        memcpy(data + i, &w, 8);
+    }
+    for (; i < len; i++)
+        data[i] ^= m[i & 7];
+}
+
+xr_ws_status xr_ws_decode(xr_ws_decoder *d, uint8_t *buf, size_t len,
+                          xr_ws_frame *f)
+{
+    f->size = 2;
+    f->error_code = 0;
+    f->error[0] = '\0';
+    if (len < 2)
+        return XR_WS_NEED_MORE;
+
+    unsigned fin = buf[0] >> 7;
+    unsigned rsv = (buf[0] >> 4) & 7;
+    unsigned op = buf[0] & 0x0F;
+    unsigned masked = buf[1] >> 7;
+    uint64_t plen = buf[1] & 0x7F;
+
+    /* 5.2: RSV bits are only for negotiated extensions; we negotiate none. */
+    if (rsv)
+        return fail(f, 1002, "reserved bits 0x%x set with no extension negotiated", rsv);
+    int control = (op & 0x8) != 0;
+    if (op != XR_WS_OP_CONT && op != XR_WS_OP_TEXT && op != XR_WS_OP_BINARY &&
+        op != XR_WS_OP_CLOSE && op != XR_WS_OP_PING && op != XR_WS_OP_PONG)
+        return fail(f, 1002, "reserved opcode 0x%x", op);
+    /* 5.5: control frames are never fragmented and carry at most 125 bytes. */
+    if (control && !fin)
+        return fail(f, 1002, "fragmented control frame (opcode 0x%x)", op);
+    if (control && plen > XR_WS_MAX_CONTROL)
+        return fail(f, 1002, "control frame payload of %llu bytes exceeds %d",
+                    (unsigned long long)plen, XR_WS_MAX_CONTROL);
+    /* 5.1: a server closes on an unmasked client frame, a client on a
+     * masked server frame. */
+    if (masked != d->expect_mask)
+        return fail(f, 1002, "%s", d->expect_mask ? "client frame is not masked"
+                                                  : "server frame is masked");
+
+    size_t hdr = 2;
+    if (plen == 126) {
+        hdr = 4;
+        if (len < hdr) { f->size = hdr; return XR_WS_NEED_MORE; }
+        plen = be(buf + 2, 2);
+    } else if (plen == 127) {
+        hdr = 10;
+        if (len < hdr) { f->size = hdr; return XR_WS_NEED_MORE; }
+        plen = be(buf + 2, 8);
+        /* 5.2: the most significant bit of a 64-bit length must be 0. */
+        if (plen >> 63)
+            return fail(f, 1002, "64-bit payload length has its top bit set");
+    }
+    const uint8_t *mask = NULL;
+    if (masked) {
+        mask = buf + hdr;
+        hdr += 4;
+    }
+
+    /* 5.4: fragments of one message are never interleaved with another. */
+    if (!control) {
+        if (op == XR_WS_OP_CONT && !d->frag_opcode)
+            return fail(f, 1002, "continuation frame with no message to continue");
+        if (op != XR_WS_OP_CONT && d->frag_opcode)
+            return fail(f, 1002, "new message (opcode 0x%x) before the fragmented one ended", op);
+    }
+    if (plen > d->max_frame)
+        return fail(f, 1009, "frame of %llu bytes exceeds max_frame_size %llu",
+                    (unsigned long long)plen, (unsigned long long)d->max_frame);
+    if (!control) {
+        uint64_t total = (op == XR_WS_OP_CONT ? d->msg_len : 0) + plen;
+        if (total > d->max_message)
+            return fail(f, 1009, "message of %llu bytes exceeds max_message_size %llu",
+                        (unsigned long long)total, (unsigned long long)d->max_message);
+    }
+    /* Cannot overflow: plen <= max_frame, which the caller keeps sane. */
+    if (len < hdr || len - hdr < plen) {
+        f->size = hdr + (size_t)plen;
+        return XR_WS_NEED_MORE;
+    }
+
+    uint8_t *payload = buf + hdr;
+    if (mask) {
+        uint8_t m[4];
+        memcpy(m, mask, 4);
+        xr_ws_mask(payload, (size_t)plen, m, 0);
+    }
+    f->size = hdr + (size_t)plen;
+    f->opcode = (uint8_t)op;
+    f->fin = (uint8_t)fin;
+    f->payload = payload;
+    f->len = plen;
+    f->msg_opcode = 0;
+
+    if (!control) {
+        unsigned mop = op == XR_WS_OP_CONT ? d->frag_opcode : op;
+        f->msg_opcode = (uint8_t)mop;
+        if (mop == XR_WS_OP_TEXT) {
+            /* 8.1: invalid UTF-8 fails the connection at the first frame
+             * that shows it, not at the end of the message. */
+            if (op != XR_WS_OP_CONT)
+                xr_utf8_init(&d->utf8);
+            if (!xr_utf8_feed(&d->utf8, payload, (size_t)plen))
+                return fail(f, 1007, "text message is not valid UTF-8");
+            if (fin && !xr_utf8_complete(&d->utf8))
+                return fail(f, 1007, "text message ends inside a UTF-8 sequence");
+        }
+        if (fin) {
+            d->frag_opcode = 0;
+            d->msg_len = 0;
+        } else {
+            d->frag_opcode = (uint8_t)mop;
+            d->msg_len += plen;
+        }
+    } else if (op == XR_WS_OP_CLOSE) {
+        f->close_code = 1005;
+        f->reason = payload;
+        f->reason_len = 0;
+        if (plen == 1)
+            return fail(f, 1002, "close frame with a 1-byte payload");
+        if (plen >= 2) {
+            unsigned code = (unsigned)be(payload, 2);
+            if (!xr_ws_close_code_valid(code))
+                return fail(f, 1002, "invalid close code %u", code);
+            f->close_code = (uint16_t)code;
+            f->reason = payload + 2;
+            f->reason_len = (size_t)plen - 2;
+            if (!xr_utf8_valid(f->reason, f->reason_len))
+                return fail(f, 1007, "close reason is not valid UTF-8");
+        }
+    }
+    return XR_WS_FRAME;
+}
+
+size_t xr_ws_header(uint8_t out[XR_WS_MAX_HEADER], unsigned opcode, int fin,
+                    uint64_t len, const uint8_t *mask)
+{
+    size_t n = 2;
+    out[0] = (uint8_t)((fin ? 0x80 : 0) | (opcode & 0x0F));
+    uint8_t mbit = mask ? 0x80 : 0;
+    if (len < 126) {
+        out[1] = (uint8_t)(mbit | len);
+    } else if (len <= 0xFFFF) {
+        out[1] = mbit | 126;
+        out[2] = (uint8_t)(len >> 8);
+        out[3] = (uint8_t)len;
+        n = 4;
+    } else {
+        out[1] = mbit | 127;
+        for (int i = 0; i < 8; i++)
+            out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
+        n = 10;
+    }
+    if (mask) {
+        memcpy(out + n, mask, 4);
+        n += 4;
+    }
+    return n;
+}
+
+size_t xr_ws_close_payload(uint8_t out[XR_WS_MAX_CONTROL], unsigned code,
+                           const char *reason, size_t reason_len)
+{
+    out[0] = (uint8_t)(code >> 8);
+    out[1] = (uint8_t)code;
+    if (!reason)
+        reason_len = 0;
+    if (reason_len > XR_WS_MAX_CONTROL - 2) {
+        /* Cut on a code point boundary so the reason stays valid UTF-8. */
+        reason_len = XR_WS_MAX_CONTROL - 2;
+        while (reason_len > 0 && ((uint8_t)reason[reason_len] & 0xC0) == 0x80)
+            reason_len--;
+    }
+    if (reason_len)
+        memcpy(out + 2, reason, reason_len);
+    return 2 + reason_len;
+}

@@ -1,0 +1,136 @@
+#include <xraptor.h>
+
+#include "../../src/internal.h"
+#include "tap.h"
+
+static int parse(xr_options *o, char *err, int argc, char **argv)
+{
+    xr_options_init(o);
+    return xr_options_parse(o, argc, argv, err, 256);
+}
+
+#define ARGS(...) ((char *[]){"prog", __VA_ARGS__})
+#define NARGS(...) (int)(sizeof((char *[]){"prog", __VA_ARGS__}) / sizeof(char *))
+#define PARSE(o, err, ...) parse(o, err, NARGS(__VA_ARGS__), ARGS(__VA_ARGS__))
+
+static void test_defaults(void)
+{
+    xr_options o;
+    xr_options_init(&o);
+    CHECK_EQ(o.max_message_size, 1 << 20);
+    CHECK_EQ(o.handshake_timeout_ms, 10000);
+    CHECK_EQ(o.ping_interval_ms, 20000);
+    CHECK_EQ(o.ping_timeout_ms, 20000);
+    CHECK_STR(o.health_path, "/health");
+}
+
+static void test_flags_parsed_both_forms(void)
+{
+    xr_options o;
+    char err[256];
+    CHECK_EQ(PARSE(&o, err, "--listen", "127.0.0.1:1", "--listen=[::1]:2",
+                   "--max-message-size", "64M", "--max-output-buffer=512k",
+                   "--ping-interval", "0.5", "--ping-timeout=250ms",
+                   "--max-connections", "7", "--log-level", "debug", "--log-format=json",
+                   "--subprotocol", "a", "--allow-origin", "http://x"), XR_OK);
+    CHECK_EQ(o.n_listen, 2);
+    CHECK_STR(o.listen[1], "[::1]:2");
+    CHECK_EQ(o.max_message_size, 64 << 20);
+    CHECK_EQ(o.max_output_buffer, 512 << 10);
+    CHECK_EQ(o.ping_interval_ms, 500);
+    CHECK_EQ(o.ping_timeout_ms, 250);
+    CHECK_EQ(o.max_connections, 7);
+    CHECK_EQ(o.log_level, XR_LOG_DEBUG);
+    CHECK_EQ(o.log_format, XR_LOG_JSON);
+    CHECK_EQ(o.n_subprotocols, 1);
+    CHECK_EQ(o.n_allowed_origins, 1);
+}
+
+static void test_bad_flags_name_the_flag(void)
+{
+    xr_options o;
+    char err[256];
+    CHECK_EQ(PARSE(&o, err, "--bogus"), XR_EUSAGE);
+    CHECK(strstr(err, "--bogus") != NULL);
+    CHECK_EQ(PARSE(&o, err, "--max-message-size", "lots"), XR_EUSAGE);
+    CHECK(strstr(err, "--max-message-size") && strstr(err, "lots"));
+    CHECK_EQ(PARSE(&o, err, "--ping-interval", "-1"), XR_EUSAGE);
+    CHECK(strstr(err, "--ping-interval") != NULL);
+    CHECK_EQ(PARSE(&o, err, "--listen"), XR_EUSAGE);
+    CHECK(strstr(err, "needs a value") != NULL);
+    CHECK_EQ(PARSE(&o, err, "--listen", "nope"), XR_EUSAGE);
+    CHECK_EQ(PARSE(&o, err, "--listen", "1.2.3.4:99999"), XR_EUSAGE);
+    CHECK_EQ(PARSE(&o, err, "--log-level", "loud"), XR_EUSAGE);
+    CHECK_EQ(PARSE(&o, err, "stray"), XR_EUSAGE);
+    CHECK_EQ(PARSE(&o, err, "--tls-cert", "c.pem"), XR_EUSAGE);
+    CHECK(strstr(err, "--tls-key") != NULL);
+    CHECK_EQ(PARSE(&o, err, "--listen", "wss://127.0.0.1:1"), XR_EUSAGE);
+    CHECK_EQ(PARSE(&o, err, "--max-connections", "0"), XR_EUSAGE);
+    CHECK_EQ(PARSE(&o, err, "--health-path", "health"), XR_EUSAGE);
+    CHECK_EQ(PARSE(&o, err, "--max-message-size", "5G"), XR_EUSAGE);
+}
+
+static void test_help_and_version(void)
+{
+    xr_options o;
+    char err[256];
+    CHECK_EQ(PARSE(&o, err, "--help"), XR_OPTIONS_HELP);
+    CHECK_EQ(PARSE(&o, err, "--listen", ":1", "--version"), XR_OPTIONS_VERSION);
+}
+
+static void test_size_and_duration_units(void)
+{
+    size_t sz;
+    unsigned ms;
+    CHECK_EQ(xr_parse_size("1", &sz), 0); CHECK_EQ(sz, 1);
+    CHECK_EQ(xr_parse_size("1k", &sz), 0); CHECK_EQ(sz, 1024);
+    CHECK_EQ(xr_parse_size("1MiB", &sz), 0); CHECK_EQ(sz, 1 << 20);
+    CHECK_EQ(xr_parse_size("4G", &sz), 0);
+    CHECK_EQ(xr_parse_size("1x", &sz), -1);
+    CHECK_EQ(xr_parse_size("", &sz), -1);
+    CHECK_EQ(xr_parse_size("-1", &sz), -1);
+    CHECK_EQ(xr_parse_duration("20", &ms), 0); CHECK_EQ(ms, 20000);
+    CHECK_EQ(xr_parse_duration("0", &ms), 0); CHECK_EQ(ms, 0);
+    CHECK_EQ(xr_parse_duration("1.5s", &ms), 0); CHECK_EQ(ms, 1500);
+    CHECK_EQ(xr_parse_duration("nan", &ms), -1);
+    CHECK_EQ(xr_parse_duration("1e9", &ms), -1);
+}
+
+static void test_listen_spec_forms(void)
+{
+    char host[64];
+    int port;
+    CHECK_EQ(xr_listen_spec("127.0.0.1:80", 0, host, sizeof host, &port), 0);
+    CHECK_STR(host, "127.0.0.1"); CHECK_EQ(port, 80);
+    CHECK_EQ(xr_listen_spec("[::1]:443", 1, host, sizeof host, &port), 1);
+    CHECK_STR(host, "::1"); CHECK_EQ(port, 443);
+    CHECK_EQ(xr_listen_spec(":0", 0, host, sizeof host, &port), 0);
+    CHECK_STR(host, "");
+    CHECK_EQ(xr_listen_spec("ws://localhost:1", 1, host, sizeof host, &port), 0);
+    CHECK_EQ(xr_listen_spec("wss://localhost:1", 0, host, sizeof host, &port), 1);
+    CHECK_EQ(xr_listen_spec("::1:80", 0, host, sizeof host, &port), -1);
+    CHECK_EQ(xr_listen_spec("host", 0, host, sizeof host, &port), -1);
+}
+
+static void test_server_new_reports_bad_tls_files(void)
+{
+    xr_options o;
+    char err[256];
+    xr_options_init(&o);
+    o.tls_cert = "/nonexistent/cert.pem";
+    o.tls_key = "/nonexistent/key.pem";
+    CHECK(xr_server_new(&o, err, sizeof err) == NULL);
+    CHECK(strstr(err, "/nonexistent/cert.pem") != NULL);
+}
+
+int main(void)
+{
+    RUN(test_defaults);
+    RUN(test_flags_parsed_both_forms);
+    RUN(test_bad_flags_name_the_flag);
+    RUN(test_help_and_version);
+    RUN(test_size_and_duration_units);
+    RUN(test_listen_spec_forms);
+    RUN(test_server_new_reports_bad_tls_files);
+    return tap_done();
+}
