@@ -1,0 +1,352 @@
+"""Helpers for xraptor's integration tests.
+
+Starts the real server binaries on 127.0.0.1 with an OS-chosen port (read
+back from the server's own log line), speaks raw WebSocket over sockets for
+malformed input, and reports each test as a TAP line for automake's
+tap-driver. Every wait is bounded; every server started is killed.
+"""
+import asyncio
+import base64
+import os
+import re
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+ECHO = os.environ.get("XRAPTOR_ECHO", "xraptor-echo")
+TESTSERVER = os.environ.get("XRAPTOR_TESTSERVER", "xraptor-testserver")
+OPENSSL = os.environ.get("XRAPTOR_OPENSSL") or "openssl"
+TEST_TIMEOUT = 60
+
+_servers = []
+
+
+class Server:
+    """A server process listening on 127.0.0.1:<free port>."""
+
+    def __init__(self, *args, binary=None, tls=False, expect_start=True):
+        self.binary = binary or ECHO
+        self.logf = tempfile.NamedTemporaryFile(prefix="xraptor-test-", suffix=".log", delete=False)
+        self.args = [self.binary, "--listen", "127.0.0.1:0", *args]
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=self.logf)
+        _servers.append(self)
+        self.port = None
+        self.tls = tls
+        if expect_start:
+            self.port = self.wait_log(r"listening on wss?://127\.0\.0\.1:(\d+)", 10)
+            self.port = int(self.port.group(1))
+
+    def log(self):
+        with open(self.logf.name, errors="replace") as f:
+            return f.read()
+
+    def wait_log(self, pattern, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(pattern, self.log())
+            if m:
+                return m
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        m = re.search(pattern, self.log())
+        if m:
+            return m
+        raise AssertionError(f"log never matched {pattern!r}; exit={self.proc.poll()} log:\n{self.log()}")
+
+    def url(self, path="/"):
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}{path}"
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout=15):
+        return self.proc.wait(timeout)
+
+    def stop(self, timeout=15):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def remove_log(self):
+        try:
+            os.unlink(self.logf.name)
+        except OSError:
+            pass
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+
+
+# ---- raw WebSocket over sockets ------------------------------------------
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def connect(port, timeout=5, tls_ctx=None):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if tls_ctx:
+        s = tls_ctx.wrap_socket(s, server_hostname="127.0.0.1")
+    return s
+
+
+def recv_until(sock, marker, limit=1 << 16):
+    buf = b""
+    while marker not in buf:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        buf += chunk
+        if len(buf) > limit:
+            break
+    return buf
+
+
+def http_request(port, raw, tls_ctx=None):
+    """Sends raw bytes, returns (status, headers dict lower-cased, body)."""
+    s = connect(port, tls_ctx=tls_ctx)
+    try:
+        s.sendall(raw)
+        data = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except (ConnectionResetError, ssl.SSLError):
+                break
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    return parse_response(data)
+
+
+def parse_response(data):
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    if not lines or not lines[0].startswith("HTTP/1.1 "):
+        raise AssertionError(f"not an HTTP response: {data[:200]!r}")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, body
+
+
+def get(port, path, method="GET", tls_ctx=None):
+    return http_request(port, f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode(), tls_ctx)
+
+
+def upgrade_request(path="/", extra=""):
+    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
+
+
+def ws_open(port, extra="", tls_ctx=None, timeout=5):
+    """A raw WebSocket: returns the socket after a 101."""
+    s = connect(port, timeout=timeout, tls_ctx=tls_ctx)
+    s.sendall(upgrade_request(extra=extra))
+    head = recv_until(s, b"\r\n\r\n")
+    status, headers, rest = parse_response(head)
+    assert status == 101, f"expected 101, got {status}: {head!r}"
+    assert headers["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert rest == b"", "server sent frames before any request"
+    return s
+
+
+def frame(opcode, payload=b"", fin=True, mask=True, rsv=0, length=None):
+    if isinstance(payload, str):
+        payload = payload.encode()
+    n = len(payload) if length is None else length
+    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
+    mbit = 0x80 if mask else 0
+    if n < 126:
+        hdr = struct.pack("!BB", b0, mbit | n)
+    elif n < 65536:
+        hdr = struct.pack("!BBH", b0, mbit | 126, n)
+    else:
+        hdr = struct.pack("!BBQ", b0, mbit | 127, n)
+    if not mask:
+        return hdr + payload
+    key = os.urandom(4)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return hdr + key + masked
+
+
+def close_payload(code, reason=b""):
+    return struct.pack("!H", code) + reason
+
+
+def recv_exact(sock, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError(f"connection closed after {len(buf)} of {n} bytes")
+        buf += chunk
+    return buf
+
+
+def read_frame(sock):
+    """(fin, opcode, payload) of one server frame; server frames are unmasked."""
+    b0, b1 = recv_exact(sock, 2)
+    assert not (b1 & 0x80), "server frame is masked"
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", recv_exact(sock, 2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", recv_exact(sock, 8))[0]
+    return bool(b0 & 0x80), b0 & 0x0F, recv_exact(sock, n)
+
+
+def read_close(sock, skip_data=True):
+    """Reads frames until a close frame; returns (code, reason) or None on EOF."""
+    try:
+        while True:
+            fin, op, payload = read_frame(sock)
+            if op == 8:
+                if len(payload) >= 2:
+                    return struct.unpack("!H", payload[:2])[0], payload[2:].decode()
+                return 1005, ""
+            if not skip_data:
+                raise AssertionError(f"expected a close frame, got opcode {op}")
+    except (EOFError, ConnectionResetError):
+        return None
+
+
+def wait_eof(sock, timeout):
+    """True if the server closes the socket within timeout seconds."""
+    sock.settimeout(timeout)
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except (socket.timeout, TimeoutError):
+        return False
+
+
+def metrics(port, tls_ctx=None):
+    status, _, body = get(port, "/metrics", tls_ctx=tls_ctx)
+    assert status == 200
+    out = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.rpartition(" ")
+            out[k] = float(v)
+    return out
+
+
+def echo_ok(port, tls_ctx=None):
+    """The server still serves: a raw client gets its echo back."""
+    s = ws_open(port, tls_ctx=tls_ctx)
+    try:
+        s.sendall(frame(1, "still alive"))
+        fin, op, payload = read_frame(s)
+        assert (fin, op, payload) == (True, 1, b"still alive"), (fin, op, payload)
+        s.sendall(frame(8, close_payload(1000)))
+        assert read_close(s) == (1000, "")
+    finally:
+        s.close()
+    return True
+
+
+# ---- TLS ------------------------------------------------------------------
+
+def make_cert(dirname, name="cert", cn="127.0.0.1"):
+    cert = os.path.join(dirname, f"{name}.pem")
+    key = os.path.join(dirname, f"{name}-key.pem")
+    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", f"/CN={cn}", "-addext", f"subjectAltName=IP:{cn}",
+                    "-keyout", key, "-out", cert],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cert, key
+
+
+def client_ctx(cafile):
+    ctx = ssl.create_default_context(cafile=cafile)
+    return ctx
+
+
+# ---- running tests ---------------------------------------------------------
+
+_tests = []
+
+
+def test(fn):
+    _tests.append(fn)
+    return fn
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Timeout(f"test exceeded {TEST_TIMEOUT} s")
+
+
+def run():
+    """Runs every @test in order; prints TAP; exits 1 if any failed."""
+    failed = 0
+    signal.signal(signal.SIGALRM, _alarm)
+    only = os.environ.get("XR_TEST")
+    tests = [t for t in _tests if not only or only in t.__name__]
+    for n, fn in enumerate(tests, 1):
+        signal.alarm(TEST_TIMEOUT)
+        try:
+            if asyncio.iscoroutinefunction(fn):
+                asyncio.run(fn())
+            else:
+                fn()
+            ok = True
+        except BaseException:
+            ok = False
+            for line in traceback.format_exc().splitlines():
+                print("# " + line)
+        finally:
+            signal.alarm(0)
+            for s in list(_servers):
+                if not ok:
+                    print("# server log:")
+                    for line in s.log().splitlines()[-20:]:
+                        print("#   " + line)
+                s.kill()
+                s.remove_log()
+            _servers.clear()
+        if not ok:
+            failed += 1
+        print(f"{'ok' if ok else 'not ok'} {n} - {fn.__name__}", flush=True)
+    print(f"1..{len(tests)}")
+    sys.exit(1 if failed else 0)
