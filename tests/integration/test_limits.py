@@ -1,0 +1,155 @@
+"""Limits: connections, output buffers, timeouts, keepalive."""
+import asyncio
+import socket
+import time
+
+import websockets
+
+from xrtest import (TESTSERVER, Server, connect, echo_ok, frame, get, http_request, metrics,
+                    read_close, read_frame, run, test, upgrade_request, wait_eof, ws_open)
+
+
+@test
+def test_max_connections_refused_with_503_others_keep_working():
+    with Server("--max-connections", "2") as srv:
+        a, b = ws_open(srv.port), ws_open(srv.port)
+        status, _, body = http_request(srv.port, upgrade_request())
+        assert status == 503 and b"max_connections" in body, (status, body)
+        # Health stays reachable when full, and the two keep working.
+        assert get(srv.port, "/health")[0] == 200
+        for s in (a, b):
+            s.sendall(frame(1, "ok"))
+            assert read_frame(s) == (True, 1, b"ok")
+        a.close()
+        deadline = time.monotonic() + 5
+        while metrics(srv.port)["xraptor_connections_active"] != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert echo_ok(srv.port)
+        assert metrics(srv.port)["xraptor_connections_refused_total"] == 1
+        b.close()
+
+
+@test
+def test_slow_reader_closed_with_1008_memory_bounded():
+    with Server("--max-output-buffer", "256k", "--close-timeout", "1", binary=TESTSERVER) as srv:
+        rss0 = srv.rss_kib()
+        s = ws_open(srv.port)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        # 4000 x 64 KiB = 250 MiB pushed at a client that reads nothing.
+        s.sendall(frame(1, "flood 4000 65536"))
+        srv.wait_log(r"flood stopped after \d+: limit reached")
+        srv.wait_log(r"on_close code=1008 reason=output buffer exceeds max_output_buffer")
+        assert srv.rss_kib() - rss0 < 16 * 1024, (rss0, srv.rss_kib())
+        # The socket is dropped once the close timeout passes unread.
+        assert wait_eof_or_data_ends(s, 10)
+        assert echo_ok(srv.port)
+        m = metrics(srv.port)
+        assert m["xraptor_slow_reader_closes_total"] == 1
+        assert m['xraptor_closes_total{code="1008"}'] == 1
+        s.close()
+
+
+def wait_eof_or_data_ends(s, timeout):
+    s.settimeout(timeout)
+    try:
+        while s.recv(1 << 20):
+            pass
+        return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+
+@test
+def test_fast_sender_slow_reader_is_paused_not_grown():
+    with Server("--max-output-buffer", "64k") as srv:
+        rss0 = srv.rss_kib()
+        s = ws_open(srv.port)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.setblocking(False)
+        msg = frame(2, b"z" * 16384)
+        sent = 0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and sent < 20000:
+            try:
+                s.send(msg)
+                sent += 1
+            except BlockingIOError:
+                time.sleep(0.01)
+        # TCP pushed back long before 20000 messages went out.
+        assert sent < 20000, sent
+        assert srv.rss_kib() - rss0 < 16 * 1024, (rss0, srv.rss_kib())
+        assert echo_ok(srv.port)
+        s.close()
+
+
+@test
+def test_idle_handshake_and_slowloris_freed_at_timeout():
+    with Server("--handshake-timeout", "1") as srv:
+        idle = connect(srv.port)
+        slow = connect(srv.port)
+        t0 = time.monotonic()
+        req = upgrade_request()
+        i = 0
+        closed = False
+        while time.monotonic() - t0 < 4:
+            try:
+                slow.send(req[i:i + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            i += 1
+            slow.settimeout(0.2)
+            try:
+                if slow.recv(100) == b"":
+                    closed = True
+                    break
+            except socket.timeout:
+                pass
+        assert closed, "slowloris survived the handshake timeout"
+        assert time.monotonic() - t0 < 3
+        assert wait_eof(idle, 3), "idle handshake survived"
+        assert echo_ok(srv.port)
+        assert metrics(srv.port)["xraptor_handshake_failures_total"] >= 2
+
+
+@test
+def test_silent_client_pinged_then_closed_1011():
+    with Server("--ping-interval", "0.3", "--ping-timeout", "0.3") as srv:
+        s = ws_open(srv.port)
+        t0 = time.monotonic()
+        fin, op, payload = read_frame(s)
+        assert op == 9, f"expected a ping, got opcode {op}"
+        code, reason = read_close(s)
+        assert code == 1011 and "ping" in reason, (code, reason)
+        assert time.monotonic() - t0 < 3
+        s.close()
+        m = metrics(srv.port)
+        assert m["xraptor_ping_timeouts_total"] == 1 and m["xraptor_pings_sent_total"] >= 1
+
+
+@test
+async def test_client_that_answers_pings_stays_connected():
+    with Server("--ping-interval", "0.2", "--ping-timeout", "0.3") as srv:
+        async with websockets.connect(srv.url(), ping_interval=None) as ws:
+            await asyncio.sleep(1.5)
+            await ws.send("still here")
+            assert await ws.recv() == "still here"
+        assert metrics(srv.port)["xraptor_pings_sent_total"] >= 3
+
+
+@test
+def test_close_handshake_times_out_on_silent_peer():
+    with Server("--close-timeout", "0.5", binary=TESTSERVER) as srv:
+        s = ws_open(srv.port)
+        s.sendall(frame(1, "close 1000 done"))
+        assert read_close(s) == (1000, "done")
+        # We never answer the close: the server gives up after the timeout.
+        assert wait_eof(s, 3)
+        s.close()
+
+
+if __name__ == "__main__":
+    run()
