@@ -1,0 +1,74 @@
+"""Graceful shutdown: close 1001 to everyone, exit 0, bounded by the drain
+timeout; new connections refused meanwhile."""
+import asyncio
+import signal
+import socket
+import time
+
+import websockets
+
+from xrtest import Server, connect, frame, read_close, run, test, ws_open
+
+
+@test
+async def test_sigterm_sends_1001_to_every_client_and_exits_0():
+    with Server() as srv:
+        clients = [await websockets.connect(srv.url()) for _ in range(20)]
+        srv.signal(signal.SIGTERM)
+        for ws in clients:
+            try:
+                await asyncio.wait_for(ws.recv(), 5)
+                raise AssertionError("expected close")
+            except websockets.ConnectionClosed:
+                pass
+            assert ws.close_code == 1001, ws.close_code
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, srv.wait, 10) == 0
+        assert "stopped" in srv.log()
+
+
+@test
+def test_sigint_with_silent_client_exits_at_drain_timeout():
+    with Server("--drain-timeout", "1", "--close-timeout", "30") as srv:
+        s = ws_open(srv.port)
+        t0 = time.monotonic()
+        srv.signal(signal.SIGINT)
+        assert read_close(s) == (1001, "server shutting down")
+        # We never answer; the drain timeout ends it.
+        assert srv.wait(10) == 0
+        assert 0.8 < time.monotonic() - t0 < 5
+        assert "drain timeout" in srv.log()
+        s.close()
+
+
+@test
+def test_new_connections_refused_while_draining():
+    with Server("--drain-timeout", "3") as srv:
+        s = ws_open(srv.port)
+        srv.signal(signal.SIGTERM)
+        assert read_close(s)[0] == 1001
+        time.sleep(0.1)
+        try:
+            connect(srv.port, timeout=1).close()
+            raise AssertionError("listener still open while draining")
+        except (ConnectionRefusedError, ConnectionResetError):
+            pass
+        s.sendall(frame(8, b"\x03\xe9"))
+        assert srv.wait(10) == 0
+
+
+@test
+def test_second_signal_exits_at_once():
+    with Server("--drain-timeout", "30") as srv:
+        s = ws_open(srv.port)
+        srv.signal(signal.SIGTERM)
+        assert read_close(s)[0] == 1001
+        t0 = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        assert srv.wait(5) == 0
+        assert time.monotonic() - t0 < 3
+        s.close()
+
+
+if __name__ == "__main__":
+    run()
