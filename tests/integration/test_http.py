@@ -67,6 +67,18 @@ def test_paths_are_configurable_and_can_be_disabled():
 
 
 @test
+def test_origin_allow_list_refuses_others_with_403():
+    from xrtest import upgrade_request, echo_ok
+    with Server("--allow-origin", "https://chat.example") as srv:
+        status, _, body = http_request(srv.port, upgrade_request(extra="Origin: https://evil.example\r\n"))
+        assert status == 403 and b"origin" in body, (status, body)
+        status, _, _ = http_request(srv.port, upgrade_request())
+        assert status == 403
+        s = ws_open(srv.port, extra="Origin: https://chat.example\r\n")
+        s.close()
+
+
+@test
 def test_oversized_request_head_gets_431():
     with Server("--max-header-size", "1024") as srv:
         raw = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 2000 + b"\r\n\r\n"
