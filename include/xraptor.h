@@ -41,7 +41,9 @@ enum {
     XR_ECLOSED = -6,  /* connection is closing or closed */
     XR_ELIMIT = -7,   /* a configured limit was reached */
     XR_ESTATE = -8,   /* called at the wrong time */
-    XR_EIO = -9       /* event loop or socket error */
+    XR_EIO = -9,      /* event loop or socket error */
+    XR_EEXIST = -10,  /* already registered */
+    XR_EANTENNA = -11 /* the antenna (broker) refused or is down */
 };
 
 const char *xr_strerror(int err);
@@ -96,6 +98,17 @@ typedef struct xr_options {
 
     const char *health_path;     /* "/health"; NULL or "" disables */
     const char *metrics_path;    /* "/metrics"; NULL or "" disables */
+
+    /* Broker behind channels: "memory://" (default), "redis://host:6379",
+     * … or a path to a module .so. Modules are looked up in antenna_dir
+     * (default: the installed $(libdir)/xraptor, or $XRAPTOR_ANTENNA_PATH). */
+    const char *antenna;
+    const char *antenna_dir;
+    /* Plain GET/HEAD of files under these directories, searched in order
+     * ("/" serves index.html); none by default. */
+    const char *static_dirs[XR_MAX_LIST];
+    size_t n_static_dirs;
+    unsigned room_check_ms;      /* prune dead room members every 7 s */
 } xr_options;
 
 void xr_options_init(xr_options *opts);
@@ -198,6 +211,81 @@ int xr_server_port(const xr_server *srv, size_t n);
 /* Logs through the server's logger (level and format from the options). */
 void xr_server_log(xr_server *srv, xr_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* ---- the X-raptor protocol --------------------------------------------- */
+
+/*
+ * Unless on_message is set (the raw layer), every text message is an
+ * X-raptor request {request_id, payload, header, route, method} and gets
+ * responses {request_id, payload, header, method} (DESIGN section 1).
+ */
+typedef enum { XR_GET = 1, XR_POST = 2, XR_PUT = 4, XR_SUB = 8, XR_UNSUB = 16 } xr_method;
+
+typedef struct xr_request xr_request;
+
+/*
+ * A route handler. It may answer now (xr_reply), later (xr_request_ref,
+ * then xr_reply and xr_request_unref from any later callback), or never.
+ * Returning a negative value makes the server answer {"message": "fail"}
+ * (unless the handler already replied). For SUB the request_id is already a
+ * live channel of this connection when the handler runs; for UNSUB the
+ * channel is closed after the handler's answer.
+ */
+typedef int (*xr_handler)(xr_request *req, void *ud);
+
+/* Registers fn for route and each method bit in methods; one handler per
+ * route and method (XR_EEXIST otherwise). */
+int xr_route(xr_server *srv, const char *route, unsigned methods, xr_handler fn, void *ud);
+
+/* Middleware results. */
+#define XR_NEXT 0  /* go on to the next middleware, then the handler */
+#define XR_DONE 1  /* the middleware answered (or drops the request) */
+
+/*
+ * Runs fn before the handlers of routes matching regex (POSIX extended,
+ * anchored at the start of the route like Python's re.match; NULL for all).
+ * Lower priority runs first; priorities are unique (XR_EEXIST). A negative
+ * return answers {"message": "fail"}.
+ */
+typedef int (*xr_middleware_fn)(xr_request *req, void *ud);
+int xr_middleware(xr_server *srv, int priority, const char *regex,
+                  xr_middleware_fn fn, void *ud);
+
+const char *xr_request_id(const xr_request *req, size_t *len);
+const char *xr_request_route(const xr_request *req);
+xr_method xr_request_method(const xr_request *req);
+const char *xr_request_payload(const xr_request *req, size_t *len);
+/* A header value, or NULL. */
+const char *xr_request_header(const xr_request *req, const char *name);
+/* The connection it came on, or NULL once that has closed. */
+xr_conn *xr_request_conn(const xr_request *req);
+xr_server *xr_request_server(const xr_request *req);
+
+/* Answers with payload (any text, usually JSON) and the request's id and
+ * method. After the client left it does nothing and returns XR_ECLOSED. */
+int xr_reply(xr_request *req, const char *payload, size_t len);
+
+/* Keeps a request (and its strings) alive past the handler's return. */
+xr_request *xr_request_ref(xr_request *req);
+void xr_request_unref(xr_request *req);
+
+/* ---- channels and rooms ------------------------------------------------ */
+
+/* Posts msg to a channel through the antenna: every SUB on that channel, on
+ * any node, receives it. */
+int xr_publish(xr_server *srv, const char *channel, size_t clen,
+               const char *msg, size_t mlen);
+
+/*
+ * Rooms (the Python X-raptor's Broadcast): a message posted to the room's
+ * channel goes to every member channel. The first join subscribes the room,
+ * the last leave unsubscribes it. Members whose channel closes leave all
+ * their rooms; members on other nodes that stopped listening are pruned.
+ */
+int xr_room_join(xr_server *srv, const char *room, const char *member);
+int xr_room_leave(xr_server *srv, const char *room, const char *member);
+/* Members of a room on this node, or 0. */
+size_t xr_room_size(const xr_server *srv, const char *room);
 
 /* ---- connections ------------------------------------------------------ */
 

@@ -39,6 +39,8 @@ struct xr_conn {
     struct evbuffer *msg;         /* fragments of the message being reassembled */
     void *data;
     const char *protocol;
+    struct xr_receiver *receivers;  /* channels this connection SUBscribed */
+    struct xr_handle *handle;     /* weak reference lent to requests */
     xr_ws_decoder dec;
     uint8_t state;
     unsigned tls : 1;
@@ -101,6 +103,12 @@ void xr_conn_free(xr_conn *c)
     }
     xr_server *srv = c->srv;
     notify_close(c, XR_CLOSE_ABNORMAL, NULL, 0);
+    xr_channels_conn_gone(srv, c);
+    if (c->handle) {
+        /* Requests still held by the application now see a closed peer. */
+        c->handle->conn = NULL;
+        xr_handle_release(c->handle);
+    }
     hs_remove(c);
     if (c->prev)
         c->prev->next = c->next;
@@ -206,6 +214,7 @@ static const char *status_text(int status)
     case 200: return "OK";
     case 400: return "Bad Request";
     case 403: return "Forbidden";
+    case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 426: return "Upgrade Required";
     case 431: return "Request Header Fields Too Large";
@@ -262,12 +271,13 @@ static void serve_plain(xr_conn *c, const xr_http_request *req)
     xr_server *srv = c->srv;
     int health = path_is(req, srv->opts.health_path);
     int metrics = !health && path_is(req, srv->opts.metrics_path);
-    if (!health && !metrics) {
+    int head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+    int get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
+    if (!health && !metrics && !srv->opts.n_static_dirs) {
         http_error(c, 426, "this is a WebSocket endpoint: send a GET with Upgrade: websocket");
         return;
     }
-    int head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
-    if (!head && !(req->method_len == 3 && memcmp(req->method, "GET", 3) == 0)) {
+    if (!head && !get) {
         http_error(c, 405, "only GET and HEAD are served here");
         return;
     }
@@ -277,12 +287,18 @@ static void serve_plain(xr_conn *c, const xr_http_request *req)
         return;
     }
     int status = 200;
-    if (health)
+    const char *ctype = "application/json";
+    if (health) {
         xr_health_write(srv, body, &status);
-    else
+    } else if (metrics) {
         xr_metrics_write(srv, body);
-    http_reply(c, status, health ? "application/json" : "text/plain; version=0.0.4; charset=utf-8",
-               NULL, body, head);
+        ctype = "text/plain; version=0.0.4; charset=utf-8";
+    } else if (xr_static_find(srv, req->target, xr_http_path_len(req), body, &ctype) < 0) {
+        evbuffer_free(body);
+        http_error(c, 404, "not found");
+        return;
+    }
+    http_reply(c, status, ctype, "X-Content-Type-Options: nosniff\r\n", body, head);
     evbuffer_free(body);
 }
 
@@ -359,9 +375,11 @@ static void deliver(xr_conn *c, unsigned op, const uint8_t *data, size_t len)
     xr_server *srv = c->srv;
     srv->metrics.messages_in++;
     srv->metrics.bytes_in += len;
+    xr_msg_type type = op == XR_WS_OP_TEXT ? XR_TEXT : XR_BINARY;
     if (srv->handlers.on_message)
-        srv->handlers.on_message(c, op == XR_WS_OP_TEXT ? XR_TEXT : XR_BINARY,
-                                 (const char *)data, len, srv->ud);
+        srv->handlers.on_message(c, type, (const char *)data, len, srv->ud);
+    else
+        xr_proto_dispatch(c, type, (const char *)data, len);
 }
 
 static void on_frame(xr_conn *c, xr_ws_frame *f)
@@ -640,6 +658,51 @@ int xr_conn_close(xr_conn *c, int code, const char *reason)
         return XR_ECLOSED;
     ws_close(c, (unsigned)code, reason, 0);
     return XR_OK;
+}
+
+static void shared_done(const void *data, size_t len, void *arg)
+{
+    (void)data, (void)len;
+    xr_shared_unref(arg);
+}
+
+int xr_conn_send_shared(xr_conn *c, const char *prefix, size_t plen, xr_shared *tail)
+{
+    if (c->state != ST_OPEN || c->closed_cb)
+        return XR_ECLOSED;
+    xr_server *srv = c->srv;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out) > srv->opts.max_output_buffer) {
+        srv->metrics.slow_reader_closes++;
+        ws_close(c, XR_CLOSE_POLICY, "output buffer exceeds max_output_buffer", 1);
+        return XR_ELIMIT;
+    }
+    uint8_t h[XR_WS_MAX_HEADER];
+    size_t hl = xr_ws_header(h, XR_WS_OP_TEXT, 1, plen + tail->len, NULL);
+    /* Header and the small per-receiver prefix are copied; the tail is
+     * referenced, so a fan-out to N receivers holds one copy of it. */
+    if (evbuffer_add(out, h, hl) < 0 || (plen && evbuffer_add(out, prefix, plen) < 0))
+        return XR_ENOMEM;
+    tail->refs++;
+    if (evbuffer_add_reference(out, tail->data, tail->len, shared_done, tail) < 0) {
+        tail->refs--;
+        return XR_ENOMEM;
+    }
+    srv->metrics.messages_out++;
+    srv->metrics.bytes_out += plen + tail->len;
+    return XR_OK;
+}
+
+struct xr_receiver **xr_conn_receivers(xr_conn *c) { return &c->receivers; }
+
+/* Made on the first request; the connection holds one reference. */
+struct xr_handle *xr_conn_handle(xr_conn *c)
+{
+    if (!c->handle && (c->handle = malloc(sizeof *c->handle))) {
+        c->handle->conn = c;
+        c->handle->refs = 1;
+    }
+    return c->handle;
 }
 
 void xr_conn_set_data(xr_conn *c, void *data) { c->data = data; }

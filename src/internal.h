@@ -9,6 +9,9 @@
 #include <openssl/ssl.h>
 
 #include "xraptor.h"
+#include "xraptor/antenna.h"
+#include "map.h"
+#include "protocol.h"
 #include "ws_frame.h"
 
 /* ---- metrics ---- */
@@ -26,7 +29,13 @@ typedef struct xr_metrics {
     uint64_t bytes_in, bytes_out;   /* message payload bytes */
     uint64_t pings_sent, ping_timeouts, slow_reader_closes;
     uint64_t closes[XR_CLOSE_SLOTS];/* by the code that closed it */
+    /* protocol: [GET..UNSUB, unknown][outcome] */
+    uint64_t requests[6][4];
+    uint64_t publishes, publish_errors, deliveries, antenna_messages;
+    uint64_t room_pruned;
 } xr_metrics;
+
+enum { XR_OUT_OK, XR_OUT_NOT_REGISTERED, XR_OUT_FAIL, XR_OUT_BAD_REQUEST };
 
 void xr_metrics_close(xr_metrics *m, unsigned code);
 struct evbuffer;
@@ -69,7 +78,37 @@ struct xr_server {
     uint64_t started_ms;
     xr_metrics metrics;
     char error[256];
+
+    /* protocol */
+    xr_map routes;                  /* "route\nMETHOD" -> struct xr_route_entry */
+    struct xr_mw *mws;              /* sorted by priority */
+    size_t n_mws;
+    json_tokener *tok;
+    xr_buf scratch;                 /* responses are built here, then framed */
+
+    /* channels, rooms, antenna */
+    xr_map channels;                /* name -> struct xr_channel (local receivers) */
+    xr_map rooms;                   /* name -> struct xr_room */
+    xr_map memberships;             /* member -> struct xr_membership */
+    xr_map subs;                    /* name -> antenna subscription count */
+    struct event *room_timer;
+    const xr_antenna_ops *antenna;
+    void *antenna_self;
+    void *antenna_dl;
+    xr_antenna_host antenna_host;
+    int antenna_up;
+    char *antenna_url;
 };
+
+/* Bytes shared by many outgoing frames (fan-out): refcounted, immutable. */
+typedef struct xr_shared {
+    unsigned refs;
+    size_t len;
+    char data[];
+} xr_shared;
+
+xr_shared *xr_shared_new(const void *data, size_t len);
+void xr_shared_unref(xr_shared *s);
 
 uint64_t xr_now_ms(void);
 void xr_server_conn_gone(xr_server *srv);
@@ -81,6 +120,41 @@ void xr_conn_drain(xr_conn *c);      /* graceful stop: close 1001 */
 void xr_conn_free(xr_conn *c);
 xr_conn *xr_conn_next(const xr_conn *c);
 void xr_conn_expire_handshakes(xr_server *srv);
+/* One text frame whose payload is prefix then tail (tail shared, not copied). */
+int xr_conn_send_shared(xr_conn *c, const char *prefix, size_t plen, xr_shared *tail);
+struct xr_receiver **xr_conn_receivers(xr_conn *c);
+struct xr_handle *xr_conn_handle(xr_conn *c);
+
+/* ---- protocol, channels, antenna ---- */
+
+/* A weak reference to a connection: requests that outlive it see NULL. */
+struct xr_handle {
+    xr_conn *conn;
+    unsigned refs;
+};
+
+/* Fills body with the file for a request path; 0, or -1 when none. */
+int xr_static_find(const xr_server *srv, const char *path, size_t len,
+                   struct evbuffer *body, const char **ctype);
+
+void xr_proto_dispatch(xr_conn *c, xr_msg_type type, const char *data, size_t len);
+void xr_router_free(xr_server *srv);
+void xr_handle_release(struct xr_handle *h);
+
+int xr_channel_open(xr_server *srv, xr_conn *c, const char *name, size_t len);
+void xr_channel_close(xr_server *srv, xr_conn *c, const char *name, size_t len);
+void xr_channels_conn_gone(xr_server *srv, xr_conn *c);
+void xr_channels_maps_init(xr_server *srv);
+/* Loads and starts the antenna: done by xr_server_run() unless the server
+ * speaks only the raw layer. */
+int xr_channels_init(xr_server *srv, char *err, size_t errlen);
+void xr_channels_free(xr_server *srv);
+void xr_channels_metrics(const xr_server *srv, struct evbuffer *out);
+
+/* Resolves and loads the module for url; on success fills ops and dl. */
+int xr_antenna_open(const char *url, const char *dir, const xr_antenna_ops **ops,
+                    void **dl, char *err, size_t errlen);
+void xr_antenna_close(void *dl);
 
 /* ---- tls ---- */
 

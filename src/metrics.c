@@ -71,6 +71,26 @@ void xr_metrics_write(const xr_server *srv, struct evbuffer *out)
             evbuffer_add_printf(out, "xraptor_closes_total{code=\"%d\"} %" PRIu64 "\n",
                                 1000 + k, m->closes[k]);
     }
+    static const char *const mnames[6] = {"GET", "POST", "PUT", "SUB", "UNSUB", "unknown"};
+    static const char *const onames[4] = {"ok", "not_registered", "fail", "bad_request"};
+    uint64_t total = 0, errors = 0;
+    for (int i = 0; i < 6; i++)
+        for (int k = 0; k < 4; k++) {
+            total += m->requests[i][k];
+            if (k >= XR_OUT_FAIL)
+                errors += m->requests[i][k];
+        }
+    metric(out, "xraptor_requests_total", "counter", "X-raptor requests received.", total);
+    metric(out, "xraptor_request_errors_total", "counter",
+           "Requests answered with fail or bad_request.", errors);
+    evbuffer_add_printf(out, "# HELP xraptor_requests_by_outcome_total Requests by method and outcome.\n"
+                             "# TYPE xraptor_requests_by_outcome_total counter\n");
+    for (int i = 0; i < 6; i++)
+        for (int k = 0; k < 4; k++)
+            if (m->requests[i][k])
+                evbuffer_add_printf(out, "xraptor_requests_by_outcome_total{method=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
+                                    mnames[i], onames[k], m->requests[i][k]);
+    xr_channels_metrics(srv, out);
     evbuffer_add_printf(out, "# HELP xraptor_uptime_seconds Seconds since the server started.\n"
                              "# TYPE xraptor_uptime_seconds gauge\n"
                              "xraptor_uptime_seconds %.3f\n", uptime(srv));
@@ -79,11 +99,16 @@ void xr_metrics_write(const xr_server *srv, struct evbuffer *out)
 /* A superset of the Python X-raptor's /health, so its probes keep working. */
 void xr_health_write(const xr_server *srv, struct evbuffer *out, int *status)
 {
-    const char *state = srv->draining ? "draining" : "ok";
-    *status = srv->draining ? 503 : 200;
+    /* A raw-layer server has no antenna, so none can be down. */
+    int antenna_down = srv->antenna && !srv->antenna_up;
+    const char *state = srv->draining ? "draining" : antenna_down ? "antenna_down" : "ok";
+    *status = srv->draining || antenna_down ? 503 : 200;
     evbuffer_add_printf(out,
                         "{\"status\":\"%s\",\"uptime_seconds\":%.3f,"
                         "\"active_connections\":%zu,\"pending_connections\":%zu,"
+                        "\"antenna\":{\"scheme\":\"%s\",\"connected\":%s},"
                         "\"version\":\"%s\"}\n",
-                        state, uptime(srv), srv->n_open, srv->n_pending, xr_version());
+                        state, uptime(srv), srv->n_open, srv->n_pending,
+                        srv->antenna && srv->antenna->scheme ? srv->antenna->scheme : "",
+                        srv->antenna && srv->antenna_up ? "true" : "false", xr_version());
 }

@@ -25,6 +25,8 @@ void xr_options_init(xr_options *o)
     o->log_format = XR_LOG_TEXT;
     o->health_path = "/health";
     o->metrics_path = "/metrics";
+    o->antenna = NULL;  /* memory:// */
+    o->room_check_ms = 7000;
 }
 
 int xr_parse_size(const char *s, size_t *out)
@@ -111,6 +113,12 @@ static const flag flags[] = {
     {"allow-origin", F_LIST, OFF(allowed_origins), OFF(n_allowed_origins), XR_MAX_LIST, "ORIGIN", "accept upgrades only from this Origin (repeatable);\nothers get 403"},
     {"health-path", F_STR, OFF(health_path), 0, 0, "PATH", "JSON health endpoint, \"\" disables (/health)"},
     {"metrics-path", F_STR, OFF(metrics_path), 0, 0, "PATH", "Prometheus endpoint, \"\" disables (/metrics)"},
+    {"antenna", F_STR, OFF(antenna), 0, 0, "URL", "broker behind channels: memory:// (default), redis://HOST:PORT,\n"
+     "kafka://HOST:PORT/TOPIC, nats://HOST:PORT, or a module .so"},
+    {"antenna-dir", F_STR, OFF(antenna_dir), 0, 0, "DIR", "where antenna modules are (default: " XR_ANTENNA_DIR ")"},
+    {"room-check-interval", F_TIME, OFF(room_check_ms), 0, 0, "SECS", "ask the antenna which remote room members still\nlisten; 0 disables (7)"},
+    {"static-dir", F_LIST, OFF(static_dirs), OFF(n_static_dirs), XR_MAX_LIST, "DIR",
+     "serve files under DIR on plain GET (repeatable)"},
     {"log-level", F_LEVEL, OFF(log_level), 0, 0, "LEVEL", "error, warn, info or debug (info)"},
     {"log-format", F_FORMAT, OFF(log_format), 0, 0, "FMT", "text or json (text)"},
     {"help", F_HELP, 0, 0, 0, NULL, "show this help and exit"},
@@ -258,6 +266,16 @@ int xr_options_from_args(xr_options *o, int argc, char **argv,
         printf("%s (xraptor) %s\n", prog, xr_version());
         return 0;
     }
+    if (rc == XR_OK && o->antenna) {
+        /* A bad --antenna is a usage error too: refuse it before start-up,
+         * naming the installed modules. */
+        const xr_antenna_ops *ops;
+        void *dl;
+        rc = xr_antenna_open(o->antenna, o->antenna_dir, &ops, &dl,
+                             err, sizeof err);
+        if (rc == XR_OK)
+            xr_antenna_close(dl);
+    }
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", prog, err);
         return 2;
@@ -283,6 +301,8 @@ const char *xr_strerror(int err)
     case XR_ELIMIT: return "limit reached";
     case XR_ESTATE: return "not allowed in this state";
     case XR_EIO: return "I/O error";
+    case XR_EEXIST: return "already registered";
+    case XR_EANTENNA: return "antenna error";
     default: return "unknown error";
     }
 }

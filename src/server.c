@@ -116,12 +116,16 @@ xr_server *xr_server_new(const xr_options *o, char *err, size_t errlen)
     OWN(tls_ciphers);
     OWN(health_path);
     OWN(metrics_path);
+    OWN(antenna);
+    OWN(antenna_dir);
     for (size_t k = 0; k < so->n_listen; k++)
         OWN(listen[k]);
     for (size_t k = 0; k < so->n_subprotocols; k++)
         OWN(subprotocols[k]);
     for (size_t k = 0; k < so->n_allowed_origins; k++)
         OWN(allowed_origins[k]);
+    for (size_t k = 0; k < so->n_static_dirs; k++)
+        OWN(static_dirs[k]);
 #undef OWN
     if (!so->n_listen) {
         so->listen[0] = XR_DEFAULT_LISTEN;
@@ -164,6 +168,8 @@ xr_server *xr_server_new(const xr_options *o, char *err, size_t errlen)
         xr_server_free(srv);
         return NULL;
     }
+    xr_map_init(&srv->routes);
+    xr_channels_maps_init(srv);
     srv->started_ms = xr_now_ms();
     return srv;
 }
@@ -175,6 +181,8 @@ void xr_server_free(xr_server *srv)
     srv->draining = 0; /* no loopexit from the frees below */
     drop_all(srv);
     listeners_free(srv);
+    xr_channels_free(srv);
+    xr_router_free(srv);
     for (int k = 0; k < 3; k++)
         if (srv->signals[k])
             event_free(srv->signals[k]);
@@ -303,6 +311,14 @@ int xr_server_run(xr_server *srv)
     srv->error[0] = '\0';
     if (srv->draining)
         return XR_OK; /* stopped before it started */
+    /* The protocol needs its antenna; a raw-layer server never loads one. */
+    if (!srv->handlers.on_message && !srv->antenna) {
+        int rc = xr_channels_init(srv, srv->error, sizeof srv->error);
+        if (rc < 0) {
+            XR_ERROR(srv, "%s", srv->error);
+            return rc;
+        }
+    }
     /* A peer that vanishes mid-write must give EPIPE, not kill us. */
     signal(SIGPIPE, SIG_IGN);
     for (size_t k = 0; k < srv->opts.n_listen; k++) {

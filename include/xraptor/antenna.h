@@ -77,6 +77,10 @@ typedef struct xr_antenna_ops {
 
     /* 1 while the broker connection is up. */
     int (*connected)(void *self);
+
+    /* Checks a URL's syntax without connecting, so a bad --antenna flag is
+     * refused before start-up. 0, or -1 with the reason in err. */
+    int (*check_url)(const char *url, char *err, size_t errlen);
 } xr_antenna_ops;
 
 /* The one symbol a module exports. */

@@ -1,0 +1,235 @@
+/*
+ * memory:// — the in-process broker. A message published here reaches the
+ * subscribers of this process only, so it serves one node (and the tests);
+ * several nodes need a broker antenna. It is loaded through the same dlopen
+ * path as every other antenna and sees nothing of xraptor but the ABI.
+ *
+ * Delivery is deferred to the next loop iteration through one event: a
+ * handler that publishes never re-enters the host from inside its own call,
+ * and messages keep their publish order.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <xraptor/antenna.h>
+
+#define EXPORT __attribute__((visibility("default")))
+
+typedef struct item {
+    struct item *next;
+    xr_antenna_alive_cb alive_cb;   /* set: an is_alive answer, not a message */
+    void *alive_arg;
+    int alive;
+    size_t clen, mlen;
+    char data[];                    /* channel, then message */
+} item;
+
+typedef struct name {
+    size_t len;
+    char s[];
+} name;
+
+typedef struct memory {
+    xr_antenna_host host;
+    struct event *ev;
+    item *head, *tail;
+    /* Subscribed channel names, sorted (length, then bytes) for bsearch. */
+    name **subs;
+    size_t n_subs, cap_subs;
+} memory;
+
+static int name_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+    if (al != bl)
+        return al < bl ? -1 : 1;
+    return memcmp(a, b, al);
+}
+
+/* Index of the channel, or where it would go (*found = 0). */
+static size_t find(const memory *m, const char *ch, size_t len, int *found)
+{
+    size_t lo = 0, hi = m->n_subs;
+    *found = 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = name_cmp(m->subs[mid]->s, m->subs[mid]->len, ch, len);
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void run(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    memory *m = arg;
+    /* Take the queue as it is now; what handlers publish meanwhile waits for
+     * the next round, so a publish loop cannot starve the server. */
+    item *it = m->head, *next;
+    m->head = m->tail = NULL;
+    for (; it; it = next) {
+        next = it->next;
+        if (it->alive_cb) {
+            it->alive_cb(it->alive, it->alive_arg);
+        } else {
+            int found;
+            find(m, it->data, it->clen, &found);
+            if (found)
+                m->host.message(m->host.host, it->data, it->clen, it->data + it->clen, it->mlen);
+        }
+        free(it);
+    }
+}
+
+static int enqueue(memory *m, item *it)
+{
+    it->next = NULL;
+    if (m->tail)
+        m->tail->next = it;
+    else
+        m->head = it;
+    m->tail = it;
+    event_active(m->ev, EV_TIMEOUT, 0);
+    return 0;
+}
+
+static int check_url(const char *url, char *err, size_t errlen)
+{
+    if (strcmp(url, "memory://") != 0 && strcmp(url, "memory:") != 0) {
+        snprintf(err, errlen, "memory antenna takes no address: use 'memory://', not '%s'", url);
+        return -1;
+    }
+    return 0;
+}
+
+static void *create(struct event_base *base, const char *url, const xr_antenna_host *host,
+                    char *err, size_t errlen)
+{
+    if (check_url(url, err, errlen) < 0)
+        return NULL;
+    memory *m = calloc(1, sizeof *m);
+    if (!m || !(m->ev = event_new(base, -1, 0, run, m))) {
+        free(m);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    m->host = *host;
+    return m;
+}
+
+static void destroy(void *self)
+{
+    memory *m = self;
+    item *it = m->head, *next;
+    for (; it; it = next) {
+        next = it->next;
+        free(it);
+    }
+    for (size_t i = 0; i < m->n_subs; i++)
+        free(m->subs[i]);
+    free(m->subs);
+    event_free(m->ev);
+    free(m);
+}
+
+static int subscribe(void *self, const char *ch, size_t len)
+{
+    memory *m = self;
+    int found;
+    size_t at = find(m, ch, len, &found);
+    if (found)
+        return 0;
+    if (m->n_subs == m->cap_subs) {
+        size_t cap = m->cap_subs ? m->cap_subs * 2 : 64;
+        name **v = realloc(m->subs, cap * sizeof *v);
+        if (!v)
+            return -1;
+        m->subs = v;
+        m->cap_subs = cap;
+    }
+    name *n = malloc(sizeof *n + len);
+    if (!n)
+        return -1;
+    n->len = len;
+    memcpy(n->s, ch, len);
+    memmove(m->subs + at + 1, m->subs + at, (m->n_subs - at) * sizeof *m->subs);
+    m->subs[at] = n;
+    m->n_subs++;
+    return 0;
+}
+
+static int unsubscribe(void *self, const char *ch, size_t len)
+{
+    memory *m = self;
+    int found;
+    size_t at = find(m, ch, len, &found);
+    if (!found)
+        return 0;
+    free(m->subs[at]);
+    memmove(m->subs + at, m->subs + at + 1, (m->n_subs - at - 1) * sizeof *m->subs);
+    m->n_subs--;
+    return 0;
+}
+
+static int publish(void *self, const char *ch, size_t clen, const char *msg, size_t mlen)
+{
+    item *it = malloc(sizeof *it + clen + mlen);
+    if (!it)
+        return -1;
+    it->alive_cb = NULL;
+    it->clen = clen;
+    it->mlen = mlen;
+    memcpy(it->data, ch, clen);
+    if (mlen)
+        memcpy(it->data + clen, msg, mlen);
+    return enqueue(self, it);
+}
+
+/* In one process "anyone listening" is exactly "subscribed here". */
+static int is_alive(void *self, const char *ch, size_t len, xr_antenna_alive_cb done, void *arg)
+{
+    memory *m = self;
+    item *it = malloc(sizeof *it);
+    if (!it)
+        return -1;
+    int found;
+    find(m, ch, len, &found);
+    it->alive_cb = done;
+    it->alive_arg = arg;
+    it->alive = found;
+    return enqueue(m, it);
+}
+
+static int connected(void *self)
+{
+    (void)self;
+    return 1;
+}
+
+static const xr_antenna_ops ops = {
+    .abi = XR_ANTENNA_ABI,
+    .scheme = "memory",
+    .description = "in-process broker: one node only",
+    .create = create,
+    .destroy = destroy,
+    .subscribe = subscribe,
+    .unsubscribe = unsubscribe,
+    .publish = publish,
+    .is_alive = is_alive,
+    .connected = connected,
+    .check_url = check_url,
+};
+
+EXPORT const xr_antenna_ops *xr_antenna_entry(void)
+{
+    return &ops;
+}

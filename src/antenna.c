@@ -1,0 +1,134 @@
+/* Antenna loader: finds the module for a URL's scheme and checks its ABI.
+ * Every antenna, the built-in choice memory:// included, comes through here. */
+#include "internal.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+/* Where to look: the explicit option, else $XRAPTOR_ANTENNA_PATH (a colon
+ * list, for running uninstalled), else the install directory. */
+static const char *search_path(const char *dir)
+{
+    if (dir && *dir)
+        return dir;
+    const char *env = getenv("XRAPTOR_ANTENNA_PATH");
+    return env && *env ? env : XR_ANTENNA_DIR;
+}
+
+/* "memory, redis" from the .so files on the path. */
+static void list_modules(const char *path, char *out, size_t outlen)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    char *copy = strdup(path), *save = NULL;
+    for (char *d = copy ? strtok_r(copy, ":", &save) : NULL; d; d = strtok_r(NULL, ":", &save)) {
+        DIR *dh = opendir(d);
+        struct dirent *de;
+        while (dh && (de = readdir(dh))) {
+            size_t l = strlen(de->d_name);
+            if (l > 3 && strcmp(de->d_name + l - 3, ".so") == 0 && n + l < outlen)
+                n += (size_t)snprintf(out + n, outlen - n, "%s%.*s", n ? ", " : "",
+                                      (int)(l - 3), de->d_name);
+        }
+        if (dh)
+            closedir(dh);
+    }
+    free(copy);
+    if (!n)
+        snprintf(out, outlen, "none");
+}
+
+int xr_antenna_open(const char *url, const char *dir, const xr_antenna_ops **ops,
+                    void **dl, char *err, size_t errlen)
+{
+    const char *path = search_path(dir);
+    char file[1024], scheme[64] = "";
+    const char *sep = strstr(url, "://");
+    size_t ul = strlen(url);
+    if (!sep && ul > 3 && strcmp(url + ul - 3, ".so") == 0) {
+        snprintf(file, sizeof file, "%s", url);  /* a module given by path */
+    } else {
+        size_t sl = sep ? (size_t)(sep - url) : 0;
+        int ok = sl > 0 && sl < sizeof scheme;
+        for (size_t i = 0; ok && i < sl; i++)
+            ok = (url[i] >= 'a' && url[i] <= 'z') || (i && ((url[i] >= '0' && url[i] <= '9') ||
+                                                            url[i] == '+' || url[i] == '-'));
+        if (!ok) {
+            char have[256];
+            list_modules(path, have, sizeof have);
+            snprintf(err, errlen, "--antenna: '%s' is not SCHEME://… or a path to a .so "
+                     "(installed antennas: %s)", url, have);
+            return XR_EUSAGE;
+        }
+        memcpy(scheme, url, sl);
+        scheme[sl] = '\0';
+        /* First directory on the path that has it. */
+        file[0] = '\0';
+        char *copy = strdup(path), *save = NULL;
+        for (char *d = copy ? strtok_r(copy, ":", &save) : NULL; d; d = strtok_r(NULL, ":", &save)) {
+            snprintf(file, sizeof file, "%s/%s.so", d, scheme);
+            if (access(file, R_OK) == 0)
+                break;
+            file[0] = '\0';
+        }
+        free(copy);
+        if (!file[0]) {
+            char have[256];
+            list_modules(path, have, sizeof have);
+            snprintf(err, errlen, "--antenna: no module for '%s://' in %s (installed antennas: %s)",
+                     scheme, path, have);
+            return XR_EUSAGE;
+        }
+    }
+    void *h = dlopen(file, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(err, errlen, "--antenna: cannot load %s: %s", file, dlerror());
+        return XR_EUSAGE;
+    }
+    xr_antenna_entry_fn entry = (xr_antenna_entry_fn)dlsym(h, "xr_antenna_entry");
+    const xr_antenna_ops *o = entry ? entry() : NULL;
+    if (!o) {
+        snprintf(err, errlen, "--antenna: %s is not an xraptor antenna (no xr_antenna_entry)", file);
+        dlclose(h);
+        return XR_EUSAGE;
+    }
+    if (o->abi != XR_ANTENNA_ABI) {
+        snprintf(err, errlen, "--antenna: %s speaks antenna ABI %d, this xraptor speaks %d: "
+                 "rebuild the module against this xraptor", file, o->abi, XR_ANTENNA_ABI);
+        dlclose(h);
+        return XR_EUSAGE;
+    }
+    if (scheme[0] && (!o->scheme || strcmp(o->scheme, scheme) != 0)) {
+        snprintf(err, errlen, "--antenna: %s serves '%s://', not '%s://'", file,
+                 o->scheme ? o->scheme : "?", scheme);
+        dlclose(h);
+        return XR_EUSAGE;
+    }
+    if (!o->create || !o->destroy || !o->subscribe || !o->unsubscribe || !o->publish ||
+        !o->is_alive || !o->connected || !o->check_url) {
+        snprintf(err, errlen, "--antenna: %s leaves required functions out", file);
+        dlclose(h);
+        return XR_EUSAGE;
+    }
+    char uerr[256];
+    if (o->check_url(url, uerr, sizeof uerr) < 0) {
+        snprintf(err, errlen, "--antenna: %s", uerr);
+        dlclose(h);
+        return XR_EUSAGE;
+    }
+    *ops = o;
+    *dl = h;
+    return XR_OK;
+}
+
+void xr_antenna_close(void *dl)
+{
+    if (dl)
+        dlclose(dl);
+}

@@ -1,0 +1,58 @@
+/*
+ * The X-raptor wire format (DESIGN section 1): request JSON in, response JSON
+ * out. Pure: the caller owns the tokener and the output buffer; nothing here
+ * touches a socket.
+ */
+#ifndef XR_PROTOCOL_H
+#define XR_PROTOCOL_H
+
+#include <stddef.h>
+
+#include <json-c/json.h>
+
+/* A growable byte buffer, reused from message to message. */
+typedef struct xr_buf {
+    char *p;
+    size_t len, cap;
+} xr_buf;
+
+int xr_buf_reserve(xr_buf *b, size_t extra);
+int xr_buf_add(xr_buf *b, const void *data, size_t len);
+void xr_buf_free(xr_buf *b);
+/* Appends s as the inside of a JSON string (no quotes). */
+int xr_buf_json_escaped(xr_buf *b, const char *s, size_t len);
+
+typedef struct xr_proto_request {
+    json_object *root;           /* owns every string below */
+    const char *id;              /* NULL when it could not be read */
+    size_t id_len;
+    const char *route;
+    size_t route_len;
+    const char *payload;
+    size_t payload_len;
+    json_object *header;         /* an object of strings */
+    unsigned method;             /* one XR_GET..XR_UNSUB bit */
+} xr_proto_request;
+
+/* Method names as on the wire (upper case) and their bits. */
+unsigned xr_proto_method(const char *name, size_t len);
+const char *xr_proto_method_name(unsigned method);
+
+/*
+ * Parses one request. Returns 0, or -1 with a message saying exactly what is
+ * wrong in err; in both cases r->root must be released with
+ * xr_proto_request_free(), and r->id is set when the id could be read.
+ */
+int xr_proto_parse(json_tokener *tok, const char *data, size_t len,
+                   xr_proto_request *r, char *err, size_t errlen);
+void xr_proto_request_free(xr_proto_request *r);
+
+/*
+ * Appends a response: {"request_id":…,"payload":…,"header":{…},"method":…}.
+ * header_json is a JSON object text ("{}" when NULL).
+ */
+int xr_proto_response(xr_buf *out, const char *id, size_t id_len,
+                      const char *payload, size_t payload_len,
+                      const char *header_json, unsigned method);
+
+#endif

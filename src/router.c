@@ -1,0 +1,303 @@
+/*
+ * The X-raptor request path: parse, middleware chain, route table, handler,
+ * response. Channels opened by SUB and closed by UNSUB live in channels.c.
+ */
+#include "internal.h"
+
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct xr_route_entry {
+    xr_handler fn;
+    void *ud;
+} xr_route_entry;
+
+struct xr_mw {
+    int priority;
+    int has_re;
+    regex_t re;
+    xr_middleware_fn fn;
+    void *ud;
+};
+
+struct xr_request {
+    unsigned refs;
+    int replied;
+    xr_server *srv;
+    struct xr_handle *h;
+    xr_proto_request p;
+};
+
+static const char NOT_REGISTERED[] = "{\"message\": \"Not registered\"}";
+static const char FAIL[] = "{\"message\": \"fail\"}";
+
+/* 0..4 for GET..UNSUB; 5 when the method could not be read. */
+static int method_index(unsigned m)
+{
+    int i = 0;
+    if (!m)
+        return 5;
+    while (m > 1) {
+        m >>= 1;
+        i++;
+    }
+    return i < 5 ? i : 5;
+}
+
+/* "route\nBIT" keys one handler per route and method. */
+static size_t route_key(char *out, size_t cap, const char *route, size_t rlen, unsigned bit)
+{
+    if (rlen + 4 > cap)
+        return 0;
+    memcpy(out, route, rlen);
+    out[rlen] = '\n';
+    out[rlen + 1] = (char)('0' + method_index(bit));
+    return rlen + 2;
+}
+
+int xr_route(xr_server *srv, const char *route, unsigned methods, xr_handler fn, void *ud)
+{
+    if (!srv || !route || !fn || !methods || (methods & ~31u))
+        return XR_EINVAL;
+    size_t rlen = strlen(route);
+    char key[1024];
+    for (unsigned bit = 1; bit <= XR_UNSUB; bit <<= 1) {
+        size_t kl;
+        if ((methods & bit) && (!(kl = route_key(key, sizeof key, route, rlen, bit))))
+            return XR_EINVAL;
+        if ((methods & bit) && xr_map_get(&srv->routes, key, kl))
+            return XR_EEXIST;
+    }
+    for (unsigned bit = 1; bit <= XR_UNSUB; bit <<= 1) {
+        if (!(methods & bit))
+            continue;
+        xr_route_entry *e = malloc(sizeof *e);
+        size_t kl = route_key(key, sizeof key, route, rlen, bit);
+        if (!e || !xr_map_put(&srv->routes, key, kl, e)) {
+            free(e);
+            return XR_ENOMEM;
+        }
+        e->fn = fn;
+        e->ud = ud;
+    }
+    return XR_OK;
+}
+
+int xr_middleware(xr_server *srv, int priority, const char *regex, xr_middleware_fn fn, void *ud)
+{
+    if (!srv || !fn)
+        return XR_EINVAL;
+    for (size_t i = 0; i < srv->n_mws; i++)
+        if (srv->mws[i].priority == priority)
+            return XR_EEXIST;
+    struct xr_mw mw = {.priority = priority, .fn = fn, .ud = ud};
+    if (regex) {
+        /* Anchored at the start, as Python's re.match is. */
+        size_t n = strlen(regex);
+        char *anchored = malloc(n + 4);
+        if (!anchored)
+            return XR_ENOMEM;
+        snprintf(anchored, n + 4, "^(%s)", regex);
+        int rc = regcomp(&mw.re, anchored, REG_EXTENDED | REG_NOSUB);
+        free(anchored);
+        if (rc != 0)
+            return XR_EINVAL;
+        mw.has_re = 1;
+    }
+    struct xr_mw *v = realloc(srv->mws, (srv->n_mws + 1) * sizeof *v);
+    if (!v) {
+        if (mw.has_re)
+            regfree(&mw.re);
+        return XR_ENOMEM;
+    }
+    srv->mws = v;
+    size_t i = srv->n_mws++;
+    while (i > 0 && v[i - 1].priority > priority) {
+        v[i] = v[i - 1];
+        i--;
+    }
+    v[i] = mw;
+    return XR_OK;
+}
+
+void xr_router_free(xr_server *srv)
+{
+    size_t it;
+    for (xr_map_entry *e = xr_map_first(&srv->routes, &it); e; e = xr_map_next(&srv->routes, e, &it))
+        free(e->value);
+    xr_map_clear(&srv->routes);
+    for (size_t i = 0; i < srv->n_mws; i++)
+        if (srv->mws[i].has_re)
+            regfree(&srv->mws[i].re);
+    free(srv->mws);
+    srv->mws = NULL;
+    srv->n_mws = 0;
+    if (srv->tok)
+        json_tokener_free(srv->tok);
+    srv->tok = NULL;
+    xr_buf_free(&srv->scratch);
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+void xr_handle_release(struct xr_handle *h)
+{
+    if (h && --h->refs == 0)
+        free(h);
+}
+
+const char *xr_request_id(const xr_request *r, size_t *len)
+{
+    if (len)
+        *len = r->p.id_len;
+    return r->p.id;
+}
+
+const char *xr_request_route(const xr_request *r) { return r->p.route; }
+xr_method xr_request_method(const xr_request *r) { return (xr_method)r->p.method; }
+xr_server *xr_request_server(const xr_request *r) { return r->srv; }
+xr_conn *xr_request_conn(const xr_request *r) { return r->h ? r->h->conn : NULL; }
+
+const char *xr_request_payload(const xr_request *r, size_t *len)
+{
+    if (len)
+        *len = r->p.payload_len;
+    return r->p.payload;
+}
+
+const char *xr_request_header(const xr_request *r, const char *name)
+{
+    json_object *v;
+    if (!r->p.header || !name || !json_object_object_get_ex(r->p.header, name, &v))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+xr_request *xr_request_ref(xr_request *r)
+{
+    r->refs++;
+    return r;
+}
+
+void xr_request_unref(xr_request *r)
+{
+    if (!r || --r->refs)
+        return;
+    xr_handle_release(r->h);
+    xr_proto_request_free(&r->p);
+    free(r);
+}
+
+static int send_response(xr_server *srv, xr_conn *c, const char *id, size_t id_len,
+                         const char *payload, size_t len, const char *header, unsigned method)
+{
+    srv->scratch.len = 0;
+    if (xr_proto_response(&srv->scratch, id, id_len, payload, len, header, method) < 0)
+        return XR_ENOMEM;
+    return xr_conn_send(c, XR_TEXT, srv->scratch.p, srv->scratch.len);
+}
+
+int xr_reply(xr_request *r, const char *payload, size_t len)
+{
+    if (!r || (len && !payload))
+        return XR_EINVAL;
+    r->replied = 1;
+    xr_conn *c = xr_request_conn(r);
+    if (!c)
+        return XR_ECLOSED;
+    return send_response(r->srv, c, r->p.id, r->p.id_len, payload ? payload : "", len,
+                         NULL, r->p.method);
+}
+
+static void bad_request(xr_server *srv, xr_conn *c, const xr_proto_request *p, const char *why)
+{
+    xr_buf msg = {0};
+    static const char a[] = "{\"message\": \"", b[] = "\"}";
+    srv->metrics.requests[method_index(p->method)][XR_OUT_BAD_REQUEST]++;
+    XR_DEBUG(srv, "bad request: %s", why);
+    if (xr_buf_add(&msg, a, sizeof a - 1) == 0 &&
+        xr_buf_json_escaped(&msg, why, strlen(why)) == 0 &&
+        xr_buf_add(&msg, b, sizeof b - 1) == 0)
+        send_response(srv, c, p->id ? p->id : "", p->id ? p->id_len : 0, msg.p, msg.len,
+                      "{\"error\":\"bad_request\"}", p->method);
+    xr_buf_free(&msg);
+}
+
+/* The outcome of one request, for /metrics and for fail answers. */
+static void outcome(xr_request *r, int out, int answer_fail)
+{
+    r->srv->metrics.requests[method_index(r->p.method)][out]++;
+    if (answer_fail && !r->replied)
+        xr_reply(r, FAIL, sizeof FAIL - 1);
+}
+
+void xr_proto_dispatch(xr_conn *c, xr_msg_type type, const char *data, size_t len)
+{
+    xr_server *srv = xr_conn_server(c);
+    char err[160];
+    if (!srv->tok && !(srv->tok = json_tokener_new_ex(32))) {
+        xr_conn_close(c, XR_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    xr_request *r = calloc(1, sizeof *r);
+    struct xr_handle *h = xr_conn_handle(c);
+    if (!r || !h) {
+        free(r);
+        xr_conn_close(c, XR_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    /* Binary frames may carry requests too, but the answer is text. */
+    if (type == XR_BINARY && !xr_utf8_valid((const uint8_t *)data, len)) {
+        xr_proto_request none = {0};
+        bad_request(srv, c, &none, "request is not UTF-8 text");
+        free(r);
+        return;
+    }
+    if (xr_proto_parse(srv->tok, data, len, &r->p, err, sizeof err) < 0) {
+        bad_request(srv, c, &r->p, err);
+        xr_proto_request_free(&r->p);
+        free(r);
+        return;
+    }
+    r->refs = 1;
+    r->srv = srv;
+    r->h = h;
+    h->refs++;
+
+    for (size_t i = 0; i < srv->n_mws; i++) {
+        struct xr_mw *mw = &srv->mws[i];
+        if (mw->has_re && regexec(&mw->re, r->p.route, 0, NULL, 0) != 0)
+            continue;
+        int rc = mw->fn(r, mw->ud);
+        if (rc == XR_NEXT)
+            continue;
+        outcome(r, rc < 0 ? XR_OUT_FAIL : XR_OUT_OK, rc < 0);
+        xr_request_unref(r);
+        return;
+    }
+
+    char key[1024];
+    size_t kl = route_key(key, sizeof key, r->p.route, r->p.route_len, r->p.method);
+    xr_route_entry *e = kl ? xr_map_get(&srv->routes, key, kl) : NULL;
+    if (!e) {
+        outcome(r, XR_OUT_NOT_REGISTERED, 0);
+        xr_reply(r, NOT_REGISTERED, sizeof NOT_REGISTERED - 1);
+        xr_request_unref(r);
+        return;
+    }
+    /* SUB: the id is a live channel before the handler runs, so nothing
+     * published from inside the handler can be missed. */
+    if (r->p.method == XR_SUB && xr_channel_open(srv, c, r->p.id, r->p.id_len) < 0) {
+        outcome(r, XR_OUT_FAIL, 1);
+        xr_request_unref(r);
+        return;
+    }
+    int rc = e->fn(r, e->ud);
+    outcome(r, rc < 0 ? XR_OUT_FAIL : XR_OUT_OK, rc < 0);
+    xr_conn *still = xr_request_conn(r);
+    if (still && (r->p.method == XR_UNSUB || (r->p.method == XR_SUB && rc < 0)))
+        xr_channel_close(srv, still, r->p.id, r->p.id_len);
+    xr_request_unref(r);
+}
