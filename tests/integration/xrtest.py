@@ -21,6 +21,9 @@ import traceback
 
 ECHO = os.environ.get("XRAPTOR_ECHO", "xraptor-echo")
 TESTSERVER = os.environ.get("XRAPTOR_TESTSERVER", "xraptor-testserver")
+PROTOSERVER = os.environ.get("XRAPTOR_PROTOSERVER", "xraptor-protoserver")
+CHAT = os.environ.get("XRAPTOR_CHAT", "xraptor-chat")
+WEB_DIRS = [d for d in os.environ.get("XRAPTOR_WEB", "").split(":") if d]
 OPENSSL = os.environ.get("XRAPTOR_OPENSSL") or "openssl"
 TEST_TIMEOUT = 60
 
@@ -280,6 +283,28 @@ def echo_ok(port, tls_ctx=None):
     finally:
         s.close()
     return True
+
+
+# ---- the X-raptor protocol ---------------------------------------------------
+
+def request(rid, route, method, payload="", header=None):
+    import json
+    return json.dumps({"request_id": rid, "payload": payload, "header": header or {},
+                       "route": route, "method": method})
+
+
+async def recv_json(ws, timeout=5):
+    import json
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def no_message(ws, wait=0.3):
+    """True if nothing arrives within wait seconds."""
+    try:
+        await asyncio.wait_for(ws.recv(), wait)
+        return False
+    except asyncio.TimeoutError:
+        return True
 
 
 # ---- TLS ------------------------------------------------------------------

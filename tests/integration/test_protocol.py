@@ -1,0 +1,219 @@
+"""The X-raptor wire protocol through the real library: routes, bad
+requests, middleware, SUB/UNSUB channels, rooms, async replies."""
+import asyncio
+import json
+
+import websockets
+
+from xrtest import (PROTOSERVER, Server, metrics, no_message, recv_json, request, run, test)
+
+
+def proto(*args):
+    return Server(*args, binary=PROTOSERVER)
+
+
+@test
+async def test_routes_answer_with_id_and_upper_case_method():
+    with proto() as srv:
+        async with websockets.connect(srv.url()) as ws:
+            for method in ("get", "Post", "PUT"):
+                await ws.send(request("r-" + method, "/echo", method, '{"x": 1}'))
+                r = await recv_json(ws)
+                assert r == {"request_id": "r-" + method, "payload": '{"x": 1}', "header": {},
+                             "method": method.upper()}, r
+
+
+@test
+async def test_unregistered_route_and_method_answer_not_registered():
+    with proto() as srv:
+        async with websockets.connect(srv.url()) as ws:
+            await ws.send(request("a", "/nowhere", "GET"))
+            assert (await recv_json(ws))["payload"] == '{"message": "Not registered"}'
+            await ws.send(request("b", "/fail", "GET"))  # route exists, not for GET
+            r = await recv_json(ws)
+            assert r["payload"] == '{"message": "Not registered"}' and r["method"] == "GET"
+
+
+@test
+async def test_handler_error_answers_fail():
+    with proto() as srv:
+        async with websockets.connect(srv.url()) as ws:
+            await ws.send(request("f1", "/fail", "POST"))
+            r = await recv_json(ws)
+            assert r == {"request_id": "f1", "payload": '{"message": "fail"}', "header": {},
+                         "method": "POST"}, r
+
+
+@test
+async def test_bad_requests_say_what_is_wrong_and_keep_the_connection():
+    good = {"request_id": "id7", "payload": "", "header": {}, "route": "/echo", "method": "GET"}
+    cases = [
+        ("not json at all", "", "not valid JSON"),
+        ('{"request_id": "id7"', "", "not valid JSON"),
+        ("[1, 2]", "", "must be a JSON object"),
+        (json.dumps({k: v for k, v in good.items() if k != "request_id"}), "", "missing field 'request_id'"),
+        (json.dumps({**good, "request_id": 7}), "", "field 'request_id' must be a string"),
+        (json.dumps({k: v for k, v in good.items() if k != "route"}), "id7", "missing field 'route'"),
+        (json.dumps({**good, "payload": {"a": 1}}), "id7", "field 'payload' must be a string"),
+        (json.dumps({**good, "header": []}), "id7", "field 'header' must be an object"),
+        (json.dumps({**good, "header": {"token": 5}}), "id7", "header 'token' must be a string"),
+        (json.dumps({**good, "method": "DELETE"}), "id7", "unknown method 'DELETE'"),
+        (json.dumps(good) + " trailing", "", "not valid JSON"),
+    ]
+    with proto() as srv:
+        async with websockets.connect(srv.url()) as ws:
+            for raw, rid, words in cases:
+                await ws.send(raw)
+                r = await recv_json(ws)
+                assert r["header"] == {"error": "bad_request"}, (raw, r)
+                assert r["request_id"] == rid, (raw, r)
+                assert words in json.loads(r["payload"])["message"], (raw, r)
+            await ws.send(b"\xff\xfe")
+            r = await recv_json(ws)
+            assert "UTF-8" in json.loads(r["payload"])["message"]
+            # Still open, still served.
+            await ws.send(json.dumps(good))
+            assert (await recv_json(ws))["request_id"] == "id7"
+        m = metrics(srv.port)
+        assert m["xraptor_request_errors_total"] == len(cases) + 1, m
+
+
+@test
+async def test_middleware_order_regex_and_short_circuit():
+    with proto() as srv:
+        async with websockets.connect(srv.url()) as ws:
+            await ws.send(request("o", "/order", "GET"))
+            # 10 (all) then 20 (^/ord); 40 "rder" never matches mid-route.
+            assert (await recv_json(ws))["payload"] == "ABH"
+            await ws.send(request("s1", "/api/secret", "GET"))
+            assert (await recv_json(ws))["payload"] == '{"error": "unauthorized"}'
+            await ws.send(request("s2", "/api/secret", "GET", header={"token": "t0ken"}))
+            assert (await recv_json(ws))["payload"] == "secret"
+            await ws.send(request("b", "/boom", "GET"))
+            assert (await recv_json(ws))["payload"] == '{"message": "fail"}'
+
+
+@test
+async def test_several_requests_in_flight_answer_by_id():
+    with proto() as srv:
+        async with websockets.connect(srv.url()) as ws:
+            await ws.send(request("slow", "/later", "POST"))
+            await ws.send(request("fast", "/echo", "POST", "now"))
+            first, second = await recv_json(ws), await recv_json(ws, 3)
+            assert first["request_id"] == "fast" and first["payload"] == "now"
+            assert second["request_id"] == "slow" and second["payload"] == '{"message": "later"}'
+
+
+@test
+async def test_async_reply_after_client_left_is_a_no_op():
+    with proto() as srv:
+        ws = await websockets.connect(srv.url())
+        await ws.send(request("gone", "/later", "POST"))
+        await ws.close()
+        srv.wait_log(r"late reply: connection closed")
+        async with websockets.connect(srv.url()) as ws:
+            await ws.send(request("e", "/echo", "GET", "alive"))
+            assert (await recv_json(ws))["payload"] == "alive"
+
+
+@test
+async def test_sub_then_publish_reaches_client_until_unsub():
+    with proto() as srv:
+        async with websockets.connect(srv.url()) as sub, websockets.connect(srv.url()) as pub:
+            await sub.send(request("chan-1", "/stream", "SUB"))
+            assert (await recv_json(sub))["payload"] == '{"message": "subscribed"}'
+            for i in range(3):
+                await pub.send(request(f"p{i}", "/publish", "POST", f"chan-1|message {i}"))
+                assert (await recv_json(pub))["payload"] == "published"
+            for i in range(3):
+                r = await recv_json(sub)
+                assert r == {"request_id": "chan-1", "payload": f"message {i}", "header": {},
+                             "method": "SUB"}, r
+            await sub.send(request("chan-1", "/stream", "UNSUB"))
+            r = await recv_json(sub)
+            assert r["payload"] == "bye" and r["method"] == "UNSUB"
+            await pub.send(request("p9", "/publish", "POST", "chan-1|after unsub"))
+            await recv_json(pub)
+            assert await no_message(sub)
+            assert metrics(srv.port)["xraptor_channels"] == 0
+
+
+@test
+async def test_disconnect_closes_channels_and_leaves_rooms():
+    with proto() as srv:
+        ws = await websockets.connect(srv.url())
+        for i in range(5):
+            await ws.send(request(f"c{i}", "/stream", "SUB"))
+            await recv_json(ws)
+            await ws.send(request(f"j{i}", "/room/join", "POST", f"room-{i % 2}|c{i}"))
+            assert (await recv_json(ws))["payload"] == "ok"
+        m = metrics(srv.port)
+        assert m["xraptor_channels"] == 5 and m["xraptor_rooms"] == 2, m
+        await ws.close()
+        await asyncio.sleep(0.2)
+        m = metrics(srv.port)
+        assert m["xraptor_channels"] == 0 and m["xraptor_rooms"] == 0, m
+
+
+@test
+async def test_room_delivers_to_members_only_and_prunes_dead_ones():
+    with proto("--room-check-interval", "0.3") as srv:
+        async with websockets.connect(srv.url()) as a, websockets.connect(srv.url()) as b:
+            await a.send(request("ma", "/stream", "SUB")); await recv_json(a)
+            await b.send(request("mb", "/stream", "SUB")); await recv_json(b)
+            for rid, body in (("j1", "lobby|ma"), ("j2", "lobby|mb"), ("j3", "lobby|ghost"),
+                              ("j4", "other|mb")):
+                await a.send(request(rid, "/room/join", "POST", body))
+                assert (await recv_json(a))["payload"] == "ok"
+            await a.send(request("s", "/room/size", "GET", "lobby"))
+            assert (await recv_json(a))["payload"] == "3"
+            await a.send(request("p", "/publish", "POST", "lobby|hello room"))
+            assert (await recv_json(a))["payload"] == "published"
+            ra, rb = await recv_json(a), await recv_json(b)
+            assert ra["request_id"] == "ma" and ra["payload"] == "hello room", ra
+            assert rb["request_id"] == "mb" and rb["payload"] == "hello room", rb
+            # "ghost" has no listener anywhere: pruned by the next check.
+            await asyncio.sleep(1.0)
+            await a.send(request("s2", "/room/size", "GET", "lobby"))
+            assert (await recv_json(a))["payload"] == "2"
+            assert metrics(srv.port)["xraptor_room_members_pruned_total"] == 1
+            await a.send(request("l", "/room/leave", "POST", "lobby|ma"))
+            assert (await recv_json(a))["payload"] == "ok"
+            await a.send(request("p2", "/publish", "POST", "lobby|second"))
+            await recv_json(a)
+            assert (await recv_json(b))["payload"] == "second"
+            assert await no_message(a)
+
+
+@test
+async def test_many_rooms_many_members_each_get_their_room_only():
+    rooms, members = 10, 8
+    with proto() as srv:
+        clients = []
+        for r in range(rooms):
+            for m in range(members):
+                ws = await websockets.connect(srv.url())
+                rid = f"r{r}m{m}"
+                await ws.send(request(rid, "/stream", "SUB")); await recv_json(ws)
+                await ws.send(request("j", "/room/join", "POST", f"room{r}|{rid}"))
+                assert (await recv_json(ws))["payload"] == "ok"
+                clients.append((r, ws))
+        pub = clients[0][1]
+        for r in range(rooms):
+            await pub.send(request(f"p{r}", "/publish", "POST", f"room{r}|to room {r}"))
+        got = 0
+        for r, ws in clients:
+            msgs = []
+            # The publisher also gets one "published" per room.
+            while len(msgs) < (rooms + 1 if ws is pub else 1):
+                msgs.append(await recv_json(ws))
+            sub = [x for x in msgs if x["method"] == "SUB"]
+            assert len(sub) == 1 and sub[0]["payload"] == f"to room {r}", (r, msgs)
+            got += 1
+        assert got == rooms * members
+        for _, ws in clients:
+            await ws.close()
+
+
+if __name__ == "__main__":
+    run()
