@@ -1,0 +1,122 @@
+// xraptor.js — browser client for the X-raptor wire protocol.
+//
+//   import { XRaptor } from "./xraptor.js";
+//   const xr = new XRaptor("ws://127.0.0.1:8765/");
+//   await xr.connect();
+//   const answer = await xr.request("/send_message_to_chat_room", "POST", {chat_id: "1", ...});
+//   const sub = await xr.subscribe("/chat_messages", {chat_id: "1"}, (payload) => ...);
+//   await sub.unsubscribe();
+//
+// Payloads are sent as JSON text (a string is sent as is); answers and
+// channel messages are handed back parsed when they are JSON.
+
+function newId() {
+  if (globalThis.crypto && crypto.randomUUID) return crypto.randomUUID();
+  return Date.now().toString(36) + Math.random().toString(36).slice(2);
+}
+
+function parse(text) {
+  try { return JSON.parse(text); } catch { return text; }
+}
+
+export class XRaptor {
+  constructor(url, { reconnect = true, timeout = 10000 } = {}) {
+    this.url = url;
+    this.reconnect = reconnect;
+    this.timeout = timeout;
+    this.ws = null;
+    this.pending = new Map();   // request_id -> {resolve, reject, timer}
+    this.streams = new Map();   // request_id -> {route, payload, onMessage}
+    this.listeners = { state: [] };
+    this.state = "closed";
+    this.closing = false;
+    this.retry = 0;
+  }
+
+  on(event, fn) { (this.listeners[event] ||= []).push(fn); return this; }
+
+  setState(state) {
+    this.state = state;
+    for (const fn of this.listeners.state) fn(state);
+  }
+
+  connect() {
+    this.closing = false;
+    return new Promise((resolve, reject) => {
+      this.setState("connecting");
+      const ws = new WebSocket(this.url);
+      this.ws = ws;
+      ws.onopen = () => {
+        this.retry = 0;
+        this.setState("open");
+        // Streams survive a reconnect: subscribe them again.
+        for (const [id, s] of this.streams) this.send(id, s.route, "SUB", s.payload);
+        resolve(this);
+      };
+      ws.onmessage = (ev) => this.dispatch(ev.data);
+      ws.onerror = () => { if (this.state === "connecting") reject(new Error("cannot connect to " + this.url)); };
+      ws.onclose = () => {
+        for (const [, p] of this.pending) { clearTimeout(p.timer); p.reject(new Error("connection closed")); }
+        this.pending.clear();
+        this.setState("closed");
+        if (this.reconnect && !this.closing) {
+          const delay = Math.min(10000, 250 * 2 ** this.retry++);
+          setTimeout(() => this.connect().catch(() => {}), delay);
+        }
+      };
+    });
+  }
+
+  close() {
+    this.closing = true;
+    if (this.ws) this.ws.close(1000);
+  }
+
+  dispatch(text) {
+    let msg;
+    try { msg = JSON.parse(text); } catch { return; }
+    const stream = this.streams.get(msg.request_id);
+    if (stream && msg.method === "SUB") { stream.onMessage(parse(msg.payload), msg); return; }
+    const p = this.pending.get(msg.request_id);
+    if (p) {
+      this.pending.delete(msg.request_id);
+      clearTimeout(p.timer);
+      if (msg.header && msg.header.error) p.reject(Object.assign(new Error(parse(msg.payload).message || "bad request"), { response: msg }));
+      else p.resolve(parse(msg.payload));
+    }
+  }
+
+  send(id, route, method, payload, header = {}) {
+    const body = typeof payload === "string" ? payload : JSON.stringify(payload ?? {});
+    this.ws.send(JSON.stringify({ request_id: id, payload: body, header, route, method }));
+  }
+
+  // One request, one answer: a Promise of the parsed payload.
+  request(route, method, payload, header = {}) {
+    const id = newId();
+    return new Promise((resolve, reject) => {
+      if (!this.ws || this.ws.readyState !== WebSocket.OPEN) { reject(new Error("not connected")); return; }
+      const timer = setTimeout(() => { this.pending.delete(id); reject(new Error("timeout")); }, this.timeout);
+      this.pending.set(id, { resolve, reject, timer });
+      this.send(id, route, method, payload, header);
+    });
+  }
+
+  // SUB: every message posted to the stream's channel calls onMessage.
+  async subscribe(route, payload, onMessage, header = {}) {
+    const id = newId();
+    this.streams.set(id, { route, payload, onMessage });
+    this.send(id, route, "SUB", payload, header);
+    return {
+      id,
+      unsubscribe: () => {
+        this.streams.delete(id);
+        return new Promise((resolve, reject) => {
+          const timer = setTimeout(() => { this.pending.delete(id); reject(new Error("timeout")); }, this.timeout);
+          this.pending.set(id, { resolve, reject, timer });
+          this.send(id, route, "UNSUB", payload, header);
+        });
+      },
+    };
+  }
+}

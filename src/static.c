@@ -65,11 +65,17 @@ int xr_static_find(const xr_server *srv, const char *path, size_t len,
         if (fd < 0)
             continue;
         struct stat st;
-        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= XR_STATIC_MAX &&
-            evbuffer_read(body, fd, (int)st.st_size) == (int)st.st_size) {
-            close(fd);
-            *ctype = content_type(rel);
-            return 0;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= XR_STATIC_MAX) {
+            /* evbuffer_read takes at most a few KiB per call. */
+            size_t want = (size_t)st.st_size;
+            int n = 1;
+            while (evbuffer_get_length(body) < want && n > 0)
+                n = evbuffer_read(body, fd, (int)(want - evbuffer_get_length(body)));
+            if (evbuffer_get_length(body) == want) {
+                close(fd);
+                *ctype = content_type(rel);
+                return 0;
+            }
         }
         close(fd);
         evbuffer_drain(body, evbuffer_get_length(body));

@@ -1,0 +1,114 @@
+"""xraptor-chat answers exactly as the Python X-raptor chat example does,
+to a client that speaks only the wire format."""
+import asyncio
+import json
+
+import websockets
+
+from xrtest import CHAT, WEB_DIRS, Server, get, metrics, no_message, recv_json, request, run, test
+
+
+def chat(*args):
+    web = [a for d in WEB_DIRS for a in ("--static-dir", d)]
+    return Server(*web, *args, binary=CHAT)
+
+
+def post(rid, chat_id, client, message):
+    return request(rid, "/send_message_to_chat_room", "POST",
+                   json.dumps({"chat_id": chat_id, "client_id": client, "message": message}))
+
+
+@test
+async def test_two_clients_in_a_room_exchange_messages():
+    with chat() as srv:
+        async with websockets.connect(srv.url()) as ana, websockets.connect(srv.url()) as bia:
+            await ana.send(request("ana-sub", "/chat_messages", "SUB", json.dumps({"chat_id": "42"})))
+            await bia.send(request("bia-sub", "/chat_messages", "SUB", json.dumps({"chat_id": "42"})))
+            # SUB has no answer of its own; wait until both joined.
+            for _ in range(50):
+                if metrics(srv.port)["xraptor_channels"] == 2:
+                    break
+                await asyncio.sleep(0.02)
+            await bia.send(post("m1", "42", "bia", "ol\u00e1 \"ana\""))
+            assert await recv_json(bia) == {"request_id": "m1", "payload": '{"message": "Message sent"}',
+                                            "header": {}, "method": "POST"}
+            for ws, rid in ((ana, "ana-sub"), (bia, "bia-sub")):
+                r = await recv_json(ws)
+                assert r["request_id"] == rid and r["method"] == "SUB" and r["header"] == {}, r
+                assert r["payload"] == '{"origin": "bia", "message": "ol\u00e1 \\"ana\\""}', r["payload"]
+                assert json.loads(r["payload"]) == {"origin": "bia", "message": "ol\u00e1 \"ana\""}
+
+
+@test
+async def test_unsub_says_tchau_and_stops_delivery():
+    with chat() as srv:
+        async with websockets.connect(srv.url()) as ana, websockets.connect(srv.url()) as bia:
+            body = json.dumps({"chat_id": "room"})
+            await ana.send(request("s", "/chat_messages", "SUB", body))
+            await asyncio.sleep(0.1)
+            await ana.send(request("s", "/chat_messages", "UNSUB", body))
+            assert await recv_json(ana) == {"request_id": "s", "payload": '{"message": "tchau!"}',
+                                            "header": {}, "method": "UNSUB"}
+            await bia.send(post("m", "room", "bia", "anyone?"))
+            await recv_json(bia)
+            assert await no_message(ana)
+            assert metrics(srv.port)["xraptor_rooms"] == 0
+
+
+@test
+async def test_bad_payloads_get_fail_never_a_crash():
+    with chat() as srv:
+        async with websockets.connect(srv.url()) as ws:
+            for route, method, payload in (
+                    ("/send_message_to_chat_room", "POST", "not json"),
+                    ("/send_message_to_chat_room", "POST", json.dumps({"chat_id": "1"})),
+                    ("/send_message_to_chat_room", "POST", json.dumps({"chat_id": 1, "client_id": "a", "message": "m"})),
+                    ("/chat_messages", "SUB", "[]"),
+                    ("/chat_messages", "UNSUB", "{}")):
+                await ws.send(request("x", route, method, payload))
+                r = await recv_json(ws)
+                assert r["payload"] == '{"message": "fail"}' and r["method"] == method, r
+            await ws.send(request("y", "/nope", "GET", ""))
+            assert (await recv_json(ws))["payload"] == '{"message": "Not registered"}'
+
+
+@test
+async def test_disconnect_leaves_the_room():
+    with chat() as srv:
+        ws = await websockets.connect(srv.url())
+        await ws.send(request("s", "/chat_messages", "SUB", json.dumps({"chat_id": "r"})))
+        await asyncio.sleep(0.1)
+        assert metrics(srv.port)["xraptor_rooms"] == 1
+        await ws.close()
+        await asyncio.sleep(0.2)
+        m = metrics(srv.port)
+        assert m["xraptor_rooms"] == 0 and m["xraptor_channels"] == 0, m
+
+
+@test
+def test_page_and_client_module_served_from_the_same_port():
+    with chat() as srv:
+        status, headers, body = get(srv.port, "/")
+        assert status == 200 and headers["content-type"].startswith("text/html"), status
+        assert b"xraptor" in body
+        status, headers, body = get(srv.port, "/xraptor.js")
+        assert status == 200 and headers["content-type"].startswith("text/javascript")
+        assert b"export class XRaptor" in body
+        assert get(srv.port, "/../etc/passwd")[0] in (400, 404)
+        assert get(srv.port, "/.hidden")[0] == 404
+        assert get(srv.port, "/missing.html")[0] == 404
+
+
+@test
+def test_bad_antenna_flag_exits_2_listing_modules():
+    import subprocess
+    r = subprocess.run([CHAT, "--antenna", "nosuch://x"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "nosuch" in r.stderr and "memory" in r.stderr, r.stderr
+    r = subprocess.run([CHAT, "--antenna", "memory://extra"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "memory://" in r.stderr, r.stderr
+    r = subprocess.run([CHAT, "--antenna", "not a url"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2, r.stderr
+
+
+if __name__ == "__main__":
+    run()
