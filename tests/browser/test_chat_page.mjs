@@ -1,0 +1,119 @@
+// Two pages of the chat, in headless Chromium, join one room and talk.
+// Prints TAP. Skips (not fails) only when Chromium or playwright-core is
+// absent on a user's machine; CI installs both.
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const chromium = process.env.CHROMIUM || "/usr/bin/chromium";
+const chat = process.env.XRAPTOR_CHAT;
+const webDirs = (process.env.XRAPTOR_WEB || "").split(":").filter(Boolean);
+const shots = process.env.XRAPTOR_ARTIFACTS || join(process.cwd(), "artifacts");
+
+let playwright;
+try {
+  playwright = createRequire(join(here, "package.json"))("playwright-core");
+} catch {
+  console.log("1..0 # SKIP playwright-core not installed (npm install in tests/browser)");
+  process.exit(0);
+}
+if (!existsSync(chromium)) {
+  console.log(`1..0 # SKIP no Chromium at ${chromium} (apt-get install chromium)`);
+  process.exit(0);
+}
+
+let n = 0, failed = 0;
+async function test(name, fn) {
+  n++;
+  try { await fn(); console.log(`ok ${n} - ${name}`); }
+  catch (e) { failed++; console.log(`not ok ${n} - ${name}`); for (const l of String(e.stack || e).split("\n")) console.log("# " + l); }
+}
+
+function startChat() {
+  const logDir = mkdtempSync(join(tmpdir(), "xraptor-browser-"));
+  const args = ["--listen", "127.0.0.1:0", ...webDirs.flatMap((d) => ["--static-dir", d])];
+  const proc = spawn(chat, args, { stdio: ["ignore", "ignore", "pipe"] });
+  let log = "";
+  proc.stderr.on("data", (d) => { log += d; });
+  return new Promise((resolve, reject) => {
+    const deadline = setTimeout(() => reject(new Error("xraptor-chat did not start: " + log)), 10000);
+    const poll = setInterval(() => {
+      const m = /listening on ws:\/\/127\.0\.0\.1:(\d+)/.exec(log);
+      if (m) { clearInterval(poll); clearTimeout(deadline); resolve({ proc, port: Number(m[1]), logDir, log: () => log }); }
+    }, 20);
+  });
+}
+
+const server = await startChat();
+const profile = mkdtempSync(join(tmpdir(), "xraptor-chromium-"));
+const browser = await playwright.chromium.launch({
+  executablePath: chromium,
+  args: ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  timeout: 30000,
+});
+
+try {
+  const base = `http://127.0.0.1:${server.port}/`;
+  const ctx = await browser.newContext();
+  const ana = await ctx.newPage();
+  const bia = await ctx.newPage();
+  for (const p of [ana, bia]) p.setDefaultTimeout(10000);
+
+  await test("page loads and connects", async () => {
+    for (const p of [ana, bia]) {
+      await p.goto(base);
+      await p.waitForSelector("body[data-state=open]");
+    }
+  });
+
+  await test("two pages in one room exchange messages", async () => {
+    for (const [p, name] of [[ana, "ana"], [bia, "bia"]]) {
+      await p.fill("#room", "browser-room");
+      await p.fill("#name", name);
+      await p.click("#join-button");
+      await p.waitForSelector("body[data-joined=browser-room]");
+    }
+    await ana.fill("#text", "hello from ana");
+    await ana.click("#send-button");
+    await bia.waitForSelector("#messages li:has-text('hello from ana')");
+    await ana.waitForSelector("#messages li:has-text('hello from ana')");
+    await bia.fill("#text", "ol\u00e1 <b>ana</b>");
+    await bia.press("#text", "Enter");
+    const li = await ana.waitForSelector("#messages li:has-text('ol\u00e1 <b>ana</b>')");
+    // Shown as text, never as markup.
+    if ((await li.innerHTML()).includes("<b>")) throw new Error("message rendered as HTML");
+    const origin = await li.$eval(".origin", (e) => e.textContent);
+    if (origin !== "bia") throw new Error(`origin ${origin}`);
+  });
+
+  await test("leaving says tchau and stops delivery", async () => {
+    await bia.click("#leave-button");
+    await bia.waitForSelector("#messages li.system:has-text('tchau!')");
+    await ana.fill("#text", "are you there?");
+    await ana.click("#send-button");
+    await ana.waitForSelector("#messages li:has-text('are you there?')");
+    await bia.waitForTimeout(300);
+    if (await bia.$("#messages li:has-text('are you there?')")) throw new Error("delivered after leave");
+  });
+
+  await test("screenshot of the chat written as an artifact", async () => {
+    mkdirSync(shots, { recursive: true });
+    const path = join(shots, "chat.png");
+    await ana.screenshot({ path, fullPage: true });
+    const png = readFileSync(path);
+    if (png.length < 1000 || png.readUInt32BE(0) !== 0x89504e47) throw new Error("no PNG written");
+    console.log(`# screenshot: ${path}`);
+  });
+} finally {
+  await browser.close();
+  server.proc.kill("SIGTERM");
+  rmSync(profile, { recursive: true, force: true });
+  rmSync(server.logDir, { recursive: true, force: true });
+}
+console.log(`1..${n}`);
+process.exit(failed ? 1 : 0);
