@@ -76,17 +76,19 @@ static xr_shared *sub_tail(xr_server *srv, const char *msg, size_t mlen)
 static void deliver(xr_server *srv, xr_channel *ch, xr_shared *tail)
 {
     static const char a[] = "{\"request_id\":\"", b[] = "\",\"payload\":\"";
-    srv->scratch.len = 0;
-    if (xr_buf_add(&srv->scratch, a, sizeof a - 1) < 0 ||
-        xr_buf_json_escaped(&srv->scratch, ch->e->key, ch->e->klen) < 0 ||
-        xr_buf_add(&srv->scratch, b, sizeof b - 1) < 0)
+    /* Its own buffer: a send that closes a slow reader runs the
+     * application's on_close, which may reply and so reuse scratch. */
+    xr_buf *pre = &srv->fanout;
+    pre->len = 0;
+    if (xr_buf_add(pre, a, sizeof a - 1) < 0 ||
+        xr_buf_json_escaped(pre, ch->e->key, ch->e->klen) < 0 ||
+        xr_buf_add(pre, b, sizeof b - 1) < 0)
         return;
-    /* A send may close a slow reader, which removes its receiver: step
-     * ahead before sending. The prefix is copied into each frame. */
+    /* Step ahead before sending; the prefix is copied into each frame. */
     xr_receiver *r = ch->head, *next;
     for (; r; r = next) {
         next = r->next;
-        if (xr_conn_send_shared(r->conn, srv->scratch.p, srv->scratch.len, tail) == XR_OK)
+        if (xr_conn_send_shared(r->conn, pre->p, pre->len, tail) == XR_OK)
             srv->metrics.deliveries++;
     }
 }
@@ -494,6 +496,7 @@ void xr_channels_free(xr_server *srv)
     xr_map_clear(&srv->memberships);
     xr_map_clear(&srv->channels);
     xr_map_clear(&srv->subs);
+    xr_buf_free(&srv->fanout);
     if (srv->room_timer)
         event_free(srv->room_timer);
     srv->room_timer = NULL;

@@ -621,6 +621,20 @@ void xr_conn_drain(xr_conn *c)
 
 /* ---- public ----------------------------------------------------------- */
 
+/* The limit applies to what is already queued, so one message of any allowed
+ * size always fits; a reader that falls further behind is closed (1008). */
+static int slow_reader(xr_conn *c)
+{
+    xr_server *srv = c->srv;
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) <= srv->opts.max_output_buffer)
+        return 0;
+    srv->metrics.slow_reader_closes++;
+    XR_DEBUG(srv, "slow reader: output exceeds max_output_buffer %zu, closing",
+             srv->opts.max_output_buffer);
+    ws_close(c, XR_CLOSE_POLICY, "output buffer exceeds max_output_buffer", 1);
+    return 1;
+}
+
 int xr_conn_send(xr_conn *c, xr_msg_type type, const void *data, size_t len)
 {
     if (!c || (type != XR_TEXT && type != XR_BINARY) || (len && !data))
@@ -630,15 +644,8 @@ int xr_conn_send(xr_conn *c, xr_msg_type type, const void *data, size_t len)
     if (type == XR_TEXT && !xr_utf8_valid(data, len))
         return XR_EINVAL;
     xr_server *srv = c->srv;
-    /* The limit applies to what is already queued, so one message of any
-     * allowed size always fits; a reader that falls further behind goes. */
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > srv->opts.max_output_buffer) {
-        srv->metrics.slow_reader_closes++;
-        XR_DEBUG(srv, "slow reader: output exceeds max_output_buffer %zu, closing",
-                 srv->opts.max_output_buffer);
-        ws_close(c, XR_CLOSE_POLICY, "output buffer exceeds max_output_buffer", 1);
+    if (slow_reader(c))
         return XR_ELIMIT;
-    }
     int rc = write_frame(c, type == XR_TEXT ? XR_WS_OP_TEXT : XR_WS_OP_BINARY, data, len);
     if (rc == XR_OK) {
         srv->metrics.messages_out++;
@@ -672,11 +679,8 @@ int xr_conn_send_shared(xr_conn *c, const char *prefix, size_t plen, xr_shared *
         return XR_ECLOSED;
     xr_server *srv = c->srv;
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (evbuffer_get_length(out) > srv->opts.max_output_buffer) {
-        srv->metrics.slow_reader_closes++;
-        ws_close(c, XR_CLOSE_POLICY, "output buffer exceeds max_output_buffer", 1);
+    if (slow_reader(c))
         return XR_ELIMIT;
-    }
     uint8_t h[XR_WS_MAX_HEADER];
     size_t hl = xr_ws_header(h, XR_WS_OP_TEXT, 1, plen + tail->len, NULL);
     /* Header and the small per-receiver prefix are copied; the tail is

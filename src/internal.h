@@ -85,6 +85,7 @@ struct xr_server {
     size_t n_mws;
     json_tokener *tok;
     xr_buf scratch;                 /* responses are built here, then framed */
+    xr_buf fanout;                  /* per-channel prefix of a SUB delivery */
 
     /* channels, rooms, antenna */
     xr_map channels;                /* name -> struct xr_channel (local receivers) */
