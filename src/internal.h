@@ -2,6 +2,7 @@
 #ifndef XR_INTERNAL_H
 #define XR_INTERNAL_H
 
+#include <regex.h>
 #include <stdarg.h>
 #include <stdint.h>
 
@@ -43,6 +44,14 @@ void xr_metrics_write(const xr_server *srv, struct evbuffer *out);
 void xr_health_write(const xr_server *srv, struct evbuffer *out, int *status);
 
 /* ---- server ---- */
+
+struct xr_mw {
+    int priority;
+    int has_re;
+    regex_t re;             /* anchored at the start of the route */
+    xr_middleware_fn fn;
+    void *ud;
+};
 
 typedef struct xr_listener {
     xr_server *srv;

@@ -14,14 +14,6 @@ typedef struct xr_route_entry {
     void *ud;
 } xr_route_entry;
 
-struct xr_mw {
-    int priority;
-    int has_re;
-    regex_t re;
-    xr_middleware_fn fn;
-    void *ud;
-};
-
 struct xr_request {
     unsigned refs;
     int replied;

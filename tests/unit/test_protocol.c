@@ -1,0 +1,137 @@
+/* The request parser and response writer (pure), and the registries of the
+ * router and rooms through the library's own structures. */
+#include <stdlib.h>
+
+#include <xraptor.h>
+
+#include "../../src/internal.h"
+#include "tap.h"
+
+static int parse(const char *s, xr_proto_request *r, char *err)
+{
+    json_tokener *tok = json_tokener_new_ex(32);
+    int rc = xr_proto_parse(tok, s, strlen(s), r, err, 160);
+    json_tokener_free(tok);
+    return rc;
+}
+
+static void test_request_parsed_and_method_case_insensitive(void)
+{
+    xr_proto_request r;
+    char err[160];
+    CHECK_EQ(parse("{\"request_id\":\"r1\",\"payload\":\"{}\",\"header\":{\"token\":\"t\"},"
+                   "\"route\":\"/x\",\"method\":\"unsub\"}", &r, err), 0);
+    CHECK_EQ(r.method, XR_UNSUB);
+    CHECK_EQ(r.id_len, 2);
+    CHECK_STR(r.route, "/x");
+    xr_proto_request_free(&r);
+}
+
+static void test_bad_requests_explained(void)
+{
+    static const struct { const char *in, *words; int has_id; } cases[] = {
+        {"nope", "not valid JSON", 0},
+        {"\"str\"", "must be a JSON object", 0},
+        {"{}", "missing field 'request_id'", 0},
+        {"{\"request_id\":1}", "must be a string", 0},
+        {"{\"request_id\":\"a\"}", "missing field 'route'", 1},
+        {"{\"request_id\":\"a\",\"route\":\"/\",\"payload\":\"\",\"method\":\"GET\"}", "missing field 'header'", 1},
+        {"{\"request_id\":\"a\",\"route\":\"/\",\"payload\":\"\",\"method\":\"GET\",\"header\":{\"k\":[]}}",
+         "header 'k' must be a string", 1},
+        {"{\"request_id\":\"a\",\"route\":\"/\",\"payload\":\"\",\"method\":\"PATCH\",\"header\":{}}",
+         "unknown method 'PATCH'", 1},
+        {"{\"request_id\":\"a\",\"route\":\"/\",\"payload\":\"\",\"method\":\"GET\",\"header\":{}} x",
+         "data after the object", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        xr_proto_request r;
+        char err[160];
+        CHECK_EQ(parse(cases[i].in, &r, err), -1);
+        if (!strstr(err, cases[i].words))
+            printf("#   case %zu: expected \"%s\" in \"%s\"\n", i, cases[i].words, err), tap_cur_failed = 1;
+        CHECK_EQ(r.id != NULL, cases[i].has_id);
+        xr_proto_request_free(&r);
+    }
+}
+
+static void test_response_escapes_and_upper_cases(void)
+{
+    xr_buf b = {0};
+    CHECK_EQ(xr_proto_response(&b, "i\"d", 3, "a\nb\x01", 4, NULL, XR_SUB), 0);
+    CHECK_EQ(xr_buf_add(&b, "", 1), 0);
+    CHECK_STR(b.p, "{\"request_id\":\"i\\\"d\",\"payload\":\"a\\nb\\u0001\",\"header\":{},\"method\":\"SUB\"}");
+    xr_buf_free(&b);
+}
+
+static int noop(xr_request *r, void *ud) { (void)r; (void)ud; return 0; }
+
+static void test_routes_unique_per_method(void)
+{
+    xr_options o;
+    char err[256];
+    xr_options_init(&o);
+    xr_server *srv = xr_server_new(&o, err, sizeof err);
+    CHECK(srv != NULL);
+    CHECK_EQ(xr_route(srv, "/a", XR_GET | XR_POST, noop, NULL), XR_OK);
+    CHECK_EQ(xr_route(srv, "/a", XR_PUT, noop, NULL), XR_OK);
+    CHECK_EQ(xr_route(srv, "/a", XR_POST, noop, NULL), XR_EEXIST);
+    CHECK_EQ(xr_route(srv, "/a", 0, noop, NULL), XR_EINVAL);
+    CHECK_EQ(xr_route(srv, "/a", 64, noop, NULL), XR_EINVAL);
+    CHECK_EQ(srv->routes.count, 3);
+    xr_server_free(srv);
+}
+
+static void test_middleware_sorted_unique_and_regex_checked(void)
+{
+    xr_options o;
+    char err[256];
+    xr_options_init(&o);
+    xr_server *srv = xr_server_new(&o, err, sizeof err);
+    static const int prio[] = {30, 10, 20, -5};
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ(xr_middleware(srv, prio[i], i == 2 ? "^/api/" : NULL, (xr_middleware_fn)noop, NULL), XR_OK);
+    CHECK_EQ(xr_middleware(srv, 10, NULL, (xr_middleware_fn)noop, NULL), XR_EEXIST);
+    CHECK_EQ(xr_middleware(srv, 99, "(unclosed", (xr_middleware_fn)noop, NULL), XR_EINVAL);
+    CHECK_EQ(srv->n_mws, 4);
+    for (size_t i = 1; i < srv->n_mws; i++)
+        CHECK(srv->mws[i - 1].priority < srv->mws[i].priority);
+    CHECK_EQ(srv->mws[0].priority, -5);
+    xr_server_free(srv);
+}
+
+static void test_room_refcounts_one_subscription_per_name(void)
+{
+    xr_options o;
+    char err[256];
+    xr_options_init(&o);
+    xr_server *srv = xr_server_new(&o, err, sizeof err);
+    /* Rooms need the antenna (normally loaded by xr_server_run). */
+    CHECK_EQ(xr_room_join(srv, "r", "m"), XR_ESTATE);
+    CHECK_EQ(xr_channels_init(srv, err, sizeof err), XR_OK);
+    CHECK_EQ(xr_room_join(srv, "r", "m1"), XR_OK);
+    CHECK_EQ(xr_room_join(srv, "r", "m1"), XR_OK);   /* idempotent */
+    CHECK_EQ(xr_room_join(srv, "r", "m2"), XR_OK);
+    CHECK_EQ(xr_room_join(srv, "q", "m1"), XR_OK);
+    CHECK_EQ(xr_room_size(srv, "r"), 2);
+    CHECK_EQ(srv->subs.count, 2);                      /* "r" and "q" once each */
+    CHECK_EQ((uintptr_t)xr_map_get(&srv->subs, "r", 1), 1);
+    CHECK_EQ(xr_room_leave(srv, "r", "m1"), XR_OK);
+    CHECK_EQ(xr_room_leave(srv, "r", "m1"), XR_EINVAL);
+    CHECK_EQ(xr_room_leave(srv, "r", "m2"), XR_OK);
+    CHECK_EQ(xr_room_size(srv, "r"), 0);
+    CHECK_EQ(srv->rooms.count, 1);                     /* only "q" left open */
+    CHECK_EQ(srv->subs.count, 1);
+    CHECK(xr_map_get(&srv->memberships, "m2", 2) == NULL);
+    xr_server_free(srv);
+}
+
+int main(void)
+{
+    RUN(test_request_parsed_and_method_case_insensitive);
+    RUN(test_bad_requests_explained);
+    RUN(test_response_escapes_and_upper_cases);
+    RUN(test_routes_unique_per_method);
+    RUN(test_middleware_sorted_unique_and_regex_checked);
+    RUN(test_room_refcounts_one_subscription_per_name);
+    return tap_done();
+}
