@@ -460,6 +460,10 @@ int xr_channels_init(xr_server *srv, char *err, size_t errlen)
     srv->antenna_self = srv->antenna->create(srv->base, url, &srv->antenna_host, aerr, sizeof aerr);
     if (!srv->antenna_self) {
         snprintf(err, errlen, "antenna %s: %s", url, aerr);
+        /* Leave no half-loaded antenna behind for a later attempt. */
+        xr_antenna_close(srv->antenna_dl);
+        srv->antenna_dl = NULL;
+        srv->antenna = NULL;
         return XR_EANTENNA;
     }
     srv->antenna_up = srv->antenna->connected(srv->antenna_self);
