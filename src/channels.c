@@ -125,9 +125,14 @@ static void on_antenna_message(void *host, const char *name, size_t clen,
 static void on_antenna_state(void *host, int connected, const char *detail)
 {
     xr_server *srv = host;
-    if (connected != srv->antenna_up)
+    if (connected != srv->antenna_up) {
         xr_log(srv, connected ? XR_LOG_INFO : XR_LOG_WARN, "antenna %s: %s",
                connected ? "connected" : "down", detail ? detail : "");
+        if (connected && srv->antenna_was_up)
+            srv->metrics.antenna_reconnects++;
+        if (connected)
+            srv->antenna_was_up = 1;
+    }
     srv->antenna_up = connected;
 }
 
@@ -467,6 +472,7 @@ int xr_channels_init(xr_server *srv, char *err, size_t errlen)
         return XR_EANTENNA;
     }
     srv->antenna_up = srv->antenna->connected(srv->antenna_self);
+    srv->antenna_was_up = srv->antenna_up;
     srv->room_timer = event_new(srv->base, -1, EV_PERSIST, on_room_timer, srv);
     if (!srv->room_timer || !srv->antenna_url) {
         snprintf(err, errlen, "out of memory");
@@ -483,7 +489,11 @@ void xr_channels_free(xr_server *srv)
 {
     size_t it;
     xr_map_entry *e;
-    /* Connections are gone by now; rooms and memberships may remain. */
+    /* The antenna first: its last callbacks (answers cut short) may still
+     * look rooms up. Connections are gone by now. */
+    if (srv->antenna && srv->antenna_self)
+        srv->antenna->destroy(srv->antenna_self);
+    srv->antenna_self = NULL;
     for (e = xr_map_first(&srv->rooms, &it); e; e = xr_map_next(&srv->rooms, e, &it)) {
         xr_room *room = e->value;
         xr_map_clear(&room->members);
@@ -504,9 +514,6 @@ void xr_channels_free(xr_server *srv)
     if (srv->room_timer)
         event_free(srv->room_timer);
     srv->room_timer = NULL;
-    if (srv->antenna && srv->antenna_self)
-        srv->antenna->destroy(srv->antenna_self);
-    srv->antenna_self = NULL;
     xr_antenna_close(srv->antenna_dl);
     srv->antenna_dl = NULL;
     free(srv->antenna_url);
@@ -531,10 +538,12 @@ void xr_channels_metrics(const xr_server *srv, struct evbuffer *out)
         "# TYPE xraptor_antenna_messages_total counter\nxraptor_antenna_messages_total %llu\n"
         "# HELP xraptor_deliveries_total Channel messages sent to clients.\n"
         "# TYPE xraptor_deliveries_total counter\nxraptor_deliveries_total %llu\n"
+        "# HELP xraptor_antenna_reconnects_total Times the broker connection came back.\n"
+        "# TYPE xraptor_antenna_reconnects_total counter\nxraptor_antenna_reconnects_total %llu\n"
         "# HELP xraptor_room_members_pruned_total Room members removed for no longer listening.\n"
         "# TYPE xraptor_room_members_pruned_total counter\nxraptor_room_members_pruned_total %llu\n",
         srv->channels.count, srv->rooms.count, srv->antenna ? srv->antenna_up : 0,
         (unsigned long long)m->publishes, (unsigned long long)m->publish_errors,
         (unsigned long long)m->antenna_messages, (unsigned long long)m->deliveries,
-        (unsigned long long)m->room_pruned);
+        (unsigned long long)m->antenna_reconnects, (unsigned long long)m->room_pruned);
 }

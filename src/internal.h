@@ -33,7 +33,7 @@ typedef struct xr_metrics {
     /* protocol: [GET..UNSUB, unknown][outcome] */
     uint64_t requests[6][4];
     uint64_t publishes, publish_errors, deliveries, antenna_messages;
-    uint64_t room_pruned;
+    uint64_t room_pruned, antenna_reconnects;
 } xr_metrics;
 
 enum { XR_OUT_OK, XR_OUT_NOT_REGISTERED, XR_OUT_FAIL, XR_OUT_BAD_REQUEST };
@@ -106,7 +106,7 @@ struct xr_server {
     void *antenna_self;
     void *antenna_dl;
     xr_antenna_host antenna_host;
-    int antenna_up;
+    int antenna_up, antenna_was_up;
     char *antenna_url;
 };
 

@@ -1,0 +1,510 @@
+/*
+ * redis:// — channels over Redis pub/sub, wire-compatible with the Python
+ * X-raptor's RedisAntenna: channel names are the raw request_id / room id and
+ * bodies are the posted text, so nodes of both can share one Redis.
+ *
+ * Two connections on the server's libevent loop (hiredis' adapter): one in
+ * subscriber mode carries every channel, the other publishes without
+ * waiting for replies. Either dropping marks the antenna down; both are
+ * re-made with capped exponential back-off and every live channel is
+ * subscribed again.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <xraptor/antenna.h>
+
+#define EXPORT __attribute__((visibility("default")))
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define SUBSCRIBE_BATCH 512
+
+typedef struct config {
+    char host[256];
+    int port;
+    char path[256];          /* unix socket, or "" */
+    char user[128];
+    char password[256];
+    int db;
+} config;
+
+/* Live channels: a chained hash set, needed to subscribe them again after a
+ * reconnect. */
+typedef struct chan {
+    struct chan *next;
+    uint32_t hash;
+    size_t len;
+    char name[];
+} chan;
+
+typedef struct redis {
+    struct event_base *base;
+    xr_antenna_host host;
+    config cfg;
+    redisAsyncContext *sub, *pub;
+    int sub_ready, pub_ready, up;
+    struct event *retry;
+    unsigned backoff_ms;
+    int destroying;
+    chan **slots;
+    size_t n_slots, n_chans;
+} redis;
+
+/* ---- URL ---------------------------------------------------------------- */
+
+static int parse_url(const char *url, config *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    c->port = 6379;
+    if (strncmp(url, "redis://", 8) != 0) {
+        snprintf(err, errlen, "redis antenna: '%s' is not redis://[[user]:password@]host[:port][/db] "
+                 "or redis:///path/to/redis.sock", url);
+        return -1;
+    }
+    if (url[8] == '/') {
+        /* redis:///run/redis/redis.sock: a unix socket, no host. */
+        if (strlen(url + 8) >= sizeof c->path) {
+            snprintf(err, errlen, "redis antenna: socket path too long in '%s'", url);
+            return -1;
+        }
+        strcpy(c->path, url + 8);
+        return 0;
+    }
+    const char *p = url + 8, *at = strrchr(p, '@'), *slash;
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        const char *pw = colon ? colon + 1 : p;
+        size_t ul = colon ? (size_t)(colon - p) : 0, pl = (size_t)(at - pw);
+        if (ul >= sizeof c->user || pl >= sizeof c->password) {
+            snprintf(err, errlen, "redis antenna: credentials too long in URL");
+            return -1;
+        }
+        memcpy(c->user, p, ul);
+        memcpy(c->password, pw, pl);
+        p = at + 1;
+    }
+    slash = strchr(p, '/');
+    size_t hl = slash ? (size_t)(slash - p) : strlen(p);
+    const char *colon = memchr(p, ':', hl);
+    size_t nl = colon ? (size_t)(colon - p) : hl;
+    if (nl == 0 || nl >= sizeof c->host) {
+        snprintf(err, errlen, "redis antenna: no host in '%s' (redis://host:6379)", url);
+        return -1;
+    }
+    memcpy(c->host, p, nl);
+    if (colon) {
+        char *end;
+        long port = strtol(colon + 1, &end, 10);
+        if (end != p + hl || port < 1 || port > 65535) {
+            snprintf(err, errlen, "redis antenna: bad port in '%s'", url);
+            return -1;
+        }
+        c->port = (int)port;
+    }
+    if (slash && slash[1]) {
+        char *end;
+        long db = strtol(slash + 1, &end, 10);
+        if (*end || db < 0 || db > 100000) {
+            snprintf(err, errlen, "redis antenna: bad database number in '%s'", url);
+            return -1;
+        }
+        c->db = (int)db;
+    }
+    return 0;
+}
+
+static int check_url(const char *url, char *err, size_t errlen)
+{
+    config c;
+    return parse_url(url, &c, err, errlen);
+}
+
+/* ---- the channel set ----------------------------------------------------- */
+
+static uint32_t hash(const char *s, size_t n)
+{
+    uint32_t h = 5381;
+    while (n--)
+        h = h * 33 + (uint8_t)*s++;
+    return h;
+}
+
+static chan **chan_find(redis *r, const char *name, size_t len, uint32_t h)
+{
+    chan **p = &r->slots[h % r->n_slots];
+    while (*p && !((*p)->hash == h && (*p)->len == len && memcmp((*p)->name, name, len) == 0))
+        p = &(*p)->next;
+    return p;
+}
+
+static int chan_add(redis *r, const char *name, size_t len)
+{
+    uint32_t h = hash(name, len);
+    if (*chan_find(r, name, len, h))
+        return 0;
+    if (r->n_chans >= r->n_slots) {
+        size_t n = r->n_slots * 2;
+        chan **slots = calloc(n, sizeof *slots);
+        if (!slots)
+            return -1;
+        for (size_t i = 0; i < r->n_slots; i++)
+            for (chan *c = r->slots[i], *next; c; c = next) {
+                next = c->next;
+                c->next = slots[c->hash % n];
+                slots[c->hash % n] = c;
+            }
+        free(r->slots);
+        r->slots = slots;
+        r->n_slots = n;
+    }
+    chan *c = malloc(sizeof *c + len);
+    if (!c)
+        return -1;
+    c->hash = h;
+    c->len = len;
+    memcpy(c->name, name, len);
+    chan **p = &r->slots[h % r->n_slots];
+    c->next = *p;
+    *p = c;
+    r->n_chans++;
+    return 1;
+}
+
+static void chan_del(redis *r, const char *name, size_t len)
+{
+    chan **p = chan_find(r, name, len, hash(name, len));
+    if (*p) {
+        chan *c = *p;
+        *p = c->next;
+        free(c);
+        r->n_chans--;
+    }
+}
+
+/* ---- connections ----------------------------------------------------------- */
+
+static void connect_both(redis *r);
+
+static void set_state(redis *r)
+{
+    int up = r->sub_ready && r->pub_ready;
+    if (up == r->up)
+        return;
+    r->up = up;
+    char detail[300];
+    if (r->cfg.path[0])
+        snprintf(detail, sizeof detail, "redis at %s", r->cfg.path);
+    else
+        snprintf(detail, sizeof detail, "redis at %s:%d", r->cfg.host, r->cfg.port);
+    r->host.state(r->host.host, up, detail);
+}
+
+static void schedule_retry(redis *r)
+{
+    if (r->destroying || evtimer_pending(r->retry, NULL))
+        return;
+    struct timeval tv = {r->backoff_ms / 1000, (r->backoff_ms % 1000) * 1000};
+    evtimer_add(r->retry, &tv);
+    r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
+}
+
+/* Subscriber-mode replies: ["subscribe", ch, n], ["message", ch, body], ... */
+static void on_sub_reply(redisAsyncContext *ac, void *reply, void *arg)
+{
+    (void)ac;
+    redis *r = arg;
+    redisReply *rep = reply;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
+        return;
+    redisReply *kind = rep->element[0], *ch = rep->element[1], *body = rep->element[2];
+    if (kind->type == REDIS_REPLY_STRING && kind->len == 7 && memcmp(kind->str, "message", 7) == 0 &&
+        ch->type == REDIS_REPLY_STRING && body->type == REDIS_REPLY_STRING)
+        r->host.message(r->host.host, ch->str, (size_t)ch->len, body->str, (size_t)body->len);
+}
+
+/* One SUBSCRIBE (or UNSUBSCRIBE) command for up to SUBSCRIBE_BATCH names. */
+static int send_batch(redis *r, const char *verb, const char **names, const size_t *lens, int n)
+{
+    const char *argv[SUBSCRIBE_BATCH + 1];
+    size_t argl[SUBSCRIBE_BATCH + 1];
+    argv[0] = verb;
+    argl[0] = strlen(verb);
+    memcpy(argv + 1, names, (size_t)n * sizeof *names);
+    memcpy(argl + 1, lens, (size_t)n * sizeof *lens);
+    return redisAsyncCommandArgv(r->sub, on_sub_reply, r, n + 1, argv, argl) == REDIS_OK ? 0 : -1;
+}
+
+static void resubscribe_all(redis *r)
+{
+    const char *names[SUBSCRIBE_BATCH];
+    size_t lens[SUBSCRIBE_BATCH];
+    int n = 0;
+    for (size_t i = 0; i < r->n_slots; i++)
+        for (chan *c = r->slots[i]; c; c = c->next) {
+            names[n] = c->name;
+            lens[n++] = c->len;
+            if (n == SUBSCRIBE_BATCH) {
+                send_batch(r, "SUBSCRIBE", names, lens, n);
+                n = 0;
+            }
+        }
+    if (n)
+        send_batch(r, "SUBSCRIBE", names, lens, n);
+}
+
+static void on_auth(redisAsyncContext *ac, void *reply, void *arg)
+{
+    redis *r = arg;
+    redisReply *rep = reply;
+    if (rep && rep->type == REDIS_REPLY_ERROR) {
+        r->host.log(r->host.host, 0, "redis antenna: %s refused: %s",
+                    ac == r->sub ? "subscriber" : "publisher", rep->str);
+        redisAsyncDisconnect(ac);
+    }
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    redis *r = ac->data;
+    if (status != REDIS_OK) {
+        r->host.log(r->host.host, 1, "redis antenna: cannot connect: %s", ac->errstr);
+        /* hiredis frees the context after this callback. */
+        if (ac == r->sub)
+            r->sub = NULL;
+        else
+            r->pub = NULL;
+        schedule_retry(r);
+        return;
+    }
+    redisAsyncContext *c = (redisAsyncContext *)ac;
+    if (r->cfg.password[0]) {
+        if (r->cfg.user[0])
+            redisAsyncCommand(c, on_auth, r, "AUTH %s %s", r->cfg.user, r->cfg.password);
+        else
+            redisAsyncCommand(c, on_auth, r, "AUTH %s", r->cfg.password);
+    }
+    if (ac == r->sub) {
+        r->sub_ready = 1;
+        resubscribe_all(r);
+    } else {
+        if (r->cfg.db)
+            redisAsyncCommand(c, on_auth, r, "SELECT %d", r->cfg.db);
+        r->pub_ready = 1;
+    }
+    if (r->sub_ready && r->pub_ready)
+        r->backoff_ms = BACKOFF_MIN_MS;
+    set_state(r);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    redis *r = ac->data;
+    if (ac == r->sub) {
+        r->sub = NULL;
+        r->sub_ready = 0;
+    } else {
+        r->pub = NULL;
+        r->pub_ready = 0;
+    }
+    if (r->destroying)
+        return;
+    if (status != REDIS_OK)
+        r->host.log(r->host.host, 1, "redis antenna: connection lost: %s", ac->errstr);
+    /* One gone means both are re-made: simpler than half a cluster view. */
+    if (ac == r->sub && r->pub)
+        redisAsyncDisconnect(r->pub);
+    else if (ac == r->pub && r->sub)
+        redisAsyncDisconnect(r->sub);
+    set_state(r);
+    schedule_retry(r);
+}
+
+static redisAsyncContext *open_one(redis *r)
+{
+    redisAsyncContext *ac = r->cfg.path[0] ? redisAsyncConnectUnix(r->cfg.path)
+                                           : redisAsyncConnect(r->cfg.host, r->cfg.port);
+    if (!ac)
+        return NULL;
+    if (ac->err) {
+        r->host.log(r->host.host, 1, "redis antenna: cannot connect: %s", ac->errstr);
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    ac->data = r;
+    redisLibeventAttach(ac, r->base);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    return ac;
+}
+
+static void connect_both(redis *r)
+{
+    if (!r->sub)
+        r->sub = open_one(r);
+    if (!r->pub)
+        r->pub = open_one(r);
+    if (!r->sub || !r->pub)
+        schedule_retry(r);
+}
+
+/* Makes whichever connection is missing; one still closing is made again
+ * by the retry its own disconnect schedules. */
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    connect_both(arg);
+}
+
+/* ---- the ops ------------------------------------------------------------- */
+
+static void *create(struct event_base *base, const char *url, const xr_antenna_host *host,
+                    char *err, size_t errlen)
+{
+    redis *r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (parse_url(url, &r->cfg, err, errlen) < 0) {
+        free(r);
+        return NULL;
+    }
+    r->base = base;
+    r->host = *host;
+    r->backoff_ms = BACKOFF_MIN_MS;
+    r->n_slots = 64;
+    r->slots = calloc(r->n_slots, sizeof *r->slots);
+    r->retry = evtimer_new(base, on_retry, r);
+    if (!r->slots || !r->retry) {
+        free(r->slots);
+        if (r->retry)
+            event_free(r->retry);
+        free(r);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    connect_both(r);
+    return r;
+}
+
+static void destroy(void *self)
+{
+    redis *r = self;
+    r->destroying = 1;
+    /* Free, not disconnect: no callback may run after destroy returns. */
+    if (r->sub)
+        redisAsyncFree(r->sub);
+    if (r->pub)
+        redisAsyncFree(r->pub);
+    event_free(r->retry);
+    for (size_t i = 0; i < r->n_slots; i++)
+        for (chan *c = r->slots[i], *next; c; c = next) {
+            next = c->next;
+            free(c);
+        }
+    free(r->slots);
+    free(r);
+}
+
+static int subscribe(void *self, const char *ch, size_t len)
+{
+    redis *r = self;
+    int fresh = chan_add(r, ch, len);
+    if (fresh < 0)
+        return -1;
+    /* While down it is only remembered: the reconnect subscribes it. */
+    if (fresh && r->sub_ready)
+        return send_batch(r, "SUBSCRIBE", &ch, &len, 1);
+    return 0;
+}
+
+static int unsubscribe(void *self, const char *ch, size_t len)
+{
+    redis *r = self;
+    chan_del(r, ch, len);
+    if (r->sub_ready)
+        return send_batch(r, "UNSUBSCRIBE", &ch, &len, 1);
+    return 0;
+}
+
+static int publish(void *self, const char *ch, size_t clen, const char *msg, size_t mlen)
+{
+    redis *r = self;
+    /* Down: fail now rather than queue without bound. */
+    if (!r->pub_ready)
+        return -1;
+    const char *argv[3] = {"PUBLISH", ch, msg};
+    size_t argl[3] = {7, clen, mlen};
+    return redisAsyncCommandArgv(r->pub, NULL, NULL, 3, argv, argl) == REDIS_OK ? 0 : -1;
+}
+
+typedef struct alive_q {
+    xr_antenna_alive_cb done;
+    void *arg;
+} alive_q;
+
+static void on_numsub(redisAsyncContext *ac, void *reply, void *arg)
+{
+    (void)ac;
+    alive_q *q = arg;
+    redisReply *rep = reply;
+    /* ["channel", n]; no answer (connection lost) counts as alive, so a
+     * broker outage never empties rooms. */
+    int alive = 1;
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[1]->type == REDIS_REPLY_INTEGER)
+        alive = rep->element[1]->integer > 0;
+    q->done(alive, q->arg);
+    free(q);
+}
+
+static int is_alive(void *self, const char *ch, size_t len, xr_antenna_alive_cb done, void *arg)
+{
+    redis *r = self;
+    if (!r->pub_ready)
+        return -1;
+    alive_q *q = malloc(sizeof *q);
+    if (!q)
+        return -1;
+    q->done = done;
+    q->arg = arg;
+    const char *argv[3] = {"PUBSUB", "NUMSUB", ch};
+    size_t argl[3] = {6, 6, len};
+    if (redisAsyncCommandArgv(r->pub, on_numsub, q, 3, argv, argl) != REDIS_OK) {
+        free(q);
+        return -1;
+    }
+    return 0;
+}
+
+static int connected(void *self)
+{
+    return ((redis *)self)->up;
+}
+
+static const xr_antenna_ops ops = {
+    .abi = XR_ANTENNA_ABI,
+    .scheme = "redis",
+    .description = "Redis pub/sub (hiredis); shares channels with Python X-raptor nodes",
+    .create = create,
+    .destroy = destroy,
+    .subscribe = subscribe,
+    .unsubscribe = unsubscribe,
+    .publish = publish,
+    .is_alive = is_alive,
+    .connected = connected,
+    .check_url = check_url,
+};
+
+EXPORT const xr_antenna_ops *xr_antenna_entry(void)
+{
+    return &ops;
+}

@@ -1,0 +1,164 @@
+"""Multi-node tests shared by every broker antenna: real xraptor-chat and
+protocol-server processes on different ports sharing one real broker.
+
+A broker test file calls register(make_broker, url) where make_broker()
+starts the broker and returns an object with down(), up() and stop(), and
+url(broker) gives the --antenna URL."""
+import asyncio
+import json
+
+import websockets
+
+from xrtest import (CHAT, PROTOSERVER, Server, health, metrics, no_message, recv_json,
+                    request, test, wait_until)
+
+
+def post(rid, chat_id, client, message):
+    return request(rid, "/send_message_to_chat_room", "POST",
+                   json.dumps({"chat_id": chat_id, "client_id": client, "message": message}))
+
+
+def sub(rid, chat_id, method="SUB"):
+    return request(rid, "/chat_messages", method, json.dumps({"chat_id": chat_id}))
+
+
+def register(make_broker, url):
+    def nodes(broker, n, binary=CHAT, extra=()):
+        out = [Server("--antenna", url(broker), *extra, binary=binary) for _ in range(n)]
+        for s in out:
+            wait_until(lambda: health(s.port)[0] == 200, 15, "antenna connected")
+        return out
+
+    async def joined(node, ws, rid, room, count):
+        await ws.send(sub(rid, room))
+        wait_until(lambda: metrics(node.port)["xraptor_channels"] >= count, 10, "SUB registered")
+
+    @test
+    async def test_room_spans_three_nodes_each_message_once():
+        broker = make_broker()
+        a, b, c = nodes(broker, 3)
+        async with websockets.connect(a.url()) as wa, websockets.connect(b.url()) as wb, \
+                websockets.connect(c.url()) as wc:
+            await joined(a, wa, "on-a", "room", 1)
+            await joined(c, wc, "on-c", "room", 1)
+            await asyncio.sleep(0.3)  # subscriptions reach the broker
+            await wb.send(post("m", "room", "bob", "hello nodes"))
+            assert (await recv_json(wb))["payload"] == '{"message": "Message sent"}'
+            for ws, rid in ((wa, "on-a"), (wc, "on-c")):
+                r = await recv_json(ws, 10)
+                assert r["request_id"] == rid, r
+                assert json.loads(r["payload"]) == {"origin": "bob", "message": "hello nodes"}
+                assert await no_message(ws, 0.5), "delivered twice"
+            assert await no_message(wb, 0.3), "the poster is not in the room"
+
+    @test
+    async def test_unsub_and_disconnect_stop_delivery_across_nodes():
+        broker = make_broker()
+        a, b = nodes(broker, 2)
+        async with websockets.connect(b.url()) as wb:
+            wa = await websockets.connect(a.url())
+            await joined(a, wa, "x", "r1", 1)
+            await asyncio.sleep(0.3)
+            await wb.send(post("p1", "r1", "b", "first"))
+            await recv_json(wb)
+            assert json.loads((await recv_json(wa, 10))["payload"])["message"] == "first"
+            await wa.send(sub("x", "r1", "UNSUB"))
+            assert (await recv_json(wa))["payload"] == '{"message": "tchau!"}'
+            await wb.send(post("p2", "r1", "b", "after unsub"))
+            await recv_json(wb)
+            assert await no_message(wa, 0.7)
+            await joined(a, wa, "y", "r1", 1)
+            await wa.close()
+            wait_until(lambda: metrics(a.port)["xraptor_rooms"] == 0, 10, "room closed on A")
+            await wb.send(post("p3", "r1", "b", "after disconnect"))
+            await recv_json(wb)
+            await asyncio.sleep(0.5)
+            assert metrics(a.port)["xraptor_deliveries_total"] == 1
+
+    @test
+    async def test_ten_thousand_messages_in_order_none_duplicated():
+        broker = make_broker()
+        a, b = nodes(broker, 2)
+        n = 10000
+        async with websockets.connect(a.url(), max_queue=None) as wa, \
+                websockets.connect(b.url(), max_queue=None) as wb:
+            await joined(a, wa, "reader", "firehose", 1)
+            await asyncio.sleep(0.3)
+
+            async def drain_answers():
+                for _ in range(n):
+                    assert (await recv_json(wb, 30))["payload"] == '{"message": "Message sent"}'
+            answers = asyncio.create_task(drain_answers())
+            for i in range(n):
+                await wb.send(post(f"p{i}", "firehose", "b", str(i)))
+            got = []
+            while len(got) < n:
+                r = await recv_json(wa, 30)
+                got.append(int(json.loads(r["payload"])["message"]))
+            await answers
+            assert got == list(range(n)), "out of order or lost"
+            assert await no_message(wa, 0.5), "duplicates"
+
+    @test
+    async def test_broker_loss_reported_and_recovered():
+        broker = make_broker()
+        a, b = nodes(broker, 2)
+        async with websockets.connect(a.url()) as wa, websockets.connect(b.url()) as wb:
+            await joined(a, wa, "keep", "lifeboat", 1)
+            await asyncio.sleep(0.3)
+            broker.down()
+            for node in (a, b):
+                wait_until(lambda: health(node.port)[0] == 503, 15, "503 while the broker is down")
+            status, h = health(a.port)
+            assert h["status"] == "antenna_down" and h["antenna"]["connected"] is False, h
+            assert metrics(a.port)["xraptor_antenna_connected"] == 0
+            # Local traffic goes on: requests are answered, a post fails cleanly.
+            await wb.send(post("lost", "lifeboat", "b", "while down"))
+            assert (await recv_json(wb))["payload"] == '{"message": "fail"}'
+            await wa.send(request("nr", "/nowhere", "GET"))
+            assert (await recv_json(wa))["payload"] == '{"message": "Not registered"}'
+            broker.up()
+            for node in (a, b):
+                wait_until(lambda: health(node.port)[0] == 200, 30, "recovered")
+            assert metrics(a.port)["xraptor_antenna_reconnects_total"] >= 1
+            await asyncio.sleep(0.5)  # subscriptions made again
+
+            async def delivered():
+                await wb.send(post("back", "lifeboat", "b", "after recovery"))
+                assert (await recv_json(wb))["payload"] == '{"message": "Message sent"}'
+                r = await recv_json(wa, 3)
+                return json.loads(r["payload"])["message"] == "after recovery"
+            for _ in range(10):
+                try:
+                    if await delivered():
+                        break
+                except asyncio.TimeoutError:
+                    continue
+            else:
+                raise AssertionError("no delivery after the broker came back")
+
+    @test
+    async def test_remote_member_served_through_broker_and_dead_ones_pruned():
+        broker = make_broker()
+        a, b = nodes(broker, 2, binary=PROTOSERVER, extra=("--room-check-interval", "0.5"))
+        async with websockets.connect(a.url()) as wa, websockets.connect(b.url()) as wb:
+            # "far" listens on node B; node A's room holds it and a ghost.
+            await wb.send(request("far", "/stream", "SUB"))
+            await recv_json(wb)
+            await asyncio.sleep(0.3)
+            for rid, body in (("j1", "hall|far"), ("j2", "hall|ghost")):
+                await wa.send(request(rid, "/room/join", "POST", body))
+                assert (await recv_json(wa))["payload"] == "ok"
+
+            async def size():
+                await wa.send(request("s", "/room/size", "GET", "hall"))
+                return (await recv_json(wa))["payload"]
+            for _ in range(60):
+                if await size() == "1":
+                    break
+                await asyncio.sleep(0.1)
+            assert await size() == "1", "ghost not pruned (or far pruned)"
+            await wa.send(request("p", "/publish", "POST", "hall|across the broker"))
+            assert (await recv_json(wa))["payload"] == "published"
+            r = await recv_json(wb, 10)
+            assert r["request_id"] == "far" and r["payload"] == "across the broker", r

@@ -1,0 +1,28 @@
+"""The Redis antenna with a real redis-server: multi-node rooms, order,
+broker loss and recovery (see multinode.py)."""
+import shutil
+
+from multinode import register
+from xrtest import Broker, run, skip_all
+
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+class Redis(Broker):
+    def __init__(self):
+        super().__init__(lambda port: [REDIS, "--port", str(port), "--bind", "127.0.0.1",
+                                       "--save", "", "--appendonly", "no"])
+
+    def down(self):
+        self.stop()
+
+    def up(self):
+        self.start()
+
+
+register(Redis, lambda b: f"redis://127.0.0.1:{b.port}")
+
+if __name__ == "__main__":
+    if not shutil.which(REDIS):
+        skip_all("redis-server not installed (apt-get install redis-server)")
+    run()
