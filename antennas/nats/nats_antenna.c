@@ -1,0 +1,546 @@
+/*
+ * nats:// — channels over NATS subjects (cnats).
+ *
+ * Threads: cnats reads, reconnects and calls back on threads of its own.
+ * Its libevent adapter would move the socket onto our loop, but it needs a
+ * lock-enabled libevent (evthread_use_pthreads before the server's event
+ * base exists), which would put a mutex on every event operation of every
+ * WebSocket connection. So cnats keeps its threads, and every callback it
+ * makes is turned into an item on a mutex-protected queue and a byte on a
+ * pipe; the server's loop drains the queue and only then calls the host.
+ * No cnats thread ever touches xraptor state.
+ *
+ * Subjects: a channel made only of [A-Za-z0-9_-] is "xr.c.<name>"; any
+ * other is "xr.b.<base64url(name)>", since NATS gives '.', '*', '>' and
+ * white space meaning. is_alive is a presence probe: every node answers
+ * requests on "xr.p.<...>" for the channels it subscribes; the server's
+ * "no responders" status, or no answer within 1 s, means nobody listens.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <nats/nats.h>
+#include <xraptor/antenna.h>
+
+#define EXPORT __attribute__((visibility("default")))
+#define PROBE_TIMEOUT_MS 1000
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+enum { IT_MSG, IT_UP, IT_DOWN, IT_PROBE_REPLY };
+
+typedef struct item {
+    struct item *next;
+    int kind;
+    uint64_t seq;            /* IT_PROBE_REPLY */
+    int alive;
+    size_t clen, mlen;
+    char data[];             /* IT_MSG: channel then message */
+} item;
+
+typedef struct chan {
+    struct chan *next;
+    natsSubscription *sub, *probe;
+    size_t len;
+    char name[];
+} chan;
+
+typedef struct probe {
+    struct probe *next;
+    struct nats_ant *owner;
+    uint64_t seq;
+    xr_antenna_alive_cb done;
+    void *arg;
+    struct event *timer;
+} probe;
+
+typedef struct nats_ant {
+    struct event_base *base;
+    xr_antenna_host host;
+    natsOptions *opts;
+    natsConnection *nc;
+    int up;
+    /* cnats threads -> loop */
+    int pipe_fd[2];
+    struct event *wake;
+    pthread_mutex_t mu;
+    item *head, *tail;
+    int closing;
+    /* loop only */
+    chan *chans;             /* few per node in practice: a list is enough */
+    natsInbox *inbox;
+    natsSubscription *inbox_sub;
+    probe *probes;
+    uint64_t seq;
+    char server[256];
+} nats_ant;
+
+/* ---- URL and subjects ------------------------------------------------------ */
+
+static int check_url(const char *url, char *err, size_t errlen)
+{
+    if (strncmp(url, "nats://", 7) != 0 || !url[7] || strlen(url) > 255) {
+        snprintf(err, errlen, "nats antenna: '%s' is not nats://[user:password@]host[:port]", url);
+        return -1;
+    }
+    const char *h = strrchr(url + 7, '@');
+    h = h ? h + 1 : url + 7;
+    const char *colon = strchr(h, ':');
+    if (colon == h || !*h || strchr(h, '/')) {
+        snprintf(err, errlen, "nats antenna: no host in '%s' (nats://host:4222)", url);
+        return -1;
+    }
+    if (colon) {
+        char *end;
+        long port = strtol(colon + 1, &end, 10);
+        if (*end || port < 1 || port > 65535) {
+            snprintf(err, errlen, "nats antenna: bad port in '%s'", url);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static int plain_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-';
+}
+
+/* kind 'c' (channel) or 'p' (presence probe); returns a malloc'd subject. */
+static char *subject(char kind, const char *name, size_t len)
+{
+    int plain = len > 0;
+    for (size_t i = 0; i < len && plain; i++)
+        plain = plain_char(name[i]);
+    char *s = malloc(8 + (len / 3 + 1) * 4 + 1);
+    if (!s)
+        return NULL;
+    char *o = s + sprintf(s, "xr.%c%s.", kind, plain ? "" : "b");
+    if (plain) {
+        memcpy(o, name, len);
+        o += len;
+    } else {
+        const uint8_t *p = (const uint8_t *)name;
+        for (size_t i = 0; i < len; i += 3) {
+            uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0) |
+                         (i + 2 < len ? p[i + 2] : 0);
+            *o++ = b64[v >> 18];
+            *o++ = b64[(v >> 12) & 63];
+            if (i + 1 < len) *o++ = b64[(v >> 6) & 63];
+            if (i + 2 < len) *o++ = b64[v & 63];
+        }
+    }
+    *o = '\0';
+    return s;
+}
+
+/* The channel a message subject names; returns its length in out. */
+static size_t channel_of(const char *subj, char *out, size_t cap)
+{
+    if (strncmp(subj, "xr.c.", 5) == 0) {
+        size_t n = strlen(subj + 5);
+        if (n > cap)
+            return 0;
+        memcpy(out, subj + 5, n);
+        return n;
+    }
+    if (strncmp(subj, "xr.cb.", 6) != 0)
+        return 0;
+    size_t n = 0;
+    uint32_t v = 0;
+    int bits = 0;
+    for (const char *p = subj + 6; *p && n < cap; p++) {
+        const char *q = strchr(b64, *p);
+        if (!q)
+            return 0;
+        v = v << 6 | (uint32_t)(q - b64);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (char)(v >> bits);
+        }
+    }
+    return n;
+}
+
+/* ---- cnats threads: enqueue only ---------------------------------------------- */
+
+static void push(nats_ant *a, item *it)
+{
+    int wake = 0;
+    it->next = NULL;
+    pthread_mutex_lock(&a->mu);
+    if (a->closing) {
+        pthread_mutex_unlock(&a->mu);
+        free(it);
+        return;
+    }
+    if (a->tail)
+        a->tail->next = it;
+    else {
+        a->head = it;
+        wake = 1;
+    }
+    a->tail = it;
+    pthread_mutex_unlock(&a->mu);
+    if (wake) {
+        ssize_t w;
+        do
+            w = write(a->pipe_fd[1], "x", 1);
+        while (w < 0 && errno == EINTR);
+    }
+}
+
+static void push_kind(nats_ant *a, int kind, uint64_t seq, int alive)
+{
+    item *it = calloc(1, sizeof *it);
+    if (it) {
+        it->kind = kind;
+        it->seq = seq;
+        it->alive = alive;
+        push(a, it);
+    }
+}
+
+static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc, (void)sub;
+    nats_ant *a = closure;
+    const char *subj = natsMsg_GetSubject(msg);
+    size_t cap = strlen(subj), mlen = (size_t)natsMsg_GetDataLength(msg);
+    item *it = malloc(sizeof *it + cap + mlen);
+    if (it) {
+        it->kind = IT_MSG;
+        it->clen = channel_of(subj, it->data, cap);
+        it->mlen = mlen;
+        memcpy(it->data + it->clen, natsMsg_GetData(msg), mlen);
+        if (it->clen)
+            push(a, it);
+        else
+            free(it);
+    }
+    natsMsg_Destroy(msg);
+}
+
+/* Answered right here: it touches only NATS, never xraptor. */
+static void on_probe(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)sub, (void)closure;
+    const char *reply = natsMsg_GetReply(msg);
+    if (reply)
+        natsConnection_Publish(nc, reply, "", 0);
+    natsMsg_Destroy(msg);
+}
+
+static void on_inbox(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc, (void)sub;
+    const char *dot = strrchr(natsMsg_GetSubject(msg), '.');
+    /* The server itself answers "no responders" when nobody listens:
+     * a no, at once, rather than a timeout. */
+    if (dot)
+        push_kind(closure, IT_PROBE_REPLY, strtoull(dot + 1, NULL, 10),
+                  !natsMsg_IsNoResponders(msg));
+    natsMsg_Destroy(msg);
+}
+
+static void on_connected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    push_kind(closure, IT_UP, 0, 0);
+}
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    push_kind(closure, IT_DOWN, 0, 0);
+}
+
+static int64_t reconnect_delay(natsConnection *nc, int attempts, void *closure)
+{
+    (void)nc, (void)closure;
+    int64_t ms = BACKOFF_MIN_MS;
+    while (attempts-- > 1 && ms < BACKOFF_MAX_MS)
+        ms *= 2;
+    return ms > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms;
+}
+
+/* ---- the loop ------------------------------------------------------------------- */
+
+static void finish_probe(nats_ant *a, probe *p, int alive)
+{
+    for (probe **pp = &a->probes; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    event_free(p->timer);
+    xr_antenna_alive_cb done = p->done;
+    void *arg = p->arg;
+    free(p);
+    done(alive, arg);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    nats_ant *a = arg;
+    char buf[64];
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+    pthread_mutex_lock(&a->mu);
+    item *it = a->head, *next;
+    a->head = a->tail = NULL;
+    pthread_mutex_unlock(&a->mu);
+    for (; it; it = next) {
+        next = it->next;
+        switch (it->kind) {
+        case IT_MSG:
+            a->host.message(a->host.host, it->data, it->clen, it->data + it->clen, it->mlen);
+            break;
+        case IT_UP:
+        case IT_DOWN:
+            if (a->up != (it->kind == IT_UP)) {
+                a->up = it->kind == IT_UP;
+                a->host.state(a->host.host, a->up, a->server);
+            }
+            break;
+        case IT_PROBE_REPLY:
+            for (probe *p = a->probes; p; p = p->next)
+                if (p->seq == it->seq) {
+                    finish_probe(a, p, it->alive);
+                    break;
+                }
+            break;
+        }
+        free(it);
+    }
+}
+
+static void on_probe_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    probe *p = arg;
+    finish_probe(p->owner, p, 0);
+}
+
+/* ---- the ops -------------------------------------------------------------------- */
+
+static void destroy(void *self);
+
+static void *create(struct event_base *base, const char *url, const xr_antenna_host *host,
+                    char *err, size_t errlen)
+{
+    if (check_url(url, err, errlen) < 0)
+        return NULL;
+    nats_ant *a = calloc(1, sizeof *a);
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    a->base = base;
+    a->host = *host;
+    a->pipe_fd[0] = a->pipe_fd[1] = -1;
+    pthread_mutex_init(&a->mu, NULL);
+    const char *h = strrchr(url + 7, '@');
+    snprintf(a->server, sizeof a->server, "nats at %s", h ? h + 1 : url + 7);
+    if (pipe2(a->pipe_fd, O_NONBLOCK | O_CLOEXEC) != 0 ||
+        !(a->wake = event_new(base, a->pipe_fd[0], EV_READ | EV_PERSIST, on_wake, a)) ||
+        event_add(a->wake, NULL) != 0) {
+        snprintf(err, errlen, "nats antenna: cannot set up its wake-up pipe: %s", strerror(errno));
+        destroy(a);
+        return NULL;
+    }
+    natsStatus s = natsOptions_Create(&a->opts);
+    if (s == NATS_OK) s = natsOptions_SetURL(a->opts, url);
+    if (s == NATS_OK) s = natsOptions_SetName(a->opts, "xraptor");
+    if (s == NATS_OK) s = natsOptions_SetTimeout(a->opts, 2000);
+    if (s == NATS_OK) s = natsOptions_SetAllowReconnect(a->opts, true);
+    if (s == NATS_OK) s = natsOptions_SetMaxReconnect(a->opts, -1);
+    if (s == NATS_OK) s = natsOptions_SetCustomReconnectDelay(a->opts, reconnect_delay, a);
+    if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(a->opts, on_disconnected, a);
+    if (s == NATS_OK) s = natsOptions_SetReconnectedCB(a->opts, on_connected, a);
+    /* Start even when the server is not up yet; it connects later. */
+    if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(a->opts, true, on_connected, a);
+    if (s == NATS_OK) {
+        s = natsConnection_Connect(&a->nc, a->opts);
+        if (s == NATS_OK)
+            push_kind(a, IT_UP, 0, 0);
+        else if (s == NATS_NOT_YET_CONNECTED)
+            s = NATS_OK;
+    }
+    if (s == NATS_OK) s = natsInbox_Create(&a->inbox);
+    if (s == NATS_OK) {
+        char subj[128];
+        snprintf(subj, sizeof subj, "%s.*", (const char *)a->inbox);
+        s = natsConnection_Subscribe(&a->inbox_sub, a->nc, subj, on_inbox, a);
+    }
+    if (s != NATS_OK) {
+        snprintf(err, errlen, "nats antenna: %s", natsStatus_GetText(s));
+        destroy(a);
+        return NULL;
+    }
+    return a;
+}
+
+static void destroy(void *self)
+{
+    nats_ant *a = self;
+    pthread_mutex_lock(&a->mu);
+    a->closing = 1;
+    pthread_mutex_unlock(&a->mu);
+    for (chan *c = a->chans, *next; c; c = next) {
+        next = c->next;
+        natsSubscription_Destroy(c->sub);
+        natsSubscription_Destroy(c->probe);
+        free(c);
+    }
+    natsSubscription_Destroy(a->inbox_sub);
+    if (a->nc) {
+        natsConnection_Close(a->nc);
+        natsConnection_Destroy(a->nc);
+    }
+    natsOptions_Destroy(a->opts);
+    natsInbox_Destroy(a->inbox);
+    /* Questions still open get "alive": never prune on shutdown. */
+    while (a->probes)
+        finish_probe(a, a->probes, 1);
+    for (item *it = a->head, *next; it; it = next) {
+        next = it->next;
+        free(it);
+    }
+    if (a->wake)
+        event_free(a->wake);
+    for (int k = 0; k < 2; k++)
+        if (a->pipe_fd[k] >= 0)
+            close(a->pipe_fd[k]);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}
+
+static chan **find(nats_ant *a, const char *name, size_t len)
+{
+    chan **p = &a->chans;
+    while (*p && !((*p)->len == len && memcmp((*p)->name, name, len) == 0))
+        p = &(*p)->next;
+    return p;
+}
+
+static int subscribe(void *self, const char *name, size_t len)
+{
+    nats_ant *a = self;
+    if (*find(a, name, len))
+        return 0;
+    chan *c = calloc(1, sizeof *c + len);
+    char *subj = subject('c', name, len), *psubj = subject('p', name, len);
+    natsStatus s = c && subj && psubj ? NATS_OK : NATS_NO_MEMORY;
+    /* cnats keeps subscriptions across reconnects itself. */
+    if (s == NATS_OK) s = natsConnection_Subscribe(&c->sub, a->nc, subj, on_msg, a);
+    if (s == NATS_OK) s = natsConnection_Subscribe(&c->probe, a->nc, psubj, on_probe, a);
+    free(subj);
+    free(psubj);
+    if (s != NATS_OK) {
+        if (c) {
+            natsSubscription_Destroy(c->sub);
+            free(c);
+        }
+        return -1;
+    }
+    c->len = len;
+    memcpy(c->name, name, len);
+    c->next = a->chans;
+    a->chans = c;
+    return 0;
+}
+
+static int unsubscribe(void *self, const char *name, size_t len)
+{
+    nats_ant *a = self;
+    chan **p = find(a, name, len), *c = *p;
+    if (!c)
+        return 0;
+    *p = c->next;
+    natsSubscription_Unsubscribe(c->sub);
+    natsSubscription_Unsubscribe(c->probe);
+    natsSubscription_Destroy(c->sub);
+    natsSubscription_Destroy(c->probe);
+    free(c);
+    return 0;
+}
+
+static int publish(void *self, const char *ch, size_t clen, const char *msg, size_t mlen)
+{
+    nats_ant *a = self;
+    /* Down: fail now; cnats' reconnect buffer would hide the outage. */
+    if (!a->up || mlen > INT32_MAX)
+        return -1;
+    char *subj = subject('c', ch, clen);
+    natsStatus s = subj ? natsConnection_Publish(a->nc, subj, msg, (int)mlen) : NATS_NO_MEMORY;
+    free(subj);
+    return s == NATS_OK ? 0 : -1;
+}
+
+static int is_alive(void *self, const char *ch, size_t len, xr_antenna_alive_cb done, void *arg)
+{
+    nats_ant *a = self;
+    if (!a->up)
+        return -1;
+    probe *p = calloc(1, sizeof *p);
+    char *subj = subject('p', ch, len), reply[128];
+    if (!p || !subj || !(p->timer = evtimer_new(a->base, on_probe_timeout, p))) {
+        free(p);
+        free(subj);
+        return -1;
+    }
+    p->owner = a;
+    p->seq = ++a->seq;
+    p->done = done;
+    p->arg = arg;
+    snprintf(reply, sizeof reply, "%s.%llu", (const char *)a->inbox, (unsigned long long)p->seq);
+    natsStatus s = natsConnection_PublishRequest(a->nc, subj, reply, "", 0);
+    free(subj);
+    if (s != NATS_OK) {
+        event_free(p->timer);
+        free(p);
+        return -1;
+    }
+    struct timeval tv = {PROBE_TIMEOUT_MS / 1000, (PROBE_TIMEOUT_MS % 1000) * 1000};
+    evtimer_add(p->timer, &tv);
+    p->next = a->probes;
+    a->probes = p;
+    return 0;
+}
+
+static int connected(void *self)
+{
+    return ((nats_ant *)self)->up;
+}
+
+static const xr_antenna_ops ops = {
+    .abi = XR_ANTENNA_ABI,
+    .scheme = "nats",
+    .description = "NATS subjects (cnats); presence probes for is_alive",
+    .create = create,
+    .destroy = destroy,
+    .subscribe = subscribe,
+    .unsubscribe = unsubscribe,
+    .publish = publish,
+    .is_alive = is_alive,
+    .connected = connected,
+    .check_url = check_url,
+};
+
+EXPORT const xr_antenna_ops *xr_antenna_entry(void)
+{
+    return &ops;
+}
