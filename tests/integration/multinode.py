@@ -153,7 +153,8 @@ def register(make_broker, url):
             async def size():
                 await wa.send(request("s", "/room/size", "GET", "hall"))
                 return (await recv_json(wa))["payload"]
-            for _ in range(60):
+            # Kafka knows "nobody listens" only after a presence TTL (6 s).
+            for _ in range(150):
                 if await size() == "1":
                     break
                 await asyncio.sleep(0.1)

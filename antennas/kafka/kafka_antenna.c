@@ -1,0 +1,595 @@
+/*
+ * kafka://host:port[,host:port]/topic — channels carried on one topic.
+ *
+ * The message key is the channel and the value the posted text, so
+ * thousands of channels need no thousands of topics; the price is that every
+ * node reads every message of the topic and drops those it has no receiver
+ * for (see xraptor-antenna(7)). Same key, same partition: per-channel order
+ * holds.
+ *
+ * Every node consumes all partitions from the end (live pub/sub, no replay)
+ * in a consumer group of its own. librdkafka's threads do the broker I/O;
+ * its queues signal a pipe (rd_kafka_queue_io_event_enable) and the
+ * server's loop serves them with non-blocking polls, so every callback —
+ * messages, delivery reports, rebalances, statistics — runs on the loop.
+ *
+ * is_alive: Kafka cannot say who listens. Each node posts a presence
+ * heartbeat (a message with header "xraptor-presence" listing its channels)
+ * every 2 s and after a subscribe; a channel is alive while some node named
+ * it within the last 6 s. A node that has not yet listened for 6 s (or is
+ * cut off) answers "alive": it does not know enough to prune.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <librdkafka/rdkafka.h>
+#include <xraptor/antenna.h>
+
+#define EXPORT __attribute__((visibility("default")))
+#define HEARTBEAT_MS 2000
+#define PRESENCE_TTL_MS (3 * HEARTBEAT_MS)
+#define POLL_BUDGET 10000
+#define PRESENCE_HEADER "xraptor-presence"
+
+typedef struct name {
+    struct name *next;
+    uint32_t hash;
+    uint64_t seen_ms;        /* presence set: last heartbeat naming it */
+    size_t len;
+    char s[];
+} name;
+
+typedef struct nameset {
+    name **slots;
+    size_t n_slots, count;
+} nameset;
+
+typedef struct kafka {
+    struct event_base *base;
+    xr_antenna_host host;
+    rd_kafka_t *prod, *cons;
+    char topic[250];
+    char servers[512];
+    int pipe_fd[2];
+    struct event *wake, *beat, *beat_soon;
+    nameset subs;            /* channels subscribed on this node */
+    nameset presence;        /* channels any node announced */
+    int broker_up, assigned, up;
+    uint64_t up_since_ms;    /* presence is only known a TTL after this */
+} kafka;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- name sets ------------------------------------------------------------ */
+
+static uint32_t hash(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    while (n--)
+        h = (h ^ (uint8_t)*s++) * 16777619u;
+    return h;
+}
+
+static int set_init(nameset *st)
+{
+    st->n_slots = 64;
+    st->count = 0;
+    st->slots = calloc(st->n_slots, sizeof *st->slots);
+    return st->slots ? 0 : -1;
+}
+
+static name **set_find(const nameset *st, const char *s, size_t len)
+{
+    uint32_t h = hash(s, len);
+    name **p = &st->slots[h % st->n_slots];
+    while (*p && !((*p)->hash == h && (*p)->len == len && memcmp((*p)->s, s, len) == 0))
+        p = &(*p)->next;
+    return p;
+}
+
+static name *set_add(nameset *st, const char *s, size_t len)
+{
+    name **p = set_find(st, s, len);
+    if (*p)
+        return *p;
+    name *n = malloc(sizeof *n + len);
+    if (!n)
+        return NULL;
+    n->hash = hash(s, len);
+    n->len = len;
+    n->seen_ms = 0;
+    memcpy(n->s, s, len);
+    n->next = NULL;
+    *p = n;
+    st->count++;
+    /* Grow at load 1: rehash every entry. */
+    if (st->count > st->n_slots) {
+        size_t ns = st->n_slots * 2;
+        name **slots = calloc(ns, sizeof *slots);
+        if (slots) {
+            for (size_t i = 0; i < st->n_slots; i++)
+                for (name *e = st->slots[i], *next; e; e = next) {
+                    next = e->next;
+                    e->next = slots[e->hash % ns];
+                    slots[e->hash % ns] = e;
+                }
+            free(st->slots);
+            st->slots = slots;
+            st->n_slots = ns;
+        }
+    }
+    return n;
+}
+
+static void set_del(nameset *st, name **p)
+{
+    name *n = *p;
+    *p = n->next;
+    free(n);
+    st->count--;
+}
+
+static void set_free(nameset *st)
+{
+    for (size_t i = 0; st->slots && i < st->n_slots; i++)
+        for (name *e = st->slots[i], *next; e; e = next) {
+            next = e->next;
+            free(e);
+        }
+    free(st->slots);
+    st->slots = NULL;
+}
+
+/* ---- URL ------------------------------------------------------------------ */
+
+static int parse_url(const char *url, char *servers, size_t slen, char *topic, size_t tlen,
+                     char *err, size_t errlen)
+{
+    const char *p = url + 8, *slash;
+    if (strncmp(url, "kafka://", 8) != 0 || !(slash = strchr(p, '/')) || slash == p ||
+        !slash[1]) {
+        snprintf(err, errlen, "kafka antenna: '%s' is not kafka://host:port[,host:port]/topic", url);
+        return -1;
+    }
+    if ((size_t)(slash - p) >= slen || strlen(slash + 1) >= tlen) {
+        snprintf(err, errlen, "kafka antenna: URL too long");
+        return -1;
+    }
+    for (const char *t = slash + 1; *t; t++)
+        if (!((*t >= 'a' && *t <= 'z') || (*t >= 'A' && *t <= 'Z') || (*t >= '0' && *t <= '9') ||
+              *t == '.' || *t == '_' || *t == '-')) {
+            snprintf(err, errlen, "kafka antenna: topic '%s' may hold only letters, digits, '.', '_', '-'",
+                     slash + 1);
+            return -1;
+        }
+    for (const char *s = p; s < slash; s++)
+        if (*s == ' ' || *s == '@') {
+            snprintf(err, errlen, "kafka antenna: bad broker list in '%s'", url);
+            return -1;
+        }
+    memcpy(servers, p, (size_t)(slash - p));
+    servers[slash - p] = '\0';
+    strcpy(topic, slash + 1);
+    return 0;
+}
+
+static int check_url(const char *url, char *err, size_t errlen)
+{
+    char s[512], t[250];
+    return parse_url(url, s, sizeof s, t, sizeof t, err, errlen);
+}
+
+/* ---- state ------------------------------------------------------------------ */
+
+static void update_state(kafka *k, const char *why)
+{
+    int up = k->broker_up && k->assigned;
+    if (up == k->up)
+        return;
+    k->up = up;
+    if (up)
+        k->up_since_ms = now_ms();
+    char detail[1400];
+    snprintf(detail, sizeof detail, "kafka at %s, topic %s%s%s", k->servers, k->topic,
+             why ? ": " : "", why ? why : "");
+    k->host.state(k->host.host, up, detail);
+}
+
+/* Statistics (every 500 ms) carry each broker connection's state. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk, (void)len;
+    kafka *k = opaque;
+    k->broker_up = strstr(json, "\"state\":\"UP\"") != NULL;
+    update_state(k, k->broker_up ? NULL : "no broker reachable");
+    return 0;
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    kafka *k = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT) {
+        k->broker_up = 0;
+        update_state(k, reason);
+    }
+    k->host.log(k->host.host, 3, "kafka antenna: %s", reason);
+}
+
+/* librdkafka's own log lines, routed through its main queue so that they
+ * arrive here on the loop (log.queue) and go to the server's log. */
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    kafka *k = rd_kafka_opaque(rk);
+    /* syslog levels: 0-3 errors, 4 warning, 5-6 notice/info, 7 debug */
+    k->host.log(k->host.host, level <= 3 ? 1 : 3, "kafka antenna: %s: %s", fac, buf);
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    kafka *k = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        /* Live pub/sub: from the end, never a replay of old messages. */
+        for (int i = 0; i < parts->cnt; i++)
+            parts->elems[i].offset = RD_KAFKA_OFFSET_END;
+        rd_kafka_assign(rk, parts);
+        k->assigned = parts->cnt > 0;
+    } else {
+        rd_kafka_assign(rk, NULL);
+        k->assigned = 0;
+    }
+    update_state(k, k->assigned ? NULL : "partitions revoked");
+}
+
+/* ---- consuming ------------------------------------------------------------ */
+
+static void on_presence(kafka *k, const uint8_t *p, size_t n)
+{
+    uint64_t now = now_ms();
+    size_t i = 0;
+    while (i + 4 <= n) {
+        uint32_t len = (uint32_t)p[i] << 24 | (uint32_t)p[i + 1] << 16 | (uint32_t)p[i + 2] << 8 | p[i + 3];
+        i += 4;
+        if (len > n - i)
+            return;  /* malformed: ignore the rest */
+        name *e = set_add(&k->presence, (const char *)p + i, len);
+        if (e)
+            e->seen_ms = now;
+        i += len;
+    }
+}
+
+static void on_message(kafka *k, rd_kafka_message_t *m)
+{
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            k->host.log(k->host.host, 1, "kafka antenna: consume: %s", rd_kafka_message_errstr(m));
+        return;
+    }
+    rd_kafka_headers_t *hdrs;
+    const void *v;
+    size_t vlen;
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(hdrs, PRESENCE_HEADER, &v, &vlen) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        on_presence(k, m->payload, m->len);
+        return;
+    }
+    /* Every node reads the whole topic; only our channels go further. */
+    if (m->key && *set_find(&k->subs, m->key, m->key_len))
+        k->host.message(k->host.host, m->key, m->key_len, m->payload ? m->payload : "", m->len);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    kafka *k = arg;
+    char buf[64];
+    if (fd >= 0)
+        while (read(fd, buf, sizeof buf) > 0)
+            ;
+    rd_kafka_poll(k->prod, 0);
+    int budget = POLL_BUDGET;
+    rd_kafka_message_t *m;
+    while (budget-- > 0 && (m = rd_kafka_consumer_poll(k->cons, 0))) {
+        on_message(k, m);
+        rd_kafka_message_destroy(m);
+    }
+    /* More waiting: come back next iteration instead of starving the loop
+     * (the pipe only signals an empty queue becoming non-empty). */
+    if (budget < 0)
+        event_active(k->wake, EV_READ, 0);
+}
+
+/* ---- presence heartbeats -------------------------------------------------- */
+
+static void send_presence(kafka *k, const uint8_t *buf, size_t n)
+{
+    if (n)
+        rd_kafka_producev(k->prod, RD_KAFKA_V_TOPIC(k->topic), RD_KAFKA_V_VALUE((void *)buf, n),
+                          RD_KAFKA_V_HEADER(PRESENCE_HEADER, "1", 1),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+}
+
+static void heartbeat(kafka *k)
+{
+    uint64_t now = now_ms();
+    /* Forget what nobody announced for a while. */
+    for (size_t i = 0; i < k->presence.n_slots; i++)
+        for (name **p = &k->presence.slots[i]; *p;)
+            if (now - (*p)->seen_ms > PRESENCE_TTL_MS)
+                set_del(&k->presence, p);
+            else
+                p = &(*p)->next;
+    if (!k->up || !k->subs.count)
+        return;
+    /* Names, each with a 4-byte length, in messages of at most 64 KiB. */
+    size_t cap = 65536, n = 0;
+    uint8_t *buf = malloc(cap);
+    if (!buf)
+        return;
+    for (size_t i = 0; i < k->subs.n_slots; i++)
+        for (name *e = k->subs.slots[i]; e; e = e->next) {
+            if (4 + e->len > cap)
+                continue;  /* a name that long cannot be announced */
+            if (n + 4 + e->len > cap) {
+                send_presence(k, buf, n);
+                n = 0;
+            }
+            buf[n++] = (uint8_t)(e->len >> 24);
+            buf[n++] = (uint8_t)(e->len >> 16);
+            buf[n++] = (uint8_t)(e->len >> 8);
+            buf[n++] = (uint8_t)e->len;
+            memcpy(buf + n, e->s, e->len);
+            n += e->len;
+        }
+    send_presence(k, buf, n);
+    free(buf);
+}
+
+static void on_beat(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    heartbeat(arg);
+}
+
+/* ---- the ops -------------------------------------------------------------- */
+
+static void destroy(void *self);
+
+static rd_kafka_t *client(kafka *k, rd_kafka_type_t type, char *err, size_t errlen)
+{
+    char errstr[512], group[128];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_opaque(conf, k);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+#define SET(key, val) if (rd_kafka_conf_set(conf, key, val, errstr, sizeof errstr) != RD_KAFKA_CONF_OK) goto fail
+    SET("bootstrap.servers", k->servers);
+    SET("client.id", "xraptor");
+    SET("log.queue", "true");
+    SET("statistics.interval.ms", "500");
+    SET("reconnect.backoff.ms", "100");
+    SET("reconnect.backoff.max.ms", "5000");
+    if (type == RD_KAFKA_PRODUCER) {
+        SET("linger.ms", "1");
+        SET("message.timeout.ms", "10000");
+        /* A bounded local queue: a slow broker fails publishes, never
+         * grows memory without end. */
+        SET("queue.buffering.max.messages", "100000");
+    } else {
+        /* A group of its own: this node gets every partition. */
+        snprintf(group, sizeof group, "xraptor-%ld-%lx", (long)getpid(), (unsigned long)(uintptr_t)k);
+        SET("group.id", group);
+        SET("enable.auto.commit", "false");
+        SET("auto.offset.reset", "latest");
+        SET("fetch.wait.max.ms", "10");
+        SET("fetch.error.backoff.ms", "50");
+        SET("session.timeout.ms", "6000");
+        SET("heartbeat.interval.ms", "500");
+        rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    }
+#undef SET
+    rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof errstr);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);  /* rd_kafka_new takes it only on success */
+        snprintf(err, errlen, "kafka antenna: %s", errstr);
+        return NULL;
+    }
+    rd_kafka_set_log_queue(rk, NULL);
+    return rk;
+fail:
+    rd_kafka_conf_destroy(conf);
+    snprintf(err, errlen, "kafka antenna: %s", errstr);
+    return NULL;
+}
+
+static void *create(struct event_base *base, const char *url, const xr_antenna_host *host,
+                    char *err, size_t errlen)
+{
+    kafka *k = calloc(1, sizeof *k);
+    if (!k) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    k->base = base;
+    k->host = *host;
+    k->pipe_fd[0] = k->pipe_fd[1] = -1;
+    if (parse_url(url, k->servers, sizeof k->servers, k->topic, sizeof k->topic, err, errlen) < 0 ||
+        set_init(&k->subs) < 0 || set_init(&k->presence) < 0) {
+        destroy(k);
+        return NULL;
+    }
+    if (pipe2(k->pipe_fd, O_NONBLOCK | O_CLOEXEC) != 0 ||
+        !(k->wake = event_new(base, k->pipe_fd[0], EV_READ | EV_PERSIST, on_wake, k)) ||
+        !(k->beat = event_new(base, -1, EV_PERSIST, on_beat, k)) ||
+        !(k->beat_soon = evtimer_new(base, on_beat, k))) {
+        snprintf(err, errlen, "kafka antenna: cannot set up: %s", strerror(errno));
+        destroy(k);
+        return NULL;
+    }
+    if (!(k->prod = client(k, RD_KAFKA_PRODUCER, err, errlen)) ||
+        !(k->cons = client(k, RD_KAFKA_CONSUMER, err, errlen))) {
+        destroy(k);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(k->cons);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, k->topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(k->cons, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e) {
+        snprintf(err, errlen, "kafka antenna: subscribe %s: %s", k->topic, rd_kafka_err2str(e));
+        destroy(k);
+        return NULL;
+    }
+    /* librdkafka writes a byte on the pipe whenever a queue gets work. */
+    rd_kafka_queue_t *q = rd_kafka_queue_get_main(k->prod);
+    rd_kafka_queue_io_event_enable(q, k->pipe_fd[1], "1", 1);
+    rd_kafka_queue_destroy(q);
+    q = rd_kafka_queue_get_consumer(k->cons);
+    rd_kafka_queue_io_event_enable(q, k->pipe_fd[1], "1", 1);
+    rd_kafka_queue_destroy(q);
+    struct timeval tv = {HEARTBEAT_MS / 1000, (HEARTBEAT_MS % 1000) * 1000};
+    event_add(k->wake, NULL);
+    event_add(k->beat, &tv);
+    /* Serve anything queued before the fd was set. */
+    event_active(k->wake, EV_READ, 0);
+    return k;
+}
+
+static void destroy(void *self)
+{
+    kafka *k = self;
+    if (k->prod) {
+        /* Shutdown only: give posts already made half a second to leave. */
+        rd_kafka_flush(k->prod, 500);
+        rd_kafka_destroy(k->prod);
+    }
+    if (k->cons)
+        /* Leaving the group politely can block; the group is ours alone and
+         * expires by itself. */
+        rd_kafka_destroy_flags(k->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    if (k->wake)
+        event_free(k->wake);
+    if (k->beat)
+        event_free(k->beat);
+    if (k->beat_soon)
+        event_free(k->beat_soon);
+    for (int i = 0; i < 2; i++)
+        if (k->pipe_fd[i] >= 0)
+            close(k->pipe_fd[i]);
+    set_free(&k->subs);
+    set_free(&k->presence);
+    free(k);
+}
+
+static int subscribe(void *self, const char *ch, size_t len)
+{
+    kafka *k = self;
+    if (*set_find(&k->subs, ch, len))
+        return 0;
+    if (!set_add(&k->subs, ch, len))
+        return -1;
+    /* Announce it soon, so other nodes do not take it for dead. */
+    struct timeval tv = {0, 50000};
+    if (!evtimer_pending(k->beat_soon, NULL))
+        evtimer_add(k->beat_soon, &tv);
+    return 0;
+}
+
+static int unsubscribe(void *self, const char *ch, size_t len)
+{
+    kafka *k = self;
+    name **p = set_find(&k->subs, ch, len);
+    if (*p)
+        set_del(&k->subs, p);
+    return 0;
+}
+
+static int publish(void *self, const char *ch, size_t clen, const char *msg, size_t mlen)
+{
+    kafka *k = self;
+    if (!k->up)
+        return -1;
+    rd_kafka_resp_err_t e = rd_kafka_producev(k->prod, RD_KAFKA_V_TOPIC(k->topic),
+                                              RD_KAFKA_V_KEY(ch, clen),
+                                              RD_KAFKA_V_VALUE((void *)msg, mlen),
+                                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                              RD_KAFKA_V_END);
+    return e ? -1 : 0;
+}
+
+typedef struct alive_answer {
+    xr_antenna_alive_cb done;
+    void *arg;
+    int alive;
+} alive_answer;
+
+static void answer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    alive_answer *a = arg;
+    a->done(a->alive, a->arg);
+    free(a);
+}
+
+static int is_alive(void *self, const char *ch, size_t len, xr_antenna_alive_cb done, void *arg)
+{
+    kafka *k = self;
+    alive_answer *a = malloc(sizeof *a);
+    if (!a)
+        return -1;
+    name *e = *set_find(&k->presence, ch, len);
+    uint64_t now = now_ms();
+    a->done = done;
+    a->arg = arg;
+    /* "Nobody listens" needs a full TTL of listening to the heartbeats;
+     * before that, or while cut off, assume the best: never prune on
+     * missing knowledge. */
+    a->alive = *set_find(&k->subs, ch, len) || (e && now - e->seen_ms <= PRESENCE_TTL_MS) ||
+               !k->up || now - k->up_since_ms < PRESENCE_TTL_MS;
+    struct timeval tv = {0, 0};
+    if (event_base_once(k->base, -1, EV_TIMEOUT, answer, a, &tv) != 0) {
+        free(a);
+        return -1;
+    }
+    return 0;
+}
+
+static int connected(void *self)
+{
+    return ((kafka *)self)->up;
+}
+
+static const xr_antenna_ops ops = {
+    .abi = XR_ANTENNA_ABI,
+    .scheme = "kafka",
+    .description = "Kafka (librdkafka): one topic, channel = message key; presence heartbeats",
+    .create = create,
+    .destroy = destroy,
+    .subscribe = subscribe,
+    .unsubscribe = unsubscribe,
+    .publish = publish,
+    .is_alive = is_alive,
+    .connected = connected,
+    .check_url = check_url,
+};
+
+EXPORT const xr_antenna_ops *xr_antenna_entry(void)
+{
+    return &ops;
+}
