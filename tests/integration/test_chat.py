@@ -108,6 +108,13 @@ def test_bad_antenna_flag_exits_2_listing_modules():
     assert r.returncode == 2 and "memory://" in r.stderr, r.stderr
     r = subprocess.run([CHAT, "--antenna", "not a url"], capture_output=True, text=True, timeout=10)
     assert r.returncode == 2, r.stderr
+    # Each broker module checks its URL before start-up.
+    for url, words in (("redis://", "no host"), ("redis://h:99999", "bad port"),
+                       ("redis://h/db", "database"), ("nats://", "not nats://"),
+                       ("nats://:4222", "no host"), ("kafka://h:9092", "not kafka://"),
+                       ("kafka://h:9092/bad topic!", "topic")):
+        r = subprocess.run([CHAT, "--antenna", url], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 2 and words in r.stderr, (url, r.returncode, r.stderr)
 
 
 if __name__ == "__main__":
