@@ -426,6 +426,9 @@ static void destroy(void *self)
             close(a->pipe_fd[k]);
     pthread_mutex_destroy(&a->mu);
     free(a);
+    /* cnats keeps library-wide threads and state; the module is unloaded
+     * after this, so release them (waiting for its threads to end). */
+    nats_CloseAndWait(2000);
 }
 
 static chan **find(nats_ant *a, const char *name, size_t len)
