@@ -44,30 +44,43 @@ static void list_modules(const char *path, char *out, size_t outlen)
         snprintf(out, outlen, "none");
 }
 
+int xr_antenna_scheme(const char *url, char *out, size_t cap)
+{
+    const char *sep = strstr(url, "://");
+    size_t ul = strlen(url);
+    out[0] = '\0';
+    if (!sep)
+        return ul > 3 && strcmp(url + ul - 3, ".so") == 0 ? 0 : -1;
+    size_t sl = (size_t)(sep - url);
+    if (sl == 0 || sl >= cap)
+        return -1;
+    /* RFC 3986: a letter, then letters, digits, '+', '-' (no '.': it would
+     * reach outside the module directory as a file name). */
+    for (size_t i = 0; i < sl; i++)
+        if (!((url[i] >= 'a' && url[i] <= 'z') ||
+              (i && ((url[i] >= '0' && url[i] <= '9') || url[i] == '+' || url[i] == '-'))))
+            return -1;
+    memcpy(out, url, sl);
+    out[sl] = '\0';
+    return (int)sl;
+}
+
 int xr_antenna_open(const char *url, const char *dir, const xr_antenna_ops **ops,
                     void **dl, char *err, size_t errlen)
 {
     const char *path = search_path(dir);
-    char file[1024], scheme[64] = "";
-    const char *sep = strstr(url, "://");
-    size_t ul = strlen(url);
-    if (!sep && ul > 3 && strcmp(url + ul - 3, ".so") == 0) {
+    char file[1024], scheme[64];
+    int sl = xr_antenna_scheme(url, scheme, sizeof scheme);
+    if (sl < 0) {
+        char have[256];
+        list_modules(path, have, sizeof have);
+        snprintf(err, errlen, "--antenna: '%s' is not SCHEME://… or a path to a .so "
+                 "(installed antennas: %s)", url, have);
+        return XR_EUSAGE;
+    }
+    if (sl == 0) {
         snprintf(file, sizeof file, "%s", url);  /* a module given by path */
     } else {
-        size_t sl = sep ? (size_t)(sep - url) : 0;
-        int ok = sl > 0 && sl < sizeof scheme;
-        for (size_t i = 0; ok && i < sl; i++)
-            ok = (url[i] >= 'a' && url[i] <= 'z') || (i && ((url[i] >= '0' && url[i] <= '9') ||
-                                                            url[i] == '+' || url[i] == '-'));
-        if (!ok) {
-            char have[256];
-            list_modules(path, have, sizeof have);
-            snprintf(err, errlen, "--antenna: '%s' is not SCHEME://… or a path to a .so "
-                     "(installed antennas: %s)", url, have);
-            return XR_EUSAGE;
-        }
-        memcpy(scheme, url, sl);
-        scheme[sl] = '\0';
         /* First directory on the path that has it. */
         file[0] = '\0';
         char *copy = strdup(path), *save = NULL;

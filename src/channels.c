@@ -136,6 +136,7 @@ static void on_antenna_state(void *host, int connected, const char *detail)
     srv->antenna_up = connected;
 }
 
+__attribute__((format(printf, 3, 4)))
 static void on_antenna_log(void *host, int level, const char *fmt, ...)
 {
     va_list ap;

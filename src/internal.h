@@ -161,6 +161,9 @@ int xr_channels_init(xr_server *srv, char *err, size_t errlen);
 void xr_channels_free(xr_server *srv);
 void xr_channels_metrics(const xr_server *srv, struct evbuffer *out);
 
+/* The scheme of an --antenna URL into out: its length, 0 for a path to a
+ * .so, -1 for neither. Pure. */
+int xr_antenna_scheme(const char *url, char *out, size_t cap);
 /* Resolves and loads the module for url; on success fills ops and dl. */
 int xr_antenna_open(const char *url, const char *dir, const xr_antenna_ops **ops,
                     void **dl, char *err, size_t errlen);
@@ -173,7 +176,8 @@ SSL_CTX *xr_tls_ctx_new(const char *cert, const char *key, const char *ciphers,
 
 /* ---- log ---- */
 
-void xr_vlog(const xr_server *srv, xr_log_level level, const char *fmt, va_list ap);
+void xr_vlog(const xr_server *srv, xr_log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 void xr_log(const xr_server *srv, xr_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -1,0 +1,76 @@
+/* libFuzzer: the frame codec over a stream of frames. Invariants: sizes stay
+ * inside the input; NEED_MORE asks for more than is there and leaves the
+ * decoder untouched; an error carries a close code the server may send; a
+ * frame it accepts re-encodes to the same bytes when minimally encoded. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../src/ws_frame.h"
+
+#define ASSERT(c) do { if (!(c)) abort(); } while (0)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    /* First byte: which side decodes, and small limits to reach 1009. */
+    int server = data[0] & 1;
+    uint64_t max = (data[0] & 2) ? 64 : (1u << 20);
+    uint8_t *buf = malloc(size - 1 ? size - 1 : 1), *orig = malloc(size - 1 ? size - 1 : 1);
+    size_t len = size - 1;
+    memcpy(buf, data + 1, len);
+    memcpy(orig, data + 1, len);
+    xr_ws_decoder d;
+    xr_ws_decoder_init(&d, max, max * 2, server);
+    size_t off = 0;
+    while (off <= len) {
+        xr_ws_decoder before = d;
+        xr_ws_frame f;
+        xr_ws_status st = xr_ws_decode(&d, buf + off, len - off, &f);
+        if (st == XR_WS_NEED_MORE) {
+            ASSERT(f.size > len - off);
+            ASSERT(memcmp(&before, &d, sizeof d) == 0);
+            ASSERT(memcmp(buf + off, orig + off, len - off) == 0);
+            break;
+        }
+        if (st == XR_WS_ERROR) {
+            ASSERT(f.error_code == 1002 || f.error_code == 1007 || f.error_code == 1009);
+            ASSERT(f.error[0] != '\0');
+            break;
+        }
+        ASSERT(st == XR_WS_FRAME);
+        ASSERT(f.size >= 2 && f.size <= len - off);
+        ASSERT(f.payload >= buf + off && f.payload + f.len == buf + off + f.size);
+        ASSERT(f.len <= max);
+        /* A shorter prefix of an accepted frame must ask for more. */
+        xr_ws_decoder again = before;
+        xr_ws_frame g;
+        ASSERT(xr_ws_decode(&again, orig + off, f.size - 1, &g) == XR_WS_NEED_MORE);
+        /* Re-encode: header for the same opcode/fin/length, and the payload
+         * masked again with the frame's own key, give the original bytes. */
+        uint8_t h[XR_WS_MAX_HEADER], mask[4];
+        int masked = orig[off + 1] >> 7;
+        size_t hl = f.size - (size_t)f.len;
+        if (masked)
+            memcpy(mask, orig + off + hl - 4, 4);
+        size_t eh = xr_ws_header(h, f.opcode, f.fin, f.len, masked ? mask : NULL);
+        if (eh == hl) {
+            ASSERT(memcmp(h, orig + off, hl) == 0);
+            uint8_t *p = malloc(f.len ? f.len : 1);
+            memcpy(p, f.payload, f.len);
+            if (masked)
+                xr_ws_mask(p, f.len, mask, 0);
+            ASSERT(memcmp(p, orig + off + hl, f.len) == 0);
+            free(p);
+        }
+        if (f.opcode == XR_WS_OP_CLOSE && f.close_code != 1005)
+            ASSERT(xr_ws_close_code_valid(f.close_code) && xr_utf8_valid(f.reason, f.reason_len));
+        off += f.size;
+    }
+    free(buf);
+    free(orig);
+    return 0;
+}
