@@ -79,6 +79,7 @@ typedef struct xr_options {
     size_t max_output_buffer;    /* queued output per connection: 4 MiB */
     size_t max_header_size;      /* HTTP request head: 8 KiB */
     unsigned max_connections;    /* open WebSocket connections: 10000 */
+    unsigned max_connections_per_ip; /* sockets from one address; 0: no limit */
 
     unsigned handshake_timeout_ms; /* TLS + HTTP upgrade must finish: 10 s */
     unsigned ping_interval_ms;     /* ping after this much silence: 20 s */

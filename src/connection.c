@@ -41,6 +41,7 @@ struct xr_conn {
     const char *protocol;
     struct xr_receiver *receivers;  /* channels this connection SUBscribed */
     struct xr_handle *handle;     /* weak reference lent to requests */
+    xr_map_entry *ip;             /* per-address count, when limited */
     xr_ws_decoder dec;
     uint8_t state;
     unsigned tls : 1;
@@ -110,6 +111,13 @@ void xr_conn_free(xr_conn *c)
         xr_handle_release(c->handle);
     }
     hs_remove(c);
+    if (c->ip) {
+        uintptr_t n = (uintptr_t)c->ip->value - 1;
+        if (n)
+            c->ip->value = (void *)n;
+        else
+            xr_map_del(&srv->per_ip, c->ip->key, c->ip->klen);
+    }
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -552,7 +560,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 
 /* ---- accept and drain ------------------------------------------------- */
 
-void xr_conn_accept(xr_server *srv, int fd, int tls)
+void xr_conn_accept(xr_server *srv, int fd, int tls, xr_map_entry *ip)
 {
     xr_conn *c = calloc(1, sizeof *c);
     if (!c) {
@@ -585,6 +593,8 @@ void xr_conn_accept(xr_server *srv, int fd, int tls)
     }
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_enable(c->bev, EV_READ);
+    if ((c->ip = ip))
+        ip->value = (void *)((uintptr_t)ip->value + 1);
 
     c->next = srv->conns;
     if (srv->conns)

@@ -25,6 +25,7 @@ typedef struct xr_metrics {
     uint64_t tcp_accepted_total;    /* sockets accepted (any protocol) */
     uint64_t handshake_failures_total;
     uint64_t refused_total;         /* turned away by max_connections */
+    uint64_t refused_per_ip_total;  /* turned away by max_connections_per_ip */
     uint64_t http_requests_total;   /* plain HTTP (health, metrics, errors) */
     uint64_t messages_in, messages_out;
     uint64_t bytes_in, bytes_out;   /* message payload bytes */
@@ -101,6 +102,7 @@ struct xr_server {
     xr_map rooms;                   /* name -> struct xr_room */
     xr_map memberships;             /* member -> struct xr_membership */
     xr_map subs;                    /* name -> antenna subscription count */
+    xr_map per_ip;                  /* address bytes -> sockets open from it */
     struct event *room_timer;
     const xr_antenna_ops *antenna;
     void *antenna_self;
@@ -125,7 +127,7 @@ void xr_server_conn_gone(xr_server *srv);
 
 /* ---- connection ---- */
 
-void xr_conn_accept(xr_server *srv, int fd, int tls);
+void xr_conn_accept(xr_server *srv, int fd, int tls, xr_map_entry *ip);
 void xr_conn_drain(xr_conn *c);      /* graceful stop: close 1001 */
 void xr_conn_free(xr_conn *c);
 xr_conn *xr_conn_next(const xr_conn *c);

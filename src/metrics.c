@@ -40,6 +40,9 @@ void xr_metrics_write(const xr_server *srv, struct evbuffer *out)
     metric(out, "xraptor_connections_refused_total", "counter",
            "Upgrades refused with 503 because max_connections was reached.",
            m->refused_total);
+    metric(out, "xraptor_connections_refused_per_ip_total", "counter",
+           "Sockets closed at accept because their address had max_connections_per_ip.",
+           m->refused_per_ip_total);
     metric(out, "xraptor_http_requests_total", "counter",
            "Plain HTTP requests answered (health, metrics, errors).",
            m->http_requests_total);

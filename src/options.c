@@ -104,6 +104,8 @@ static const flag flags[] = {
     {"max-output-buffer", F_SIZE, OFF(max_output_buffer), 0, 0, "SIZE", "queued output per connection before a slow reader\nis closed with 1008 (4MiB)"},
     {"max-header-size", F_SIZE, OFF(max_header_size), 0, 0, "SIZE", "largest HTTP request head; bigger gets 431 (8KiB)"},
     {"max-connections", F_COUNT, OFF(max_connections), 0, 0, "N", "open WebSocket connections; beyond it upgrades get 503 (10000)"},
+    {"max-connections-per-ip", F_COUNT, OFF(max_connections_per_ip), 0, 0, "N",
+     "sockets one client address may hold; beyond, new ones are\nclosed at once (0: no limit, the default)"},
     {"handshake-timeout", F_TIME, OFF(handshake_timeout_ms), 0, 0, "SECS", "TLS + HTTP upgrade must complete within (10)"},
     {"ping-interval", F_TIME, OFF(ping_interval_ms), 0, 0, "SECS", "ping a client silent for this long; 0 disables (20)"},
     {"ping-timeout", F_TIME, OFF(ping_timeout_ms), 0, 0, "SECS", "close with 1011 when the pong is this late (20)"},

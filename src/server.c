@@ -169,6 +169,7 @@ xr_server *xr_server_new(const xr_options *o, char *err, size_t errlen)
         return NULL;
     }
     xr_map_init(&srv->routes);
+    xr_map_init(&srv->per_ip);
     xr_channels_maps_init(srv);
     srv->started_ms = xr_now_ms();
     return srv;
@@ -183,6 +184,7 @@ void xr_server_free(xr_server *srv)
     listeners_free(srv);
     xr_channels_free(srv);
     xr_router_free(srv);
+    xr_map_clear(&srv->per_ip);
     for (int k = 0; k < 3; k++)
         if (srv->signals[k])
             event_free(srv->signals[k]);
@@ -213,7 +215,7 @@ void xr_server_set_handlers(xr_server *srv, const xr_handlers *h, void *ud)
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
                       struct sockaddr *sa, int salen, void *arg)
 {
-    (void)l, (void)sa, (void)salen;
+    (void)l, (void)salen;
     xr_listener *li = arg;
     xr_server *srv = li->srv;
     srv->metrics.tcp_accepted_total++;
@@ -224,9 +226,29 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
         evutil_closesocket(fd);
         return;
     }
+    xr_map_entry *ip = NULL;
+    if (srv->opts.max_connections_per_ip) {
+        /* Keyed by the raw address bytes, port left out. */
+        const void *addr = sa->sa_family == AF_INET6
+                           ? (const void *)&((struct sockaddr_in6 *)sa)->sin6_addr
+                           : (const void *)&((struct sockaddr_in *)sa)->sin_addr;
+        size_t alen = sa->sa_family == AF_INET6 ? 16 : 4;
+        uintptr_t n = (uintptr_t)xr_map_get(&srv->per_ip, addr, alen);
+        if (n >= srv->opts.max_connections_per_ip) {
+            srv->metrics.refused_per_ip_total++;
+            evutil_closesocket(fd);
+            return;
+        }
+        if (!n && !(ip = xr_map_put(&srv->per_ip, addr, alen, (void *)0))) {
+            evutil_closesocket(fd);
+            return;
+        }
+        if (n)
+            ip = xr_map_put(&srv->per_ip, addr, alen, (void *)n);
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    xr_conn_accept(srv, fd, li->tls);
+    xr_conn_accept(srv, fd, li->tls, ip);
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg)

@@ -31,6 +31,40 @@ def test_max_connections_refused_with_503_others_keep_working():
 
 
 @test
+def test_connections_per_ip_limited_others_unaffected():
+    with Server("--max-connections-per-ip", "3") as srv:
+        held = [ws_open(srv.port) for _ in range(2)]
+        pending = connect(srv.port)              # a third socket, mid-handshake
+        over = connect(srv.port)                 # the fourth: closed at once
+        assert wait_eof(over, 3), "fourth socket from one address was kept"
+        for s in held:
+            s.sendall(frame(1, "fine"))
+            assert read_frame(s) == (True, 1, b"fine")
+        pending.close()
+        held[0].close()
+        deadline = time.monotonic() + 5
+        while True:  # a freed slot is usable again
+            try:
+                assert echo_ok(srv.port)
+                break
+            except (AssertionError, OSError, EOFError):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert metrics_with_retry(srv.port)["xraptor_connections_refused_per_ip_total"] >= 1
+        held[1].close()
+
+
+def metrics_with_retry(port):
+    """/metrics is a connection too: retry while the per-IP limit is full."""
+    for _ in range(100):
+        try:
+            return metrics(port)
+        except (AssertionError, OSError):
+            time.sleep(0.05)
+    return metrics(port)
+
+
+@test
 def test_slow_reader_closed_with_1008_memory_bounded():
     with Server("--max-output-buffer", "256k", "--close-timeout", "1", binary=TESTSERVER) as srv:
         rss0 = srv.rss_kib()
