@@ -43,16 +43,48 @@ start() {
     exit 1
 }
 
+# Runs the suite; on failure, looks at why. Autobahn's client gives the
+# server 1 s to answer a close: on a shared, loaded machine its own Python
+# may be the slow one (seen once, after a 16 MiB echo). Failures that are
+# only such client-side timeouts (behaviour OK, close UNCLEAN by a handshake
+# timeout) are run once more and must pass then; any other failure (FAILED
+# behaviour, WRONG CODE, a close the server got wrong) fails at once.
+suite() {
+    name=$1 url=$2
+    printf '%-7s' "$name"
+    "$ab/run.sh" "$url" "$out/$name" && { echo "  reports: $out/$name"; return 0; }
+    echo "  reports: $out/$name"
+    retry=$(/usr/bin/python3 - "$out/$name" <<'P'
+import json, sys, os
+out = sys.argv[1]
+idx = json.load(open(os.path.join(out, "index.json")))
+timing, hard = [], []
+for agent, cases in idx.items():
+    for cid, v in cases.items():
+        if v["behavior"] != "FAILED" and v["behaviorClose"] not in ("FAILED", "WRONG CODE", "UNCLEAN"):
+            continue
+        r = json.load(open(os.path.join(out, v["reportfile"])))
+        if (v["behavior"] != "FAILED" and v["behaviorClose"] == "UNCLEAN" and
+                (r.get("wasCloseHandshakeTimeout") or r.get("wasServerConnectionDropTimeout"))):
+            timing.append(cid)
+        else:
+            hard.append(cid)
+print(json.dumps(timing) if timing and not hard else "")
+P
+)
+    [ -n "$retry" ] || return 1
+    echo "        client-side close timeouts only, $retry: running those once more"
+    printf '%-7s' "$name"
+    "$ab/run.sh" "$url" "$out/$name-retry" "$retry" || return 1
+    echo "  reports: $out/$name-retry"
+}
+
 status=0
 start "$tmp/ws.log"
-printf 'ws://  '
-"$ab/run.sh" "ws://127.0.0.1:$port" "$out/ws" || status=1
-echo "  reports: $out/ws"
+suite ws "ws://127.0.0.1:$port" || status=1
 
 "${OPENSSL:-openssl}" req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
     -keyout "$tmp/key.pem" -out "$tmp/cert.pem" >/dev/null 2>&1 || { echo "conformance: openssl failed"; exit 1; }
 start "$tmp/wss.log" --tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem"
-printf 'wss:// '
-"$ab/run.sh" "wss://127.0.0.1:$port" "$out/wss" || status=1
-echo "  reports: $out/wss"
+suite wss "wss://127.0.0.1:$port" || status=1
 exit $status
