@@ -55,8 +55,8 @@ void xr_shared_unref(xr_shared *s)
 
 /* ---- antenna host callbacks ------------------------------------------- */
 
-static void antenna_publish(xr_server *srv, const char *ch, size_t clen,
-                            const char *msg, size_t mlen);
+static int antenna_publish(xr_server *srv, const char *ch, size_t clen,
+                           const char *msg, size_t mlen);
 
 /*
  * The tail every SUB delivery of one message shares:
@@ -146,12 +146,16 @@ static void on_antenna_log(void *host, int level, const char *fmt, ...)
     va_end(ap);
 }
 
-static void antenna_publish(xr_server *srv, const char *ch, size_t clen,
-                            const char *msg, size_t mlen)
+/* Every post to the broker goes through here, so both counters see it. */
+static int antenna_publish(xr_server *srv, const char *ch, size_t clen,
+                           const char *msg, size_t mlen)
 {
     srv->metrics.publishes++;
-    if (srv->antenna->publish(srv->antenna_self, ch, clen, msg, mlen) < 0)
+    if (srv->antenna->publish(srv->antenna_self, ch, clen, msg, mlen) < 0) {
         srv->metrics.publish_errors++;
+        return XR_EANTENNA;
+    }
+    return XR_OK;
 }
 
 /* A name can be both a channel with receivers and a room: the antenna gets
@@ -431,13 +435,7 @@ int xr_publish(xr_server *srv, const char *channel, size_t clen, const char *msg
         return XR_EINVAL;
     if (!srv->antenna)
         return XR_ESTATE;
-    srv->metrics.publishes++;
-    int rc = srv->antenna->publish(srv->antenna_self, channel, clen, msg ? msg : "", mlen);
-    if (rc < 0) {
-        srv->metrics.publish_errors++;
-        return XR_EANTENNA;
-    }
-    return XR_OK;
+    return antenna_publish(srv, channel, clen, msg ? msg : "", mlen);
 }
 
 /* ---- set-up ------------------------------------------------------------ */

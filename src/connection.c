@@ -171,15 +171,21 @@ static void linger(xr_conn *c)
     bufferevent_enable(c->bev, EV_READ);
 }
 
+/* Undoes the read low-watermark set while a big frame was arriving. */
+static void clear_watermark(xr_conn *c)
+{
+    if (c->watermark) {
+        bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+        c->watermark = 0;
+    }
+}
+
 /* Sends what is queued, then closes. */
 static void finish(xr_conn *c)
 {
     c->state = ST_FLUSH;
     c->paused = 0;
-    if (c->watermark) {
-        bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
-        c->watermark = 0;
-    }
+    clear_watermark(c);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
         linger(c);
     } else {
@@ -447,10 +453,7 @@ static void on_frame(xr_conn *c, xr_ws_frame *f)
 static void handle_frames(xr_conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    if (c->watermark) {
-        bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
-        c->watermark = 0;
-    }
+    clear_watermark(c);
     while (!c->dead && (c->state == ST_OPEN || c->state == ST_CLOSING)) {
         size_t avail = evbuffer_get_length(in);
         if (!avail)
