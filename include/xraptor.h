@@ -110,6 +110,17 @@ typedef struct xr_options {
     const char *static_dirs[XR_MAX_LIST];
     size_t n_static_dirs;
     unsigned room_check_ms;      /* prune dead room members every 7 s */
+
+    /* permessage-deflate (RFC 7692), off by default. Outgoing messages are
+     * compressed each on its own (server_no_context_takeover), so the
+     * compressor is shared by the whole process; a client that keeps its
+     * context costs one inflater: about 2^window_bits + 7 KiB. */
+    int compression;
+    size_t compression_min_size;       /* smaller messages go out plain: 128 */
+    unsigned compression_window_bits;  /* cap on the client's window, 9..15: 12 */
+    unsigned compression_level;        /* zlib level 1..9: 6 */
+    int compression_no_context;        /* require client_no_context_takeover:
+                                        * no inflate state per connection */
 } xr_options;
 
 void xr_options_init(xr_options *opts);

@@ -42,6 +42,8 @@ xr_shared *xr_shared_new(const void *data, size_t len)
     if (!s)
         return NULL;
     s->refs = 1;
+    s->deflate_tried = 0;
+    s->deflated = NULL;
     s->len = len;
     memcpy(s->data, data, len);
     return s;
@@ -49,8 +51,10 @@ xr_shared *xr_shared_new(const void *data, size_t len)
 
 void xr_shared_unref(xr_shared *s)
 {
-    if (s && --s->refs == 0)
+    if (s && --s->refs == 0) {
+        xr_shared_unref(s->deflated);
         free(s);
+    }
 }
 
 /* ---- antenna host callbacks ------------------------------------------- */

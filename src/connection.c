@@ -42,7 +42,9 @@ struct xr_conn {
     struct xr_receiver *receivers;  /* channels this connection SUBscribed */
     struct xr_handle *handle;     /* weak reference lent to requests */
     xr_map_entry *ip;             /* per-address count, when limited */
+    z_stream *inflater;           /* client context taken over: its own window */
     xr_ws_decoder dec;
+    xr_pmd pmd;                   /* permessage-deflate terms, when deflate */
     uint8_t state;
     unsigned tls : 1;
     unsigned upgraded : 1;        /* counted in n_open */
@@ -54,6 +56,7 @@ struct xr_conn {
     unsigned watermark : 1;       /* read low-watermark set for a big frame */
     unsigned shut : 1;            /* write side shut down, lingering */
     unsigned in_hs : 1;           /* linked in the handshake list */
+    unsigned deflate : 1;         /* permessage-deflate negotiated */
 };
 
 /* ---- lists and lifetime ---------------------------------------------- */
@@ -129,6 +132,7 @@ void xr_conn_free(xr_conn *c)
     bufferevent_free(c->bev);
     if (c->msg)
         evbuffer_free(c->msg);
+    xr_zinflate_free(c->inflater);
     free(c);
     xr_server_conn_gone(srv);
 }
@@ -156,6 +160,42 @@ static int write_frame(xr_conn *c, unsigned op, const void *data, size_t len)
     if (evbuffer_add(out, h, hl) < 0 || (len && evbuffer_add(out, data, len) < 0))
         return XR_ENOMEM;
     return XR_OK;
+}
+
+/* The compressed form of a message for this connection, in srv->zout, or
+ * NULL when it goes out as it is: compression off, too small to gain, or
+ * not smaller once compressed. a then b are one message. */
+static const char *deflated(xr_conn *c, const void *a, size_t alen, const void *b,
+                            size_t blen, size_t *zlen)
+{
+    xr_server *srv = c->srv;
+    if (!c->deflate || alen + blen < srv->opts.compression_min_size)
+        return NULL;
+    z_stream *z = xr_server_deflater(srv, c->pmd.server_bits);
+    srv->zout.len = 0;
+    if (!z || xr_zdeflate(z, a, alen, b, blen, &srv->zout) != XR_Z_OK ||
+        srv->zout.len >= alen + blen)
+        return NULL;
+    *zlen = srv->zout.len;
+    return srv->zout.p;
+}
+
+static void count_deflated(xr_server *srv, size_t raw, size_t wire)
+{
+    srv->metrics.z_out++;
+    srv->metrics.z_raw_out += raw;
+    srv->metrics.z_wire_out += wire;
+}
+
+/* A data message, compressed when that was agreed and pays off. */
+static int write_message(xr_conn *c, unsigned op, const void *data, size_t len)
+{
+    size_t zlen;
+    const char *z = deflated(c, data, len, NULL, 0, &zlen);
+    if (!z)
+        return write_frame(c, op, data, len);
+    count_deflated(c->srv, len, zlen);
+    return write_frame(c, op | XR_WS_RSV1, z, zlen);
 }
 
 /* Lingering close: the peer may still be sending (a close frame, the rest of
@@ -316,15 +356,18 @@ static void serve_plain(xr_conn *c, const xr_http_request *req)
     evbuffer_free(body);
 }
 
-static void upgrade(xr_conn *c, const xr_ws_handshake *hs, size_t head_len)
+static void upgrade(xr_conn *c, const xr_ws_handshake *hs, const char *ext,
+                    size_t head_len)
 {
     xr_server *srv = c->srv;
     struct evbuffer *out = bufferevent_get_output(c->bev);
     evbuffer_add_printf(out,
                         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                        "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
+                        "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s%s%s%s\r\n",
                         hs->accept, hs->protocol ? "Sec-WebSocket-Protocol: " : "",
-                        hs->protocol ? hs->protocol : "", hs->protocol ? "\r\n" : "");
+                        hs->protocol ? hs->protocol : "", hs->protocol ? "\r\n" : "",
+                        ext ? "Sec-WebSocket-Extensions: " : "", ext ? ext : "",
+                        ext ? "\r\n" : "");
     /* Bytes after the head are the client's first frames. */
     evbuffer_drain(bufferevent_get_input(c->bev), head_len);
     hs_remove(c);
@@ -334,6 +377,7 @@ static void upgrade(xr_conn *c, const xr_ws_handshake *hs, size_t head_len)
     srv->n_open++;
     srv->metrics.connections_total++;
     xr_ws_decoder_init(&c->dec, srv->opts.max_frame_size, srv->opts.max_message_size, 1);
+    c->dec.rsv1_ok = c->deflate;
     if (srv->ping_tv)
         bufferevent_set_timeouts(c->bev, srv->ping_tv, NULL);
     if (srv->handlers.on_open)
@@ -376,7 +420,12 @@ static void handle_head(xr_conn *c)
             srv->metrics.refused_total++;
             http_error(c, 503, "too many connections: max_connections reached");
         } else {
-            upgrade(c, &hs, (size_t)r);
+            char ext[128];
+            c->deflate = srv->opts.compression &&
+                         xr_pmd_negotiate(&req, srv->opts.compression_window_bits,
+                                          srv->opts.compression_no_context, &c->pmd,
+                                          ext, sizeof ext);
+            upgrade(c, &hs, c->deflate ? ext : NULL, (size_t)r);
         }
         return;
     }
@@ -396,6 +445,46 @@ static void deliver(xr_conn *c, unsigned op, const uint8_t *data, size_t len)
         xr_proto_dispatch(c, type, (const char *)data, len);
 }
 
+/* A compressed message: inflated into srv->zin within max_message_size
+ * (a bomb gets 1009), checked as UTF-8 when text, then delivered. */
+static void deliver_deflated(xr_conn *c, unsigned op, const uint8_t *data, size_t len)
+{
+    xr_server *srv = c->srv;
+    z_stream *z;
+    int shared = c->pmd.client_no_context;
+    if (shared) {
+        if (!srv->inflater)
+            srv->inflater = xr_zinflate_new(15);
+        z = srv->inflater;
+    } else {
+        /* 9 at least: a peer's zlib turns 8 into 9 (zlib deflateInit2). */
+        if (!c->inflater)
+            c->inflater = xr_zinflate_new(c->pmd.client_bits < 9 ? 9 : c->pmd.client_bits);
+        z = c->inflater;
+    }
+    if (!z) {
+        ws_close(c, XR_CLOSE_INTERNAL, "out of memory", 1);
+        return;
+    }
+    srv->zin.len = 0;
+    int rc = xr_zinflate(z, data, len, srv->opts.max_message_size, shared, &srv->zin);
+    if (rc != XR_Z_OK) {
+        srv->metrics.z_errors += rc != XR_Z_NOMEM;
+        ws_close(c, rc == XR_Z_TOO_BIG ? XR_CLOSE_TOO_BIG
+                    : rc == XR_Z_NOMEM ? XR_CLOSE_INTERNAL : XR_CLOSE_INVALID_DATA,
+                 rc == XR_Z_TOO_BIG ? "inflated message exceeds max_message_size"
+                 : rc == XR_Z_NOMEM ? "out of memory" : "invalid compressed data", 1);
+    } else if (op == XR_WS_OP_TEXT && !xr_utf8_valid((const uint8_t *)srv->zin.p, srv->zin.len)) {
+        ws_close(c, XR_CLOSE_INVALID_DATA, "text message is not valid UTF-8", 1);
+    } else {
+        srv->metrics.z_in++;
+        deliver(c, op, (const uint8_t *)srv->zin.p, srv->zin.len);
+    }
+    /* One huge message must not pin its buffer for the process's life. */
+    if (srv->zin.cap > (1u << 20))
+        xr_buf_free(&srv->zin);
+}
+
 static void on_frame(xr_conn *c, xr_ws_frame *f)
 {
     xr_server *srv = c->srv;
@@ -407,7 +496,8 @@ static void on_frame(xr_conn *c, xr_ws_frame *f)
             return; /* after our close frame, data is discarded (5.5.1) */
         if (f->fin && f->opcode != XR_WS_OP_CONT) {
             /* Unfragmented: hand out the unmasked bytes where they lie. */
-            deliver(c, f->msg_opcode, f->payload, (size_t)f->len);
+            (f->compressed ? deliver_deflated : deliver)(c, f->msg_opcode, f->payload,
+                                                         (size_t)f->len);
             return;
         }
         if (!c->msg && !(c->msg = evbuffer_new())) {
@@ -420,7 +510,8 @@ static void on_frame(xr_conn *c, xr_ws_frame *f)
         }
         if (f->fin) {
             size_t n = evbuffer_get_length(c->msg);
-            deliver(c, f->msg_opcode, evbuffer_pullup(c->msg, -1), n);
+            (f->compressed ? deliver_deflated : deliver)(c, f->msg_opcode,
+                                                         evbuffer_pullup(c->msg, -1), n);
             if (c->msg)
                 evbuffer_drain(c->msg, n);
         }
@@ -659,7 +750,7 @@ int xr_conn_send(xr_conn *c, xr_msg_type type, const void *data, size_t len)
     xr_server *srv = c->srv;
     if (slow_reader(c))
         return XR_ELIMIT;
-    int rc = write_frame(c, type == XR_TEXT ? XR_WS_OP_TEXT : XR_WS_OP_BINARY, data, len);
+    int rc = write_message(c, type == XR_TEXT ? XR_WS_OP_TEXT : XR_WS_OP_BINARY, data, len);
     if (rc == XR_OK) {
         srv->metrics.messages_out++;
         srv->metrics.bytes_out += len;
@@ -686,6 +777,60 @@ static void shared_done(const void *data, size_t len, void *arg)
     xr_shared_unref(arg);
 }
 
+/* The tail compressed once for every receiver with a 15-bit window. */
+static xr_shared *deflated_tail(xr_server *srv, xr_shared *tail)
+{
+    if (!tail->deflate_tried) {
+        tail->deflate_tried = 1;
+        z_stream *z = xr_server_deflater(srv, 15);
+        srv->zout.len = 0;
+        if (z && xr_zdeflate(z, tail->data, tail->len, NULL, 0, &srv->zout) == XR_Z_OK &&
+            srv->zout.len < tail->len)
+            tail->deflated = xr_shared_new(srv->zout.p, srv->zout.len);
+    }
+    return tail->deflated;
+}
+
+/*
+ * prefix + tail compressed for c: a stored (uncompressed) DEFLATE block with
+ * the prefix, then the shared compressed tail by reference. Receivers with a
+ * smaller window get their own compression.
+ */
+static int send_shared_deflated(xr_conn *c, const char *prefix, size_t plen, xr_shared *tail)
+{
+    xr_server *srv = c->srv;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    uint8_t h[XR_WS_MAX_HEADER + XR_Z_STORED_HEADER];
+    xr_shared *z = NULL;
+    if (c->pmd.server_bits == 15 && plen <= 0xFFFF) {
+        if (!(z = deflated_tail(srv, tail)))
+            return 1;               /* does not shrink: plain for everyone */
+    } else {
+        size_t zlen;
+        const char *d = deflated(c, prefix, plen, tail->data, tail->len, &zlen);
+        if (!d)
+            return 1;
+        size_t hl = xr_ws_header(h, XR_WS_OP_TEXT | XR_WS_RSV1, 1, zlen, NULL);
+        if (evbuffer_add(out, h, hl) < 0 || evbuffer_add(out, d, zlen) < 0)
+            return XR_ENOMEM;
+        count_deflated(srv, plen + tail->len, zlen);
+        return XR_OK;
+    }
+    size_t zlen = XR_Z_STORED_HEADER + plen + z->len;
+    size_t hl = xr_ws_header(h, XR_WS_OP_TEXT | XR_WS_RSV1, 1, zlen, NULL);
+    xr_zstored_header(h + hl, plen);
+    if (evbuffer_add(out, h, hl + XR_Z_STORED_HEADER) < 0 ||
+        (plen && evbuffer_add(out, prefix, plen) < 0))
+        return XR_ENOMEM;
+    z->refs++;
+    if (evbuffer_add_reference(out, z->data, z->len, shared_done, z) < 0) {
+        z->refs--;
+        return XR_ENOMEM;
+    }
+    count_deflated(srv, plen + tail->len, zlen);
+    return XR_OK;
+}
+
 int xr_conn_send_shared(xr_conn *c, const char *prefix, size_t plen, xr_shared *tail)
 {
     if (c->state != ST_OPEN || c->closed_cb)
@@ -694,6 +839,16 @@ int xr_conn_send_shared(xr_conn *c, const char *prefix, size_t plen, xr_shared *
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (slow_reader(c))
         return XR_ELIMIT;
+    if (c->deflate && plen + tail->len >= srv->opts.compression_min_size) {
+        int rc = send_shared_deflated(c, prefix, plen, tail);
+        if (rc <= 0) {
+            if (rc == XR_OK) {
+                srv->metrics.messages_out++;
+                srv->metrics.bytes_out += plen + tail->len;
+            }
+            return rc;
+        }
+    }
     uint8_t h[XR_WS_MAX_HEADER];
     size_t hl = xr_ws_header(h, XR_WS_OP_TEXT, 1, plen + tail->len, NULL);
     /* Header and the small per-receiver prefix are copied; the tail is

@@ -1,5 +1,6 @@
 #include "http.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -267,4 +268,181 @@ void xr_ws_accept_key(const char *key, size_t key_len, char out[29])
     memcpy(buf + key_len, guid, sizeof guid - 1);
     EVP_Digest(buf, key_len + sizeof guid - 1, md, &mdlen, EVP_sha1(), NULL);
     EVP_EncodeBlock((unsigned char *)out, md, (int)mdlen);
+}
+
+/* ---- permessage-deflate negotiation (RFC 7692 section 7) -------------- */
+
+static size_t skip_ows(const char *v, size_t i, size_t n)
+{
+    while (i < n && (v[i] == ' ' || v[i] == '\t'))
+        i++;
+    return i;
+}
+
+static size_t skip_token(const char *v, size_t i, size_t n)
+{
+    while (i < n && is_tchar((unsigned char)v[i]))
+        i++;
+    return i;
+}
+
+/* Window bits are 8..15 written without leading zeros (7.1.2.1). */
+static int window_value(const char *v, size_t len)
+{
+    if (len == 1 && v[0] >= '8' && v[0] <= '9')
+        return v[0] - '0';
+    if (len == 2 && v[0] == '1' && v[1] >= '0' && v[1] <= '5')
+        return 10 + v[1] - '0';
+    return -1;
+}
+
+typedef struct pmd_offer {
+    int server_no_context, client_no_context;
+    int server_bits;          /* 0: not offered */
+    int client_bits;          /* 0: not offered, 16: offered with no value */
+} pmd_offer;
+
+enum { P_SNC, P_CNC, P_SMWB, P_CMWB, P_N };
+
+/* One parameter of a permessage-deflate offer; -1 declines the offer. */
+static int offer_param(pmd_offer *o, unsigned *seen, const char *name, size_t nlen,
+                       const char *val, size_t vlen, int has_val)
+{
+    static const char *const names[P_N] = {
+        "server_no_context_takeover", "client_no_context_takeover",
+        "server_max_window_bits", "client_max_window_bits"};
+    int k = 0;
+    while (k < P_N && !(strlen(names[k]) == nlen && strncasecmp(names[k], name, nlen) == 0))
+        k++;
+    if (k == P_N || (*seen & (1u << k)))
+        return -1;                 /* unknown or repeated (7: decline) */
+    *seen |= 1u << k;
+    int bits = has_val ? window_value(val, vlen) : 0;
+    switch (k) {
+    case P_SNC:
+        if (has_val)
+            return -1;
+        o->server_no_context = 1;
+        return 0;
+    case P_CNC:
+        if (has_val)
+            return -1;
+        o->client_no_context = 1;
+        return 0;
+    case P_SMWB:
+        if (bits < 0 || !has_val)
+            return -1;
+        o->server_bits = bits;
+        return 0;
+    default:
+        if (bits < 0)
+            return -1;
+        o->client_bits = has_val ? bits : 16;
+        return 0;
+    }
+}
+
+/*
+ * Parses one extension of a header value starting at *pos:
+ *   token *( OWS ";" OWS token [ "=" ( token / quoted-string ) ] ) OWS
+ * Returns 1 for a permessage-deflate offer we can take (in *o), 0 for
+ * another extension or one we decline, -1 when the header is malformed (the
+ * rest of it is then ignored).
+ */
+static int parse_extension(const char *v, size_t n, size_t *pos, pmd_offer *o)
+{
+    size_t i = skip_ows(v, *pos, n);
+    size_t name0 = i;
+    i = skip_token(v, i, n);
+    if (i == name0)
+        return -1;
+    int ours = i - name0 == 18 && strncasecmp(v + name0, "permessage-deflate", 18) == 0;
+    int ok = ours;
+    unsigned seen = 0;
+    memset(o, 0, sizeof *o);
+    for (;;) {
+        i = skip_ows(v, i, n);
+        if (i == n || v[i] != ';')
+            break;
+        i = skip_ows(v, i + 1, n);
+        size_t p0 = i;
+        i = skip_token(v, i, n);
+        if (i == p0)
+            return -1;
+        size_t p1 = i;
+        const char *val = NULL;
+        size_t vlen = 0;
+        int has_val = 0;
+        i = skip_ows(v, i, n);
+        if (i < n && v[i] == '=') {
+            has_val = 1;
+            i = skip_ows(v, i + 1, n);
+            if (i < n && v[i] == '"') {
+                /* A quoted value must still be a token once unquoted
+                 * (9.1 of RFC 6455); ours never need escapes. */
+                size_t q0 = ++i;
+                while (i < n && v[i] != '"' && is_tchar((unsigned char)v[i]))
+                    i++;
+                if (i == n || v[i] != '"' || i == q0)
+                    return -1;
+                val = v + q0;
+                vlen = i - q0;
+                i++;
+            } else {
+                size_t q0 = i;
+                i = skip_token(v, i, n);
+                if (i == q0)
+                    return -1;
+                val = v + q0;
+                vlen = i - q0;
+            }
+        }
+        if (ok && offer_param(o, &seen, v + p0, p1 - p0, val, vlen, has_val) < 0)
+            ok = 0;
+    }
+    if (i < n && v[i] != ',')
+        return -1;
+    *pos = i < n ? i + 1 : n;
+    return ok;
+}
+
+int xr_pmd_negotiate(const xr_http_request *req, unsigned window_bits,
+                     int require_no_context, xr_pmd *out, char *resp, size_t cap)
+{
+    if (window_bits < 9 || window_bits > 15)
+        window_bits = 15;
+    for (size_t k = 0; k < req->n_headers; k++) {
+        const xr_http_header *h = &req->headers[k];
+        if (h->name_len != 24 || strncasecmp(h->name, "Sec-WebSocket-Extensions", 24) != 0)
+            continue;
+        size_t pos = 0;
+        while (skip_ows(h->value, pos, h->value_len) < h->value_len) {
+            pmd_offer o;
+            int r = parse_extension(h->value, h->value_len, &pos, &o);
+            if (r < 0)
+                break;
+            if (r == 0)
+                continue;
+            /* Accepted. Our own window: what the client allows, at most 15. */
+            out->server_bits = (unsigned char)(o.server_bits ? o.server_bits : 15);
+            /* The client's: only when it lets us choose (7.1.2.2) do we
+             * name one, and then not above our cap. */
+            unsigned cb = 15;
+            if (o.client_bits)
+                cb = o.client_bits == 16 || (unsigned)o.client_bits > window_bits
+                     ? window_bits : (unsigned)o.client_bits;
+            out->client_bits = (unsigned char)cb;
+            out->client_no_context = (unsigned char)(o.client_no_context || require_no_context);
+            char sb[40] = "", cbuf[40] = "";
+            if (o.server_bits)
+                snprintf(sb, sizeof sb, "; server_max_window_bits=%d", o.server_bits);
+            if (o.client_bits)
+                snprintf(cbuf, sizeof cbuf, "; client_max_window_bits=%u", cb);
+            int len = snprintf(resp, cap, "permessage-deflate; server_no_context_takeover%s%s%s",
+                               out->client_no_context ? "; client_no_context_takeover" : "",
+                               sb, cbuf);
+            return len > 0 && (size_t)len < cap;
+        }
+    }
+    return 0;
 }

@@ -74,6 +74,28 @@ xr_http_kind xr_http_classify(const xr_http_request *req,
                               const char *const *origins, size_t n_origins,
                               xr_ws_handshake *hs, xr_http_error *err);
 
+/* permessage-deflate (RFC 7692) as agreed for one connection. */
+typedef struct xr_pmd {
+    unsigned char server_bits;   /* our LZ77 window: 9..15, or 8 = we never
+                                  * compress (zlib cannot make 256-byte windows) */
+    unsigned char client_bits;   /* the client's window: our inflater's */
+    unsigned char client_no_context; /* the client resets its compressor per message */
+} xr_pmd;
+
+/*
+ * Picks the first permessage-deflate offer among the request's
+ * Sec-WebSocket-Extensions headers that we can accept (RFC 7692 section 7):
+ * an offer with an unknown or repeated parameter or a bad value is declined
+ * and the next one tried. window_bits (9..15) caps the client's window when
+ * it lets us choose; require_no_context asks the client to reset its context
+ * per message. We always compress each message on its own and say so with
+ * server_no_context_takeover. Returns 1 and writes the response header value
+ * (NUL-terminated) to resp, or 0 when nothing is accepted (or resp is too
+ * small; 128 bytes always suffice).
+ */
+int xr_pmd_negotiate(const xr_http_request *req, unsigned window_bits,
+                     int require_no_context, xr_pmd *out, char *resp, size_t cap);
+
 /* Sec-WebSocket-Accept for a key: base64(SHA-1(key + GUID)). */
 void xr_ws_accept_key(const char *key, size_t key_len, char out[29]);
 

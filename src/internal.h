@@ -14,6 +14,7 @@
 #include "map.h"
 #include "protocol.h"
 #include "ws_frame.h"
+#include "deflate.h"
 
 /* ---- metrics ---- */
 
@@ -35,6 +36,9 @@ typedef struct xr_metrics {
     uint64_t requests[6][4];
     uint64_t publishes, publish_errors, deliveries, antenna_messages;
     uint64_t room_pruned, antenna_reconnects;
+    /* permessage-deflate: messages, and payload bytes before and after */
+    uint64_t z_in, z_out, z_raw_out, z_wire_out;
+    uint64_t z_errors;              /* corrupt or oversized compressed input */
 } xr_metrics;
 
 enum { XR_OUT_OK, XR_OUT_NOT_REGISTERED, XR_OUT_FAIL, XR_OUT_BAD_REQUEST };
@@ -97,6 +101,12 @@ struct xr_server {
     xr_buf scratch;                 /* responses are built here, then framed */
     xr_buf fanout;                  /* per-channel prefix of a SUB delivery */
 
+    /* permessage-deflate */
+    z_stream *deflaters[16];        /* by window bits, made on first use */
+    z_stream *inflater;             /* for clients without context takeover */
+    xr_buf zout;                    /* a compressed message, then framed */
+    xr_buf zin;                     /* an inflated message being delivered */
+
     /* channels, rooms, antenna */
     xr_map channels;                /* name -> struct xr_channel (local receivers) */
     xr_map rooms;                   /* name -> struct xr_room */
@@ -115,6 +125,8 @@ struct xr_server {
 /* Bytes shared by many outgoing frames (fan-out): refcounted, immutable. */
 typedef struct xr_shared {
     unsigned refs;
+    unsigned deflate_tried : 1;
+    struct xr_shared *deflated;     /* the same bytes compressed, window 15 */
     size_t len;
     char data[];
 } xr_shared;
@@ -128,6 +140,8 @@ void xr_server_conn_gone(xr_server *srv);
 /* ---- connection ---- */
 
 void xr_conn_accept(xr_server *srv, int fd, int tls, xr_map_entry *ip);
+/* The process-wide compressor for a window (9..15), made on first use. */
+z_stream *xr_server_deflater(xr_server *srv, int bits);
 void xr_conn_drain(xr_conn *c);      /* graceful stop: close 1001 */
 void xr_conn_free(xr_conn *c);
 xr_conn *xr_conn_next(const xr_conn *c);

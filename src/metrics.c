@@ -61,6 +61,19 @@ void xr_metrics_write(const xr_server *srv, struct evbuffer *out)
     metric(out, "xraptor_slow_reader_closes_total", "counter",
            "Connections closed because their output exceeded max_output_buffer.",
            m->slow_reader_closes);
+    if (srv->opts.compression) {
+        metric(out, "xraptor_deflate_messages_received_total", "counter",
+               "Compressed messages received and inflated.", m->z_in);
+        metric(out, "xraptor_deflate_messages_sent_total", "counter",
+               "Messages sent compressed.", m->z_out);
+        metric(out, "xraptor_deflate_sent_raw_bytes_total", "counter",
+               "Payload bytes of the messages sent compressed, before compression.",
+               m->z_raw_out);
+        metric(out, "xraptor_deflate_sent_wire_bytes_total", "counter",
+               "Payload bytes of the messages sent compressed, as sent.", m->z_wire_out);
+        metric(out, "xraptor_deflate_errors_total", "counter",
+               "Connections failed for corrupt or oversized compressed input.", m->z_errors);
+    }
     evbuffer_add_printf(out,
                         "# HELP xraptor_closes_total WebSocket connections closed, by close code.\n"
                         "# TYPE xraptor_closes_total counter\n");

@@ -27,6 +27,9 @@ void xr_options_init(xr_options *o)
     o->metrics_path = "/metrics";
     o->antenna = NULL;  /* memory:// */
     o->room_check_ms = 7000;
+    o->compression_min_size = 128;
+    o->compression_window_bits = 12;
+    o->compression_level = 6;
 }
 
 int xr_parse_size(const char *s, size_t *out)
@@ -79,7 +82,7 @@ int xr_parse_duration(const char *s, unsigned *ms)
     return 0;
 }
 
-typedef enum { F_HELP, F_VERSION, F_STR, F_LIST, F_SIZE, F_COUNT, F_TIME, F_LEVEL, F_FORMAT } ftype;
+typedef enum { F_HELP, F_VERSION, F_BOOL, F_STR, F_LIST, F_SIZE, F_COUNT, F_TIME, F_LEVEL, F_FORMAT } ftype;
 
 typedef struct flag {
     const char *name;
@@ -121,6 +124,13 @@ static const flag flags[] = {
     {"room-check-interval", F_TIME, OFF(room_check_ms), 0, 0, "SECS", "ask the antenna which remote room members still\nlisten; 0 disables (7)"},
     {"static-dir", F_LIST, OFF(static_dirs), OFF(n_static_dirs), XR_MAX_LIST, "DIR",
      "serve files under DIR on plain GET (repeatable)"},
+    {"compression", F_BOOL, OFF(compression), 0, 0, NULL, "offer permessage-deflate (RFC 7692) to clients that ask"},
+    {"compression-min-size", F_SIZE, OFF(compression_min_size), 0, 0, "SIZE", "messages smaller than this go out uncompressed (128)"},
+    {"compression-window-bits", F_COUNT, OFF(compression_window_bits), 0, 0, "N",
+     "largest LZ77 window (2^N bytes, 9-15) a client may use when it\nlets the server choose; it costs 2^N + 7KiB per client (12)"},
+    {"compression-level", F_COUNT, OFF(compression_level), 0, 0, "N", "zlib level 1 (fast) to 9 (small) for outgoing messages (6)"},
+    {"compression-no-context-takeover", F_BOOL, OFF(compression_no_context), 0, 0, NULL,
+     "ask clients to compress each message on its own: no\ninflate state per connection, somewhat larger messages"},
     {"log-level", F_LEVEL, OFF(log_level), 0, 0, "LEVEL", "error, warn, info or debug (info)"},
     {"log-format", F_FORMAT, OFF(log_format), 0, 0, "FMT", "text or json (text)"},
     {"help", F_HELP, 0, 0, 0, NULL, "show this help and exit"},
@@ -142,6 +152,9 @@ static int set(xr_options *o, const flag *f, const char *v, char *err, size_t er
 {
     char *field = (char *)o + f->off;
     switch (f->type) {
+    case F_BOOL:
+        *(int *)field = 1;
+        return XR_OK;
     case F_STR:
         *(const char **)field = v;
         return XR_OK;
@@ -217,6 +230,12 @@ int xr_options_parse(xr_options *o, int argc, char **argv, char *err, size_t err
             if (eq)
                 return usage_error(err, errlen, "--%s takes no value", f->name);
             return f->type == F_HELP ? XR_OPTIONS_HELP : XR_OPTIONS_VERSION;
+        }
+        if (f->type == F_BOOL) {
+            if (eq)
+                return usage_error(err, errlen, "--%s takes no value", f->name);
+            set(o, f, NULL, err, errlen);
+            continue;
         }
         const char *v;
         if (eq) {
@@ -374,6 +393,10 @@ int xr_options_check(const xr_options *o, char *err, size_t errlen)
         return usage_error(err, errlen, "--ping-timeout must be above 0 while --ping-interval is on");
     if (o->handshake_timeout_ms == 0)
         return usage_error(err, errlen, "--handshake-timeout must be above 0");
+    if (o->compression_window_bits < 9 || o->compression_window_bits > 15)
+        return usage_error(err, errlen, "--compression-window-bits must be between 9 and 15");
+    if (o->compression_level < 1 || o->compression_level > 9)
+        return usage_error(err, errlen, "--compression-level must be between 1 and 9");
     const char *paths[2] = {o->health_path, o->metrics_path};
     for (int k = 0; k < 2; k++)
         if (paths[k] && paths[k][0] && paths[k][0] != '/')

@@ -185,6 +185,11 @@ void xr_server_free(xr_server *srv)
     xr_channels_free(srv);
     xr_router_free(srv);
     xr_map_clear(&srv->per_ip);
+    xr_buf_free(&srv->zout);
+    xr_buf_free(&srv->zin);
+    for (int k = 0; k < 16; k++)
+        xr_zdeflate_free(srv->deflaters[k]);
+    xr_zinflate_free(srv->inflater);
     for (int k = 0; k < 3; k++)
         if (srv->signals[k])
             event_free(srv->signals[k]);
@@ -201,6 +206,15 @@ void xr_server_free(xr_server *srv)
     for (size_t k = 0; k < srv->n_owned; k++)
         free(srv->owned[k]);
     free(srv);
+}
+
+z_stream *xr_server_deflater(xr_server *srv, int bits)
+{
+    if (bits < 9 || bits > 15)
+        return NULL;
+    if (!srv->deflaters[bits])
+        srv->deflaters[bits] = xr_zdeflate_new(bits, (int)srv->opts.compression_level);
+    return srv->deflaters[bits];
 }
 
 void xr_server_set_handlers(xr_server *srv, const xr_handlers *h, void *ud)

@@ -78,10 +78,20 @@ xr_ws_status xr_ws_decode(xr_ws_decoder *d, uint8_t *buf, size_t len,
     unsigned masked = buf[1] >> 7;
     uint64_t plen = buf[1] & 0x7F;
 
-    /* 5.2: RSV bits are only for negotiated extensions; we negotiate none. */
-    if (rsv)
-        return fail(f, 1002, "reserved bits 0x%x set with no extension negotiated", rsv);
     int control = (op & 0x8) != 0;
+    /* 5.2: RSV bits are only for negotiated extensions. The one we speak,
+     * permessage-deflate, uses RSV1 on the first frame of a data message
+     * only (RFC 7692 section 6). */
+    if (rsv & 3)
+        return fail(f, 1002, "reserved bits 0x%x set with no extension using them", rsv);
+    if (rsv & 4) {
+        if (!d->rsv1_ok)
+            return fail(f, 1002, "RSV1 set but permessage-deflate was not negotiated");
+        if (control)
+            return fail(f, 1002, "RSV1 set on a control frame (opcode 0x%x)", op);
+        if (op == XR_WS_OP_CONT)
+            return fail(f, 1002, "RSV1 set on a continuation frame");
+    }
     if (op != XR_WS_OP_CONT && op != XR_WS_OP_TEXT && op != XR_WS_OP_BINARY &&
         op != XR_WS_OP_CLOSE && op != XR_WS_OP_PING && op != XR_WS_OP_PONG)
         return fail(f, 1002, "reserved opcode 0x%x", op);
@@ -150,11 +160,14 @@ xr_ws_status xr_ws_decode(xr_ws_decoder *d, uint8_t *buf, size_t len,
     f->payload = payload;
     f->len = plen;
     f->msg_opcode = 0;
+    f->compressed = 0;
 
     if (!control) {
         unsigned mop = op == XR_WS_OP_CONT ? d->frag_opcode : op;
         f->msg_opcode = (uint8_t)mop;
-        if (mop == XR_WS_OP_TEXT) {
+        f->compressed = op == XR_WS_OP_CONT ? d->frag_compressed : (rsv & 4) != 0;
+        /* Compressed text is checked once inflated, by the caller. */
+        if (mop == XR_WS_OP_TEXT && !f->compressed) {
             /* 8.1: invalid UTF-8 fails the connection at the first frame
              * that shows it, not at the end of the message. */
             if (op != XR_WS_OP_CONT)
@@ -166,9 +179,11 @@ xr_ws_status xr_ws_decode(xr_ws_decoder *d, uint8_t *buf, size_t len,
         }
         if (fin) {
             d->frag_opcode = 0;
+            d->frag_compressed = 0;
             d->msg_len = 0;
         } else {
             d->frag_opcode = (uint8_t)mop;
+            d->frag_compressed = f->compressed;
             d->msg_len += plen;
         }
     } else if (op == XR_WS_OP_CLOSE) {
@@ -195,7 +210,7 @@ size_t xr_ws_header(uint8_t out[XR_WS_MAX_HEADER], unsigned opcode, int fin,
                     uint64_t len, const uint8_t *mask)
 {
     size_t n = 2;
-    out[0] = (uint8_t)((fin ? 0x80 : 0) | (opcode & 0x0F));
+    out[0] = (uint8_t)((fin ? 0x80 : 0) | (opcode & (XR_WS_RSV1 | 0x0F)));
     uint8_t mbit = mask ? 0x80 : 0;
     if (len < 126) {
         out[1] = (uint8_t)(mbit | len);

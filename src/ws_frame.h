@@ -22,6 +22,7 @@ enum {
 };
 
 #define XR_WS_MAX_HEADER 14      /* 2 + 8 (64-bit length) + 4 (mask) */
+#define XR_WS_RSV1 0x40          /* or-ed into an opcode: "per-message compressed" */
 #define XR_WS_MAX_CONTROL 125    /* section 5.5 */
 
 /* Per-connection decoder state: the message being reassembled. */
@@ -31,6 +32,8 @@ typedef struct xr_ws_decoder {
     uint64_t msg_len;        /* bytes of the current fragmented message */
     uint8_t frag_opcode;     /* TEXT/BINARY while a message is open, else 0 */
     uint8_t expect_mask;     /* 1: frames must be masked (server side) */
+    uint8_t rsv1_ok;         /* 1: permessage-deflate negotiated (RFC 7692) */
+    uint8_t frag_compressed; /* the open fragmented message is compressed */
     xr_utf8 utf8;            /* carries across fragments of a text message */
 } xr_ws_decoder;
 
@@ -45,6 +48,8 @@ typedef struct xr_ws_frame {
     uint8_t opcode;          /* as on the wire (CONT for continuations) */
     uint8_t fin;
     uint8_t msg_opcode;      /* data frames: TEXT or BINARY of the message */
+    uint8_t compressed;      /* data frames: the message has RSV1 (deflated);
+                              * its text is then not UTF-8-checked here */
     uint8_t *payload;        /* unmasked in place, inside the input */
     uint64_t len;
     /* CLOSE frames: code (1005 when absent) and reason (validated UTF-8). */
@@ -69,7 +74,8 @@ xr_ws_status xr_ws_decode(xr_ws_decoder *d, uint8_t *buf, size_t len,
                           xr_ws_frame *frame);
 
 /* Writes a frame header for a payload of len bytes; mask (4 bytes) is for
- * clients, NULL for servers. Returns the header length. */
+ * clients, NULL for servers. opcode may carry XR_WS_RSV1. Returns the header
+ * length. */
 size_t xr_ws_header(uint8_t out[XR_WS_MAX_HEADER], unsigned opcode, int fin,
                     uint64_t len, const uint8_t *mask);
 
