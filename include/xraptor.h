@@ -57,6 +57,7 @@ typedef enum { XR_LOG_TEXT, XR_LOG_JSON } xr_log_format;
 
 #define XR_MAX_LISTENERS 16
 #define XR_MAX_LIST 16
+#define XR_MAX_WORKERS 256
 
 /*
  * Server options. xr_options_init() fills in every default; the strings are
@@ -121,6 +122,12 @@ typedef struct xr_options {
     unsigned compression_level;        /* zlib level 1..9: 6 */
     int compression_no_context;        /* require client_no_context_takeover:
                                         * no inflate state per connection */
+
+    /* Processes serving the listeners (SO_REUSEPORT), each with its own
+     * loop, under a supervising parent: 1 (default) is no fork at all.
+     * Channels then reach across processes only through a broker antenna,
+     * so the protocol layer refuses memory:// with more than one. */
+    unsigned workers;
 } xr_options;
 
 void xr_options_init(xr_options *opts);
@@ -197,8 +204,18 @@ void xr_server_set_handlers(xr_server *srv, const xr_handlers *h, void *ud);
  * SIGTERM or xr_server_stop()) has drained. SIGHUP reloads the TLS
  * certificate; SIGPIPE is ignored. Returns 0, or an XR_E* code with the
  * reason in xr_server_error().
+ *
+ * With workers > 1 the calling process forks them and supervises: it
+ * forwards SIGTERM/SIGINT/SIGHUP, restarts a worker that dies, and returns
+ * once all have drained. Each worker returns from this call too, when its
+ * own loop ends; xr_server_worker() tells them apart. Events added to
+ * xr_server_base() before the call live on in every worker.
  */
 int xr_server_run(xr_server *srv);
+
+/* 0 in a single-process server and in the supervising parent; 1..N in a
+ * worker. */
+unsigned xr_server_worker(const xr_server *srv);
 
 /* Starts a graceful stop: listeners close, every client gets close 1001,
  * the loop ends when all have gone or drain_timeout passed. */

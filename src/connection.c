@@ -352,7 +352,10 @@ static void serve_plain(xr_conn *c, const xr_http_request *req)
         http_error(c, 404, "not found");
         return;
     }
-    http_reply(c, status, ctype, "X-Content-Type-Options: nosniff\r\n", body, head);
+    char extra[96];
+    snprintf(extra, sizeof extra, "X-Content-Type-Options: nosniff\r\nX-Xraptor-Worker: %u\r\n",
+             srv->worker);
+    http_reply(c, status, ctype, extra, body, head);
     evbuffer_free(body);
 }
 

@@ -86,6 +86,11 @@ struct xr_server {
     struct event *signals[3];
     const struct timeval *ping_tv, *pong_tv, *close_tv;
 
+    /* workers: the port each listener spec resolved to in the parent (so
+     * workers share it even when 0 was asked), and which worker we are */
+    int ports[XR_MAX_LISTENERS];
+    unsigned worker;                /* 0: single process or the supervisor */
+
     size_t n_open;                  /* WebSocket connections open */
     size_t n_pending;               /* sockets not yet upgraded */
     int draining, running;
@@ -136,6 +141,15 @@ void xr_shared_unref(xr_shared *s);
 
 uint64_t xr_now_ms(void);
 void xr_server_conn_gone(xr_server *srv);
+
+/* ---- workers ---- */
+
+/*
+ * With opts.workers > 1: forks and supervises the workers. Returns 1 in a
+ * worker (which then runs the server as usual), or the supervisor's final
+ * result (0 or XR_E*) in the parent.
+ */
+int xr_workers_run(xr_server *srv);
 
 /* ---- connection ---- */
 

@@ -37,11 +37,17 @@ void xr_vlog(const xr_server *srv, xr_log_level level, const char *fmt, va_list 
     /* One fprintf per line keeps concurrent writers' lines whole. */
     if (srv && srv->opts.log_format == XR_LOG_JSON) {
         flockfile(stderr);
-        fprintf(stderr, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"msg\":\"", when,
+        fprintf(stderr, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",", when,
                 ts.tv_nsec / 1000000, level_names[level]);
+        if (srv->worker)
+            fprintf(stderr, "\"worker\":%u,", srv->worker);
+        fputs("\"msg\":\"", stderr);
         json_escaped(stderr, msg);
         fputs("\"}\n", stderr);
         funlockfile(stderr);
+    } else if (srv && srv->worker) {
+        fprintf(stderr, "%s.%03ldZ %-5s [worker %u] %s\n", when, ts.tv_nsec / 1000000,
+                level_names[level], srv->worker, msg);
     } else {
         fprintf(stderr, "%s.%03ldZ %-5s %s\n", when, ts.tv_nsec / 1000000,
                 level_names[level], msg);

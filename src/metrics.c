@@ -1,6 +1,7 @@
 #include "internal.h"
 
 #include <inttypes.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 
@@ -107,6 +108,12 @@ void xr_metrics_write(const xr_server *srv, struct evbuffer *out)
                 evbuffer_add_printf(out, "xraptor_requests_by_outcome_total{method=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
                                     mnames[i], onames[k], m->requests[i][k]);
     xr_channels_metrics(srv, out);
+    /* With --workers each answer covers one worker: this says which. */
+    evbuffer_add_printf(out, "# HELP xraptor_worker_info The process that answered: worker number "
+                             "(0 without --workers) and pid.\n"
+                             "# TYPE xraptor_worker_info gauge\n"
+                             "xraptor_worker_info{worker=\"%u\",pid=\"%ld\"} 1\n",
+                        srv->worker, (long)getpid());
     evbuffer_add_printf(out, "# HELP xraptor_uptime_seconds Seconds since the server started.\n"
                              "# TYPE xraptor_uptime_seconds gauge\n"
                              "xraptor_uptime_seconds %.3f\n", uptime(srv));
@@ -123,8 +130,10 @@ void xr_health_write(const xr_server *srv, struct evbuffer *out, int *status)
                         "{\"status\":\"%s\",\"uptime_seconds\":%.3f,"
                         "\"active_connections\":%zu,\"pending_connections\":%zu,"
                         "\"antenna\":{\"scheme\":\"%s\",\"connected\":%s},"
+                        "\"worker\":%u,\"workers\":%u,\"pid\":%ld,"
                         "\"version\":\"%s\"}\n",
                         state, uptime(srv), srv->n_open, srv->n_pending,
                         srv->antenna && srv->antenna->scheme ? srv->antenna->scheme : "",
-                        srv->antenna && srv->antenna_up ? "true" : "false", xr_version());
+                        srv->antenna && srv->antenna_up ? "true" : "false",
+                        srv->worker, srv->opts.workers, (long)getpid(), xr_version());
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 
@@ -30,6 +31,7 @@ void xr_options_init(xr_options *o)
     o->compression_min_size = 128;
     o->compression_window_bits = 12;
     o->compression_level = 6;
+    o->workers = 1;
 }
 
 int xr_parse_size(const char *s, size_t *out)
@@ -82,7 +84,7 @@ int xr_parse_duration(const char *s, unsigned *ms)
     return 0;
 }
 
-typedef enum { F_HELP, F_VERSION, F_BOOL, F_STR, F_LIST, F_SIZE, F_COUNT, F_TIME, F_LEVEL, F_FORMAT } ftype;
+typedef enum { F_HELP, F_VERSION, F_BOOL, F_STR, F_LIST, F_SIZE, F_COUNT, F_TIME, F_LEVEL, F_FORMAT, F_WORKERS } ftype;
 
 typedef struct flag {
     const char *name;
@@ -131,6 +133,9 @@ static const flag flags[] = {
     {"compression-level", F_COUNT, OFF(compression_level), 0, 0, "N", "zlib level 1 (fast) to 9 (small) for outgoing messages (6)"},
     {"compression-no-context-takeover", F_BOOL, OFF(compression_no_context), 0, 0, NULL,
      "ask clients to compress each message on its own: no\ninflate state per connection, somewhat larger messages"},
+    {"workers", F_WORKERS, OFF(workers), 0, 0, "N|auto",
+     "serve with N processes sharing the port (SO_REUSEPORT) under a\n"
+     "supervisor; auto: one per core. Channels then need a broker\nantenna (1)"},
     {"log-level", F_LEVEL, OFF(log_level), 0, 0, "LEVEL", "error, warn, info or debug (info)"},
     {"log-format", F_FORMAT, OFF(log_format), 0, 0, "FMT", "text or json (text)"},
     {"help", F_HELP, 0, 0, 0, NULL, "show this help and exit"},
@@ -198,6 +203,21 @@ static int set(xr_options *o, const flag *f, const char *v, char *err, size_t er
                 return XR_OK;
             }
         return usage_error(err, errlen, "--%s: '%s' is not one of error, warn, info, debug", f->name, v);
+    }
+    case F_WORKERS: {
+        if (strcmp(v, "auto") == 0) {
+            long n = sysconf(_SC_NPROCESSORS_ONLN);
+            *(unsigned *)field = n < 1 ? 1 : n > XR_MAX_WORKERS ? XR_MAX_WORKERS : (unsigned)n;
+            return XR_OK;
+        }
+        char *end;
+        errno = 0;
+        unsigned long n = strtoul(v, &end, 10);
+        if (errno || end == v || *end || *v == '-' || n < 1 || n > XR_MAX_WORKERS)
+            return usage_error(err, errlen, "--%s: '%s' is not auto or a count from 1 to %d",
+                               f->name, v, XR_MAX_WORKERS);
+        *(unsigned *)field = (unsigned)n;
+        return XR_OK;
     }
     case F_FORMAT:
         if (strcmp(v, "text") == 0 || strcmp(v, "json") == 0) {
@@ -393,6 +413,8 @@ int xr_options_check(const xr_options *o, char *err, size_t errlen)
         return usage_error(err, errlen, "--ping-timeout must be above 0 while --ping-interval is on");
     if (o->handshake_timeout_ms == 0)
         return usage_error(err, errlen, "--handshake-timeout must be above 0");
+    if (o->workers < 1 || o->workers > XR_MAX_WORKERS)
+        return usage_error(err, errlen, "--workers must be between 1 and %d", XR_MAX_WORKERS);
     if (o->compression_window_bits < 9 || o->compression_window_bits > 15)
         return usage_error(err, errlen, "--compression-window-bits must be between 9 and 15");
     if (o->compression_level < 1 || o->compression_level > 9)

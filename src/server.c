@@ -280,11 +280,14 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
     evtimer_add(srv->resume_timer, &tv);
 }
 
-static int listen_one(xr_server *srv, const char *spec)
+static int listen_one(xr_server *srv, size_t k)
 {
+    const char *spec = srv->opts.listen[k];
     char host[256], portstr[8];
     int port;
     int tls = xr_listen_spec(spec, srv->tls != NULL, host, sizeof host, &port);
+    if (srv->ports[k])
+        port = srv->ports[k];   /* resolved by the supervisor for all workers */
     snprintf(portstr, sizeof portstr, "%d", port);
     struct evutil_addrinfo hints, *ai = NULL;
     memset(&hints, 0, sizeof hints);
@@ -303,7 +306,8 @@ static int listen_one(xr_server *srv, const char *spec)
     li->tls = tls;
     li->ev = evconnlistener_new_bind(srv->base, on_accept, li,
                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-                                     LEV_OPT_CLOSE_ON_EXEC,
+                                     LEV_OPT_CLOSE_ON_EXEC |
+                                     (srv->worker ? LEV_OPT_REUSEABLE_PORT : 0),
                                      1024, ai->ai_addr, (int)ai->ai_addrlen);
     int e = errno;
     evutil_freeaddrinfo(ai);
@@ -347,6 +351,24 @@ int xr_server_run(xr_server *srv)
     srv->error[0] = '\0';
     if (srv->draining)
         return XR_OK; /* stopped before it started */
+    if (srv->opts.workers > 1 && !srv->worker) {
+        char scheme[32];
+        if (!srv->handlers.on_message &&
+            (!srv->opts.antenna ||
+             (xr_antenna_scheme(srv->opts.antenna, scheme, sizeof scheme) > 0 &&
+              strcmp(scheme, "memory") == 0))) {
+            snprintf(srv->error, sizeof srv->error,
+                     "--workers %u needs a broker antenna: memory:// delivers only inside one "
+                     "process, so channels and rooms would not reach clients of other workers; "
+                     "use --antenna redis://, nats:// or kafka://", srv->opts.workers);
+            XR_ERROR(srv, "%s", srv->error);
+            return XR_EUSAGE;
+        }
+        int rc = xr_workers_run(srv);
+        if (rc != 1)
+            return rc;      /* the supervisor is done */
+        /* A worker: serve like a single process from here on. */
+    }
     /* The protocol needs its antenna; a raw-layer server never loads one. */
     if (!srv->handlers.on_message && !srv->antenna) {
         int rc = xr_channels_init(srv, srv->error, sizeof srv->error);
@@ -358,7 +380,7 @@ int xr_server_run(xr_server *srv)
     /* A peer that vanishes mid-write must give EPIPE, not kill us. */
     signal(SIGPIPE, SIG_IGN);
     for (size_t k = 0; k < srv->opts.n_listen; k++) {
-        int rc = listen_one(srv, srv->opts.listen[k]);
+        int rc = listen_one(srv, k);
         if (rc < 0) {
             XR_ERROR(srv, "%s", srv->error);
             listeners_free(srv);
@@ -436,6 +458,7 @@ int xr_server_reload_tls(xr_server *srv)
 }
 
 struct event_base *xr_server_base(xr_server *srv) { return srv->base; }
+unsigned xr_server_worker(const xr_server *srv) { return srv->worker; }
 const char *xr_server_error(const xr_server *srv) { return srv->error; }
 size_t xr_server_connections(const xr_server *srv) { return srv->n_open; }
 

@@ -1,0 +1,197 @@
+"""--workers: processes sharing the port under a supervisor, with real
+clients; the two-worker chat relays a room through a real redis-server."""
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+
+import websockets
+
+from xrtest import (CHAT, Broker, Server, get, make_cert, metrics, recv_json, request, run,
+                    test, wait_until)
+
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def health_of(port):
+    status, headers, body = get(port, "/health")
+    h = json.loads(body)
+    assert headers["x-xraptor-worker"] == str(h["worker"]), (headers, h)
+    return status, h
+
+
+def workers_seen(port, want, tries=200):
+    """{worker number: pid} from /health until want workers have answered
+    (each new TCP connection may land on any worker)."""
+    seen = {}
+    for _ in range(tries):
+        status, h = health_of(port)
+        if status != 200:       # a worker's antenna still connecting
+            time.sleep(0.05)
+            continue
+        seen[h["worker"]] = h["pid"]
+        if len(seen) >= want:
+            break
+    return seen
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+@test
+async def test_two_workers_share_the_port_and_say_who_answered():
+    with Server("--workers", "2") as srv:
+        seen = workers_seen(srv.port, 2)
+        assert sorted(seen) == [1, 2], seen
+        assert sorted(seen.values()) == sorted(children(srv.proc.pid)), (seen, children(srv.proc.pid))
+        m = metrics(srv.port)
+        info = [k for k in m if k.startswith("xraptor_worker_info")]
+        assert len(info) == 1 and 'worker="' in info[0], info
+        # Echo works whichever worker a client lands on.
+        for _ in range(8):
+            async with websockets.connect(srv.url()) as ws:
+                await ws.send("hi")
+                assert await ws.recv() == "hi"
+        assert "[worker 1] listening on" in srv.log() and "[worker 2] listening on" in srv.log()
+
+
+@test
+async def test_crashed_worker_is_restarted():
+    with Server("--workers", "2") as srv:
+        before = workers_seen(srv.port, 2)
+        time.sleep(1.1)   # past the start-up grace: a crash now is a crash
+        os.kill(before[1], signal.SIGKILL)
+        srv.wait_log(r"worker 1 \(pid \d+\) was killed by signal 9.*restarting", 10)
+        wait_until(lambda: len(children(srv.proc.pid)) == 2 and before[1] not in children(srv.proc.pid),
+                   10, "worker 1 restarted")
+        after = workers_seen(srv.port, 2)
+        assert after[2] == before[2] and after[1] != before[1], (before, after)
+        async with websockets.connect(srv.url()) as ws:
+            await ws.send("again")
+            assert await ws.recv() == "again"
+
+
+@test
+async def test_sigterm_drains_every_worker_and_exits_0():
+    with Server("--workers", "2") as srv:
+        clients = [await websockets.connect(srv.url()) for _ in range(12)]
+        pids = children(srv.proc.pid)
+        assert len(pids) == 2
+        srv.signal(signal.SIGTERM)
+        for ws in clients:
+            try:
+                await asyncio.wait_for(ws.recv(), 10)
+            except websockets.ConnectionClosed:
+                pass
+            assert ws.close_code == 1001, ws.close_code
+        assert srv.wait(15) == 0, srv.log()
+        assert not any(alive(p) for p in pids), pids
+        assert "all workers stopped" in srv.log()
+
+
+@test
+async def test_sighup_is_forwarded_to_every_worker():
+    with tempfile.TemporaryDirectory() as d:
+        cert, key = make_cert(d)
+        with Server("--workers", "2", "--tls-cert", cert, "--tls-key", key, tls=True) as srv:
+            srv.wait_log(r"\[worker 2\] listening on")
+            srv.signal(signal.SIGHUP)
+            wait_until(lambda: srv.log().count("TLS certificate reloaded") == 2, 10,
+                       "both workers reloaded")
+            assert "[worker 1] TLS certificate reloaded" in srv.log()
+
+
+@test
+async def test_port_in_use_and_bad_flags_fail_before_forking():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        s = Server("--workers", "2", "--listen", f"127.0.0.1:{port}", expect_start=False)
+        assert s.wait() == 1
+        assert "cannot listen on 127.0.0.1:" in s.log() and "worker 1 started" not in s.log(), s.log()
+    for bad in ("0", "257", "two", "-1"):
+        s = Server("--workers", bad, expect_start=False)
+        assert s.wait() == 2 and "--workers" in s.log(), s.log()
+    s = Server("--workers", "auto", expect_start=True)
+    assert len(workers_seen(s.port, 1)) == 1
+    assert f"supervising {os.cpu_count()} workers" in s.log(), s.log()
+    s.stop()
+
+
+@test
+async def test_memory_antenna_refused_with_workers():
+    s = Server("--workers", "2", binary=CHAT, expect_start=False)
+    assert s.wait() == 1
+    assert "needs a broker antenna" in s.log() and "redis://" in s.log(), s.log()
+
+
+@test
+async def test_two_worker_chat_room_through_redis():
+    if not shutil.which(REDIS):
+        raise AssertionError("redis-server not installed (apt-get install redis-server)")
+    with Broker(lambda p: [REDIS, "--port", str(p), "--bind", "127.0.0.1",
+                           "--save", "", "--appendonly", "no"]) as redis:
+        with Server("--workers", "2", "--antenna", f"redis://127.0.0.1:{redis.port}",
+                    binary=CHAT) as srv:
+            seen = workers_seen(srv.port, 2)
+            assert sorted(seen) == [1, 2], seen
+            # Enough clients that both workers hold some (the kernel hashes
+            # each connection; 16 all on one worker has odds of 2^-15).
+            clients = [await websockets.connect(srv.url()) for _ in range(16)]
+            try:
+                body = json.dumps({"chat_id": "lobby"})
+                for k, ws in enumerate(clients):
+                    await ws.send(request(f"s{k}", "/chat_messages", "SUB", body))
+
+                # Each worker answers /metrics for itself: sum its channels.
+                def per_worker():
+                    out = {}
+                    for _ in range(60):
+                        m = metrics(srv.port)
+                        w = [k for k in m if k.startswith("xraptor_worker_info")][0]
+                        out[w.split('worker="')[1].split('"')[0]] = m["xraptor_channels"]
+                        if len(out) == 2:
+                            break
+                    return out
+                wait_until(lambda: sum(per_worker().values()) == 16, 10, "16 SUBs on the workers")
+                counts = per_worker()
+                assert len(counts) == 2 and all(v > 0 for v in counts.values()), counts
+                await asyncio.sleep(0.3)  # subscriptions reach Redis
+                await clients[0].send(request("p", "/send_message_to_chat_room", "POST",
+                                              json.dumps({"chat_id": "lobby", "client_id": "c0",
+                                                          "message": "hello every worker"})))
+                got = set()
+                for k, ws in enumerate(clients):
+                    while True:
+                        r = await recv_json(ws, 10)
+                        if r["method"] == "SUB":
+                            break
+                    assert r["request_id"] == f"s{k}", r
+                    assert json.loads(r["payload"]) == {"origin": "c0", "message": "hello every worker"}
+                    got.add(k)
+                assert len(got) == 16
+            finally:
+                for ws in clients:
+                    await ws.close()
+
+
+if __name__ == "__main__":
+    run()
