@@ -1,7 +1,8 @@
 #!/bin/sh
 # RFC 6455 conformance: runs the Autobahn|Testsuite fuzzing client (cases
 # 1-7, 9, 10) against xraptor-echo over ws:// and then wss:// with a
-# certificate made here. Exits non-zero on any FAILED case.
+# certificate made here, then permessage-deflate cases (12, 13) against
+# xraptor-echo --compression. Exits non-zero on any FAILED case.
 #   conformance.sh PATH/TO/xraptor-echo
 # AUTOBAHN=dir overrides where the suite is (default: ../shared/autobahn
 # beside the source tree); AUTOBAHN_OUT=dir where the JSON reports go.
@@ -50,9 +51,13 @@ start() {
 # timeout) are run once more and must pass then; any other failure (FAILED
 # behaviour, WRONG CODE, a close the server got wrong) fails at once.
 suite() {
-    name=$1 url=$2
+    name=$1 url=$2 cases=${3:-}
     printf '%-7s' "$name"
-    "$ab/run.sh" "$url" "$out/$name" && { echo "  reports: $out/$name"; return 0; }
+    if [ -n "$cases" ]; then
+        "$ab/run.sh" "$url" "$out/$name" "$cases" && { echo "  reports: $out/$name"; return 0; }
+    else
+        "$ab/run.sh" "$url" "$out/$name" && { echo "  reports: $out/$name"; return 0; }
+    fi
     echo "  reports: $out/$name"
     retry=$(/usr/bin/python3 - "$out/$name" <<'P'
 import json, sys, os
@@ -87,4 +92,15 @@ suite ws "ws://127.0.0.1:$port" || status=1
     -keyout "$tmp/key.pem" -out "$tmp/cert.pem" >/dev/null 2>&1 || { echo "conformance: openssl failed"; exit 1; }
 start "$tmp/wss.log" --tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem"
 suite wss "wss://127.0.0.1:$port" || status=1
+
+# permessage-deflate (cases 12 and 13, each 1000 echoes: ~5 s a case). The
+# default is a cross-section that runs in a few minutes; DEFLATE_CASES=all
+# (make conformance-full) runs all 216.
+case "${DEFLATE_CASES:-}" in
+    all) dcases='["12.*","13.*"]' ;;
+    "") dcases='["12.1.1","12.1.5","12.1.10","12.1.11","12.1.15","12.1.18","12.2.1","12.2.10","12.3.10","12.4.10","12.5.10","12.5.18","13.1.1","13.1.10","13.2.1","13.2.10","13.3.1","13.3.10","13.3.18","13.4.10","13.5.1","13.5.10","13.5.18","13.6.10","13.7.1","13.7.10","13.7.18"]' ;;
+    *) dcases=$DEFLATE_CASES ;;
+esac
+start "$tmp/deflate.log" --compression
+suite deflate "ws://127.0.0.1:$port" "$dcases" || status=1
 exit $status

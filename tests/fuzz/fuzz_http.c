@@ -2,7 +2,9 @@
  * Invariants: a complete head's length is within the input and parsing just
  * that prefix gives the same; every shorter prefix needs more or fails; the
  * parsed fields point inside the input; a rejection has a 4xx/5xx status and
- * a reason; an accepted upgrade has a 28-character accept key. */
+ * a reason; an accepted upgrade has a 28-character accept key; an accepted
+ * permessage-deflate offer gives windows within 8..15 and a response that
+ * names the extension and fits. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +50,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (k == XR_HTTP_UPGRADE) {
         ASSERT(strlen(hs.accept) == 28);
         ASSERT(!hs.protocol || hs.protocol == protos[0] || hs.protocol == protos[1]);
+    }
+    xr_pmd pmd;
+    char resp[128];
+    unsigned bits = 9 + (unsigned)(size % 7);
+    if (xr_pmd_negotiate(&req, bits, (int)(size & 2), &pmd, resp, sizeof resp)) {
+        ASSERT(strncmp(resp, "permessage-deflate; server_no_context_takeover", 46) == 0);
+        ASSERT(strlen(resp) < sizeof resp);
+        ASSERT(pmd.server_bits >= 8 && pmd.server_bits <= 15);
+        ASSERT(pmd.client_bits >= 8 && pmd.client_bits <= 15);
+        ASSERT(pmd.client_bits <= bits || pmd.client_bits == 15);
+        ASSERT(!(size & 2) || pmd.client_no_context);
     }
     return 0;
 }

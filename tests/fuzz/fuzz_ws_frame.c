@@ -1,7 +1,9 @@
 /* libFuzzer: the frame codec over a stream of frames. Invariants: sizes stay
  * inside the input; NEED_MORE asks for more than is there and leaves the
  * decoder untouched; an error carries a close code the server may send; a
- * frame it accepts re-encodes to the same bytes when minimally encoded. */
+ * frame it accepts re-encodes to the same bytes when minimally encoded
+ * (RSV1 included, when permessage-deflate is on); RSV1 is accepted only on
+ * the first frame of a data message. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +18,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    /* First byte: which side decodes, and small limits to reach 1009. */
+    /* First byte: which side decodes, small limits to reach 1009, and
+     * whether permessage-deflate was negotiated. */
     int server = data[0] & 1;
+    int deflate = (data[0] & 4) != 0;
     uint64_t max = (data[0] & 2) ? 64 : (1u << 20);
     uint8_t *buf = malloc(size - 1 ? size - 1 : 1), *orig = malloc(size - 1 ? size - 1 : 1);
     size_t len = size - 1;
@@ -25,6 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(orig, data + 1, len);
     xr_ws_decoder d;
     xr_ws_decoder_init(&d, max, max * 2, server);
+    d.rsv1_ok = (uint8_t)deflate;
     size_t off = 0;
     while (off <= len) {
         xr_ws_decoder before = d;
@@ -45,6 +50,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ASSERT(f.size >= 2 && f.size <= len - off);
         ASSERT(f.payload >= buf + off && f.payload + f.len == buf + off + f.size);
         ASSERT(f.len <= max);
+        int rsv1 = (orig[off] & XR_WS_RSV1) != 0;
+        ASSERT(!rsv1 || (deflate && f.opcode != XR_WS_OP_CONT && !(f.opcode & 8)));
+        ASSERT(!f.compressed || deflate);
         /* A shorter prefix of an accepted frame must ask for more. */
         xr_ws_decoder again = before;
         xr_ws_frame g;
@@ -56,7 +64,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t hl = f.size - (size_t)f.len;
         if (masked)
             memcpy(mask, orig + off + hl - 4, 4);
-        size_t eh = xr_ws_header(h, f.opcode, f.fin, f.len, masked ? mask : NULL);
+        size_t eh = xr_ws_header(h, f.opcode | (rsv1 ? XR_WS_RSV1 : 0), f.fin, f.len,
+                                 masked ? mask : NULL);
         if (eh == hl) {
             ASSERT(memcmp(h, orig + off, hl) == 0);
             uint8_t *p = malloc(f.len ? f.len : 1);
