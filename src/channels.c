@@ -36,6 +36,7 @@ typedef struct xr_membership {
     xr_room **rooms;
 } xr_membership;
 
+/* data NULL: the caller fills the len bytes. */
 xr_shared *xr_shared_new(const void *data, size_t len)
 {
     xr_shared *s = malloc(sizeof *s + len);
@@ -45,7 +46,8 @@ xr_shared *xr_shared_new(const void *data, size_t len)
     s->deflate_tried = 0;
     s->deflated = NULL;
     s->len = len;
-    memcpy(s->data, data, len);
+    if (data)
+        memcpy(s->data, data, len);
     return s;
 }
 
@@ -88,13 +90,31 @@ static void deliver(xr_server *srv, xr_channel *ch, xr_shared *tail)
         xr_buf_json_escaped(pre, ch->e->key, ch->e->klen) < 0 ||
         xr_buf_add(pre, b, sizeof b - 1) < 0)
         return;
-    /* Step ahead before sending; the prefix is copied into each frame. */
+    /* Every receiver of one channel gets the same bytes: with several, the
+     * whole frame is built once and each output references it. Otherwise
+     * (and for compressing receivers) the prefix is copied per frame and
+     * the tail referenced. Step ahead before sending: a send may close. */
+    size_t plen = pre->len + tail->len;
+    xr_shared *frame = NULL;
+    if (ch->head && ch->head->next) {
+        uint8_t h[XR_WS_MAX_HEADER];
+        size_t hl = xr_ws_header(h, XR_WS_OP_TEXT, 1, plen, NULL);
+        if ((frame = xr_shared_new(NULL, hl + plen))) {
+            memcpy(frame->data, h, hl);
+            memcpy(frame->data + hl, pre->p, pre->len);
+            memcpy(frame->data + hl + pre->len, tail->data, tail->len);
+        }
+    }
     xr_receiver *r = ch->head, *next;
     for (; r; r = next) {
         next = r->next;
-        if (xr_conn_send_shared(r->conn, pre->p, pre->len, tail) == XR_OK)
+        int rc = frame && !xr_conn_wants_deflate(r->conn, plen)
+                 ? xr_conn_send_frame(r->conn, frame, plen)
+                 : xr_conn_send_shared(r->conn, pre->p, pre->len, tail);
+        if (rc == XR_OK)
             srv->metrics.deliveries++;
     }
+    xr_shared_unref(frame);
 }
 
 static void on_antenna_message(void *host, const char *name, size_t clen,

@@ -868,6 +868,28 @@ int xr_conn_send_shared(xr_conn *c, const char *prefix, size_t plen, xr_shared *
     return XR_OK;
 }
 
+int xr_conn_wants_deflate(const xr_conn *c, size_t len)
+{
+    return c->deflate && len >= c->srv->opts.compression_min_size;
+}
+
+int xr_conn_send_frame(xr_conn *c, xr_shared *frame, size_t payload_len)
+{
+    if (c->state != ST_OPEN || c->closed_cb)
+        return XR_ECLOSED;
+    if (slow_reader(c))
+        return XR_ELIMIT;
+    frame->refs++;
+    if (evbuffer_add_reference(bufferevent_get_output(c->bev), frame->data, frame->len,
+                               shared_done, frame) < 0) {
+        frame->refs--;
+        return XR_ENOMEM;
+    }
+    c->srv->metrics.messages_out++;
+    c->srv->metrics.bytes_out += payload_len;
+    return XR_OK;
+}
+
 struct xr_receiver **xr_conn_receivers(xr_conn *c) { return &c->receivers; }
 
 /* Made on the first request; the connection holds one reference. */

@@ -142,6 +142,13 @@ void xr_shared_unref(xr_shared *s);
 uint64_t xr_now_ms(void);
 void xr_server_conn_gone(xr_server *srv);
 
+/* ---- buffer block cache (pool.c) ---- */
+
+/* Routes libevent's allocations through the cache; once per process. */
+void xr_pool_install(void);
+/* Frees what this thread's cache holds. */
+void xr_pool_trim(void);
+
 /* ---- workers ---- */
 
 /*
@@ -162,6 +169,11 @@ xr_conn *xr_conn_next(const xr_conn *c);
 void xr_conn_expire_handshakes(xr_server *srv);
 /* One text frame whose payload is prefix then tail (tail shared, not copied). */
 int xr_conn_send_shared(xr_conn *c, const char *prefix, size_t plen, xr_shared *tail);
+/* A whole frame (header included) shared by reference: the fan-out of one
+ * channel to its receivers, which all get the very same bytes. */
+int xr_conn_send_frame(xr_conn *c, xr_shared *frame, size_t payload_len);
+/* Whether a message of len bytes goes to c compressed. */
+int xr_conn_wants_deflate(const xr_conn *c, size_t len);
 struct xr_receiver **xr_conn_receivers(xr_conn *c);
 struct xr_handle *xr_conn_handle(xr_conn *c);
 

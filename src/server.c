@@ -18,6 +18,8 @@
 
 #define XR_DEFAULT_LISTEN "127.0.0.1:8765"
 
+static unsigned n_servers;      /* alive in this process */
+
 uint64_t xr_now_ms(void)
 {
     struct timespec ts;
@@ -107,6 +109,8 @@ xr_server *xr_server_new(const xr_options *o, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    xr_pool_install();
+    n_servers++;
     srv->opts = *o;
     xr_options *so = &srv->opts;
     int ok = 1;
@@ -206,6 +210,10 @@ void xr_server_free(xr_server *srv)
     for (size_t k = 0; k < srv->n_owned; k++)
         free(srv->owned[k]);
     free(srv);
+    /* The last server gone: give cached blocks back (leak checkers and
+     * programs that go on without a server are better for it). */
+    if (--n_servers == 0)
+        xr_pool_trim();
 }
 
 z_stream *xr_server_deflater(xr_server *srv, int bits)
