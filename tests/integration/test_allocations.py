@@ -1,0 +1,96 @@
+"""Allocation counts on the hot paths, once warm (not timed: it counts).
+
+xraptor-echo and the protocol server run with an LD_PRELOAD shim that
+counts malloc/calloc/realloc calls; the test reads the count before and
+after 10 000 messages and requires a small constant bound, whatever the
+number of messages."""
+import asyncio
+import os
+import signal
+import tempfile
+import time
+
+import websockets
+
+from xrtest import PROTOSERVER, Server, request, run, skip_all, test
+
+SHIM = os.environ.get("XRAPTOR_ALLOC_SHIM", "")
+MESSAGES = 10000
+BOUND = 100      # whatever the count of messages: a warm path allocates nothing
+
+
+class Counted(Server):
+    def __init__(self, *args, **kw):
+        self.count_file = tempfile.NamedTemporaryFile(prefix="xraptor-alloc-", delete=False).name
+        env = dict(os.environ, LD_PRELOAD=SHIM, XR_ALLOC_COUNT_FILE=self.count_file)
+        old = os.environ.copy()
+        os.environ.clear()
+        os.environ.update(env)
+        try:
+            super().__init__(*args, **kw)
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+
+    def allocations(self):
+        open(self.count_file, "w").close()
+        self.proc.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with open(self.count_file) as f:
+                s = f.read()
+            if s.endswith("\n"):
+                return int(s)
+            time.sleep(0.01)
+        raise AssertionError("the allocation shim did not answer")
+
+
+async def exchange(ws, make, expect, n, window=32):
+    """n messages, window in flight, each answer checked."""
+    sent = got = 0
+    while got < n:
+        while sent < n and sent - got < window:
+            await ws.send(make(sent))
+            sent += 1
+        reply = await asyncio.wait_for(ws.recv(), 10)
+        assert expect(got, reply), reply
+        got += 1
+
+
+@test
+async def test_echo_allocates_nothing_per_message_once_warm():
+    with Counted() as srv:
+        async with websockets.connect(srv.url(), compression=None) as ws:
+            msg = lambda i: "message %06d " % i + "x" * 50
+            await exchange(ws, msg, lambda i, r: r == msg(i), 2000)
+            before = srv.allocations()
+            await exchange(ws, msg, lambda i, r: r == msg(i), MESSAGES)
+            after = srv.allocations()
+            # also binary, bigger, one at a time
+            await exchange(ws, lambda i: bytes(3000), lambda i, r: r == bytes(3000), 2000, 1)
+            before2 = srv.allocations()
+            await exchange(ws, lambda i: bytes(3000), lambda i, r: r == bytes(3000), MESSAGES, 1)
+            after2 = srv.allocations()
+        print(f"# echo: {after - before} allocations over {MESSAGES} pipelined messages, "
+              f"{after2 - before2} over {MESSAGES} one at a time")
+        assert after - before <= BOUND, after - before
+        assert after2 - before2 <= BOUND, after2 - before2
+
+
+@test
+async def test_shim_counts_for_real():
+    # The same counter must see allocations that do happen: 1000 new
+    # connections each allocate (connection state, buffers).
+    with Counted() as srv:
+        before = srv.allocations()
+        for _ in range(50):
+            async with websockets.connect(srv.url(), compression=None) as ws:
+                await ws.send("x")
+                await ws.recv()
+        assert srv.allocations() - before >= 50 * 3
+
+
+if __name__ == "__main__":
+    if not SHIM or not os.path.exists(SHIM):
+        skip_all("XRAPTOR_ALLOC_SHIM not built (make check builds tests/alloc/libcountalloc.so)")
+    run()
