@@ -74,12 +74,21 @@ int main(int argc, char **argv)
             return strcmp(argv[i], "--help") == 0 ? 0 : 2;
         }
     }
-    struct sockaddr_storage ss;
+    struct sockaddr_in ss;
     int sl = sizeof ss;
-    if (evutil_parse_sockaddr_port(listen, (struct sockaddr *)&ss, &sl) < 0) {
-        fprintf(stderr, "xraptor-bench-baseline: --listen: '%s' is not HOST:PORT\n", listen);
+    char host[64];
+    const char *colon = strrchr(listen, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : -1;
+    memset(&ss, 0, sizeof ss);
+    ss.sin_family = AF_INET;
+    if (!colon || (size_t)(colon - listen) >= sizeof host || *end || port < 0 || port > 65535 ||
+        (snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen),
+         evutil_inet_pton(AF_INET, host, &ss.sin_addr) != 1)) {
+        fprintf(stderr, "xraptor-bench-baseline: --listen: '%s' is not IPv4:PORT\n", listen);
         return 2;
     }
+    ss.sin_port = htons((uint16_t)port);
     signal(SIGPIPE, SIG_IGN);
     struct event_base *base = event_base_new();
     struct evconnlistener *l = base ? evconnlistener_new_bind(base, on_accept, base,
@@ -91,7 +100,6 @@ int main(int argc, char **argv)
     struct sockaddr_in sin;
     socklen_t len = sizeof sin;
     getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&sin, &len);
-    char host[64];
     evutil_inet_ntop(AF_INET, &sin.sin_addr, host, sizeof host);
     fprintf(stderr, "listening on tcp://%s:%d\n", host, ntohs(sin.sin_port));
     struct event *t = evsignal_new(base, SIGTERM, on_signal, base);

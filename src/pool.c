@@ -18,7 +18,10 @@
 
 #define POOL_MIN_SHIFT 10               /* 1 KiB: libevent's smallest chain */
 #define POOL_CLASSES 7                  /* up to 64 KiB */
-#define POOL_CLASS_BYTES (8u << 20)     /* kept per class at most */
+/* Kept at most, per class: 8 MiB of 1 KiB blocks (a fan-out references
+ * its payload from one such chain per receiver), 2 MiB of each larger size
+ * (read and write bursts). An idle server holds at most 20 MiB here. */
+#define POOL_CLASS_BYTES(k) ((k) == 0 ? 8u << 20 : 2u << 20)
 
 typedef struct block { struct block *next; } block;
 
@@ -54,7 +57,7 @@ static void pool_free(void *p)
     if (usable >= (1u << POOL_MIN_SHIFT)) {
         int k = 63 - __builtin_clzl(usable) - POOL_MIN_SHIFT;
         if (k < POOL_CLASSES &&
-            free_count[k] < POOL_CLASS_BYTES >> (POOL_MIN_SHIFT + k)) {
+            free_count[k] < POOL_CLASS_BYTES(k) >> (POOL_MIN_SHIFT + k)) {
             block *b = p;
             b->next = free_list[k];
             free_list[k] = b;

@@ -48,6 +48,10 @@ SSL_CTX *xr_tls_ctx_new(const char *cert, const char *key, const char *ciphers,
     /* Idle connections hold no 34 KiB read/write buffers: the largest part
      * of a wss:// connection's memory otherwise. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* No server-side session cache: TLS 1.3 resumes with stateless
+     * tickets, and a cached TLS 1.2 session per client would be memory
+     * held past the connection. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     if (SSL_CTX_set_cipher_list(ctx, ciphers ? ciphers : XR_DEFAULT_CIPHERS) != 1)
         return tls_fail(ctx, err, errlen, "no usable cipher in --tls-ciphers", ciphers);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
