@@ -107,7 +107,7 @@ def row(name, res, value_key, unit, baseline=None, note=""):
         failures.append(f"{name}: {res.get('error') or 'no numbers'}")
     ratio = f"{v / baseline:.2f}x" if ok and baseline else ""
     lat = ""
-    if ok and "p50_us" in res:
+    if ok and res.get("p50_us"):
         lat = f"{res['p50_us']:.0f} / {res['p99_us']:.0f} / {res['p999_us']:.0f}"
     value = (f"{v:,.0f}" if ok else "FAILED")
     rows.append((name, value, unit, ratio, lat, note))
