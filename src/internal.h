@@ -102,7 +102,8 @@ struct xr_server {
     xr_map routes;                  /* "route\nMETHOD" -> struct xr_route_entry */
     struct xr_mw *mws;              /* sorted by priority */
     size_t n_mws;
-    json_tokener *tok;
+    struct xr_request *free_requests;   /* finished, kept for reuse */
+    size_t n_free_requests;
     xr_buf scratch;                 /* responses are built here, then framed */
     xr_buf fanout;                  /* per-channel prefix of a SUB delivery */
 

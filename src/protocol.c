@@ -90,80 +90,433 @@ const char *xr_proto_method_name(unsigned method)
     return "";
 }
 
-/* A required string field; returns 0 or -1 with err set. */
-static int string_field(json_object *root, const char *name, const char **s, size_t *len,
-                        char *err, size_t errlen)
+/* ---- the request parser: strict JSON, no allocation once warm ---------- */
+
+#define MAX_DEPTH 64
+
+typedef struct parser {
+    const unsigned char *s;
+    size_t n, i;
+    xr_buf *out;
+    const char *why;            /* the syntax error, when there is one */
+} parser;
+
+static void skip_ws(parser *p)
 {
-    json_object *v;
-    if (!json_object_object_get_ex(root, name, &v)) {
-        snprintf(err, errlen, "missing field '%s'", name);
-        return -1;
+    while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t' ||
+                           p->s[p->i] == '\n' || p->s[p->i] == '\r'))
+        p->i++;
+}
+
+static int syntax(parser *p, const char *why)
+{
+    if (!p->why)
+        p->why = why;
+    return -1;
+}
+
+static int hex4(parser *p, unsigned *v)
+{
+    if (p->n - p->i < 4)
+        return syntax(p, "unexpected end of input");
+    *v = 0;
+    for (int k = 0; k < 4; k++) {
+        unsigned c = p->s[p->i++], d;
+        if (c >= '0' && c <= '9') d = c - '0';
+        else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+        else return syntax(p, "invalid \\u escape");
+        *v = *v << 4 | d;
     }
-    if (!json_object_is_type(v, json_type_string)) {
-        snprintf(err, errlen, "field '%s' must be a string", name);
-        return -1;
-    }
-    *s = json_object_get_string(v);
-    *len = (size_t)json_object_get_string_len(v);
     return 0;
 }
 
-int xr_proto_parse(json_tokener *tok, const char *data, size_t len,
-                   xr_proto_request *r, char *err, size_t errlen)
+/*
+ * A string at p->i (its opening quote): appended unescaped to p->out with
+ * a NUL after it, or (out NULL) only checked; off and len say where it is.
+ */
+static int string(parser *p, xr_buf *out, size_t *off, size_t *len)
 {
-    memset(r, 0, sizeof *r);
-    if (len > 0x7fffffff) {
-        snprintf(err, errlen, "request too large");
-        return -1;
-    }
-    json_tokener_reset(tok);
-    r->root = json_tokener_parse_ex(tok, data, (int)len);
-    enum json_tokener_error jerr = json_tokener_get_error(tok);
-    if (!r->root || jerr != json_tokener_success) {
-        if (r->root) {
-            json_object_put(r->root);
-            r->root = NULL;
+    p->i++;                     /* the quote */
+    size_t start = out ? out->len : 0;
+    for (;;) {
+        size_t run = p->i;
+        while (p->i < p->n && p->s[p->i] != '"' && p->s[p->i] != '\\' && p->s[p->i] >= 0x20)
+            p->i++;
+        if (out && p->i > run && xr_buf_add(out, p->s + run, p->i - run) < 0)
+            return syntax(p, "out of memory");
+        if (p->i == p->n)
+            return syntax(p, "unexpected end of input");
+        unsigned char c = p->s[p->i++];
+        if (c == '"')
+            break;
+        if (c < 0x20)
+            return syntax(p, "control character in a string");
+        if (p->i == p->n)
+            return syntax(p, "unexpected end of input");
+        char e = (char)p->s[p->i++], one;
+        unsigned cp;
+        switch (e) {
+        case '"': one = '"'; break;
+        case '\\': one = '\\'; break;
+        case '/': one = '/'; break;
+        case 'b': one = '\b'; break;
+        case 'f': one = '\f'; break;
+        case 'n': one = '\n'; break;
+        case 'r': one = '\r'; break;
+        case 't': one = '\t'; break;
+        case 'u':
+            if (hex4(p, &cp) < 0)
+                return -1;
+            if (cp >= 0xDC00 && cp <= 0xDFFF)
+                return syntax(p, "invalid \\u escape (lone low surrogate)");
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                unsigned lo;
+                if (p->n - p->i < 2 || p->s[p->i] != '\\' || p->s[p->i + 1] != 'u')
+                    return syntax(p, "invalid \\u escape (lone high surrogate)");
+                p->i += 2;
+                if (hex4(p, &lo) < 0)
+                    return -1;
+                if (lo < 0xDC00 || lo > 0xDFFF)
+                    return syntax(p, "invalid \\u escape (lone high surrogate)");
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            if (out) {
+                char u[4];
+                size_t k;
+                if (cp < 0x80) { u[0] = (char)cp; k = 1; }
+                else if (cp < 0x800) { u[0] = (char)(0xC0 | cp >> 6); u[1] = (char)(0x80 | (cp & 63)); k = 2; }
+                else if (cp < 0x10000) { u[0] = (char)(0xE0 | cp >> 12); u[1] = (char)(0x80 | ((cp >> 6) & 63));
+                                         u[2] = (char)(0x80 | (cp & 63)); k = 3; }
+                else { u[0] = (char)(0xF0 | cp >> 18); u[1] = (char)(0x80 | ((cp >> 12) & 63));
+                       u[2] = (char)(0x80 | ((cp >> 6) & 63)); u[3] = (char)(0x80 | (cp & 63)); k = 4; }
+                if (xr_buf_add(out, u, k) < 0)
+                    return syntax(p, "out of memory");
+            }
+            continue;
+        default:
+            return syntax(p, "invalid escape in a string");
         }
-        snprintf(err, errlen, "request is not valid JSON: %s",
-                 jerr == json_tokener_continue ? "unexpected end of input"
-                                               : json_tokener_error_desc(jerr));
+        if (out && xr_buf_add(out, &one, 1) < 0)
+            return syntax(p, "out of memory");
+    }
+    if (out) {
+        *off = start;
+        *len = out->len - start;
+        if (xr_buf_add(out, "", 1) < 0)
+            return syntax(p, "out of memory");
+    }
+    return 0;
+}
+
+static int digits(parser *p)
+{
+    size_t s0 = p->i;
+    while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9')
+        p->i++;
+    return p->i > s0 ? 0 : syntax(p, "malformed number");
+}
+
+static int number(parser *p)
+{
+    if (p->s[p->i] == '-')
+        p->i++;
+    if (p->i < p->n && p->s[p->i] == '0')
+        p->i++;
+    else if (digits(p) < 0)
+        return -1;
+    if (p->i < p->n && p->s[p->i] == '.') {
+        p->i++;
+        if (digits(p) < 0)
+            return -1;
+    }
+    if (p->i < p->n && (p->s[p->i] == 'e' || p->s[p->i] == 'E')) {
+        p->i++;
+        if (p->i < p->n && (p->s[p->i] == '+' || p->s[p->i] == '-'))
+            p->i++;
+        if (digits(p) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int value(parser *p, int depth);
+
+/* An object or array at p->i, members checked and thrown away. */
+static int container(parser *p, int depth)
+{
+    char close = p->s[p->i] == '{' ? '}' : ']';
+    if (depth > MAX_DEPTH)
+        return syntax(p, "nested too deep");
+    p->i++;
+    skip_ws(p);
+    if (p->i < p->n && p->s[p->i] == (unsigned char)close) {
+        p->i++;
+        return 0;
+    }
+    for (;;) {
+        skip_ws(p);
+        if (close == '}') {
+            if (p->i == p->n || p->s[p->i] != '"')
+                return syntax(p, p->i == p->n ? "unexpected end of input" : "expected a member name");
+            if (string(p, NULL, NULL, NULL) < 0)
+                return -1;
+            skip_ws(p);
+            if (p->i == p->n || p->s[p->i] != ':')
+                return syntax(p, p->i == p->n ? "unexpected end of input" : "expected ':'");
+            p->i++;
+        }
+        if (value(p, depth + 1) < 0)
+            return -1;
+        skip_ws(p);
+        if (p->i == p->n)
+            return syntax(p, "unexpected end of input");
+        if (p->s[p->i] == (unsigned char)close) {
+            p->i++;
+            return 0;
+        }
+        if (p->s[p->i] != ',')
+            return syntax(p, "expected ',' or the end of the object or array");
+        p->i++;
+    }
+}
+
+static int literal(parser *p, const char *word)
+{
+    size_t n = strlen(word);
+    if (p->n - p->i < n || memcmp(p->s + p->i, word, n) != 0)
+        return syntax(p, p->n - p->i < n && memcmp(p->s + p->i, word, p->n - p->i) == 0
+                         ? "unexpected end of input" : "unexpected character");
+    p->i += n;
+    return 0;
+}
+
+/* Any value at p->i, checked and thrown away. */
+static int value(parser *p, int depth)
+{
+    skip_ws(p);
+    if (p->i == p->n)
+        return syntax(p, "unexpected end of input");
+    switch (p->s[p->i]) {
+    case '"': return string(p, NULL, NULL, NULL);
+    case '{': case '[': return container(p, depth);
+    case 't': return literal(p, "true");
+    case 'f': return literal(p, "false");
+    case 'n': return literal(p, "null");
+    default:
+        if (p->s[p->i] == '-' || (p->s[p->i] >= '0' && p->s[p->i] <= '9'))
+            return number(p);
+        return syntax(p, "unexpected character");
+    }
+}
+
+enum { F_ID, F_ROUTE, F_PAYLOAD, F_METHOD, F_HEADER, F_N };
+static const char *const field_names[F_N] = {"request_id", "route", "payload", "method", "header"};
+
+typedef struct fields {
+    int seen[F_N];              /* 0 absent, 1 good, -1 wrong type */
+    size_t off[F_N], len[F_N];
+    size_t bad_header_off;      /* name of a header whose value is not a string */
+    int bad_header, too_many;
+} fields;
+
+/* The "header" object: names and string values into the store. */
+static int header_object(parser *p, xr_proto_request *r, fields *f, size_t *offs)
+{
+    p->i++;
+    r->n_headers = 0;
+    f->bad_header = f->too_many = 0;
+    skip_ws(p);
+    if (p->i < p->n && p->s[p->i] == '}') {
+        p->i++;
+        return 0;
+    }
+    for (;;) {
+        skip_ws(p);
+        if (p->i == p->n || p->s[p->i] != '"')
+            return syntax(p, p->i == p->n ? "unexpected end of input" : "expected a member name");
+        size_t noff, nlen, voff, vlen;
+        if (string(p, p->out, &noff, &nlen) < 0)
+            return -1;
+        skip_ws(p);
+        if (p->i == p->n || p->s[p->i] != ':')
+            return syntax(p, p->i == p->n ? "unexpected end of input" : "expected ':'");
+        p->i++;
+        skip_ws(p);
+        if (p->i < p->n && p->s[p->i] == '"') {
+            if (string(p, p->out, &voff, &vlen) < 0)
+                return -1;
+            if (r->n_headers == XR_PROTO_MAX_HEADERS) {
+                f->too_many = 1;
+            } else {
+                size_t k = r->n_headers++;
+                offs[4 * k] = noff, offs[4 * k + 1] = nlen;
+                offs[4 * k + 2] = voff, offs[4 * k + 3] = vlen;
+            }
+        } else {
+            if (value(p, 2) < 0)
+                return -1;
+            if (!f->bad_header) {
+                f->bad_header = 1;
+                f->bad_header_off = noff;
+            }
+        }
+        skip_ws(p);
+        if (p->i == p->n)
+            return syntax(p, "unexpected end of input");
+        if (p->s[p->i] == '}') {
+            p->i++;
+            return 0;
+        }
+        if (p->s[p->i] != ',')
+            return syntax(p, "expected ',' or the end of the object or array");
+        p->i++;
+    }
+}
+
+int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
+                   char *err, size_t errlen)
+{
+    xr_buf store = r->store;
+    memset(r, 0, sizeof *r);
+    store.len = 0;
+    r->store = store;
+    parser p = {(const unsigned char *)data, len, 0, &r->store, NULL};
+    fields f;
+    memset(&f, 0, sizeof f);
+    size_t hoffs[4 * XR_PROTO_MAX_HEADERS];
+
+    skip_ws(&p);
+    if (p.i == p.n) {
+        snprintf(err, errlen, "request is not valid JSON: unexpected end of input");
         return -1;
     }
-    /* Only white space may follow the object. */
-    for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
-        if (!strchr(" \t\r\n", data[i])) {
-            snprintf(err, errlen, "request is not valid JSON: data after the object");
+    if (p.s[p.i] != '{') {
+        /* Valid JSON but not an object, or not JSON at all. */
+        if (value(&p, 0) == 0) {
+            skip_ws(&p);
+            if (p.i == p.n) {
+                snprintf(err, errlen, "request must be a JSON object");
+                return -1;
+            }
+            p.why = "data after the value";
+        }
+        snprintf(err, errlen, "request is not valid JSON: %s", p.why);
+        return -1;
+    }
+    p.i++;
+    skip_ws(&p);
+    int empty = p.i < p.n && p.s[p.i] == '}';
+    if (empty)
+        p.i++;
+    while (!empty) {
+        skip_ws(&p);
+        if (p.i == p.n || p.s[p.i] != '"') {
+            syntax(&p, p.i == p.n ? "unexpected end of input" : "expected a member name");
+            break;
+        }
+        size_t koff, klen;
+        if (string(&p, &r->store, &koff, &klen) < 0)
+            break;
+        int k = 0;
+        while (k < F_N && !(strlen(field_names[k]) == klen &&
+                             memcmp(r->store.p + koff, field_names[k], klen) == 0))
+            k++;
+        r->store.len = koff;    /* the name is not kept */
+        skip_ws(&p);
+        if (p.i == p.n || p.s[p.i] != ':') {
+            syntax(&p, p.i == p.n ? "unexpected end of input" : "expected ':'");
+            break;
+        }
+        p.i++;
+        skip_ws(&p);
+        if (p.i == p.n) {
+            syntax(&p, "unexpected end of input");
+            break;
+        }
+        int rc;
+        if (k < F_HEADER && p.s[p.i] == '"') {
+            rc = string(&p, &r->store, &f.off[k], &f.len[k]);
+            f.seen[k] = 1;
+        } else if (k == F_HEADER && p.s[p.i] == '{') {
+            rc = header_object(&p, r, &f, hoffs);
+            f.seen[k] = 1;
+        } else {
+            rc = value(&p, 1);
+            if (k < F_N)
+                f.seen[k] = -1;
+        }
+        if (rc < 0)
+            break;
+        skip_ws(&p);
+        if (p.i == p.n) {
+            syntax(&p, "unexpected end of input");
+            break;
+        }
+        if (p.s[p.i] == '}') {
+            p.i++;
+            break;
+        }
+        if (p.s[p.i] != ',') {
+            syntax(&p, "expected ',' or the end of the object");
+            break;
+        }
+        p.i++;
+    }
+    if (!p.why) {
+        skip_ws(&p);
+        if (p.i < p.n)
+            p.why = "data after the object";
+    }
+    if (p.why) {
+        snprintf(err, errlen, "request is not valid JSON: %s", p.why);
+        return -1;
+    }
+
+    /* The store is final now: turn offsets into pointers. */
+    const char *base = r->store.p;
+    if (f.seen[F_ID] == 1) {
+        r->id = base + f.off[F_ID];
+        r->id_len = f.len[F_ID];
+    }
+    for (int k = 0; k < F_HEADER; k++) {
+        if (!f.seen[k]) {
+            snprintf(err, errlen, "missing field '%s'", field_names[k]);
             return -1;
         }
-    if (!json_object_is_type(r->root, json_type_object)) {
-        snprintf(err, errlen, "request must be a JSON object");
-        return -1;
+        if (f.seen[k] < 0) {
+            snprintf(err, errlen, "field '%s' must be a string", field_names[k]);
+            return -1;
+        }
     }
-    if (string_field(r->root, "request_id", &r->id, &r->id_len, err, errlen) < 0) {
-        r->id = NULL;
-        return -1;
-    }
-    const char *mname;
-    size_t mlen;
-    if (string_field(r->root, "route", &r->route, &r->route_len, err, errlen) < 0 ||
-        string_field(r->root, "payload", &r->payload, &r->payload_len, err, errlen) < 0 ||
-        string_field(r->root, "method", &mname, &mlen, err, errlen) < 0)
-        return -1;
-    if (!json_object_object_get_ex(r->root, "header", &r->header)) {
+    r->route = base + f.off[F_ROUTE];
+    r->route_len = f.len[F_ROUTE];
+    r->payload = base + f.off[F_PAYLOAD];
+    r->payload_len = f.len[F_PAYLOAD];
+    if (!f.seen[F_HEADER]) {
         snprintf(err, errlen, "missing field 'header'");
         return -1;
     }
-    if (!json_object_is_type(r->header, json_type_object)) {
+    if (f.seen[F_HEADER] < 0) {
         snprintf(err, errlen, "field 'header' must be an object");
         return -1;
     }
-    json_object_object_foreach(r->header, key, val) {
-        if (!json_object_is_type(val, json_type_string)) {
-            snprintf(err, errlen, "header '%.40s' must be a string", key);
-            return -1;
-        }
+    if (f.bad_header) {
+        snprintf(err, errlen, "header '%.40s' must be a string", base + f.bad_header_off);
+        return -1;
     }
-    r->method = xr_proto_method(mname, mlen);
+    if (f.too_many) {
+        snprintf(err, errlen, "more than %d headers", XR_PROTO_MAX_HEADERS);
+        return -1;
+    }
+    for (size_t k = 0; k < r->n_headers; k++) {
+        r->headers[k].name = base + hoffs[4 * k];
+        r->headers[k].name_len = hoffs[4 * k + 1];
+        r->headers[k].value = base + hoffs[4 * k + 2];
+        r->headers[k].value_len = hoffs[4 * k + 3];
+    }
+    const char *mname = base + f.off[F_METHOD];
+    r->method = xr_proto_method(mname, f.len[F_METHOD]);
     if (!r->method) {
         snprintf(err, errlen, "unknown method '%.16s' (expected GET, POST, PUT, SUB or UNSUB)",
                  mname);
@@ -172,11 +525,19 @@ int xr_proto_parse(json_tokener *tok, const char *data, size_t len,
     return 0;
 }
 
+const char *xr_proto_header_get(const xr_proto_request *r, const char *name)
+{
+    size_t n = strlen(name);
+    /* The last of repeated names wins, as in a JSON object. */
+    for (size_t k = r->n_headers; k-- > 0;)
+        if (r->headers[k].name_len == n && memcmp(r->headers[k].name, name, n) == 0)
+            return r->headers[k].value;
+    return NULL;
+}
+
 void xr_proto_request_free(xr_proto_request *r)
 {
-    if (r->root)
-        json_object_put(r->root);
-    r->root = NULL;
+    xr_buf_free(&r->store);
 }
 
 int xr_proto_response(xr_buf *out, const char *id, size_t id_len,

@@ -8,8 +8,6 @@
 
 #include <stddef.h>
 
-#include <json-c/json.h>
-
 /* A growable byte buffer, reused from message to message. */
 typedef struct xr_buf {
     char *p;
@@ -22,15 +20,28 @@ void xr_buf_free(xr_buf *b);
 /* Appends s as the inside of a JSON string (no quotes). */
 int xr_buf_json_escaped(xr_buf *b, const char *s, size_t len);
 
+#define XR_PROTO_MAX_HEADERS 32
+
+typedef struct xr_proto_header {
+    const char *name, *value;    /* NUL-terminated, in store */
+    size_t name_len, value_len;
+} xr_proto_header;
+
+/*
+ * A parsed request. The strings are unescaped and NUL-terminated in store,
+ * which keeps its memory from request to request: parsing a request into a
+ * reused xr_proto_request allocates nothing once store is large enough.
+ */
 typedef struct xr_proto_request {
-    json_object *root;           /* owns every string below */
+    xr_buf store;
     const char *id;              /* NULL when it could not be read */
     size_t id_len;
     const char *route;
     size_t route_len;
     const char *payload;
     size_t payload_len;
-    json_object *header;         /* an object of strings */
+    size_t n_headers;            /* the "header" object, all strings */
+    xr_proto_header headers[XR_PROTO_MAX_HEADERS];
     unsigned method;             /* one XR_GET..XR_UNSUB bit */
 } xr_proto_request;
 
@@ -39,12 +50,16 @@ unsigned xr_proto_method(const char *name, size_t len);
 const char *xr_proto_method_name(unsigned method);
 
 /*
- * Parses one request. Returns 0, or -1 with a message saying exactly what is
- * wrong in err; in both cases r->root must be released with
- * xr_proto_request_free(), and r->id is set when the id could be read.
+ * Parses one request: strict JSON (RFC 8259), one object, members in any
+ * order, unknown members skipped, the last of repeated members kept.
+ * Returns 0, or -1 with a message saying exactly what is wrong in err;
+ * r->id is set when the id could be read. r may be reused without freeing.
  */
-int xr_proto_parse(json_tokener *tok, const char *data, size_t len,
-                   xr_proto_request *r, char *err, size_t errlen);
+int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
+                   char *err, size_t errlen);
+/* The value of a header, or NULL. */
+const char *xr_proto_header_get(const xr_proto_request *r, const char *name);
+/* Frees the store; r may be parsed into again. */
 void xr_proto_request_free(xr_proto_request *r);
 
 /*

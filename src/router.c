@@ -19,8 +19,13 @@ struct xr_request {
     int replied;
     xr_server *srv;
     struct xr_handle *h;
+    struct xr_request *next_free;   /* in srv->free_requests */
     xr_proto_request p;
 };
+
+/* Finished requests are kept for the next ones, their parse store and
+ * all: a warm server allocates nothing per request. */
+#define XR_FREE_REQUESTS 64
 
 static const char NOT_REGISTERED[] = "{\"message\": \"Not registered\"}";
 static const char FAIL[] = "{\"message\": \"fail\"}";
@@ -126,9 +131,13 @@ void xr_router_free(xr_server *srv)
     free(srv->mws);
     srv->mws = NULL;
     srv->n_mws = 0;
-    if (srv->tok)
-        json_tokener_free(srv->tok);
-    srv->tok = NULL;
+    while (srv->free_requests) {
+        xr_request *r = srv->free_requests;
+        srv->free_requests = r->next_free;
+        xr_proto_request_free(&r->p);
+        free(r);
+    }
+    srv->n_free_requests = 0;
     xr_buf_free(&srv->scratch);
 }
 
@@ -161,10 +170,7 @@ const char *xr_request_payload(const xr_request *r, size_t *len)
 
 const char *xr_request_header(const xr_request *r, const char *name)
 {
-    json_object *v;
-    if (!r->p.header || !name || !json_object_object_get_ex(r->p.header, name, &v))
-        return NULL;
-    return json_object_get_string(v);
+    return name ? xr_proto_header_get(&r->p, name) : NULL;
 }
 
 xr_request *xr_request_ref(xr_request *r)
@@ -173,13 +179,39 @@ xr_request *xr_request_ref(xr_request *r)
     return r;
 }
 
+static void request_recycle(xr_server *srv, xr_request *r)
+{
+    /* One huge request must not pin its store for the process's life. */
+    if (srv->n_free_requests < XR_FREE_REQUESTS && r->p.store.cap <= (64u << 10)) {
+        r->next_free = srv->free_requests;
+        srv->free_requests = r;
+        srv->n_free_requests++;
+    } else {
+        xr_proto_request_free(&r->p);
+        free(r);
+    }
+}
+
+static xr_request *request_new(xr_server *srv)
+{
+    xr_request *r = srv->free_requests;
+    if (r) {
+        srv->free_requests = r->next_free;
+        srv->n_free_requests--;
+        xr_buf store = r->p.store;
+        memset(r, 0, sizeof *r);
+        r->p.store = store;
+        return r;
+    }
+    return calloc(1, sizeof *r);
+}
+
 void xr_request_unref(xr_request *r)
 {
     if (!r || --r->refs)
         return;
     xr_handle_release(r->h);
-    xr_proto_request_free(&r->p);
-    free(r);
+    request_recycle(r->srv, r);
 }
 
 static int send_response(xr_server *srv, xr_conn *c, const char *id, size_t id_len,
@@ -229,32 +261,28 @@ void xr_proto_dispatch(xr_conn *c, xr_msg_type type, const char *data, size_t le
 {
     xr_server *srv = xr_conn_server(c);
     char err[160];
-    if (!srv->tok && !(srv->tok = json_tokener_new_ex(32))) {
-        xr_conn_close(c, XR_CLOSE_INTERNAL, "out of memory");
-        return;
-    }
-    xr_request *r = calloc(1, sizeof *r);
+    xr_request *r = request_new(srv);
     struct xr_handle *h = xr_conn_handle(c);
     if (!r || !h) {
         free(r);
         xr_conn_close(c, XR_CLOSE_INTERNAL, "out of memory");
         return;
     }
+    r->srv = srv;
     /* Binary frames may carry requests too, but the answer is text. */
     if (type == XR_BINARY && !xr_utf8_valid((const uint8_t *)data, len)) {
-        xr_proto_request none = {0};
-        bad_request(srv, c, &none, "request is not UTF-8 text");
-        free(r);
+        r->p.id = NULL;
+        r->p.method = 0;
+        bad_request(srv, c, &r->p, "request is not UTF-8 text");
+        request_recycle(srv, r);
         return;
     }
-    if (xr_proto_parse(srv->tok, data, len, &r->p, err, sizeof err) < 0) {
+    if (xr_proto_parse(data, len, &r->p, err, sizeof err) < 0) {
         bad_request(srv, c, &r->p, err);
-        xr_proto_request_free(&r->p);
-        free(r);
+        request_recycle(srv, r);
         return;
     }
     r->refs = 1;
-    r->srv = srv;
     r->h = h;
     h->refs++;
 

@@ -1,13 +1,20 @@
 /* libFuzzer: the X-raptor request parser and the response writer.
  * Invariants: an accepted request has one method bit and its strings; an
- * error has a message; the response written for it parses back (json-c) to
- * the same request_id, payload and method: escaping is exact. */
+ * error has a message; json-c in strict mode accepts every request we accept
+ * and reads the same id, route, payload and method from it; the response
+ * written for it parses back (json-c) to the same request_id, payload and
+ * method: escaping is exact. The request is reused from input to input, as
+ * the server reuses them. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "../../src/protocol.h"
 #include "xraptor.h"
+
+#define MAX_DEPTH_REF 128
 
 #define ASSERT(c) do { if (!(c)) abort(); } while (0)
 
@@ -22,20 +29,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static json_tokener *tok;
-    if (!tok)
-        tok = json_tokener_new_ex(32);
-    xr_proto_request r;
+    static xr_proto_request r;
     char err[160];
-    int rc = xr_proto_parse(tok, (const char *)data, size, &r, err, sizeof err);
+    int rc = xr_proto_parse((const char *)data, size, &r, err, sizeof err);
     if (rc < 0) {
         ASSERT(err[0]);
-        xr_proto_request_free(&r);
         return 0;
     }
     unsigned m = r.method;
     ASSERT(m && (m & (m - 1)) == 0 && m <= XR_UNSUB);
-    ASSERT(r.id && r.route && r.payload && r.header);
+    ASSERT(r.id && r.route && r.payload && r.n_headers <= XR_PROTO_MAX_HEADERS);
+    ASSERT(r.route[r.route_len] == '\0' && r.id[r.id_len] == '\0');
+    /* A reference reading: json-c, strict. */
+    json_tokener *strict = json_tokener_new_ex(MAX_DEPTH_REF);
+    json_tokener_set_flags(strict, JSON_TOKENER_STRICT);
+    json_object *ref = size <= 0x7fffffff
+                       ? json_tokener_parse_ex(strict, (const char *)data, (int)size) : NULL;
+    ASSERT(ref && json_object_is_type(ref, json_type_object));
+    ASSERT(same(ref, "request_id", r.id, r.id_len));
+    ASSERT(same(ref, "route", r.route, r.route_len));
+    ASSERT(same(ref, "payload", r.payload, r.payload_len));
+    json_object_put(ref);
+    json_tokener_free(strict);
     xr_buf out = {0};
     ASSERT(xr_proto_response(&out, r.id, r.id_len, r.payload, r.payload_len, NULL, m) == 0);
     json_tokener *t2 = json_tokener_new();
@@ -47,6 +62,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_object_put(back);
     json_tokener_free(t2);
     xr_buf_free(&out);
-    xr_proto_request_free(&r);
     return 0;
 }

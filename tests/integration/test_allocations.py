@@ -78,6 +78,25 @@ async def test_echo_allocates_nothing_per_message_once_warm():
 
 
 @test
+async def test_route_allocates_nothing_per_request_once_warm():
+    # The protocol path: parse, route, handler, JSON response.
+    with Counted(binary=PROTOSERVER) as srv:
+        async with websockets.connect(srv.url(), compression=None) as ws:
+            def req(i):
+                return request(f"r{i % 50}", "/echo", "POST", "hello \u00e9 %d" % i,
+                               {"token": "t%d" % (i % 7)})
+
+            def ok(i, reply):
+                return f'"payload":"hello \u00e9 {i}"' in reply
+            await exchange(ws, req, ok, 2000)
+            before = srv.allocations()
+            await exchange(ws, req, ok, MESSAGES)
+            after = srv.allocations()
+        print(f"# route: {after - before} allocations over {MESSAGES} requests")
+        assert after - before <= BOUND, after - before
+
+
+@test
 async def test_shim_counts_for_real():
     # The same counter must see allocations that do happen: 1000 new
     # connections each allocate (connection state, buffers).

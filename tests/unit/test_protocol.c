@@ -9,10 +9,79 @@
 
 static int parse(const char *s, xr_proto_request *r, char *err)
 {
-    json_tokener *tok = json_tokener_new_ex(32);
-    int rc = xr_proto_parse(tok, s, strlen(s), r, err, 160);
-    json_tokener_free(tok);
-    return rc;
+    memset(r, 0, sizeof *r);
+    return xr_proto_parse(s, strlen(s), r, err, 160);
+}
+
+#define GOOD_TAIL ",\"route\":\"/r\",\"payload\":\"p\",\"method\":\"GET\",\"header\":{}}"
+
+static void test_strings_unescaped_and_unknown_members_skipped(void)
+{
+    xr_proto_request r;
+    char err[160];
+    CHECK_EQ(parse(" {\"x\":[1,-2.5e+3,{\"a\":[true,false,null]},\"s\\\"\"],"
+                   "\"request_id\":\"a\\u00e9\\ud83d\\ude00\\n\\/\\\"\","
+                   "\"payload\":\"caf\xc3\xa9 \\u0000!\",\"header\":{\"k\":\"1\",\"k\":\"2\",\"t\":\"x\"},"
+                   "\"route\":\"/old\",\"route\":\"/new\",\"method\":\"post\",\"y\":0}\r\n", &r, err), 0);
+    CHECK_EQ(r.id_len, 10);
+    CHECK(memcmp(r.id, "a\xc3\xa9\xf0\x9f\x98\x80\n/\"", 10) == 0);
+    CHECK_EQ(r.payload_len, 8);
+    CHECK(memcmp(r.payload, "caf\xc3\xa9 \0!", 8) == 0);
+    CHECK_STR(r.route, "/new");              /* the last repeated member wins */
+    CHECK_STR(xr_proto_header_get(&r, "k"), "2");
+    CHECK_STR(xr_proto_header_get(&r, "t"), "x");
+    CHECK(xr_proto_header_get(&r, "nope") == NULL);
+    CHECK_EQ(r.method, XR_POST);
+    /* Parsing again into the same request reuses its store. */
+    char *store = r.store.p;
+    size_t cap = r.store.cap;
+    for (int i = 0; i < 100; i++)
+        CHECK_EQ(xr_proto_parse("{\"request_id\":\"b\"" GOOD_TAIL,
+                                strlen("{\"request_id\":\"b\"" GOOD_TAIL), &r, err, 160), 0);
+    CHECK(r.store.p == store && r.store.cap == cap);
+    CHECK_STR(r.id, "b");
+    xr_proto_request_free(&r);
+}
+
+static void test_strict_json_refused(void)
+{
+    static const char *const bad[] = {
+        "{\"request_id\":\"a\",}",                  /* trailing comma */
+        "{'request_id':\"a\"}",                     /* single quotes */
+        "{\"request_id\":\"a\\x\"}",               /* bad escape */
+        "{\"request_id\":\"\\ud800\"}",            /* lone high surrogate */
+        "{\"request_id\":\"\\udc00\"}",            /* lone low surrogate */
+        "{\"request_id\":\"a\tb\"}",                /* raw control character */
+        "{\"x\":01}", "{\"x\":1.}", "{\"x\":-}", "{\"x\":.5}", "{\"x\":1e}",
+        "{\"x\":NaN}", "{\"x\":tru}", "{\"x\" 1}", "{\"x\":1 \"y\":2}",
+        "{\"request_id\":\"a\"", "{", "", "   ",
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        xr_proto_request r;
+        char err[160];
+        if (parse(bad[k], &r, err) != -1 || !strstr(err, "not valid JSON"))
+            printf("#   accepted or misreported %s: %s\n", bad[k], err), tap_cur_failed = 1;
+        xr_proto_request_free(&r);
+    }
+    /* Deep nesting is refused, not recursed into without end. */
+    char deep[400];
+    memset(deep, '[', sizeof deep);
+    memcpy(deep, "{\"x\":", 5);
+    deep[sizeof deep - 1] = '\0';
+    xr_proto_request r;
+    char err[160];
+    CHECK_EQ(parse(deep, &r, err), -1);
+    CHECK(strstr(err, "nested too deep") != NULL);
+    xr_proto_request_free(&r);
+    /* At most XR_PROTO_MAX_HEADERS headers. */
+    char many[4096] = "{\"request_id\":\"a\",\"route\":\"/\",\"payload\":\"\",\"method\":\"GET\",\"header\":{";
+    for (int i = 0; i <= XR_PROTO_MAX_HEADERS; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "%s\"h%d\":\"v\"", i ? "," : "", i);
+    strcat(many, "}}");
+    CHECK_EQ(parse(many, &r, err), -1);
+    CHECK(strstr(err, "more than 32 headers") != NULL);
+    CHECK_STR(r.id, "a");
+    xr_proto_request_free(&r);
 }
 
 static void test_request_parsed_and_method_case_insensitive(void)
@@ -129,6 +198,8 @@ int main(void)
 {
     RUN(test_request_parsed_and_method_case_insensitive);
     RUN(test_bad_requests_explained);
+    RUN(test_strings_unescaped_and_unknown_members_skipped);
+    RUN(test_strict_json_refused);
     RUN(test_response_escapes_and_upper_cases);
     RUN(test_routes_unique_per_method);
     RUN(test_middleware_sorted_unique_and_regex_checked);
