@@ -159,6 +159,12 @@ void xr_pool_trim(void);
  */
 int xr_workers_run(xr_server *srv);
 
+/* The address of listener k (the supervisor's port when there is one): 0,
+ * or XR_ELISTEN with srv->error set. Free *ai with evutil_freeaddrinfo. */
+struct evutil_addrinfo;
+int xr_listen_resolve(xr_server *srv, size_t k, char host[256], int *tls,
+                      struct evutil_addrinfo **ai);
+
 /* ---- connection ---- */
 
 void xr_conn_accept(xr_server *srv, int fd, int tls, xr_map_entry *ip);

@@ -288,27 +288,40 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
     evtimer_add(srv->resume_timer, &tv);
 }
 
-static int listen_one(xr_server *srv, size_t k)
+int xr_listen_resolve(xr_server *srv, size_t k, char host[256], int *tls,
+                      struct evutil_addrinfo **ai)
 {
     const char *spec = srv->opts.listen[k];
-    char host[256], portstr[8];
+    char portstr[8];
     int port;
-    int tls = xr_listen_spec(spec, srv->tls != NULL, host, sizeof host, &port);
+    *tls = xr_listen_spec(spec, srv->tls != NULL, host, 256, &port);
     if (srv->ports[k])
         port = srv->ports[k];   /* resolved by the supervisor for all workers */
     snprintf(portstr, sizeof portstr, "%d", port);
-    struct evutil_addrinfo hints, *ai = NULL;
+    struct evutil_addrinfo hints;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_protocol = IPPROTO_TCP;
     hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_NUMERICSERV | EVUTIL_AI_ADDRCONFIG;
-    int gai = evutil_getaddrinfo(host[0] ? host : NULL, portstr, &hints, &ai);
+    *ai = NULL;
+    int gai = evutil_getaddrinfo(host[0] ? host : NULL, portstr, &hints, ai);
     if (gai != 0) {
         snprintf(srv->error, sizeof srv->error, "cannot listen on %s: %s", spec,
                  evutil_gai_strerror(gai));
         return XR_ELISTEN;
     }
+    return XR_OK;
+}
+
+static int listen_one(xr_server *srv, size_t k)
+{
+    const char *spec = srv->opts.listen[k];
+    char host[256];
+    int tls;
+    struct evutil_addrinfo *ai;
+    if (xr_listen_resolve(srv, k, host, &tls, &ai) < 0)
+        return XR_ELISTEN;
     xr_listener *li = &srv->listeners[srv->n_listeners];
     li->srv = srv;
     li->tls = tls;

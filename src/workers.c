@@ -55,21 +55,11 @@ static int probe_listeners(xr_server *srv, int *fds)
 {
     for (size_t k = 0; k < srv->opts.n_listen; k++) {
         const char *spec = srv->opts.listen[k];
-        char host[256], portstr[8];
-        int port;
-        xr_listen_spec(spec, srv->tls != NULL, host, sizeof host, &port);
-        snprintf(portstr, sizeof portstr, "%d", port);
-        struct evutil_addrinfo hints, *ai = NULL;
-        memset(&hints, 0, sizeof hints);
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_NUMERICSERV | EVUTIL_AI_ADDRCONFIG;
-        int gai = evutil_getaddrinfo(host[0] ? host : NULL, portstr, &hints, &ai);
-        if (gai != 0) {
-            snprintf(srv->error, sizeof srv->error, "cannot listen on %s: %s", spec,
-                     evutil_gai_strerror(gai));
+        char host[256];
+        int tls;
+        struct evutil_addrinfo *ai;
+        if (xr_listen_resolve(srv, k, host, &tls, &ai) < 0)
             return XR_ELISTEN;
-        }
         int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
         int ok = fd >= 0 &&
                  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
