@@ -1,5 +1,5 @@
 #!/bin/sh
-# The echo and chat integration tests once more, every server under
+# The echo, chat and compression integration tests once more, every server under
 # valgrind memcheck, stopped gracefully so that its leak check runs.
 # Fails on any memcheck error or any leak "definitely lost".
 #   valgrind.sh TOP_BUILDDIR TOP_SRCDIR PYTHON3
@@ -16,7 +16,7 @@ W
     chmod +x "$out/$prog"
 done
 status=0
-for t in test_echo test_chat; do
+for t in test_echo test_chat test_deflate; do
     XR_GRACEFUL_STOP=1 XRAPTOR_ECHO="$out/xraptor-echo" XRAPTOR_CHAT="$out/xraptor-chat" \
     XRAPTOR_TESTSERVER="$build/tests/server/xraptor-testserver" \
     XRAPTOR_ANTENNA_PATH="$build/antennas/memory/.libs:$build/antennas/redis/.libs:$build/antennas/nats/.libs:$build/antennas/kafka/.libs" \
