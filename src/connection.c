@@ -426,7 +426,7 @@ static void handle_head(xr_conn *c)
             srv->metrics.refused_total++;
             http_error(c, 503, "too many connections: max_connections reached");
         } else {
-            char ext[128];
+            char ext[XR_PMD_RESPONSE_MAX];
             c->deflate = srv->opts.compression &&
                          xr_pmd_negotiate(&req, srv->opts.compression_window_bits,
                                           srv->opts.compression_no_context, &c->pmd,

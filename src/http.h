@@ -74,6 +74,10 @@ xr_http_kind xr_http_classify(const xr_http_request *req,
                               const char *const *origins, size_t n_origins,
                               xr_ws_handshake *hs, xr_http_error *err);
 
+/* The longest response xr_pmd_negotiate() writes, with its NUL: every
+ * parameter, two-digit windows. */
+#define XR_PMD_RESPONSE_MAX 136
+
 /* permessage-deflate (RFC 7692) as agreed for one connection. */
 typedef struct xr_pmd {
     unsigned char server_bits;   /* our LZ77 window: 9..15, or 8 = we never
@@ -91,7 +95,7 @@ typedef struct xr_pmd {
  * per message. We always compress each message on its own and say so with
  * server_no_context_takeover. Returns 1 and writes the response header value
  * (NUL-terminated) to resp, or 0 when nothing is accepted (or resp is too
- * small; 128 bytes always suffice).
+ * small; XR_PMD_RESPONSE_MAX bytes always suffice).
  */
 int xr_pmd_negotiate(const xr_http_request *req, unsigned window_bits,
                      int require_no_context, xr_pmd *out, char *resp, size_t cap);

@@ -4,7 +4,7 @@
  * parsed fields point inside the input; a rejection has a 4xx/5xx status and
  * a reason; an accepted upgrade has a 28-character accept key; an accepted
  * permessage-deflate offer gives windows within 8..15 and a response that
- * names the extension and fits. */
+ * names the extension and fits in XR_PMD_RESPONSE_MAX. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,9 +52,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ASSERT(!hs.protocol || hs.protocol == protos[0] || hs.protocol == protos[1]);
     }
     xr_pmd pmd;
-    char resp[128];
+    char resp[XR_PMD_RESPONSE_MAX];
     unsigned bits = 9 + (unsigned)(size % 7);
-    if (xr_pmd_negotiate(&req, bits, (int)(size & 2), &pmd, resp, sizeof resp)) {
+    /* The documented buffer size is always enough: same answer as a huge one. */
+    char big[1024];
+    xr_pmd pmd2;
+    int accepted = xr_pmd_negotiate(&req, bits, (int)(size & 2), &pmd, resp, sizeof resp);
+    ASSERT(accepted == xr_pmd_negotiate(&req, bits, (int)(size & 2), &pmd2, big, sizeof big));
+    ASSERT(!accepted || strcmp(resp, big) == 0);
+    if (accepted) {
         ASSERT(strncmp(resp, "permessage-deflate; server_no_context_takeover", 46) == 0);
         ASSERT(strlen(resp) < sizeof resp);
         ASSERT(pmd.server_bits >= 8 && pmd.server_bits <= 15);

@@ -13,7 +13,7 @@
  * response header value, or "" when nothing was accepted. */
 static const char *nego(const char *ext_lines, unsigned bits, int no_ctx, xr_pmd *pmd)
 {
-    static char head[1024], resp[128];
+    static char head[1024], resp[XR_PMD_RESPONSE_MAX];
     snprintf(head, sizeof head, HEAD "%s\r\n", ext_lines);
     xr_http_request req;
     xr_http_error err;
@@ -57,6 +57,13 @@ static void test_negotiate_parameters(void)
     CHECK_EQ(p.server_bits, 10);
     CHECK_EQ(p.client_bits, 9);
     CHECK_EQ(p.client_no_context, 1);
+    /* The longest response there is (Autobahn 13.4 and 13.6 offer it). */
+    CHECK_STR(nego("Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; "
+                   "client_max_window_bits; server_max_window_bits=15\r\n", 12, 0, &p),
+              "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+              "server_max_window_bits=15; client_max_window_bits=12");
+    CHECK_EQ(strlen("permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+                    "server_max_window_bits=15; client_max_window_bits=15") + 1 <= XR_PMD_RESPONSE_MAX, 1);
     /* A client window above our cap is lowered; quoted values are tokens. */
     CHECK_STR(nego("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=\"15\"\r\n", 11, 0, &p),
               "permessage-deflate; server_no_context_takeover; client_max_window_bits=11");
