@@ -172,7 +172,7 @@ static const char *deflated(xr_conn *c, const void *a, size_t alen, const void *
                             size_t blen, size_t *zlen)
 {
     xr_server *srv = c->srv;
-    if (!c->deflate || alen + blen < srv->opts.compression_min_size)
+    if (!xr_conn_wants_deflate(c, alen + blen))
         return NULL;
     z_stream *z = xr_server_deflater(srv, c->pmd.server_bits);
     srv->zout.len = 0;
@@ -745,6 +745,42 @@ static int slow_reader(xr_conn *c)
     return 1;
 }
 
+/* Whether c takes one more message: XR_OK, XR_ECLOSED, or XR_ELIMIT once
+ * a slow reader has been closed. */
+static int sendable(xr_conn *c)
+{
+    if (c->state != ST_OPEN || c->closed_cb)
+        return XR_ECLOSED;
+    return slow_reader(c) ? XR_ELIMIT : XR_OK;
+}
+
+/* Counts a message of len payload bytes that went out (rc XR_OK). */
+static int counted(xr_conn *c, int rc, size_t len)
+{
+    if (rc == XR_OK) {
+        c->srv->metrics.messages_out++;
+        c->srv->metrics.bytes_out += len;
+    }
+    return rc;
+}
+
+static void shared_done(const void *data, size_t len, void *arg)
+{
+    (void)data, (void)len;
+    xr_shared_unref(arg);
+}
+
+/* Appends s by reference: the output holds a reference until it is sent. */
+static int add_shared(struct evbuffer *out, xr_shared *s)
+{
+    s->refs++;
+    if (evbuffer_add_reference(out, s->data, s->len, shared_done, s) < 0) {
+        s->refs--;
+        return XR_ENOMEM;
+    }
+    return XR_OK;
+}
+
 int xr_conn_send(xr_conn *c, xr_msg_type type, const void *data, size_t len)
 {
     if (!c || (type != XR_TEXT && type != XR_BINARY) || (len && !data))
@@ -753,15 +789,11 @@ int xr_conn_send(xr_conn *c, xr_msg_type type, const void *data, size_t len)
         return XR_ECLOSED;
     if (type == XR_TEXT && !xr_utf8_valid(data, len))
         return XR_EINVAL;
-    xr_server *srv = c->srv;
-    if (slow_reader(c))
-        return XR_ELIMIT;
-    int rc = write_message(c, type == XR_TEXT ? XR_WS_OP_TEXT : XR_WS_OP_BINARY, data, len);
-    if (rc == XR_OK) {
-        srv->metrics.messages_out++;
-        srv->metrics.bytes_out += len;
-    }
-    return rc;
+    int rc = sendable(c);
+    if (rc < 0)
+        return rc;
+    return counted(c, write_message(c, type == XR_TEXT ? XR_WS_OP_TEXT : XR_WS_OP_BINARY,
+                                    data, len), len);
 }
 
 int xr_conn_close(xr_conn *c, int code, const char *reason)
@@ -775,12 +807,6 @@ int xr_conn_close(xr_conn *c, int code, const char *reason)
         return XR_ECLOSED;
     ws_close(c, (unsigned)code, reason, 0);
     return XR_OK;
-}
-
-static void shared_done(const void *data, size_t len, void *arg)
-{
-    (void)data, (void)len;
-    xr_shared_unref(arg);
 }
 
 /* The tail compressed once for every receiver with a 15-bit window. */
@@ -816,59 +842,38 @@ static int send_shared_deflated(xr_conn *c, const char *prefix, size_t plen, xr_
         const char *d = deflated(c, prefix, plen, tail->data, tail->len, &zlen);
         if (!d)
             return 1;
-        size_t hl = xr_ws_header(h, XR_WS_OP_TEXT | XR_WS_RSV1, 1, zlen, NULL);
-        if (evbuffer_add(out, h, hl) < 0 || evbuffer_add(out, d, zlen) < 0)
-            return XR_ENOMEM;
-        count_deflated(srv, plen + tail->len, zlen);
-        return XR_OK;
+        int rc = write_frame(c, XR_WS_OP_TEXT | XR_WS_RSV1, d, zlen);
+        if (rc == XR_OK)
+            count_deflated(srv, plen + tail->len, zlen);
+        return rc;
     }
     size_t zlen = XR_Z_STORED_HEADER + plen + z->len;
     size_t hl = xr_ws_header(h, XR_WS_OP_TEXT | XR_WS_RSV1, 1, zlen, NULL);
     xr_zstored_header(h + hl, plen);
     if (evbuffer_add(out, h, hl + XR_Z_STORED_HEADER) < 0 ||
-        (plen && evbuffer_add(out, prefix, plen) < 0))
+        (plen && evbuffer_add(out, prefix, plen) < 0) || add_shared(out, z) < 0)
         return XR_ENOMEM;
-    z->refs++;
-    if (evbuffer_add_reference(out, z->data, z->len, shared_done, z) < 0) {
-        z->refs--;
-        return XR_ENOMEM;
-    }
     count_deflated(srv, plen + tail->len, zlen);
     return XR_OK;
 }
 
 int xr_conn_send_shared(xr_conn *c, const char *prefix, size_t plen, xr_shared *tail)
 {
-    if (c->state != ST_OPEN || c->closed_cb)
-        return XR_ECLOSED;
-    xr_server *srv = c->srv;
+    int rc = sendable(c);
+    if (rc < 0)
+        return rc;
+    size_t len = plen + tail->len;
+    if (xr_conn_wants_deflate(c, len) && (rc = send_shared_deflated(c, prefix, plen, tail)) <= 0)
+        return counted(c, rc, len);
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (slow_reader(c))
-        return XR_ELIMIT;
-    if (c->deflate && plen + tail->len >= srv->opts.compression_min_size) {
-        int rc = send_shared_deflated(c, prefix, plen, tail);
-        if (rc <= 0) {
-            if (rc == XR_OK) {
-                srv->metrics.messages_out++;
-                srv->metrics.bytes_out += plen + tail->len;
-            }
-            return rc;
-        }
-    }
     uint8_t h[XR_WS_MAX_HEADER];
-    size_t hl = xr_ws_header(h, XR_WS_OP_TEXT, 1, plen + tail->len, NULL);
+    size_t hl = xr_ws_header(h, XR_WS_OP_TEXT, 1, len, NULL);
     /* Header and the small per-receiver prefix are copied; the tail is
      * referenced, so a fan-out to N receivers holds one copy of it. */
-    if (evbuffer_add(out, h, hl) < 0 || (plen && evbuffer_add(out, prefix, plen) < 0))
+    if (evbuffer_add(out, h, hl) < 0 || (plen && evbuffer_add(out, prefix, plen) < 0) ||
+        add_shared(out, tail) < 0)
         return XR_ENOMEM;
-    tail->refs++;
-    if (evbuffer_add_reference(out, tail->data, tail->len, shared_done, tail) < 0) {
-        tail->refs--;
-        return XR_ENOMEM;
-    }
-    srv->metrics.messages_out++;
-    srv->metrics.bytes_out += plen + tail->len;
-    return XR_OK;
+    return counted(c, XR_OK, len);
 }
 
 int xr_conn_wants_deflate(const xr_conn *c, size_t len)
@@ -878,26 +883,17 @@ int xr_conn_wants_deflate(const xr_conn *c, size_t len)
 
 int xr_conn_send_frame(xr_conn *c, xr_shared *frame, size_t payload_len)
 {
-    if (c->state != ST_OPEN || c->closed_cb)
-        return XR_ECLOSED;
-    if (slow_reader(c))
-        return XR_ELIMIT;
+    int rc = sendable(c);
+    if (rc < 0)
+        return rc;
     struct evbuffer *out = bufferevent_get_output(c->bev);
     /* libevent describes a reference with a chain of its own, a 1 KiB
      * block: a small frame costs less copied next to the ones before it. */
-    if (frame->len < XR_SHARE_MIN) {
-        if (evbuffer_add(out, frame->data, frame->len) < 0)
-            return XR_ENOMEM;
-    } else {
-        frame->refs++;
-        if (evbuffer_add_reference(out, frame->data, frame->len, shared_done, frame) < 0) {
-            frame->refs--;
-            return XR_ENOMEM;
-        }
-    }
-    c->srv->metrics.messages_out++;
-    c->srv->metrics.bytes_out += payload_len;
-    return XR_OK;
+    if (frame->len < XR_SHARE_MIN)
+        rc = evbuffer_add(out, frame->data, frame->len) < 0 ? XR_ENOMEM : XR_OK;
+    else
+        rc = add_shared(out, frame);
+    return counted(c, rc, payload_len);
 }
 
 struct xr_receiver **xr_conn_receivers(xr_conn *c) { return &c->receivers; }
