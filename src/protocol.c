@@ -242,43 +242,66 @@ static int number(parser *p)
 
 static int value(parser *p, int depth);
 
-/* An object or array at p->i, members checked and thrown away. */
-static int container(parser *p, int depth)
+/* One element of an object or array, at its value (after the member name
+ * and ':' in an object; the name is at name_off in the names buffer). */
+typedef int (*element_fn)(parser *p, size_t name_off, size_t name_len, void *ctx);
+
+/*
+ * The object or array at p->i: the brackets, the elements between commas.
+ * Member names are unescaped into names (NULL: only checked); fn reads
+ * each value.
+ */
+static int list(parser *p, xr_buf *names, element_fn fn, void *ctx)
 {
-    char close = p->s[p->i] == '{' ? '}' : ']';
-    if (depth > MAX_DEPTH)
-        return syntax(p, "nested too deep");
+    unsigned char close = p->s[p->i] == '{' ? '}' : ']';
     p->i++;
     skip_ws(p);
-    if (p->i < p->n && p->s[p->i] == (unsigned char)close) {
+    if (p->i < p->n && p->s[p->i] == close) {
         p->i++;
         return 0;
     }
     for (;;) {
+        size_t noff = 0, nlen = 0;
         skip_ws(p);
         if (close == '}') {
             if (p->i == p->n || p->s[p->i] != '"')
                 return syntax(p, p->i == p->n ? "unexpected end of input" : "expected a member name");
-            if (string(p, NULL, NULL, NULL) < 0)
+            if (string(p, names, &noff, &nlen) < 0)
                 return -1;
             skip_ws(p);
             if (p->i == p->n || p->s[p->i] != ':')
                 return syntax(p, p->i == p->n ? "unexpected end of input" : "expected ':'");
             p->i++;
+            skip_ws(p);
         }
-        if (value(p, depth + 1) < 0)
+        if (fn(p, noff, nlen, ctx) < 0)
             return -1;
         skip_ws(p);
         if (p->i == p->n)
             return syntax(p, "unexpected end of input");
-        if (p->s[p->i] == (unsigned char)close) {
+        if (p->s[p->i] == close) {
             p->i++;
             return 0;
         }
         if (p->s[p->i] != ',')
-            return syntax(p, "expected ',' or the end of the object or array");
+            return syntax(p, close == '}' ? "expected ',' or the end of the object"
+                                          : "expected ',' or the end of the array");
         p->i++;
     }
+}
+
+static int skip_element(parser *p, size_t name_off, size_t name_len, void *ctx)
+{
+    (void)name_off, (void)name_len;
+    return value(p, *(int *)ctx + 1);
+}
+
+/* An object or array at p->i, members checked and thrown away. */
+static int container(parser *p, int depth)
+{
+    if (depth > MAX_DEPTH)
+        return syntax(p, "nested too deep");
+    return list(p, NULL, skip_element, &depth);
 }
 
 static int literal(parser *p, const char *word)
@@ -320,71 +343,82 @@ typedef struct fields {
     int bad_header, too_many;
 } fields;
 
-/* The "header" object: names and string values into the store. */
-static int header_object(parser *p, xr_proto_request *r, fields *f, size_t *offs)
+typedef struct request_ctx {
+    xr_proto_request *r;
+    fields f;
+    size_t hoffs[4 * XR_PROTO_MAX_HEADERS];
+} request_ctx;
+
+/* A member of the "header" object: names and string values into the store. */
+static int header_member(parser *p, size_t noff, size_t nlen, void *ctx)
 {
-    p->i++;
-    r->n_headers = 0;
-    f->bad_header = f->too_many = 0;
-    skip_ws(p);
-    if (p->i < p->n && p->s[p->i] == '}') {
-        p->i++;
+    request_ctx *c = ctx;
+    xr_proto_request *r = c->r;
+    if (p->i < p->n && p->s[p->i] == '"') {
+        size_t voff, vlen;
+        if (string(p, p->out, &voff, &vlen) < 0)
+            return -1;
+        if (r->n_headers == XR_PROTO_MAX_HEADERS) {
+            c->f.too_many = 1;
+        } else {
+            size_t k = r->n_headers++;
+            c->hoffs[4 * k] = noff, c->hoffs[4 * k + 1] = nlen;
+            c->hoffs[4 * k + 2] = voff, c->hoffs[4 * k + 3] = vlen;
+        }
         return 0;
     }
-    for (;;) {
-        skip_ws(p);
-        if (p->i == p->n || p->s[p->i] != '"')
-            return syntax(p, p->i == p->n ? "unexpected end of input" : "expected a member name");
-        size_t noff, nlen, voff, vlen;
-        if (string(p, p->out, &noff, &nlen) < 0)
-            return -1;
-        skip_ws(p);
-        if (p->i == p->n || p->s[p->i] != ':')
-            return syntax(p, p->i == p->n ? "unexpected end of input" : "expected ':'");
-        p->i++;
-        skip_ws(p);
-        if (p->i < p->n && p->s[p->i] == '"') {
-            if (string(p, p->out, &voff, &vlen) < 0)
-                return -1;
-            if (r->n_headers == XR_PROTO_MAX_HEADERS) {
-                f->too_many = 1;
-            } else {
-                size_t k = r->n_headers++;
-                offs[4 * k] = noff, offs[4 * k + 1] = nlen;
-                offs[4 * k + 2] = voff, offs[4 * k + 3] = vlen;
-            }
-        } else {
-            if (value(p, 2) < 0)
-                return -1;
-            if (!f->bad_header) {
-                f->bad_header = 1;
-                f->bad_header_off = noff;
-            }
-        }
-        skip_ws(p);
-        if (p->i == p->n)
-            return syntax(p, "unexpected end of input");
-        if (p->s[p->i] == '}') {
-            p->i++;
-            return 0;
-        }
-        if (p->s[p->i] != ',')
-            return syntax(p, "expected ',' or the end of the object or array");
-        p->i++;
+    if (value(p, 2) < 0)
+        return -1;
+    if (!c->f.bad_header) {
+        c->f.bad_header = 1;
+        c->f.bad_header_off = noff;
     }
+    return 0;
+}
+
+/* A member of the request object: the five fields are kept (the last of
+ * repeated ones wins), anything else is checked and skipped. */
+static int request_member(parser *p, size_t koff, size_t klen, void *ctx)
+{
+    request_ctx *c = ctx;
+    xr_proto_request *r = c->r;
+    fields *f = &c->f;
+    int k = 0;
+    while (k < F_N && !(strlen(field_names[k]) == klen &&
+                         memcmp(r->store.p + koff, field_names[k], klen) == 0))
+        k++;
+    r->store.len = koff;        /* the name is not kept */
+    int more = p->i < p->n;
+    if (k < F_HEADER && more && p->s[p->i] == '"') {
+        f->seen[k] = 1;
+        return string(p, &r->store, &f->off[k], &f->len[k]);
+    }
+    if (k == F_HEADER && more && p->s[p->i] == '{') {
+        f->seen[k] = 1;
+        r->n_headers = 0;
+        f->bad_header = f->too_many = 0;
+        return list(p, &r->store, header_member, c);
+    }
+    if (k < F_N)
+        f->seen[k] = -1;
+    return value(p, 1);
 }
 
 int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
                    char *err, size_t errlen)
 {
-    xr_buf store = r->store;
-    memset(r, 0, sizeof *r);
-    store.len = 0;
-    r->store = store;
+    /* Only what a previous parse left matters; the header slots are
+     * governed by n_headers, so they are not cleared. */
+    r->store.len = 0;
+    r->id = r->route = r->payload = NULL;
+    r->id_len = r->route_len = r->payload_len = 0;
+    r->n_headers = 0;
+    r->method = 0;
     parser p = {(const unsigned char *)data, len, 0, &r->store, NULL};
-    fields f;
-    memset(&f, 0, sizeof f);
-    size_t hoffs[4 * XR_PROTO_MAX_HEADERS];
+    request_ctx ctx;
+    ctx.r = r;
+    memset(&ctx.f, 0, sizeof ctx.f);
+    const fields *f = &ctx.f;
 
     skip_ws(&p);
     if (p.i == p.n) {
@@ -404,66 +438,7 @@ int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
         snprintf(err, errlen, "request is not valid JSON: %s", p.why);
         return -1;
     }
-    p.i++;
-    skip_ws(&p);
-    int empty = p.i < p.n && p.s[p.i] == '}';
-    if (empty)
-        p.i++;
-    while (!empty) {
-        skip_ws(&p);
-        if (p.i == p.n || p.s[p.i] != '"') {
-            syntax(&p, p.i == p.n ? "unexpected end of input" : "expected a member name");
-            break;
-        }
-        size_t koff, klen;
-        if (string(&p, &r->store, &koff, &klen) < 0)
-            break;
-        int k = 0;
-        while (k < F_N && !(strlen(field_names[k]) == klen &&
-                             memcmp(r->store.p + koff, field_names[k], klen) == 0))
-            k++;
-        r->store.len = koff;    /* the name is not kept */
-        skip_ws(&p);
-        if (p.i == p.n || p.s[p.i] != ':') {
-            syntax(&p, p.i == p.n ? "unexpected end of input" : "expected ':'");
-            break;
-        }
-        p.i++;
-        skip_ws(&p);
-        if (p.i == p.n) {
-            syntax(&p, "unexpected end of input");
-            break;
-        }
-        int rc;
-        if (k < F_HEADER && p.s[p.i] == '"') {
-            rc = string(&p, &r->store, &f.off[k], &f.len[k]);
-            f.seen[k] = 1;
-        } else if (k == F_HEADER && p.s[p.i] == '{') {
-            rc = header_object(&p, r, &f, hoffs);
-            f.seen[k] = 1;
-        } else {
-            rc = value(&p, 1);
-            if (k < F_N)
-                f.seen[k] = -1;
-        }
-        if (rc < 0)
-            break;
-        skip_ws(&p);
-        if (p.i == p.n) {
-            syntax(&p, "unexpected end of input");
-            break;
-        }
-        if (p.s[p.i] == '}') {
-            p.i++;
-            break;
-        }
-        if (p.s[p.i] != ',') {
-            syntax(&p, "expected ',' or the end of the object");
-            break;
-        }
-        p.i++;
-    }
-    if (!p.why) {
+    if (list(&p, &r->store, request_member, &ctx) == 0) {
         skip_ws(&p);
         if (p.i < p.n)
             p.why = "data after the object";
@@ -472,51 +447,50 @@ int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
         snprintf(err, errlen, "request is not valid JSON: %s", p.why);
         return -1;
     }
-
     /* The store is final now: turn offsets into pointers. */
     const char *base = r->store.p;
-    if (f.seen[F_ID] == 1) {
-        r->id = base + f.off[F_ID];
-        r->id_len = f.len[F_ID];
+    if (f->seen[F_ID] == 1) {
+        r->id = base + f->off[F_ID];
+        r->id_len = f->len[F_ID];
     }
     for (int k = 0; k < F_HEADER; k++) {
-        if (!f.seen[k]) {
+        if (!f->seen[k]) {
             snprintf(err, errlen, "missing field '%s'", field_names[k]);
             return -1;
         }
-        if (f.seen[k] < 0) {
+        if (f->seen[k] < 0) {
             snprintf(err, errlen, "field '%s' must be a string", field_names[k]);
             return -1;
         }
     }
-    r->route = base + f.off[F_ROUTE];
-    r->route_len = f.len[F_ROUTE];
-    r->payload = base + f.off[F_PAYLOAD];
-    r->payload_len = f.len[F_PAYLOAD];
-    if (!f.seen[F_HEADER]) {
+    r->route = base + f->off[F_ROUTE];
+    r->route_len = f->len[F_ROUTE];
+    r->payload = base + f->off[F_PAYLOAD];
+    r->payload_len = f->len[F_PAYLOAD];
+    if (!f->seen[F_HEADER]) {
         snprintf(err, errlen, "missing field 'header'");
         return -1;
     }
-    if (f.seen[F_HEADER] < 0) {
+    if (f->seen[F_HEADER] < 0) {
         snprintf(err, errlen, "field 'header' must be an object");
         return -1;
     }
-    if (f.bad_header) {
-        snprintf(err, errlen, "header '%.40s' must be a string", base + f.bad_header_off);
+    if (f->bad_header) {
+        snprintf(err, errlen, "header '%.40s' must be a string", base + f->bad_header_off);
         return -1;
     }
-    if (f.too_many) {
+    if (f->too_many) {
         snprintf(err, errlen, "more than %d headers", XR_PROTO_MAX_HEADERS);
         return -1;
     }
     for (size_t k = 0; k < r->n_headers; k++) {
-        r->headers[k].name = base + hoffs[4 * k];
-        r->headers[k].name_len = hoffs[4 * k + 1];
-        r->headers[k].value = base + hoffs[4 * k + 2];
-        r->headers[k].value_len = hoffs[4 * k + 3];
+        r->headers[k].name = base + ctx.hoffs[4 * k];
+        r->headers[k].name_len = ctx.hoffs[4 * k + 1];
+        r->headers[k].value = base + ctx.hoffs[4 * k + 2];
+        r->headers[k].value_len = ctx.hoffs[4 * k + 3];
     }
-    const char *mname = base + f.off[F_METHOD];
-    r->method = xr_proto_method(mname, f.len[F_METHOD]);
+    const char *mname = base + f->off[F_METHOD];
+    r->method = xr_proto_method(mname, f->len[F_METHOD]);
     if (!r->method) {
         snprintf(err, errlen, "unknown method '%.16s' (expected GET, POST, PUT, SUB or UNSUB)",
                  mname);

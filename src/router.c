@@ -198,9 +198,12 @@ static xr_request *request_new(xr_server *srv)
     if (r) {
         srv->free_requests = r->next_free;
         srv->n_free_requests--;
-        xr_buf store = r->p.store;
-        memset(r, 0, sizeof *r);
-        r->p.store = store;
+        /* The parse sets every field of r->p it reads. */
+        r->refs = 0;
+        r->replied = 0;
+        r->srv = NULL;
+        r->h = NULL;
+        r->next_free = NULL;
         return r;
     }
     return calloc(1, sizeof *r);
