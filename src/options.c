@@ -246,14 +246,11 @@ int xr_options_parse(xr_options *o, int argc, char **argv, char *err, size_t err
                 f = &flags[k];
         if (!f)
             return usage_error(err, errlen, "unknown flag '--%.*s' (see --help)", (int)nlen, name);
-        if (f->type == F_HELP || f->type == F_VERSION) {
+        if (f->type == F_HELP || f->type == F_VERSION || f->type == F_BOOL) {
             if (eq)
                 return usage_error(err, errlen, "--%s takes no value", f->name);
-            return f->type == F_HELP ? XR_OPTIONS_HELP : XR_OPTIONS_VERSION;
-        }
-        if (f->type == F_BOOL) {
-            if (eq)
-                return usage_error(err, errlen, "--%s takes no value", f->name);
+            if (f->type != F_BOOL)
+                return f->type == F_HELP ? XR_OPTIONS_HELP : XR_OPTIONS_VERSION;
             set(o, f, NULL, err, errlen);
             continue;
         }

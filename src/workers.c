@@ -133,6 +133,14 @@ static void forward(const worker *ws, unsigned n, int sig)
             kill(ws[k].pid, sig);
 }
 
+/* SIGTERM to every worker, and a bound on how long they may take: workers
+ * bound their own drain, this bounds the supervisor's wait. */
+static void stop_workers(const xr_server *srv, const worker *ws, unsigned n)
+{
+    forward(ws, n, SIGTERM);
+    alarm(srv->opts.drain_timeout_ms / 1000 + 5);
+}
+
 static void describe(int status, char *buf, size_t len)
 {
     if (WIFEXITED(status))
@@ -197,7 +205,7 @@ int xr_workers_run(xr_server *srv)
     }
     if (failed) {
         stopping = 1;
-        forward(ws, n, SIGTERM);
+        stop_workers(srv, ws, n);
         snprintf(srv->error, sizeof srv->error, "cannot start %u workers", n);
     }
 
@@ -210,9 +218,7 @@ int xr_workers_run(xr_server *srv)
             if (!stopping)
                 XR_INFO(srv, "stopping: draining %u workers", alive);
             stopping = 1;
-            forward(ws, n, SIGTERM);
-            /* Workers bound their own drain; this bounds ours. */
-            alarm(srv->opts.drain_timeout_ms / 1000 + 5);
+            stop_workers(srv, ws, n);
         }
         if (got_hup) {
             got_hup = 0;
@@ -254,8 +260,7 @@ int xr_workers_run(xr_server *srv)
                          "worker %u %s right after starting (see the log above)", k + 1, how);
                 failed = 1;
                 stopping = 1;
-                forward(ws, n, SIGTERM);
-                alarm(srv->opts.drain_timeout_ms / 1000 + 5);
+                stop_workers(srv, ws, n);
                 continue;
             }
             XR_WARN(srv, "worker %u (pid %ld) %s: restarting it", k + 1, (long)pid, how);
