@@ -32,7 +32,11 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
-#include <zlib.h>
+
+/* The project's own codec, handshake and deflate helpers (libxrcore). */
+#include "../src/deflate.h"
+#include "../src/http.h"
+#include "../src/ws_frame.h"
 
 typedef enum { SC_ECHO, SC_TCP, SC_ROUTE, SC_FANOUT, SC_CONNECTIONS, SC_HANDSHAKES } scenario;
 static const char *const sc_names[] = {"echo", "tcp", "route", "fanout", "connections", "handshakes"};
@@ -114,6 +118,7 @@ typedef struct conn {
     int state, role, deflate;
     int inflight;
     unsigned head, tail;
+    xr_ws_decoder dec;      /* server frames: unmasked */
     uint64_t sent[RING];
     char key[25];
 } conn;
@@ -131,10 +136,9 @@ typedef struct bench {
     hist lat;
     uint8_t *payload;       /* what each message carries, unmasked */
     size_t payload_len;
-    uint8_t *zpayload;      /* the same, deflated, when compressing */
-    size_t zpayload_len;
-    z_stream inflater;
-    unsigned char *zbuf;
+    xr_buf zpayload;        /* the same, deflated, when compressing */
+    z_stream *inflater;
+    xr_buf inflated;
     uint32_t rng;
     long rss_before, rss_after;
     conn *publisher;
@@ -188,43 +192,21 @@ static long rss_kib(long pid)
 
 /* ---- sending ------------------------------------------------------------ */
 
-/* One client frame: FIN, opcode (| 0x40 for RSV1), fresh mask, payload. */
+/* One client frame: FIN, opcode (| XR_WS_RSV1), fresh mask, payload. */
 static void send_frame(conn *c, unsigned op, const uint8_t *p, size_t n)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     struct evbuffer_iovec v;
-    size_t total = 2 + (n < 126 ? 0 : n < 65536 ? 2 : 8) + 4 + n;
-    if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) < 1)
+    uint32_t m = rnd(c->b);
+    uint8_t h[XR_WS_MAX_HEADER];
+    size_t hl = xr_ws_header(h, op, 1, n, (const uint8_t *)&m);
+    if (evbuffer_reserve_space(out, (ev_ssize_t)(hl + n), &v, 1) < 1)
         return;
     uint8_t *o = v.iov_base;
-    size_t k = 0;
-    o[k++] = (uint8_t)(0x80 | op);
-    if (n < 126) {
-        o[k++] = (uint8_t)(0x80 | n);
-    } else if (n < 65536) {
-        o[k++] = 0x80 | 126;
-        o[k++] = (uint8_t)(n >> 8);
-        o[k++] = (uint8_t)n;
-    } else {
-        o[k++] = 0x80 | 127;
-        for (int i = 7; i >= 0; i--)
-            o[k++] = (uint8_t)((uint64_t)n >> (8 * i));
-    }
-    uint32_t m = rnd(c->b);
-    memcpy(o + k, &m, 4);
-    const uint8_t *mk = o + k;
-    k += 4;
-    uint64_t m8 = (uint64_t)m << 32 | m;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        w ^= m8;
-        memcpy(o + k + i, &w, 8);
-    }
-    for (; i < n; i++)
-        o[k + i] = p[i] ^ mk[i & 3];
-    v.iov_len = total;
+    memcpy(o, h, hl);
+    memcpy(o + hl, p, n);
+    xr_ws_mask(o + hl, n, (const uint8_t *)&m, 0);
+    v.iov_len = hl + n;
     evbuffer_commit_space(out, &v, 1);
 }
 
@@ -237,8 +219,8 @@ static void send_message(conn *c)
         struct evbuffer *out = bufferevent_get_output(c->bev);
         evbuffer_add(out, h, 4);
         evbuffer_add(out, b->payload, b->payload_len);
-    } else if (c->deflate && b->zpayload) {
-        send_frame(c, 0x40 | 0x2, b->zpayload, b->zpayload_len);
+    } else if (c->deflate && b->zpayload.len) {
+        send_frame(c, XR_WS_RSV1 | XR_WS_OP_BINARY, (const uint8_t *)b->zpayload.p, b->zpayload.len);
     } else {
         send_frame(c, b->c.sc == SC_ECHO ? 0x2 : 0x1, b->payload, b->payload_len);
     }
@@ -334,23 +316,13 @@ static void got_message(conn *c, int rsv1, const uint8_t *p, size_t n)
     }
     if (rsv1) {
         /* Inflate what came back, as a real client must, and check it. */
-        static const uint8_t tail[4] = {0, 0, 0xff, 0xff};
-        z_stream *z = &b->inflater;
-        inflateReset(z);
-        z->next_in = (Bytef *)(uintptr_t)p;
-        z->avail_in = (uInt)n;
-        z->next_out = b->zbuf;
-        z->avail_out = (uInt)(b->payload_len + 64);
-        int r = inflate(z, Z_SYNC_FLUSH);
-        z->next_in = (Bytef *)(uintptr_t)tail;
-        z->avail_in = 4;
-        if (r == Z_OK || r == Z_BUF_ERROR)
-            r = inflate(z, Z_SYNC_FLUSH);
-        if (r != Z_OK && r != Z_BUF_ERROR) {
+        b->inflated.len = 0;
+        int r = xr_zinflate(b->inflater, p, n, b->payload_len, 1, &b->inflated);
+        if (r != XR_Z_OK && r != XR_Z_TOO_BIG) {
             fail(c, "server sent corrupt compressed data");
             return;
         }
-        n = (size_t)(z->next_out - b->zbuf);
+        n = r == XR_Z_OK ? b->inflated.len : b->payload_len + 1;
     }
     if (b->c.sc == SC_ECHO && n != b->payload_len) {
         fail(c, "echo came back with a different length");
@@ -391,49 +363,41 @@ static void read_frames(conn *c)
             got_message(c, 0, NULL, n);
             continue;
         }
-        uint8_t *h = evbuffer_pullup(in, avail < 10 ? (ev_ssize_t)avail : 10);
-        size_t hl = 2, n = h[1] & 0x7F;
-        if (n == 126) {
-            if (avail < 4)
+        /* The server's frames through the library's own decoder (client
+         * side: unmasked frames, UTF-8 of text checked): decoded where they
+         * lie when the first chunk holds them, else pulled up. */
+        size_t n = evbuffer_get_contiguous_space(in);
+        if (n < XR_WS_MAX_HEADER)
+            n = avail < XR_WS_MAX_HEADER ? avail : XR_WS_MAX_HEADER;
+        uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)n);
+        xr_ws_frame f;
+        xr_ws_status st = xr_ws_decode(&c->dec, p, n, &f);
+        if (st == XR_WS_NEED_MORE) {
+            if (f.size > avail)
                 return;
-            hl = 4;
-            n = (size_t)h[2] << 8 | h[3];
-        } else if (n == 127) {
-            if (avail < 10)
-                return;
-            hl = 10;
-            n = 0;
-            for (int i = 2; i < 10; i++)
-                n = n << 8 | h[i];
+            p = evbuffer_pullup(in, (ev_ssize_t)f.size);
+            st = xr_ws_decode(&c->dec, p, f.size, &f);
         }
-        if (avail < hl + n)
-            return;
-        unsigned op = h[0] & 0x0F, rsv1 = (h[0] & 0x40) != 0;
-        if (h[1] & 0x80) {
-            fail(c, "server frame is masked");
+        if (st == XR_WS_ERROR) {
+            fail(c, f.error);
             return;
         }
-        if (!(h[0] & 0x80)) {
-            fail(c, "fragmented server message (not expected here)");
-            return;
-        }
-        if (op == 0x8) {
+        if (f.opcode == XR_WS_OP_CLOSE) {
             fail(c, "server closed the connection");
             return;
         }
-        if (op == 0x9 || op == 0xA) {
-            evbuffer_drain(in, hl + n);
+        if (f.opcode == XR_WS_OP_PING || f.opcode == XR_WS_OP_PONG) {
+            evbuffer_drain(in, f.size);
             continue;
         }
-        /* Subscribers read the timestamp; others need only the length. */
-        const uint8_t *p = NULL;
-        if (c->role == ROLE_SUBSCRIBER || rsv1)
-            p = evbuffer_pullup(in, (ev_ssize_t)(hl + n)) + hl;
-        got_message(c, (int)rsv1, p, n);
-        if (c->bev)
-            evbuffer_drain(in, hl + n);
-        else
+        if (!f.fin || f.opcode == XR_WS_OP_CONT) {
+            fail(c, "fragmented server message (not expected here)");
             return;
+        }
+        got_message(c, f.compressed, f.payload, (size_t)f.len);
+        if (!c->bev)
+            return;
+        evbuffer_drain(in, f.size);
     }
 }
 
@@ -461,15 +425,10 @@ static void read_upgrade(conn *c)
         return;
     }
     /* Sec-WebSocket-Accept must be base64(SHA-1(key + GUID)). */
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
-    char buf[64], want[32];
-    snprintf(buf, sizeof buf, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", c->key);
-    EVP_Digest(buf, strlen(buf), md, &mdlen, EVP_sha1(), NULL);
-    EVP_EncodeBlock((unsigned char *)want, md, (int)mdlen);
-    int ok = strcasestr(head, "\r\nSec-WebSocket-Accept: ") &&
-             strstr(strcasestr(head, "\r\nSec-WebSocket-Accept: ") + 24, want) ==
-                 strcasestr(head, "\r\nSec-WebSocket-Accept: ") + 24;
+    char want[29];
+    xr_ws_accept_key(c->key, strlen(c->key), want);
+    const char *acc = strcasestr(head, "\r\nSec-WebSocket-Accept: ");
+    int ok = acc && strncmp(acc + 24, want, 28) == 0 && acc[24 + 28] == '\r';
     c->deflate = strcasestr(head, "\r\nSec-WebSocket-Extensions: permessage-deflate") != NULL;
     head[hl - 1] = saved;
     evbuffer_drain(in, hl);
@@ -477,6 +436,9 @@ static void read_upgrade(conn *c)
         fail(c, "bad Sec-WebSocket-Accept");
         return;
     }
+    /* Client side: server frames are unmasked; limits far above a bench's. */
+    xr_ws_decoder_init(&c->dec, (uint64_t)1 << 30, (uint64_t)1 << 30, 0);
+    c->dec.rsv1_ok = (uint8_t)c->deflate;
     if (c->b->c.compression && !c->deflate) {
         fail(c, "--compression: the server did not accept permessage-deflate");
         return;
@@ -894,19 +856,12 @@ int main(int argc, char **argv)
         b->payload_len = c->size;
     }
     if (c->compression) {
-        z_stream z;
-        memset(&z, 0, sizeof z);
-        deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY);
-        b->zpayload = malloc(deflateBound(&z, b->payload_len) + 16);
-        z.next_in = b->payload;
-        z.avail_in = (uInt)b->payload_len;
-        z.next_out = b->zpayload;
-        z.avail_out = (uInt)(deflateBound(&z, b->payload_len) + 16);
-        deflate(&z, Z_SYNC_FLUSH);
-        b->zpayload_len = (size_t)(z.next_out - b->zpayload) - 4;
-        deflateEnd(&z);
-        inflateInit2(&b->inflater, -15);
-        b->zbuf = malloc(b->payload_len + 64);
+        z_stream *z = xr_zdeflate_new(15, 6);
+        b->inflater = xr_zinflate_new(15);
+        if (!z || !b->inflater || xr_zdeflate(z, b->payload, b->payload_len, NULL, 0,
+                                              &b->zpayload) != XR_Z_OK)
+            die(1, "cannot set up zlib");
+        xr_zdeflate_free(z);
     }
     if (c->tls) {
         b->ssl = SSL_CTX_new(TLS_client_method());
@@ -954,9 +909,9 @@ int main(int argc, char **argv)
     if (b->ssl)
         SSL_CTX_free(b->ssl);
     if (c->compression) {
-        inflateEnd(&b->inflater);
-        free(b->zbuf);
-        free(b->zpayload);
+        xr_zinflate_free(b->inflater);
+        xr_buf_free(&b->inflated);
+        xr_buf_free(&b->zpayload);
     }
     free(b->payload);
     return bad ? 1 : 0;
