@@ -22,15 +22,8 @@ BOUND = 100      # whatever the count of messages: a warm path allocates nothing
 class Counted(Server):
     def __init__(self, *args, **kw):
         self.count_file = tempfile.NamedTemporaryFile(prefix="xraptor-alloc-", delete=False).name
-        env = dict(os.environ, LD_PRELOAD=SHIM, XR_ALLOC_COUNT_FILE=self.count_file)
-        old = os.environ.copy()
-        os.environ.clear()
-        os.environ.update(env)
-        try:
-            super().__init__(*args, **kw)
-        finally:
-            os.environ.clear()
-            os.environ.update(old)
+        super().__init__(*args, env={"LD_PRELOAD": SHIM, "XR_ALLOC_COUNT_FILE": self.count_file},
+                         **kw)
 
     def allocations(self):
         open(self.count_file, "w").close()

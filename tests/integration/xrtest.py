@@ -33,12 +33,14 @@ _servers = []
 class Server:
     """A server process listening on 127.0.0.1:<free port>."""
 
-    def __init__(self, *args, binary=None, tls=False, expect_start=True):
+    def __init__(self, *args, binary=None, tls=False, expect_start=True, env=None):
         self.binary = binary or ECHO
         self.logf = tempfile.NamedTemporaryFile(prefix="xraptor-test-", suffix=".log", delete=False)
         self.args = [self.binary, "--listen", "127.0.0.1:0", *args]
+        # env: variables added to ours for this server only
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=self.logf)
+                                     stdout=subprocess.DEVNULL, stderr=self.logf,
+                                     env=dict(os.environ, **env) if env else None)
         _servers.append(self)
         self.port = None
         self.tls = tls
