@@ -34,9 +34,9 @@
 #include <openssl/ssl.h>
 
 /* The project's own codec, handshake and deflate helpers (libxrcore). */
-#include "../src/deflate.h"
-#include "../src/http.h"
-#include "../src/ws_frame.h"
+#include "codec/deflate.h"
+#include "codec/http.h"
+#include "codec/ws_frame.h"
 
 typedef enum { SC_ECHO, SC_TCP, SC_ROUTE, SC_FANOUT, SC_CONNECTIONS, SC_HANDSHAKES } scenario;
 static const char *const sc_names[] = {"echo", "tcp", "route", "fanout", "connections", "handshakes"};

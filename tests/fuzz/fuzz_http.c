@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/http.h"
+#include "codec/http.h"
 
 #define ASSERT(c) do { if (!(c)) abort(); } while (0)
 #define INSIDE(p, n) ((const char *)(p) >= in && (const char *)(p) + (n) <= in + size)

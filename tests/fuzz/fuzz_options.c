@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/internal.h"
+#include "server/server.h"
 
 #define ASSERT(c) do { if (!(c)) abort(); } while (0)
 

@@ -11,7 +11,7 @@
 
 #include <json-c/json.h>
 
-#include "../../src/protocol.h"
+#include "codec/request.h"
 #include "xraptor.h"
 
 #define MAX_DEPTH_REF 128

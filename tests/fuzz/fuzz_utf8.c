@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "../../src/utf8.h"
+#include "codec/utf8.h"
 
 #define ASSERT(c) do { if (!(c)) abort(); } while (0)
 

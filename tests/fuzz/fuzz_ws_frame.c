@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/ws_frame.h"
+#include "codec/ws_frame.h"
 
 #define ASSERT(c) do { if (!(c)) abort(); } while (0)
 

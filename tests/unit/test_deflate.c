@@ -2,9 +2,9 @@
  * helpers, and the frame rules for RSV1 (section 6). */
 #include <stdlib.h>
 
-#include "../../src/deflate.h"
-#include "../../src/http.h"
-#include "../../src/ws_frame.h"
+#include "codec/deflate.h"
+#include "codec/http.h"
+#include "codec/ws_frame.h"
 #include "tap.h"
 
 #define HEAD "GET / HTTP/1.1\r\nHost: x\r\n"

@@ -1,4 +1,4 @@
-#include "../../src/http.h"
+#include "codec/http.h"
 #include "tap.h"
 
 #define UPGRADE_HEAD \

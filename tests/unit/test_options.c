@@ -1,6 +1,6 @@
 #include <xraptor.h>
 
-#include "../../src/internal.h"
+#include "server/server.h"
 #include "tap.h"
 
 static int parse(xr_options *o, char *err, int argc, char **argv)

@@ -1,11 +1,22 @@
 /* The request parser and response writer (pure), and the registries of the
- * router and rooms through the library's own structures. */
+ * router and rooms through the protocol layer alone: this test links the
+ * protocol, transport, codec and util libraries, not the server's. */
 #include <stdlib.h>
 
+#include <event2/event.h>
 #include <xraptor.h>
 
-#include "../../src/internal.h"
+#include "protocol/internal.h"
 #include "tap.h"
+
+static const xr_logger quiet = {XR_LOG_ERROR, XR_LOG_TEXT, 0};
+
+/* The protocol reads only the antenna options; the rest stay zero (the
+ * server layer, which fills defaults, is not linked here). */
+static void options(xr_options *o)
+{
+    memset(o, 0, sizeof *o);
+}
 
 static int parse(const char *s, xr_proto_request *r, char *err)
 {
@@ -137,61 +148,74 @@ static int noop(xr_request *r, void *ud) { (void)r; (void)ud; return 0; }
 static void test_routes_unique_per_method(void)
 {
     xr_options o;
-    char err[256];
-    xr_options_init(&o);
-    xr_server *srv = xr_server_new(&o, err, sizeof err);
+    options(&o);
+    xr_proto *srv = xr_proto_new(NULL, &o, &quiet, NULL);
     CHECK(srv != NULL);
-    CHECK_EQ(xr_route(srv, "/a", XR_GET | XR_POST, noop, NULL), XR_OK);
-    CHECK_EQ(xr_route(srv, "/a", XR_PUT, noop, NULL), XR_OK);
-    CHECK_EQ(xr_route(srv, "/a", XR_POST, noop, NULL), XR_EEXIST);
-    CHECK_EQ(xr_route(srv, "/a", 0, noop, NULL), XR_EINVAL);
-    CHECK_EQ(xr_route(srv, "/a", 64, noop, NULL), XR_EINVAL);
+    CHECK_EQ(xr_proto_route(srv, "/a", XR_GET | XR_POST, noop, NULL), XR_OK);
+    CHECK_EQ(xr_proto_route(srv, "/a", XR_PUT, noop, NULL), XR_OK);
+    CHECK_EQ(xr_proto_route(srv, "/a", XR_POST, noop, NULL), XR_EEXIST);
+    CHECK_EQ(xr_proto_route(srv, "/a", 0, noop, NULL), XR_EINVAL);
+    CHECK_EQ(xr_proto_route(srv, "/a", 64, noop, NULL), XR_EINVAL);
     CHECK_EQ(srv->routes.count, 3);
-    xr_server_free(srv);
+    xr_proto_free(srv);
 }
 
 static void test_middleware_sorted_unique_and_regex_checked(void)
 {
     xr_options o;
-    char err[256];
-    xr_options_init(&o);
-    xr_server *srv = xr_server_new(&o, err, sizeof err);
+    options(&o);
+    xr_proto *srv = xr_proto_new(NULL, &o, &quiet, NULL);
     static const int prio[] = {30, 10, 20, -5};
     for (int i = 0; i < 4; i++)
-        CHECK_EQ(xr_middleware(srv, prio[i], i == 2 ? "^/api/" : NULL, (xr_middleware_fn)noop, NULL), XR_OK);
-    CHECK_EQ(xr_middleware(srv, 10, NULL, (xr_middleware_fn)noop, NULL), XR_EEXIST);
-    CHECK_EQ(xr_middleware(srv, 99, "(unclosed", (xr_middleware_fn)noop, NULL), XR_EINVAL);
+        CHECK_EQ(xr_proto_middleware(srv, prio[i], i == 2 ? "^/api/" : NULL, (xr_middleware_fn)noop, NULL), XR_OK);
+    CHECK_EQ(xr_proto_middleware(srv, 10, NULL, (xr_middleware_fn)noop, NULL), XR_EEXIST);
+    CHECK_EQ(xr_proto_middleware(srv, 99, "(unclosed", (xr_middleware_fn)noop, NULL), XR_EINVAL);
     CHECK_EQ(srv->n_mws, 4);
     for (size_t i = 1; i < srv->n_mws; i++)
         CHECK(srv->mws[i - 1].priority < srv->mws[i].priority);
     CHECK_EQ(srv->mws[0].priority, -5);
-    xr_server_free(srv);
+    xr_proto_free(srv);
 }
 
 static void test_room_refcounts_one_subscription_per_name(void)
 {
     xr_options o;
     char err[256];
-    xr_options_init(&o);
-    xr_server *srv = xr_server_new(&o, err, sizeof err);
+    options(&o);
+    struct event_base *base = event_base_new();
+    xr_proto *srv = xr_proto_new(base, &o, &quiet, NULL);
     /* Rooms need the antenna (normally loaded by xr_server_run). */
-    CHECK_EQ(xr_room_join(srv, "r", "m"), XR_ESTATE);
-    CHECK_EQ(xr_channels_init(srv, err, sizeof err), XR_OK);
-    CHECK_EQ(xr_room_join(srv, "r", "m1"), XR_OK);
-    CHECK_EQ(xr_room_join(srv, "r", "m1"), XR_OK);   /* idempotent */
-    CHECK_EQ(xr_room_join(srv, "r", "m2"), XR_OK);
-    CHECK_EQ(xr_room_join(srv, "q", "m1"), XR_OK);
-    CHECK_EQ(xr_room_size(srv, "r"), 2);
+    CHECK_EQ(xr_proto_room_join(srv, "r", "m"), XR_ESTATE);
+    CHECK_EQ(xr_proto_start(srv, err, sizeof err), XR_OK);
+    CHECK_EQ(xr_proto_room_join(srv, "r", "m1"), XR_OK);
+    CHECK_EQ(xr_proto_room_join(srv, "r", "m1"), XR_OK);   /* idempotent */
+    CHECK_EQ(xr_proto_room_join(srv, "r", "m2"), XR_OK);
+    CHECK_EQ(xr_proto_room_join(srv, "q", "m1"), XR_OK);
+    CHECK_EQ(xr_proto_room_size(srv, "r"), 2);
     CHECK_EQ(srv->subs.count, 2);                      /* "r" and "q" once each */
     CHECK_EQ((uintptr_t)xr_map_get(&srv->subs, "r", 1), 1);
-    CHECK_EQ(xr_room_leave(srv, "r", "m1"), XR_OK);
-    CHECK_EQ(xr_room_leave(srv, "r", "m1"), XR_EINVAL);
-    CHECK_EQ(xr_room_leave(srv, "r", "m2"), XR_OK);
-    CHECK_EQ(xr_room_size(srv, "r"), 0);
+    CHECK_EQ(xr_proto_room_leave(srv, "r", "m1"), XR_OK);
+    CHECK_EQ(xr_proto_room_leave(srv, "r", "m1"), XR_EINVAL);
+    CHECK_EQ(xr_proto_room_leave(srv, "r", "m2"), XR_OK);
+    CHECK_EQ(xr_proto_room_size(srv, "r"), 0);
     CHECK_EQ(srv->rooms.count, 1);                     /* only "q" left open */
     CHECK_EQ(srv->subs.count, 1);
     CHECK(xr_map_get(&srv->memberships, "m2", 2) == NULL);
-    xr_server_free(srv);
+    /* A member whose channel closes here leaves every room it was in. */
+    xr_pconn pc = {NULL, 1, NULL};
+    CHECK_EQ(xr_proto_room_join(srv, "q", "m3"), XR_OK);
+    CHECK_EQ(xr_channel_open(srv, &pc, "m1", 2), XR_OK);
+    CHECK_EQ(xr_channel_open(srv, &pc, "m1", 2), XR_OK);   /* the same SUB twice */
+    CHECK_EQ(srv->channels.count, 1);
+    CHECK_EQ(xr_proto_room_size(srv, "q"), 2);
+    xr_channels_conn_gone(srv, &pc);
+    CHECK_EQ(xr_proto_room_size(srv, "q"), 1);
+    CHECK_EQ(srv->channels.count, 0);
+    CHECK_EQ(xr_proto_room_leave(srv, "q", "m3"), XR_OK);
+    CHECK_EQ(srv->rooms.count, 0);
+    CHECK_EQ(srv->subs.count, 0);
+    xr_proto_free(srv);
+    event_base_free(base);
 }
 
 int main(void)

@@ -1,4 +1,4 @@
-#include "../../src/utf8.h"
+#include "codec/utf8.h"
 #include "tap.h"
 
 static int valid(const char *s) { return xr_utf8_valid((const uint8_t *)s, strlen(s)); }

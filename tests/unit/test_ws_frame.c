@@ -1,6 +1,6 @@
 #include <stdlib.h>
 
-#include "../../src/ws_frame.h"
+#include "codec/ws_frame.h"
 #include "tap.h"
 
 static const uint8_t MASK[4] = {0x37, 0xfa, 0x21, 0x3d};

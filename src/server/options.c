@@ -1,4 +1,4 @@
-#include "internal.h"
+#include "server/server.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -343,47 +343,6 @@ const char *xr_strerror(int err)
     case XR_EANTENNA: return "antenna error";
     default: return "unknown error";
     }
-}
-
-/* Splits a listener spec; returns 1 for TLS, 0 plain, -1 on error. host is
- * written without brackets; port must be numeric. */
-int xr_listen_spec(const char *spec, int tls_default, char *host, size_t hostlen,
-                   int *port)
-{
-    int tls = tls_default;
-    if (strncmp(spec, "ws://", 5) == 0) {
-        tls = 0;
-        spec += 5;
-    } else if (strncmp(spec, "wss://", 6) == 0) {
-        tls = 1;
-        spec += 6;
-    }
-    const char *colon;
-    size_t hl;
-    if (spec[0] == '[') {
-        const char *close = strchr(spec, ']');
-        if (!close || close[1] != ':')
-            return -1;
-        hl = (size_t)(close - spec - 1);
-        memcpy(host, spec + 1, hl < hostlen ? hl : 0);
-        colon = close + 1;
-    } else {
-        colon = strrchr(spec, ':');
-        if (!colon || memchr(spec, ':', (size_t)(colon - spec)))
-            return -1;
-        hl = (size_t)(colon - spec);
-        memcpy(host, spec, hl < hostlen ? hl : 0);
-    }
-    if (hl >= hostlen)
-        return -1;
-    host[hl] = '\0';
-    char *end;
-    errno = 0;
-    long p = strtol(colon + 1, &end, 10);
-    if (errno || end == colon + 1 || *end || p < 0 || p > 65535 || colon[1] == '-' || colon[1] == '+')
-        return -1;
-    *port = (int)p;
-    return tls;
 }
 
 int xr_options_check(const xr_options *o, char *err, size_t errlen)

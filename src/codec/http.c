@@ -1,4 +1,4 @@
-#include "http.h"
+#include "codec/http.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "utf8.h"
+#include "codec/utf8.h"
 
 enum {
     XR_WS_OP_CONT = 0x0,
@@ -34,6 +34,9 @@ typedef struct xr_ws_decoder {
     uint8_t expect_mask;     /* 1: frames must be masked (server side) */
     uint8_t rsv1_ok;         /* 1: permessage-deflate negotiated (RFC 7692) */
     uint8_t frag_compressed; /* the open fragmented message is compressed */
+    uint8_t stream;          /* 1: see xr_ws_decode on partial frames */
+    uint64_t done;           /* stream: payload bytes of the partial frame
+                              * already unmasked and checked */
     xr_utf8 utf8;            /* carries across fragments of a text message */
 } xr_ws_decoder;
 
@@ -69,6 +72,11 @@ void xr_ws_decoder_init(xr_ws_decoder *d, uint64_t max_frame,
  * unmasked in place (so a buffer must be decoded once), the decoder moved to
  * the next frame, and text was checked as UTF-8 so far. Header errors are
  * reported as soon as the header is readable, before the payload arrives.
+ *
+ * With d->stream set, a partial text frame is unmasked and checked as far as
+ * it has arrived (invalid UTF-8 fails at the first bad byte, RFC 6455 8.1,
+ * however large the frame), so the caller must hand back the same bytes,
+ * as this call left them, plus more, until the frame is complete.
  */
 xr_ws_status xr_ws_decode(xr_ws_decoder *d, uint8_t *buf, size_t len,
                           xr_ws_frame *frame);

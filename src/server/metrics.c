@@ -1,38 +1,36 @@
-#include "internal.h"
+#include "server/server.h"
+
+#include <stdio.h>
+#include <stdarg.h>
 
 #include <inttypes.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-
-void xr_metrics_close(xr_metrics *m, unsigned code)
-{
-    m->closes[code >= 1000 && code < 1000 + XR_CLOSE_SLOTS - 1 ? code - 1000
-                                                               : XR_CLOSE_SLOTS - 1]++;
-}
+#include "util/clock.h"
 
 static double uptime(const xr_server *srv)
 {
     return (double)(xr_now_ms() - srv->started_ms) / 1000.0;
 }
 
-static void metric(struct evbuffer *out, const char *name, const char *type,
+static void metric(xr_buf *out, const char *name, const char *type,
                    const char *help, uint64_t v)
 {
-    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n",
+    xr_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n",
                         name, help, name, type, name, v);
 }
 
 /* Names and types of the Python X-raptor are kept so its dashboards work. */
-void xr_metrics_write(const xr_server *srv, struct evbuffer *out)
+void xr_metrics_write(const xr_server *srv, xr_buf *out)
 {
-    const xr_metrics *m = &srv->metrics;
+    const xr_transport_stats *m = xr_transport_stats_get(srv->t);
+    const xr_proto_stats *ps = xr_proto_stats_get(srv->proto);
     metric(out, "xraptor_connections_total", "counter",
            "WebSocket connections opened since start.", m->connections_total);
     metric(out, "xraptor_connections_active", "gauge",
-           "WebSocket connections open now.", srv->n_open);
+           "WebSocket connections open now.", m->n_open);
     metric(out, "xraptor_connections_pending", "gauge",
-           "Sockets still in the TLS or HTTP handshake.", srv->n_pending);
+           "Sockets still in the TLS or HTTP handshake.", m->n_pending);
     metric(out, "xraptor_tcp_accepted_total", "counter",
            "Sockets accepted on all listeners.", m->tcp_accepted_total);
     metric(out, "xraptor_handshake_failures_total", "counter",
@@ -75,17 +73,17 @@ void xr_metrics_write(const xr_server *srv, struct evbuffer *out)
         metric(out, "xraptor_deflate_errors_total", "counter",
                "Connections failed for corrupt or oversized compressed input.", m->z_errors);
     }
-    evbuffer_add_printf(out,
+    xr_buf_printf(out,
                         "# HELP xraptor_closes_total WebSocket connections closed, by close code.\n"
                         "# TYPE xraptor_closes_total counter\n");
     for (int k = 0; k < XR_CLOSE_SLOTS; k++) {
         if (!m->closes[k])
             continue;
         if (k == XR_CLOSE_SLOTS - 1)
-            evbuffer_add_printf(out, "xraptor_closes_total{code=\"other\"} %" PRIu64 "\n",
+            xr_buf_printf(out, "xraptor_closes_total{code=\"other\"} %" PRIu64 "\n",
                                 m->closes[k]);
         else
-            evbuffer_add_printf(out, "xraptor_closes_total{code=\"%d\"} %" PRIu64 "\n",
+            xr_buf_printf(out, "xraptor_closes_total{code=\"%d\"} %" PRIu64 "\n",
                                 1000 + k, m->closes[k]);
     }
     static const char *const mnames[6] = {"GET", "POST", "PUT", "SUB", "UNSUB", "unknown"};
@@ -93,47 +91,70 @@ void xr_metrics_write(const xr_server *srv, struct evbuffer *out)
     uint64_t total = 0, errors = 0;
     for (int i = 0; i < 6; i++)
         for (int k = 0; k < 4; k++) {
-            total += m->requests[i][k];
+            total += ps->requests[i][k];
             if (k >= XR_OUT_FAIL)
-                errors += m->requests[i][k];
+                errors += ps->requests[i][k];
         }
     metric(out, "xraptor_requests_total", "counter", "X-raptor requests received.", total);
     metric(out, "xraptor_request_errors_total", "counter",
            "Requests answered with fail or bad_request.", errors);
-    evbuffer_add_printf(out, "# HELP xraptor_requests_by_outcome_total Requests by method and outcome.\n"
+    xr_buf_printf(out, "# HELP xraptor_requests_by_outcome_total Requests by method and outcome.\n"
                              "# TYPE xraptor_requests_by_outcome_total counter\n");
     for (int i = 0; i < 6; i++)
         for (int k = 0; k < 4; k++)
-            if (m->requests[i][k])
-                evbuffer_add_printf(out, "xraptor_requests_by_outcome_total{method=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
-                                    mnames[i], onames[k], m->requests[i][k]);
-    xr_channels_metrics(srv, out);
+            if (ps->requests[i][k])
+                xr_buf_printf(out, "xraptor_requests_by_outcome_total{method=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
+                                    mnames[i], onames[k], ps->requests[i][k]);
+    int up;
+    const char *scheme = xr_proto_antenna(srv->proto, &up);
+    xr_buf_printf(out,
+        "# HELP xraptor_channels Channels with receivers on this node.\n"
+        "# TYPE xraptor_channels gauge\nxraptor_channels %zu\n"
+        "# HELP xraptor_rooms Rooms open on this node.\n"
+        "# TYPE xraptor_rooms gauge\nxraptor_rooms %zu\n"
+        "# HELP xraptor_antenna_connected 1 while the broker connection is up.\n"
+        "# TYPE xraptor_antenna_connected gauge\nxraptor_antenna_connected %d\n",
+        xr_proto_channels(srv->proto), xr_proto_rooms(srv->proto), scheme ? up : 0);
+    metric(out, "xraptor_antenna_publishes_total", "counter", "Messages posted to the antenna.",
+           ps->publishes);
+    metric(out, "xraptor_antenna_publish_errors_total", "counter",
+           "Posts the antenna refused.", ps->publish_errors);
+    metric(out, "xraptor_antenna_messages_total", "counter",
+           "Messages received from the antenna.", ps->antenna_messages);
+    metric(out, "xraptor_deliveries_total", "counter", "Channel messages sent to clients.",
+           ps->deliveries);
+    metric(out, "xraptor_antenna_reconnects_total", "counter",
+           "Times the broker connection came back.", ps->antenna_reconnects);
+    metric(out, "xraptor_room_members_pruned_total", "counter",
+           "Room members removed for no longer listening.", ps->room_pruned);
     /* With --workers each answer covers one worker: this says which. */
-    evbuffer_add_printf(out, "# HELP xraptor_worker_info The process that answered: worker number "
+    xr_buf_printf(out, "# HELP xraptor_worker_info The process that answered: worker number "
                              "(0 without --workers) and pid.\n"
                              "# TYPE xraptor_worker_info gauge\n"
                              "xraptor_worker_info{worker=\"%u\",pid=\"%ld\"} 1\n",
                         srv->worker, (long)getpid());
-    evbuffer_add_printf(out, "# HELP xraptor_uptime_seconds Seconds since the server started.\n"
+    xr_buf_printf(out, "# HELP xraptor_uptime_seconds Seconds since the server started.\n"
                              "# TYPE xraptor_uptime_seconds gauge\n"
                              "xraptor_uptime_seconds %.3f\n", uptime(srv));
 }
 
 /* A superset of the Python X-raptor's /health, so its probes keep working. */
-void xr_health_write(const xr_server *srv, struct evbuffer *out, int *status)
+void xr_health_write(const xr_server *srv, xr_buf *out, int *status)
 {
     /* A raw-layer server has no antenna, so none can be down. */
-    int antenna_down = srv->antenna && !srv->antenna_up;
+    int up;
+    const char *scheme = xr_proto_antenna(srv->proto, &up);
+    int antenna_down = scheme && !up;
     const char *state = srv->draining ? "draining" : antenna_down ? "antenna_down" : "ok";
+    const xr_transport_stats *m = xr_transport_stats_get(srv->t);
     *status = srv->draining || antenna_down ? 503 : 200;
-    evbuffer_add_printf(out,
-                        "{\"status\":\"%s\",\"uptime_seconds\":%.3f,"
-                        "\"active_connections\":%zu,\"pending_connections\":%zu,"
-                        "\"antenna\":{\"scheme\":\"%s\",\"connected\":%s},"
-                        "\"worker\":%u,\"workers\":%u,\"pid\":%ld,"
-                        "\"version\":\"%s\"}\n",
-                        state, uptime(srv), srv->n_open, srv->n_pending,
-                        srv->antenna && srv->antenna->scheme ? srv->antenna->scheme : "",
-                        srv->antenna && srv->antenna_up ? "true" : "false",
+    xr_buf_printf(out,
+                  "{\"status\":\"%s\",\"uptime_seconds\":%.3f,"
+                  "\"active_connections\":%zu,\"pending_connections\":%zu,"
+                  "\"antenna\":{\"scheme\":\"%s\",\"connected\":%s},"
+                  "\"worker\":%u,\"workers\":%u,\"pid\":%ld,"
+                  "\"version\":\"%s\"}\n",
+                  state, uptime(srv), m->n_open, m->n_pending, scheme ? scheme : "",
+                  scheme && up ? "true" : "false",
                         srv->worker, srv->opts.workers, (long)getpid(), xr_version());
 }

@@ -2,7 +2,7 @@
  * The X-raptor request path: parse, middleware chain, route table, handler,
  * response. Channels opened by SUB and closed by UNSUB live in channels.c.
  */
-#include "internal.h"
+#include "protocol/internal.h"
 
 #include <regex.h>
 #include <stdio.h>
@@ -17,9 +17,9 @@ typedef struct xr_route_entry {
 struct xr_request {
     unsigned refs;
     int replied;
-    xr_server *srv;
-    struct xr_handle *h;
-    struct xr_request *next_free;   /* in srv->free_requests */
+    xr_proto *pr;
+    xr_pconn *h;
+    struct xr_request *next_free;   /* in pr->free_requests */
     xr_proto_request p;
 };
 
@@ -54,9 +54,9 @@ static size_t route_key(char *out, size_t cap, const char *route, size_t rlen, u
     return rlen + 2;
 }
 
-int xr_route(xr_server *srv, const char *route, unsigned methods, xr_handler fn, void *ud)
+int xr_proto_route(xr_proto *pr, const char *route, unsigned methods, xr_handler fn, void *ud)
 {
-    if (!srv || !route || !fn || !methods || (methods & ~31u))
+    if (!pr || !route || !fn || !methods || (methods & ~31u))
         return XR_EINVAL;
     size_t rlen = strlen(route);
     char key[1024];
@@ -64,7 +64,7 @@ int xr_route(xr_server *srv, const char *route, unsigned methods, xr_handler fn,
         size_t kl;
         if ((methods & bit) && (!(kl = route_key(key, sizeof key, route, rlen, bit))))
             return XR_EINVAL;
-        if ((methods & bit) && xr_map_get(&srv->routes, key, kl))
+        if ((methods & bit) && xr_map_get(&pr->routes, key, kl))
             return XR_EEXIST;
     }
     for (unsigned bit = 1; bit <= XR_UNSUB; bit <<= 1) {
@@ -72,7 +72,7 @@ int xr_route(xr_server *srv, const char *route, unsigned methods, xr_handler fn,
             continue;
         xr_route_entry *e = malloc(sizeof *e);
         size_t kl = route_key(key, sizeof key, route, rlen, bit);
-        if (!e || !xr_map_put(&srv->routes, key, kl, e)) {
+        if (!e || !xr_map_put(&pr->routes, key, kl, e)) {
             free(e);
             return XR_ENOMEM;
         }
@@ -82,12 +82,12 @@ int xr_route(xr_server *srv, const char *route, unsigned methods, xr_handler fn,
     return XR_OK;
 }
 
-int xr_middleware(xr_server *srv, int priority, const char *regex, xr_middleware_fn fn, void *ud)
+int xr_proto_middleware(xr_proto *pr, int priority, const char *regex, xr_middleware_fn fn, void *ud)
 {
-    if (!srv || !fn)
+    if (!pr || !fn)
         return XR_EINVAL;
-    for (size_t i = 0; i < srv->n_mws; i++)
-        if (srv->mws[i].priority == priority)
+    for (size_t i = 0; i < pr->n_mws; i++)
+        if (pr->mws[i].priority == priority)
             return XR_EEXIST;
     struct xr_mw mw = {.priority = priority, .fn = fn, .ud = ud};
     if (regex) {
@@ -103,14 +103,14 @@ int xr_middleware(xr_server *srv, int priority, const char *regex, xr_middleware
             return XR_EINVAL;
         mw.has_re = 1;
     }
-    struct xr_mw *v = realloc(srv->mws, (srv->n_mws + 1) * sizeof *v);
+    struct xr_mw *v = realloc(pr->mws, (pr->n_mws + 1) * sizeof *v);
     if (!v) {
         if (mw.has_re)
             regfree(&mw.re);
         return XR_ENOMEM;
     }
-    srv->mws = v;
-    size_t i = srv->n_mws++;
+    pr->mws = v;
+    size_t i = pr->n_mws++;
     while (i > 0 && v[i - 1].priority > priority) {
         v[i] = v[i - 1];
         i--;
@@ -119,34 +119,34 @@ int xr_middleware(xr_server *srv, int priority, const char *regex, xr_middleware
     return XR_OK;
 }
 
-void xr_router_free(xr_server *srv)
+void xr_router_free(xr_proto *pr)
 {
     size_t it;
-    for (xr_map_entry *e = xr_map_first(&srv->routes, &it); e; e = xr_map_next(&srv->routes, e, &it))
+    for (xr_map_entry *e = xr_map_first(&pr->routes, &it); e; e = xr_map_next(&pr->routes, e, &it))
         free(e->value);
-    xr_map_clear(&srv->routes);
-    for (size_t i = 0; i < srv->n_mws; i++)
-        if (srv->mws[i].has_re)
-            regfree(&srv->mws[i].re);
-    free(srv->mws);
-    srv->mws = NULL;
-    srv->n_mws = 0;
-    while (srv->free_requests) {
-        xr_request *r = srv->free_requests;
-        srv->free_requests = r->next_free;
+    xr_map_clear(&pr->routes);
+    for (size_t i = 0; i < pr->n_mws; i++)
+        if (pr->mws[i].has_re)
+            regfree(&pr->mws[i].re);
+    free(pr->mws);
+    pr->mws = NULL;
+    pr->n_mws = 0;
+    while (pr->free_requests) {
+        xr_request *r = pr->free_requests;
+        pr->free_requests = r->next_free;
         xr_proto_request_free(&r->p);
         free(r);
     }
-    srv->n_free_requests = 0;
-    xr_buf_free(&srv->scratch);
+    pr->n_free_requests = 0;
+    xr_buf_free(&pr->scratch);
 }
 
 /* ---- requests ----------------------------------------------------------- */
 
-void xr_handle_release(struct xr_handle *h)
+void xr_pconn_release(xr_pconn *pc)
 {
-    if (h && --h->refs == 0)
-        free(h);
+    if (pc && --pc->refs == 0)
+        free(pc);
 }
 
 const char *xr_request_id(const xr_request *r, size_t *len)
@@ -158,7 +158,7 @@ const char *xr_request_id(const xr_request *r, size_t *len)
 
 const char *xr_request_route(const xr_request *r) { return r->p.route; }
 xr_method xr_request_method(const xr_request *r) { return (xr_method)r->p.method; }
-xr_server *xr_request_server(const xr_request *r) { return r->srv; }
+xr_server *xr_request_server(const xr_request *r) { return r->pr->owner; }
 xr_conn *xr_request_conn(const xr_request *r) { return r->h ? r->h->conn : NULL; }
 
 const char *xr_request_payload(const xr_request *r, size_t *len)
@@ -179,29 +179,29 @@ xr_request *xr_request_ref(xr_request *r)
     return r;
 }
 
-static void request_recycle(xr_server *srv, xr_request *r)
+static void request_recycle(xr_proto *pr, xr_request *r)
 {
     /* One huge request must not pin its store for the process's life. */
-    if (srv->n_free_requests < XR_FREE_REQUESTS && r->p.store.cap <= (64u << 10)) {
-        r->next_free = srv->free_requests;
-        srv->free_requests = r;
-        srv->n_free_requests++;
+    if (pr->n_free_requests < XR_FREE_REQUESTS && r->p.store.cap <= (64u << 10)) {
+        r->next_free = pr->free_requests;
+        pr->free_requests = r;
+        pr->n_free_requests++;
     } else {
         xr_proto_request_free(&r->p);
         free(r);
     }
 }
 
-static xr_request *request_new(xr_server *srv)
+static xr_request *request_new(xr_proto *pr)
 {
-    xr_request *r = srv->free_requests;
+    xr_request *r = pr->free_requests;
     if (r) {
-        srv->free_requests = r->next_free;
-        srv->n_free_requests--;
+        pr->free_requests = r->next_free;
+        pr->n_free_requests--;
         /* The parse sets every field of r->p it reads. */
         r->refs = 0;
         r->replied = 0;
-        r->srv = NULL;
+        r->pr = NULL;
         r->h = NULL;
         r->next_free = NULL;
         return r;
@@ -213,17 +213,17 @@ void xr_request_unref(xr_request *r)
 {
     if (!r || --r->refs)
         return;
-    xr_handle_release(r->h);
-    request_recycle(r->srv, r);
+    xr_pconn_release(r->h);
+    request_recycle(r->pr, r);
 }
 
-static int send_response(xr_server *srv, xr_conn *c, const char *id, size_t id_len,
+static int send_response(xr_proto *pr, xr_conn *c, const char *id, size_t id_len,
                          const char *payload, size_t len, const char *header, unsigned method)
 {
-    srv->scratch.len = 0;
-    if (xr_proto_response(&srv->scratch, id, id_len, payload, len, header, method) < 0)
+    pr->scratch.len = 0;
+    if (xr_proto_response(&pr->scratch, id, id_len, payload, len, header, method) < 0)
         return XR_ENOMEM;
-    return xr_conn_send(c, XR_TEXT, srv->scratch.p, srv->scratch.len);
+    return xr_conn_send(c, XR_TEXT, pr->scratch.p, pr->scratch.len);
 }
 
 int xr_reply(xr_request *r, const char *payload, size_t len)
@@ -234,20 +234,20 @@ int xr_reply(xr_request *r, const char *payload, size_t len)
     xr_conn *c = xr_request_conn(r);
     if (!c)
         return XR_ECLOSED;
-    return send_response(r->srv, c, r->p.id, r->p.id_len, payload ? payload : "", len,
+    return send_response(r->pr, c, r->p.id, r->p.id_len, payload ? payload : "", len,
                          NULL, r->p.method);
 }
 
-static void bad_request(xr_server *srv, xr_conn *c, const xr_proto_request *p, const char *why)
+static void bad_request(xr_proto *pr, xr_conn *c, const xr_proto_request *p, const char *why)
 {
     xr_buf msg = {0};
     static const char a[] = "{\"message\": \"", b[] = "\"}";
-    srv->metrics.requests[method_index(p->method)][XR_OUT_BAD_REQUEST]++;
-    XR_DEBUG(srv, "bad request: %s", why);
+    pr->stats.requests[method_index(p->method)][XR_OUT_BAD_REQUEST]++;
+    XR_DEBUG(pr->log, "bad request: %s", why);
     if (xr_buf_add(&msg, a, sizeof a - 1) == 0 &&
         xr_buf_json_escaped(&msg, why, strlen(why)) == 0 &&
         xr_buf_add(&msg, b, sizeof b - 1) == 0)
-        send_response(srv, c, p->id ? p->id : "", p->id ? p->id_len : 0, msg.p, msg.len,
+        send_response(pr, c, p->id ? p->id : "", p->id ? p->id_len : 0, msg.p, msg.len,
                       "{\"error\":\"bad_request\"}", p->method);
     xr_buf_free(&msg);
 }
@@ -255,42 +255,54 @@ static void bad_request(xr_server *srv, xr_conn *c, const xr_proto_request *p, c
 /* The outcome of one request, for /metrics and for fail answers. */
 static void outcome(xr_request *r, int out, int answer_fail)
 {
-    r->srv->metrics.requests[method_index(r->p.method)][out]++;
+    r->pr->stats.requests[method_index(r->p.method)][out]++;
     if (answer_fail && !r->replied)
         xr_reply(r, FAIL, sizeof FAIL - 1);
 }
 
-void xr_proto_dispatch(xr_conn *c, xr_msg_type type, const char *data, size_t len)
+/* The protocol's slot of c: made on the first request; the connection
+ * holds one reference, each live request another. */
+static xr_pconn *pconn_of(xr_conn *c)
 {
-    xr_server *srv = xr_conn_server(c);
+    xr_pconn *pc = xr_conn_slot(c);
+    if (!pc && (pc = calloc(1, sizeof *pc))) {
+        pc->conn = c;
+        pc->refs = 1;
+        xr_conn_set_slot(c, pc);
+    }
+    return pc;
+}
+
+void xr_proto_message(xr_proto *pr, xr_conn *c, xr_msg_type type, const char *data, size_t len)
+{
     char err[160];
-    xr_request *r = request_new(srv);
-    struct xr_handle *h = xr_conn_handle(c);
+    xr_request *r = request_new(pr);
+    xr_pconn *h = pconn_of(c);
     if (!r || !h) {
         free(r);
         xr_conn_close(c, XR_CLOSE_INTERNAL, "out of memory");
         return;
     }
-    r->srv = srv;
+    r->pr = pr;
     /* Binary frames may carry requests too, but the answer is text. */
     if (type == XR_BINARY && !xr_utf8_valid((const uint8_t *)data, len)) {
         r->p.id = NULL;
         r->p.method = 0;
-        bad_request(srv, c, &r->p, "request is not UTF-8 text");
-        request_recycle(srv, r);
+        bad_request(pr, c, &r->p, "request is not UTF-8 text");
+        request_recycle(pr, r);
         return;
     }
     if (xr_proto_parse(data, len, &r->p, err, sizeof err) < 0) {
-        bad_request(srv, c, &r->p, err);
-        request_recycle(srv, r);
+        bad_request(pr, c, &r->p, err);
+        request_recycle(pr, r);
         return;
     }
     r->refs = 1;
     r->h = h;
     h->refs++;
 
-    for (size_t i = 0; i < srv->n_mws; i++) {
-        struct xr_mw *mw = &srv->mws[i];
+    for (size_t i = 0; i < pr->n_mws; i++) {
+        struct xr_mw *mw = &pr->mws[i];
         if (mw->has_re && regexec(&mw->re, r->p.route, 0, NULL, 0) != 0)
             continue;
         int rc = mw->fn(r, mw->ud);
@@ -303,7 +315,7 @@ void xr_proto_dispatch(xr_conn *c, xr_msg_type type, const char *data, size_t le
 
     char key[1024];
     size_t kl = route_key(key, sizeof key, r->p.route, r->p.route_len, r->p.method);
-    xr_route_entry *e = kl ? xr_map_get(&srv->routes, key, kl) : NULL;
+    xr_route_entry *e = kl ? xr_map_get(&pr->routes, key, kl) : NULL;
     if (!e) {
         outcome(r, XR_OUT_NOT_REGISTERED, 0);
         xr_reply(r, NOT_REGISTERED, sizeof NOT_REGISTERED - 1);
@@ -312,15 +324,14 @@ void xr_proto_dispatch(xr_conn *c, xr_msg_type type, const char *data, size_t le
     }
     /* SUB: the id is a live channel before the handler runs, so nothing
      * published from inside the handler can be missed. */
-    if (r->p.method == XR_SUB && xr_channel_open(srv, c, r->p.id, r->p.id_len) < 0) {
+    if (r->p.method == XR_SUB && xr_channel_open(pr, h, r->p.id, r->p.id_len) < 0) {
         outcome(r, XR_OUT_FAIL, 1);
         xr_request_unref(r);
         return;
     }
     int rc = e->fn(r, e->ud);
     outcome(r, rc < 0 ? XR_OUT_FAIL : XR_OUT_OK, rc < 0);
-    xr_conn *still = xr_request_conn(r);
-    if (still && (r->p.method == XR_UNSUB || (r->p.method == XR_SUB && rc < 0)))
-        xr_channel_close(srv, still, r->p.id, r->p.id_len);
+    if (h->conn && (r->p.method == XR_UNSUB || (r->p.method == XR_SUB && rc < 0)))
+        xr_channel_close(pr, h, r->p.id, r->p.id_len);
     xr_request_unref(r);
 }

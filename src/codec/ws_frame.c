@@ -1,4 +1,4 @@
-#include "ws_frame.h"
+#include "codec/ws_frame.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -142,17 +142,32 @@ xr_ws_status xr_ws_decode(xr_ws_decoder *d, uint8_t *buf, size_t len,
             return fail(f, 1009, "message of %llu bytes exceeds max_message_size %llu",
                         (unsigned long long)total, (unsigned long long)d->max_message);
     }
+    uint8_t *payload = buf + hdr;
     /* Cannot overflow: plen <= max_frame, which the caller keeps sane. */
     if (len < hdr || len - hdr < plen) {
         f->size = hdr + (size_t)plen;
+        if (d->stream && len > hdr && !control && !(rsv & 4) &&
+            (op == XR_WS_OP_TEXT || (op == XR_WS_OP_CONT && d->frag_opcode == XR_WS_OP_TEXT &&
+                                     !d->frag_compressed))) {
+            size_t have = len - hdr, from = (size_t)d->done;
+            if (from == 0 && op != XR_WS_OP_CONT)
+                xr_utf8_init(&d->utf8);
+            if (mask)
+                xr_ws_mask(payload + from, have - from, mask, from);
+            d->done = have;
+            if (!xr_utf8_feed(&d->utf8, payload + from, have - from))
+                return fail(f, 1007, "text message is not valid UTF-8");
+        }
         return XR_WS_NEED_MORE;
     }
 
-    uint8_t *payload = buf + hdr;
+    /* Bytes already unmasked and checked while the frame was arriving. */
+    size_t from = (size_t)d->done;
+    d->done = 0;
     if (mask) {
         uint8_t m[4];
         memcpy(m, mask, 4);
-        xr_ws_mask(payload, (size_t)plen, m, 0);
+        xr_ws_mask(payload + from, (size_t)plen - from, m, from);
     }
     f->size = hdr + (size_t)plen;
     f->opcode = (uint8_t)op;
@@ -170,9 +185,9 @@ xr_ws_status xr_ws_decode(xr_ws_decoder *d, uint8_t *buf, size_t len,
         if (mop == XR_WS_OP_TEXT && !f->compressed) {
             /* 8.1: invalid UTF-8 fails the connection at the first frame
              * that shows it, not at the end of the message. */
-            if (op != XR_WS_OP_CONT)
+            if (op != XR_WS_OP_CONT && from == 0)
                 xr_utf8_init(&d->utf8);
-            if (!xr_utf8_feed(&d->utf8, payload, (size_t)plen))
+            if (!xr_utf8_feed(&d->utf8, payload + from, (size_t)plen - from))
                 return fail(f, 1007, "text message is not valid UTF-8");
             if (fin && !xr_utf8_complete(&d->utf8))
                 return fail(f, 1007, "text message ends inside a UTF-8 sequence");

@@ -1,14 +1,14 @@
 /* Static files on the WebSocket port (the chat page, xraptor.js): GET and
  * HEAD of plain files under the configured directories, nothing clever. */
-#include "internal.h"
+#include "server/server.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
 
 #define XR_STATIC_MAX (16u << 20)
 
@@ -48,8 +48,8 @@ static int safe_path(const char *p, size_t n)
     return 1;
 }
 
-int xr_static_find(const xr_server *srv, const char *path, size_t len,
-                   struct evbuffer *body, const char **ctype)
+int xr_static_find(const xr_server *srv, const char *path, size_t len, xr_buf *body,
+                   const char **ctype)
 {
     if (!srv->opts.n_static_dirs || !safe_path(path, len))
         return -1;
@@ -65,20 +65,21 @@ int xr_static_find(const xr_server *srv, const char *path, size_t len,
         if (fd < 0)
             continue;
         struct stat st;
-        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= XR_STATIC_MAX) {
-            /* evbuffer_read takes at most a few KiB per call. */
-            size_t want = (size_t)st.st_size;
-            int n = 1;
-            while (evbuffer_get_length(body) < want && n > 0)
-                n = evbuffer_read(body, fd, (int)(want - evbuffer_get_length(body)));
-            if (evbuffer_get_length(body) == want) {
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= XR_STATIC_MAX &&
+            xr_buf_reserve(body, (size_t)st.st_size) == 0) {
+            size_t want = (size_t)st.st_size, got = 0;
+            ssize_t n = 1;
+            while (got < want && n > 0)
+                if ((n = read(fd, body->p + body->len + got, want - got)) > 0)
+                    got += (size_t)n;
+            if (got == want) {
                 close(fd);
+                body->len += want;
                 *ctype = content_type(rel);
                 return 0;
             }
         }
         close(fd);
-        evbuffer_drain(body, evbuffer_get_length(body));
     }
     return -1;
 }

@@ -1,4 +1,4 @@
-#include "map.h"
+#include "util/map.h"
 
 #include <stdlib.h>
 #include <string.h>

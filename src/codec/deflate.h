@@ -11,7 +11,7 @@
 
 #include <zlib.h>
 
-#include "protocol.h"
+#include "util/buf.h"
 
 enum { XR_Z_OK = 0, XR_Z_NOMEM = -1, XR_Z_TOO_BIG = -2, XR_Z_CORRUPT = -3 };
 

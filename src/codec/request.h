@@ -3,20 +3,13 @@
  * out. Pure: the caller owns the tokener and the output buffer; nothing here
  * touches a socket.
  */
-#ifndef XR_PROTOCOL_H
-#define XR_PROTOCOL_H
+#ifndef XR_CODEC_REQUEST_H
+#define XR_CODEC_REQUEST_H
 
 #include <stddef.h>
 
-/* A growable byte buffer, reused from message to message. */
-typedef struct xr_buf {
-    char *p;
-    size_t len, cap;
-} xr_buf;
+#include "util/buf.h"
 
-int xr_buf_reserve(xr_buf *b, size_t extra);
-int xr_buf_add(xr_buf *b, const void *data, size_t len);
-void xr_buf_free(xr_buf *b);
 /* Appends s as the inside of a JSON string (no quotes). */
 int xr_buf_json_escaped(xr_buf *b, const char *s, size_t len);
 

@@ -6,7 +6,7 @@
  * have drained. It runs no event loop (a libevent base must not serve both
  * sides of a fork), just sigsuspend().
  */
-#include "internal.h"
+#include "server/server.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -21,6 +21,11 @@
 #endif
 
 #include <netinet/in.h>
+
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "util/clock.h"
 
 /* A worker that dies this soon after its start failed to start: its
  * siblings would fail the same way, so the supervisor gives up. */
@@ -58,7 +63,8 @@ static int probe_listeners(xr_server *srv, int *fds)
         char host[256];
         int tls;
         struct evutil_addrinfo *ai;
-        if (xr_listen_resolve(srv, k, host, &tls, &ai) < 0)
+        if (xr_listen_resolve(spec, srv->opts.tls_cert != NULL, srv->ports[k], host, &tls, &ai,
+                              srv->error, sizeof srv->error) < 0)
             return XR_ELISTEN;
         int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
         int ok = fd >= 0 &&
@@ -99,7 +105,7 @@ static pid_t spawn(xr_server *srv, worker *w, unsigned id, int *fds)
     fflush(NULL);  /* or buffered output would be written twice */
     pid_t pid = fork();
     if (pid < 0) {
-        XR_ERROR(srv, "cannot fork worker %u: %s", id, strerror(errno));
+        XR_ERROR(&srv->log, "cannot fork worker %u: %s", id, strerror(errno));
         return -1;
     }
     if (pid == 0) {
@@ -114,15 +120,16 @@ static pid_t spawn(xr_server *srv, worker *w, unsigned id, int *fds)
 #endif
         close_fds(fds, srv->opts.n_listen);
         srv->worker = id;
+        srv->log.worker = id;
         if (event_reinit(srv->base) < 0) {
-            XR_ERROR(srv, "worker %u: cannot re-create the event loop after fork", id);
+            XR_ERROR(&srv->log, "worker %u: cannot re-create the event loop after fork", id);
             _exit(1);
         }
         return 0;
     }
     w->pid = pid;
     w->started_ms = xr_now_ms();
-    XR_INFO(srv, "worker %u started (pid %ld)", id, (long)pid);
+    XR_INFO(&srv->log, "worker %u started (pid %ld)", id, (long)pid);
     return pid;
 }
 
@@ -161,7 +168,7 @@ int xr_workers_run(xr_server *srv)
     int rc = probe_listeners(srv, fds);
     if (rc < 0) {
         close_fds(fds, srv->opts.n_listen);
-        XR_ERROR(srv, "%s", srv->error);
+        XR_ERROR(&srv->log, "%s", srv->error);
         return rc;
     }
     worker *ws = calloc(n, sizeof *ws);
@@ -189,7 +196,7 @@ int xr_workers_run(xr_server *srv)
         sigaction(sup_sigs[k], &sa, &saved_act[k]);
     got_term = got_hup = got_chld = got_alarm = 0;
 
-    XR_INFO(srv, "supervising %u workers (pid %ld)", n, (long)getpid());
+    XR_INFO(&srv->log, "supervising %u workers (pid %ld)", n, (long)getpid());
     int stopping = 0, failed = 0;
     unsigned alive = 0, forwarded_terms = 0;
     for (unsigned k = 0; k < n && !failed; k++) {
@@ -216,7 +223,7 @@ int xr_workers_run(xr_server *srv)
              * as it does in a single process. */
             forwarded_terms = (unsigned)got_term;
             if (!stopping)
-                XR_INFO(srv, "stopping: draining %u workers", alive);
+                XR_INFO(&srv->log, "stopping: draining %u workers", alive);
             stopping = 1;
             stop_workers(srv, ws, n);
         }
@@ -227,7 +234,7 @@ int xr_workers_run(xr_server *srv)
         if (got_alarm) {
             got_alarm = 0;
             if (stopping) {
-                XR_WARN(srv, "workers did not stop in time: killing them");
+                XR_WARN(&srv->log, "workers did not stop in time: killing them");
                 forward(ws, n, SIGKILL);
             }
         }
@@ -250,11 +257,11 @@ int xr_workers_run(xr_server *srv)
             if (stopping) {
                 if (!clean)
                     failed = 1;
-                XR_INFO(srv, "worker %u (pid %ld) %s", k + 1, (long)pid, how);
+                XR_INFO(&srv->log, "worker %u (pid %ld) %s", k + 1, (long)pid, how);
                 continue;
             }
             if (xr_now_ms() - ws[k].started_ms < XR_WORKER_MIN_LIFE_MS) {
-                XR_ERROR(srv, "worker %u (pid %ld) %s right after starting: stopping", k + 1,
+                XR_ERROR(&srv->log, "worker %u (pid %ld) %s right after starting: stopping", k + 1,
                          (long)pid, how);
                 snprintf(srv->error, sizeof srv->error,
                          "worker %u %s right after starting (see the log above)", k + 1, how);
@@ -263,7 +270,7 @@ int xr_workers_run(xr_server *srv)
                 stop_workers(srv, ws, n);
                 continue;
             }
-            XR_WARN(srv, "worker %u (pid %ld) %s: restarting it", k + 1, (long)pid, how);
+            XR_WARN(&srv->log, "worker %u (pid %ld) %s: restarting it", k + 1, (long)pid, how);
             pid_t p = spawn(srv, &ws[k], k + 1, fds);
             if (p == 0) {
                 free(ws);
@@ -284,6 +291,6 @@ int xr_workers_run(xr_server *srv)
             snprintf(srv->error, sizeof srv->error, "a worker did not stop cleanly");
         return XR_EIO;
     }
-    XR_INFO(srv, "all workers stopped");
+    XR_INFO(&srv->log, "all workers stopped");
     return XR_OK;
 }

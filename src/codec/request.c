@@ -1,4 +1,4 @@
-#include "protocol.h"
+#include "codec/request.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,40 +6,6 @@
 #include <strings.h>
 
 #include "xraptor.h"
-
-int xr_buf_reserve(xr_buf *b, size_t extra)
-{
-    if (b->cap - b->len >= extra)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len < extra) {
-        if (cap > ((size_t)-1) / 2)
-            return -1;
-        cap *= 2;
-    }
-    char *p = realloc(b->p, cap);
-    if (!p)
-        return -1;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-int xr_buf_add(xr_buf *b, const void *data, size_t len)
-{
-    if (xr_buf_reserve(b, len) < 0)
-        return -1;
-    memcpy(b->p + b->len, data, len);
-    b->len += len;
-    return 0;
-}
-
-void xr_buf_free(xr_buf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
 
 int xr_buf_json_escaped(xr_buf *b, const char *s, size_t len)
 {

@@ -1,4 +1,4 @@
-#include "internal.h"
+#include "transport/internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -44,10 +44,14 @@ SSL_CTX *xr_tls_ctx_new(const char *cert, const char *key, const char *ciphers,
         return tls_fail(NULL, err, errlen, "cannot create TLS context", NULL);
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                             SSL_OP_CIPHER_SERVER_PREFERENCE);
+                             SSL_OP_CIPHER_SERVER_PREFERENCE |
+                             /* a client that drops TCP without close_notify
+                              * is an EOF, not an error worth a log line */
+                             SSL_OP_IGNORE_UNEXPECTED_EOF);
     /* Idle connections hold no 34 KiB read/write buffers: the largest part
      * of a wss:// connection's memory otherwise. */
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                          SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* No server-side session cache: TLS 1.3 resumes with stateless
      * tickets, and a cached TLS 1.2 session per client would be memory
      * held past the connection. */

@@ -1,4 +1,4 @@
-#include "utf8.h"
+#include "codec/utf8.h"
 
 #include <string.h>
 

@@ -1,4 +1,4 @@
-#include "internal.h"
+#include "util/log.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -20,9 +20,9 @@ static void json_escaped(FILE *out, const char *s)
     }
 }
 
-void xr_vlog(const xr_server *srv, xr_log_level level, const char *fmt, va_list ap)
+void xr_vlog(const xr_logger *log, xr_log_level level, const char *fmt, va_list ap)
 {
-    if (srv && level > srv->opts.log_level)
+    if (log && level > log->level)
         return;
     char msg[1024];
     vsnprintf(msg, sizeof msg, fmt, ap);
@@ -35,19 +35,19 @@ void xr_vlog(const xr_server *srv, xr_log_level level, const char *fmt, va_list 
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
 
     /* One fprintf per line keeps concurrent writers' lines whole. */
-    if (srv && srv->opts.log_format == XR_LOG_JSON) {
+    if (log && log->format == XR_LOG_JSON) {
         flockfile(stderr);
         fprintf(stderr, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",", when,
                 ts.tv_nsec / 1000000, level_names[level]);
-        if (srv->worker)
-            fprintf(stderr, "\"worker\":%u,", srv->worker);
+        if (log->worker)
+            fprintf(stderr, "\"worker\":%u,", log->worker);
         fputs("\"msg\":\"", stderr);
         json_escaped(stderr, msg);
         fputs("\"}\n", stderr);
         funlockfile(stderr);
-    } else if (srv && srv->worker) {
+    } else if (log && log->worker) {
         fprintf(stderr, "%s.%03ldZ %-5s [worker %u] %s\n", when, ts.tv_nsec / 1000000,
-                level_names[level], srv->worker, msg);
+                level_names[level], log->worker, msg);
     } else {
         fprintf(stderr, "%s.%03ldZ %-5s %s\n", when, ts.tv_nsec / 1000000,
                 level_names[level], msg);
@@ -55,18 +55,10 @@ void xr_vlog(const xr_server *srv, xr_log_level level, const char *fmt, va_list 
     fflush(stderr);
 }
 
-void xr_log(const xr_server *srv, xr_log_level level, const char *fmt, ...)
+void xr_log(const xr_logger *log, xr_log_level level, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    xr_vlog(srv, level, fmt, ap);
-    va_end(ap);
-}
-
-void xr_server_log(xr_server *srv, xr_log_level level, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    xr_vlog(srv, level, fmt, ap);
+    xr_vlog(log, level, fmt, ap);
     va_end(ap);
 }

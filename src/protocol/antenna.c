@@ -1,6 +1,6 @@
 /* Antenna loader: finds the module for a URL's scheme and checks its ABI.
  * Every antenna, the built-in choice memory:// included, comes through here. */
-#include "internal.h"
+#include "protocol/internal.h"
 
 #include <dirent.h>
 #include <dlfcn.h>

@@ -1,0 +1,583 @@
+/*
+ * Channels and rooms on top of the antenna. A channel is a name (a SUB's
+ * request_id) with local receivers; the process holds one antenna
+ * subscription per channel however many receivers it has. A room is a
+ * channel whose messages are re-posted to each member channel: members with
+ * a receiver here directly, others through the antenna (DESIGN section 4).
+ * A room keeps its members in an array, each with its local channel when
+ * there is one, so a room message costs no lookup per member.
+ */
+#include "protocol/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "util/shared.h"
+
+typedef struct xr_receiver {
+    xr_pconn *pc;
+    struct xr_channel *ch;
+    struct xr_receiver *prev, *next;            /* in the channel */
+    struct xr_receiver *conn_prev, *conn_next;  /* in the connection */
+} xr_receiver;
+
+typedef struct xr_channel {
+    xr_map_entry *e;        /* name and length live in the map entry */
+    xr_receiver *head;
+    size_t n;
+    /* {"request_id":"<name>","payload":" — every delivery starts so */
+    size_t plen;
+    char *prefix;
+} xr_channel;
+
+typedef struct xr_member {
+    const char *name;       /* the key of its entry in room->index */
+    size_t len;
+    xr_channel *ch;         /* its channel on this node, or NULL */
+} xr_member;
+
+typedef struct xr_room {
+    xr_map_entry *e;
+    xr_map index;           /* member name -> position + 1 in v */
+    xr_member *v;
+    size_t n, cap;
+} xr_room;
+
+/* The rooms one member is in, so a closing channel leaves them all and a
+ * new one is found by them. */
+typedef struct xr_membership {
+    size_t n, cap;
+    xr_room **rooms;
+} xr_membership;
+
+/* ---- antenna host callbacks ------------------------------------------- */
+
+static int antenna_publish(xr_proto *p, const char *ch, size_t clen,
+                           const char *msg, size_t mlen);
+
+/*
+ * The tail every SUB delivery of one message shares:
+ *   <escaped msg>","header":{},"method":"SUB"}
+ * Each channel adds only its prefix {"request_id":"<name>","payload":"
+ */
+static xr_shared *sub_tail(xr_proto *p, const char *msg, size_t mlen)
+{
+    static const char end[] = "\",\"header\":{},\"method\":\"SUB\"}";
+    p->scratch.len = 0;
+    if (xr_buf_json_escaped(&p->scratch, msg, mlen) < 0 ||
+        xr_buf_add(&p->scratch, end, sizeof end - 1) < 0)
+        return NULL;
+    return xr_shared_new(p->scratch.p, p->scratch.len);
+}
+
+/* Sends only queue and never call back, so the lists walked here cannot
+ * change under the walk. */
+static void deliver(xr_proto *p, xr_channel *ch, xr_shared *tail)
+{
+    size_t plen = ch->plen + tail->len;
+    xr_receiver *r = ch->head;
+    if (!r->next) {
+        if (xr_conn_send_shared(r->pc->conn, ch->prefix, ch->plen, tail) == XR_OK)
+            p->stats.deliveries++;
+        return;
+    }
+    /* Every receiver of one channel gets the same bytes: the whole frame is
+     * built once (compressing receivers still take prefix and tail). */
+    uint8_t h[XR_WS_MAX_HEADER];
+    size_t hl = xr_ws_header(h, XR_WS_OP_TEXT, 1, plen, NULL);
+    xr_shared *frame = xr_shared_new(NULL, hl + plen);
+    if (frame) {
+        memcpy(frame->data, h, hl);
+        memcpy(frame->data + hl, ch->prefix, ch->plen);
+        memcpy(frame->data + hl + ch->plen, tail->data, tail->len);
+    }
+    for (; r; r = r->next) {
+        xr_conn *c = r->pc->conn;
+        int rc = frame && !xr_conn_wants_deflate(c, plen)
+                 ? xr_conn_send_frame(c, frame, plen)
+                 : xr_conn_send_shared(c, ch->prefix, ch->plen, tail);
+        if (rc == XR_OK)
+            p->stats.deliveries++;
+    }
+    xr_shared_unref(frame);
+}
+
+static void on_antenna_message(void *host, const char *name, size_t clen,
+                               const char *msg, size_t mlen)
+{
+    xr_proto *p = host;
+    p->stats.antenna_messages++;
+    xr_channel *ch = xr_map_get(&p->channels, name, clen);
+    xr_room *room = xr_map_get(&p->rooms, name, clen);
+    if (!ch && !room)
+        return;
+    xr_shared *tail = sub_tail(p, msg, mlen);
+    if (!tail)
+        return;
+    if (ch)
+        deliver(p, ch, tail);
+    if (room) {
+        for (size_t i = 0; i < room->n; i++) {
+            xr_member *m = &room->v[i];
+            if (m->ch)
+                deliver(p, m->ch, tail);  /* here: no broker round trip */
+            else
+                antenna_publish(p, m->name, m->len, msg, mlen);
+        }
+    }
+    xr_shared_unref(tail);
+}
+
+static void on_antenna_state(void *host, int connected, const char *detail)
+{
+    xr_proto *p = host;
+    if (connected != p->antenna_up) {
+        xr_log(p->log, connected ? XR_LOG_INFO : XR_LOG_WARN, "antenna %s: %s",
+               connected ? "connected" : "down", detail ? detail : "");
+        if (connected && p->antenna_was_up)
+            p->stats.antenna_reconnects++;
+        if (connected)
+            p->antenna_was_up = 1;
+    }
+    p->antenna_up = connected;
+}
+
+__attribute__((format(printf, 3, 4)))
+static void on_antenna_log(void *host, int level, const char *fmt, ...)
+{
+    xr_proto *p = host;
+    va_list ap;
+    va_start(ap, fmt);
+    xr_vlog(p->log, level < 0 ? XR_LOG_ERROR : level > 3 ? XR_LOG_DEBUG : (xr_log_level)level,
+            fmt, ap);
+    va_end(ap);
+}
+
+/* Every post to the broker goes through here, so both counters see it. */
+static int antenna_publish(xr_proto *p, const char *ch, size_t clen,
+                           const char *msg, size_t mlen)
+{
+    p->stats.publishes++;
+    if (p->antenna->publish(p->antenna_self, ch, clen, msg, mlen) < 0) {
+        p->stats.publish_errors++;
+        return XR_EANTENNA;
+    }
+    return XR_OK;
+}
+
+/* A name can be both a channel with receivers and a room: the antenna gets
+ * one subscription for it, held until neither needs it. */
+static void sub_ref(xr_proto *p, const char *name, size_t len)
+{
+    uintptr_t n = (uintptr_t)xr_map_get(&p->subs, name, len);
+    if (!xr_map_put(&p->subs, name, len, (void *)(n + 1)))
+        return;
+    if (n == 0 && p->antenna->subscribe(p->antenna_self, name, len) < 0)
+        xr_log(p->log, XR_LOG_WARN, "antenna refused to subscribe %.*s",
+               (int)(len > 64 ? 64 : len), name);
+}
+
+static void sub_unref(xr_proto *p, const char *name, size_t len)
+{
+    uintptr_t n = (uintptr_t)xr_map_get(&p->subs, name, len);
+    if (n > 1) {
+        xr_map_put(&p->subs, name, len, (void *)(n - 1));
+        return;
+    }
+    if (n == 1) {
+        xr_map_del(&p->subs, name, len);
+        p->antenna->unsubscribe(p->antenna_self, name, len);
+    }
+}
+
+/* ---- rooms ------------------------------------------------------------- */
+
+static void membership_free(xr_membership *ms)
+{
+    free(ms->rooms);
+    free(ms);
+}
+
+static void membership_drop(xr_proto *p, const char *member, size_t len, xr_room *room)
+{
+    xr_membership *ms = xr_map_get(&p->memberships, member, len);
+    if (!ms)
+        return;
+    for (size_t i = 0; i < ms->n; i++)
+        if (ms->rooms[i] == room) {
+            ms->rooms[i] = ms->rooms[--ms->n];
+            break;
+        }
+    if (!ms->n) {
+        xr_map_del(&p->memberships, member, len);
+        membership_free(ms);
+    }
+}
+
+static xr_member *room_member(xr_room *room, const char *name, size_t len)
+{
+    uintptr_t i = (uintptr_t)xr_map_get(&room->index, name, len);
+    return i ? &room->v[i - 1] : NULL;
+}
+
+static void room_free(xr_room *room)
+{
+    xr_map_clear(&room->index);
+    free(room->v);
+    free(room);
+}
+
+/* Closes a room that has no members left. */
+static void room_close_if_empty(xr_proto *p, xr_room *room)
+{
+    if (room->n)
+        return;
+    sub_unref(p, room->e->key, room->e->klen);
+    xr_map_del(&p->rooms, room->e->key, room->e->klen);
+    room_free(room);
+}
+
+static void room_leave(xr_proto *p, xr_room *room, const char *member, size_t len)
+{
+    uintptr_t i = (uintptr_t)xr_map_get(&room->index, member, len);
+    if (!i)
+        return;
+    membership_drop(p, member, len, room);
+    /* The last member takes the leaver's place. */
+    size_t last = room->n - 1;
+    if (i - 1 != last) {
+        room->v[i - 1] = room->v[last];
+        xr_map_put(&room->index, room->v[i - 1].name, room->v[i - 1].len, (void *)i);
+    }
+    room->n--;
+    xr_map_del(&room->index, member, len);
+    room_close_if_empty(p, room);
+}
+
+int xr_proto_room_join(xr_proto *p, const char *name, const char *member)
+{
+    if (!p || !name || !member || !*name || !*member)
+        return XR_EINVAL;
+    if (!p->antenna)
+        return XR_ESTATE;
+    size_t nl = strlen(name), ml = strlen(member);
+    xr_room *room = xr_map_get(&p->rooms, name, nl);
+    if (!room) {
+        room = calloc(1, sizeof *room);
+        if (!room || !(room->e = xr_map_put(&p->rooms, name, nl, room))) {
+            free(room);
+            return XR_ENOMEM;
+        }
+        xr_map_init(&room->index);
+        sub_ref(p, name, nl);
+    }
+    if (room_member(room, member, ml))
+        return XR_OK;
+    xr_membership *ms = xr_map_get(&p->memberships, member, ml);
+    if (!ms) {
+        ms = calloc(1, sizeof *ms);
+        if (!ms || !xr_map_put(&p->memberships, member, ml, ms)) {
+            free(ms);
+            ms = NULL;
+        }
+    }
+    if (ms && ms->n == ms->cap) {
+        size_t cap = ms->cap ? ms->cap * 2 : 2;
+        xr_room **v = realloc(ms->rooms, cap * sizeof *v);
+        if (v) {
+            ms->rooms = v;
+            ms->cap = cap;
+        }
+    }
+    if (room->n == room->cap) {
+        size_t cap = room->cap ? room->cap * 2 : 4;
+        xr_member *v = realloc(room->v, cap * sizeof *v);
+        if (v) {
+            room->v = v;
+            room->cap = cap;
+        }
+    }
+    xr_map_entry *e = NULL;
+    if (!ms || ms->n == ms->cap || room->n == room->cap ||
+        !(e = xr_map_put(&room->index, member, ml, (void *)(uintptr_t)(room->n + 1)))) {
+        if (ms && !ms->n) {
+            xr_map_del(&p->memberships, member, ml);
+            membership_free(ms);
+        }
+        room_close_if_empty(p, room);
+        return XR_ENOMEM;
+    }
+    room->v[room->n++] = (xr_member){e->key, ml, xr_map_get(&p->channels, member, ml)};
+    ms->rooms[ms->n++] = room;
+    return XR_OK;
+}
+
+int xr_proto_room_leave(xr_proto *p, const char *name, const char *member)
+{
+    if (!p || !name || !member)
+        return XR_EINVAL;
+    xr_room *room = xr_map_get(&p->rooms, name, strlen(name));
+    if (!room || !room_member(room, member, strlen(member)))
+        return XR_EINVAL;
+    room_leave(p, room, member, strlen(member));
+    return XR_OK;
+}
+
+size_t xr_proto_room_size(const xr_proto *p, const char *name)
+{
+    xr_room *room = xr_map_get(&p->rooms, name, strlen(name));
+    return room ? room->n : 0;
+}
+
+/* A member whose last local receiver went leaves every room at once. */
+static void member_gone(xr_proto *p, const char *member, size_t len)
+{
+    xr_membership *ms;
+    while ((ms = xr_map_get(&p->memberships, member, len)) && ms->n)
+        room_leave(p, ms->rooms[ms->n - 1], member, len);
+}
+
+/* A channel opened here for a name that is a member somewhere: its rooms
+ * deliver to it directly from now on. */
+static void member_here(xr_proto *p, xr_channel *ch)
+{
+    xr_membership *ms = xr_map_get(&p->memberships, ch->e->key, ch->e->klen);
+    for (size_t i = 0; ms && i < ms->n; i++) {
+        xr_member *m = room_member(ms->rooms[i], ch->e->key, ch->e->klen);
+        if (m)
+            m->ch = ch;
+    }
+}
+
+/* Pruning: members with no receiver here are asked about through the
+ * antenna (Redis: PUBSUB NUMSUB), like the Python X-raptor every 7 s. */
+typedef struct alive_check {
+    xr_proto *p;
+    size_t rlen;
+    size_t mlen;
+    char names[];           /* room NUL member NUL */
+} alive_check;
+
+static void on_alive(int alive, void *arg)
+{
+    alive_check *ac = arg;
+    if (!alive) {
+        xr_proto *p = ac->p;
+        xr_room *room = xr_map_get(&p->rooms, ac->names, ac->rlen);
+        const char *member = ac->names + ac->rlen + 1;
+        /* It may have come back here since the question was asked. */
+        if (room && !xr_map_get(&p->channels, member, ac->mlen) &&
+            room_member(room, member, ac->mlen)) {
+            p->stats.room_pruned++;
+            XR_DEBUG(p->log, "room %.64s: member %.64s no longer listens, removed",
+                     ac->names, member);
+            room_leave(p, room, member, ac->mlen);
+        }
+    }
+    free(ac);
+}
+
+static void on_room_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    xr_proto *p = arg;
+    size_t it;
+    for (xr_map_entry *r = xr_map_first(&p->rooms, &it); r; r = xr_map_next(&p->rooms, r, &it)) {
+        xr_room *room = r->value;
+        for (size_t i = 0; i < room->n; i++) {
+            xr_member *m = &room->v[i];
+            if (m->ch)
+                continue;
+            alive_check *ac = malloc(sizeof *ac + r->klen + m->len + 2);
+            if (!ac)
+                continue;
+            ac->p = p;
+            ac->rlen = r->klen;
+            ac->mlen = m->len;
+            memcpy(ac->names, r->key, r->klen + 1);
+            memcpy(ac->names + r->klen + 1, m->name, m->len + 1);
+            /* The answer comes later, through the loop, never from here:
+             * the room is not changed under this walk. */
+            if (p->antenna->is_alive(p->antenna_self, m->name, m->len, on_alive, ac) < 0)
+                free(ac);
+        }
+    }
+}
+
+/* ---- channels ---------------------------------------------------------- */
+
+static xr_channel *channel_new(xr_proto *p, const char *name, size_t len)
+{
+    static const char a[] = "{\"request_id\":\"", b[] = "\",\"payload\":\"";
+    xr_buf pre = {0};
+    xr_channel *ch = calloc(1, sizeof *ch);
+    if (!ch || xr_buf_add(&pre, a, sizeof a - 1) < 0 ||
+        xr_buf_json_escaped(&pre, name, len) < 0 || xr_buf_add(&pre, b, sizeof b - 1) < 0 ||
+        !(ch->e = xr_map_put(&p->channels, name, len, ch))) {
+        xr_buf_free(&pre);
+        free(ch);
+        return NULL;
+    }
+    ch->prefix = pre.p;
+    ch->plen = pre.len;
+    return ch;
+}
+
+static void channel_free(xr_channel *ch)
+{
+    free(ch->prefix);
+    free(ch);
+}
+
+int xr_channel_open(xr_proto *p, xr_pconn *pc, const char *name, size_t len)
+{
+    for (xr_receiver *r = pc->receivers; r; r = r->conn_next)
+        if (r->ch->e->klen == len && memcmp(r->ch->e->key, name, len) == 0)
+            return XR_OK;  /* the same SUB twice: still one receiver */
+    xr_channel *ch = xr_map_get(&p->channels, name, len);
+    int fresh = !ch;
+    if (fresh && !(ch = channel_new(p, name, len)))
+        return XR_ENOMEM;
+    xr_receiver *r = calloc(1, sizeof *r);
+    if (!r) {
+        if (fresh) {
+            xr_map_del(&p->channels, name, len);
+            channel_free(ch);
+        }
+        return XR_ENOMEM;
+    }
+    r->pc = pc;
+    r->ch = ch;
+    r->next = ch->head;
+    if (ch->head)
+        ch->head->prev = r;
+    ch->head = r;
+    ch->n++;
+    r->conn_next = pc->receivers;
+    if (pc->receivers)
+        pc->receivers->conn_prev = r;
+    pc->receivers = r;
+    if (fresh) {
+        sub_ref(p, name, len);
+        member_here(p, ch);
+    }
+    return XR_OK;
+}
+
+static void receiver_remove(xr_proto *p, xr_pconn *pc, xr_receiver *r)
+{
+    xr_channel *ch = r->ch;
+    if (r->prev) r->prev->next = r->next; else ch->head = r->next;
+    if (r->next) r->next->prev = r->prev;
+    if (r->conn_prev) r->conn_prev->conn_next = r->conn_next; else pc->receivers = r->conn_next;
+    if (r->conn_next) r->conn_next->conn_prev = r->conn_prev;
+    free(r);
+    if (--ch->n)
+        return;
+    /* Its last receiver here: leave the rooms (which hold it), drop the
+     * subscription, then the channel. */
+    member_gone(p, ch->e->key, ch->e->klen);
+    sub_unref(p, ch->e->key, ch->e->klen);
+    xr_map_del(&p->channels, ch->e->key, ch->e->klen);
+    channel_free(ch);
+}
+
+void xr_channel_close(xr_proto *p, xr_pconn *pc, const char *name, size_t len)
+{
+    for (xr_receiver *r = pc->receivers; r; r = r->conn_next)
+        if (r->ch->e->klen == len && memcmp(r->ch->e->key, name, len) == 0) {
+            receiver_remove(p, pc, r);
+            return;
+        }
+}
+
+void xr_channels_conn_gone(xr_proto *p, xr_pconn *pc)
+{
+    while (pc->receivers)
+        receiver_remove(p, pc, pc->receivers);
+}
+
+int xr_proto_publish(xr_proto *p, const char *channel, size_t clen, const char *msg, size_t mlen)
+{
+    if (!p || !channel || !clen || (mlen && !msg))
+        return XR_EINVAL;
+    if (!p->antenna)
+        return XR_ESTATE;
+    return antenna_publish(p, channel, clen, msg ? msg : "", mlen);
+}
+
+/* ---- set-up ------------------------------------------------------------ */
+
+void xr_channels_maps_init(xr_proto *p)
+{
+    xr_map_init(&p->channels);
+    xr_map_init(&p->rooms);
+    xr_map_init(&p->memberships);
+    xr_map_init(&p->subs);
+}
+
+int xr_channels_init(xr_proto *p, char *err, size_t errlen)
+{
+    const char *url = p->o->antenna ? p->o->antenna : "memory://";
+    int rc = xr_antenna_open(url, p->o->antenna_dir, &p->antenna, &p->antenna_dl, err, errlen);
+    if (rc < 0)
+        return rc;
+    p->antenna_url = strdup(url);
+    p->antenna_host.message = on_antenna_message;
+    p->antenna_host.state = on_antenna_state;
+    p->antenna_host.log = on_antenna_log;
+    p->antenna_host.host = p;
+    char aerr[256] = "";
+    p->antenna_self = p->antenna->create(p->base, url, &p->antenna_host, aerr, sizeof aerr);
+    if (!p->antenna_self) {
+        snprintf(err, errlen, "antenna %s: %s", url, aerr);
+        /* Leave no half-loaded antenna behind for a later attempt. */
+        xr_antenna_close(p->antenna_dl);
+        p->antenna_dl = NULL;
+        p->antenna = NULL;
+        return XR_EANTENNA;
+    }
+    p->antenna_up = p->antenna->connected(p->antenna_self);
+    p->antenna_was_up = p->antenna_up;
+    p->room_timer = event_new(p->base, -1, EV_PERSIST, on_room_timer, p);
+    if (!p->room_timer || !p->antenna_url) {
+        snprintf(err, errlen, "out of memory");
+        return XR_ENOMEM;
+    }
+    if (p->o->room_check_ms) {
+        struct timeval tv = {p->o->room_check_ms / 1000, (p->o->room_check_ms % 1000) * 1000};
+        event_add(p->room_timer, &tv);
+    }
+    return XR_OK;
+}
+
+void xr_channels_free(xr_proto *p)
+{
+    size_t it;
+    xr_map_entry *e;
+    /* The antenna first: its last callbacks (answers cut short) may still
+     * look rooms up. Connections are gone by now. */
+    if (p->antenna && p->antenna_self)
+        p->antenna->destroy(p->antenna_self);
+    p->antenna_self = NULL;
+    for (e = xr_map_first(&p->rooms, &it); e; e = xr_map_next(&p->rooms, e, &it))
+        room_free(e->value);
+    for (e = xr_map_first(&p->memberships, &it); e; e = xr_map_next(&p->memberships, e, &it))
+        membership_free(e->value);
+    for (e = xr_map_first(&p->channels, &it); e; e = xr_map_next(&p->channels, e, &it))
+        channel_free(e->value);
+    xr_map_clear(&p->rooms);
+    xr_map_clear(&p->memberships);
+    xr_map_clear(&p->channels);
+    xr_map_clear(&p->subs);
+    if (p->room_timer)
+        event_free(p->room_timer);
+    p->room_timer = NULL;
+    xr_antenna_close(p->antenna_dl);
+    p->antenna_dl = NULL;
+    free(p->antenna_url);
+    p->antenna_url = NULL;
+}

@@ -1,0 +1,71 @@
+/* Shared by the files of the protocol layer; nothing above includes it. */
+#ifndef XR_PROTOCOL_INTERNAL_H
+#define XR_PROTOCOL_INTERNAL_H
+
+#include <regex.h>
+
+#include "protocol/proto.h"
+#include "codec/request.h"
+#include "codec/utf8.h"
+#include "codec/ws_frame.h"
+#include "transport/transport.h"
+#include "util/map.h"
+
+struct xr_mw {
+    int priority;
+    int has_re;
+    regex_t re;             /* anchored at the start of the route */
+    xr_middleware_fn fn;
+    void *ud;
+};
+
+/* The protocol's slot of one connection, and the weak reference requests
+ * hold to it: after the connection has gone, conn is NULL. */
+typedef struct xr_pconn {
+    xr_conn *conn;
+    unsigned refs;
+    struct xr_receiver *receivers;  /* channels this connection SUBscribed */
+} xr_pconn;
+
+struct xr_proto {
+    struct event_base *base;
+    const xr_options *o;
+    const xr_logger *log;
+    void *owner;
+    xr_proto_stats stats;
+
+    /* router */
+    xr_map routes;                  /* "route\nMETHOD" -> struct xr_route_entry */
+    struct xr_mw *mws;              /* sorted by priority */
+    size_t n_mws;
+    struct xr_request *free_requests;   /* finished, kept for reuse */
+    size_t n_free_requests;
+    xr_buf scratch;                 /* responses are built here, then framed */
+
+    /* channels, rooms, antenna */
+    xr_map channels;                /* name -> struct xr_channel (local receivers) */
+    xr_map rooms;                   /* name -> struct xr_room */
+    xr_map memberships;             /* member -> struct xr_membership */
+    xr_map subs;                    /* name -> antenna subscription count */
+    struct event *room_timer;
+    const xr_antenna_ops *antenna;
+    void *antenna_self;
+    void *antenna_dl;
+    xr_antenna_host antenna_host;
+    int antenna_up, antenna_was_up;
+    char *antenna_url;
+};
+
+/* router.c */
+void xr_router_free(xr_proto *p);
+void xr_pconn_release(xr_pconn *pc);
+
+/* channels.c */
+int xr_channel_open(xr_proto *p, xr_pconn *pc, const char *name, size_t len);
+void xr_channel_close(xr_proto *p, xr_pconn *pc, const char *name, size_t len);
+void xr_channels_conn_gone(xr_proto *p, xr_pconn *pc);
+void xr_channels_maps_init(xr_proto *p);
+int xr_channels_init(xr_proto *p, char *err, size_t errlen);
+void xr_channels_free(xr_proto *p);
+
+#endif

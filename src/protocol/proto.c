@@ -1,0 +1,57 @@
+/* The protocol object: what the server layer creates, hooks into the
+ * transport and reads for /health and /metrics. */
+#include "protocol/internal.h"
+
+#include <stdlib.h>
+
+xr_proto *xr_proto_new(struct event_base *base, const xr_options *o, const xr_logger *log,
+                       void *owner)
+{
+    xr_proto *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->base = base;
+    p->o = o;
+    p->log = log;
+    p->owner = owner;
+    xr_map_init(&p->routes);
+    xr_channels_maps_init(p);
+    return p;
+}
+
+void xr_proto_free(xr_proto *p)
+{
+    if (!p)
+        return;
+    xr_channels_free(p);
+    xr_router_free(p);
+    free(p);
+}
+
+int xr_proto_start(xr_proto *p, char *err, size_t errlen)
+{
+    return p->antenna ? XR_OK : xr_channels_init(p, err, errlen);
+}
+
+void xr_proto_conn_gone(xr_proto *p, xr_conn *c)
+{
+    xr_pconn *pc = xr_conn_slot(c);
+    if (!pc)
+        return;
+    xr_conn_set_slot(c, NULL);
+    xr_channels_conn_gone(p, pc);
+    /* Requests still held by the application now see a closed peer. */
+    pc->conn = NULL;
+    xr_pconn_release(pc);
+}
+
+const xr_proto_stats *xr_proto_stats_get(const xr_proto *p) { return &p->stats; }
+size_t xr_proto_channels(const xr_proto *p) { return p->channels.count; }
+size_t xr_proto_rooms(const xr_proto *p) { return p->rooms.count; }
+int xr_proto_has_routes(const xr_proto *p) { return p->routes.count || p->n_mws; }
+
+const char *xr_proto_antenna(const xr_proto *p, int *connected)
+{
+    *connected = p->antenna ? p->antenna_up : 0;
+    return p->antenna && p->antenna->scheme ? p->antenna->scheme : p->antenna ? "" : NULL;
+}

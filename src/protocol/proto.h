@@ -1,0 +1,69 @@
+/*
+ * The X-raptor protocol on top of the transport: requests routed to
+ * handlers through middleware, SUB channels, rooms, and the antenna that
+ * carries channels between nodes. The server layer creates it, registers
+ * it as the transport's message and gone hooks, and reads its counters.
+ */
+#ifndef XR_PROTOCOL_PROTO_H
+#define XR_PROTOCOL_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "xraptor.h"
+#include "xraptor/antenna.h"
+#include "util/log.h"
+
+struct event_base;
+
+typedef struct xr_proto xr_proto;
+
+/* Request outcomes, for /metrics and for fail answers. */
+enum { XR_OUT_OK, XR_OUT_NOT_REGISTERED, XR_OUT_FAIL, XR_OUT_BAD_REQUEST };
+
+typedef struct xr_proto_stats {
+    uint64_t requests[6][4];        /* [GET..UNSUB, unknown][outcome] */
+    uint64_t publishes, publish_errors, deliveries, antenna_messages;
+    uint64_t room_pruned, antenna_reconnects;
+} xr_proto_stats;
+
+/* owner is what xr_request_server() hands back (the server). */
+xr_proto *xr_proto_new(struct event_base *base, const xr_options *opts,
+                       const xr_logger *log, void *owner);
+void xr_proto_free(xr_proto *p);
+/* Loads and starts the antenna; before the loop runs. */
+int xr_proto_start(xr_proto *p, char *err, size_t errlen);
+
+/* Transport hooks: a message is a request; a connection gone closes its
+ * channels and leaves its rooms. */
+void xr_proto_message(xr_proto *p, xr_conn *c, xr_msg_type type, const char *data, size_t len);
+void xr_proto_conn_gone(xr_proto *p, xr_conn *c);
+
+const xr_proto_stats *xr_proto_stats_get(const xr_proto *p);
+/* The antenna's scheme and state (NULL before it is loaded). */
+const char *xr_proto_antenna(const xr_proto *p, int *connected);
+size_t xr_proto_channels(const xr_proto *p);
+size_t xr_proto_rooms(const xr_proto *p);
+/* Whether any route or middleware was registered. */
+int xr_proto_has_routes(const xr_proto *p);
+
+/* What the public xr_route() ... xr_room_size() do, on the protocol. */
+int xr_proto_route(xr_proto *p, const char *route, unsigned methods, xr_handler fn, void *ud);
+int xr_proto_middleware(xr_proto *p, int priority, const char *regex, xr_middleware_fn fn,
+                        void *ud);
+int xr_proto_publish(xr_proto *p, const char *ch, size_t clen, const char *msg, size_t mlen);
+int xr_proto_room_join(xr_proto *p, const char *room, const char *member);
+int xr_proto_room_leave(xr_proto *p, const char *room, const char *member);
+size_t xr_proto_room_size(const xr_proto *p, const char *room);
+
+/* ---- antenna modules (antenna.c) -------------------------------------- */
+
+/* The scheme of an --antenna URL into out: its length, 0 for a path to a
+ * .so, -1 for neither. Pure. */
+int xr_antenna_scheme(const char *url, char *out, size_t cap);
+/* Resolves and loads the module for url; on success fills ops and dl. */
+int xr_antenna_open(const char *url, const char *dir, const xr_antenna_ops **ops,
+                    void **dl, char *err, size_t errlen);
+void xr_antenna_close(void *dl);
+
+#endif

@@ -1,0 +1,61 @@
+/* The server layer's own state: shared by server.c, workers.c, metrics.c,
+ * static.c and options.c; nothing below includes it. */
+#ifndef XR_SERVER_H
+#define XR_SERVER_H
+
+#include <stdint.h>
+
+#include "xraptor.h"
+#include "protocol/proto.h"
+#include "transport/transport.h"
+#include "util/buf.h"
+#include "util/log.h"
+
+struct event;
+
+struct xr_server {
+    xr_options opts;                /* strings below are owned copies */
+    /* every string option: listeners, four lists, seven single ones */
+    char *owned[XR_MAX_LISTENERS + 4 * XR_MAX_LIST + 8];
+    size_t n_owned;
+    xr_logger log;
+
+    struct event_base *base;
+    xr_transport *t;
+    xr_proto *proto;
+    xr_handlers handlers;
+    void *ud;
+
+    /* workers: the port each listener spec resolved to in the parent (so
+     * workers share it even when 0 was asked), and which worker we are */
+    int ports[XR_MAX_LISTENERS];
+    unsigned worker;                /* 0: single process or the supervisor */
+
+    int draining, running;
+    uint64_t started_ms;
+    struct event *drain_timer;
+    struct event *signals[3];
+    char http_extra[96];            /* headers of plain HTTP answers */
+    char error[256];
+};
+
+/* With opts.workers > 1: forks and supervises the workers. Returns 1 in a
+ * worker (which then runs the server as usual), or the supervisor's final
+ * result (0 or XR_E*) in the parent. */
+int xr_workers_run(xr_server *srv);
+
+/* /metrics and /health bodies. */
+void xr_metrics_write(const xr_server *srv, xr_buf *out);
+void xr_health_write(const xr_server *srv, xr_buf *out, int *status);
+/* Fills body with the file for a request path; 0, or -1 when none. */
+int xr_static_find(const xr_server *srv, const char *path, size_t len, xr_buf *body,
+                   const char **ctype);
+
+/* options.c */
+/* Parses "123", "64k", "1M", "1MiB", "2G" into bytes. */
+int xr_parse_size(const char *s, size_t *out);
+/* Parses seconds ("20", "0.5", "250ms", "20s") into milliseconds. */
+int xr_parse_duration(const char *s, unsigned *ms);
+int xr_options_check(const xr_options *o, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,101 @@
+/* Shared by the files of the transport; nothing above includes it. */
+#ifndef XR_TRANSPORT_INTERNAL_H
+#define XR_TRANSPORT_INTERNAL_H
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <openssl/ssl.h>
+
+#include "transport/transport.h"
+#include "codec/deflate.h"
+#include "codec/ws_frame.h"
+#include "util/map.h"
+
+/*
+ * Queued output: a list of segments, each either bytes copied into a pool
+ * block (small frames go next to the ones before them, so a burst is one
+ * contiguous write) or a reference to shared bytes (large fan-out payloads).
+ * Nothing is allocated while nothing is queued.
+ */
+typedef struct xr_seg {
+    struct xr_seg *next;
+    xr_shared *ref;          /* referenced bytes, or NULL: data[] holds them */
+    size_t off, len;         /* unsent bytes: [off, off + len) */
+    size_t size;             /* the block's size, for the pool */
+    char data[];
+} xr_seg;
+
+typedef struct xr_out {
+    xr_seg *head, *tail;
+    size_t len;
+} xr_out;
+
+typedef struct xr_listener {
+    xr_transport *t;
+    struct evconnlistener *ev;
+    int tls;
+    char *spec;              /* as given, for messages */
+} xr_listener;
+
+struct xr_transport {
+    struct event_base *base;
+    const xr_options *o;
+    const xr_logger *log;
+    xr_transport_hooks hooks;
+    void *ud;
+    SSL_CTX *tls;
+
+    xr_listener listeners[XR_MAX_LISTENERS];
+    size_t n_listeners;
+    struct event *resume_timer;     /* re-enables listeners after EMFILE */
+
+    xr_conn *conns;                 /* every connection */
+    xr_conn *hs_head, *hs_tail;     /* in handshake, oldest first */
+    struct event *hs_timer;
+    const struct timeval *ping_tv, *pong_tv, *close_tv;
+
+    /* Connections with output or a close to act on once the current
+     * callback ends; slots of destroyed ones are NULL. */
+    xr_conn **dirty;
+    size_t n_dirty, cap_dirty;
+    struct event *flush_ev;
+    struct event *drain_ev;
+    int draining;
+
+    xr_map per_ip;                  /* address bytes -> sockets open from it */
+    xr_transport_stats stats;
+
+    /* Every read lands here first; only an incomplete frame or head is
+     * kept by its connection, so idle connections hold no input buffer. */
+    uint8_t *rbuf;
+    size_t rbuf_cap;
+
+    /* permessage-deflate, shared by every connection */
+    z_stream *deflaters[16];        /* by window bits, made on first use */
+    z_stream *inflater;             /* clients without context takeover */
+    xr_buf zout, zin;
+    xr_buf http;                    /* body of a plain HTTP answer */
+};
+
+/* conn.c */
+void xr_conn_accept(xr_transport *t, int fd, int tls, xr_map_entry *ip);
+void xr_conn_destroy(xr_conn *c);
+void xr_conn_expire_handshakes(xr_transport *t);
+void xr_conn_drain(xr_conn *c);
+/* Writes what c has queued and acts on a pending close (flush step). */
+void xr_conn_flush(xr_conn *c);
+xr_conn *xr_conn_next(const xr_conn *c);
+
+/* transport.c */
+void xr_transport_mark(xr_transport *t, xr_conn *c);
+z_stream *xr_transport_deflater(xr_transport *t, int bits);
+void xr_transport_close_counted(xr_transport *t, unsigned code);
+
+/* tls.c */
+SSL_CTX *xr_tls_ctx_new(const char *cert, const char *key, const char *ciphers,
+                        char *err, size_t errlen);
+
+/* listener.c */
+void xr_listeners_enable(xr_transport *t, int on);
+
+#endif

@@ -1,0 +1,209 @@
+/* Listening sockets: accept, the per-address limit, pausing on EMFILE. */
+#include "transport/internal.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/listener.h>
+
+/* Splits a listener spec; returns 1 for TLS, 0 plain, -1 on error. host is
+ * written without brackets; port must be numeric. */
+int xr_listen_spec(const char *spec, int tls_default, char *host, size_t hostlen,
+                   int *port)
+{
+    int tls = tls_default;
+    if (strncmp(spec, "ws://", 5) == 0) {
+        tls = 0;
+        spec += 5;
+    } else if (strncmp(spec, "wss://", 6) == 0) {
+        tls = 1;
+        spec += 6;
+    }
+    const char *colon;
+    size_t hl;
+    if (spec[0] == '[') {
+        const char *close = strchr(spec, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        hl = (size_t)(close - spec - 1);
+        memcpy(host, spec + 1, hl < hostlen ? hl : 0);
+        colon = close + 1;
+    } else {
+        colon = strrchr(spec, ':');
+        if (!colon || memchr(spec, ':', (size_t)(colon - spec)))
+            return -1;
+        hl = (size_t)(colon - spec);
+        memcpy(host, spec, hl < hostlen ? hl : 0);
+    }
+    if (hl >= hostlen)
+        return -1;
+    host[hl] = '\0';
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || *end || p < 0 || p > 65535 || colon[1] == '-' || colon[1] == '+')
+        return -1;
+    *port = (int)p;
+    return tls;
+}
+
+int xr_listen_resolve(const char *spec, int tls_default, int port, char host[256],
+                      int *tls, struct evutil_addrinfo **ai, char *err, size_t errlen)
+{
+    char portstr[8];
+    int p;
+    *ai = NULL;
+    *tls = xr_listen_spec(spec, tls_default, host, 256, &p);
+    if (*tls < 0) {
+        snprintf(err, errlen, "cannot listen on %s: not HOST:PORT", spec);
+        return XR_ELISTEN;
+    }
+    snprintf(portstr, sizeof portstr, "%d", port ? port : p);
+    struct evutil_addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_NUMERICSERV | EVUTIL_AI_ADDRCONFIG;
+    int gai = evutil_getaddrinfo(host[0] ? host : NULL, portstr, &hints, ai);
+    if (gai != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", spec, evutil_gai_strerror(gai));
+        return XR_ELISTEN;
+    }
+    return XR_OK;
+}
+
+void xr_listeners_enable(xr_transport *t, int on)
+{
+    for (size_t k = 0; k < t->n_listeners; k++)
+        if (t->listeners[k].ev)
+            (on ? evconnlistener_enable : evconnlistener_disable)(t->listeners[k].ev);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
+                      struct sockaddr *sa, int salen, void *arg)
+{
+    (void)l, (void)salen;
+    xr_listener *li = arg;
+    xr_transport *t = li->t;
+    t->stats.tcp_accepted_total++;
+    /* Handshakes in flight are capped like open connections: a flood of
+     * sockets that never finish their handshake cannot exhaust memory. */
+    if (t->draining || t->stats.n_pending >= t->o->max_connections) {
+        t->stats.refused_total++;
+        evutil_closesocket(fd);
+        return;
+    }
+    xr_map_entry *ip = NULL;
+    if (t->o->max_connections_per_ip) {
+        /* Keyed by the raw address bytes, port left out. */
+        const void *addr = sa->sa_family == AF_INET6
+                           ? (const void *)&((struct sockaddr_in6 *)sa)->sin6_addr
+                           : (const void *)&((struct sockaddr_in *)sa)->sin_addr;
+        size_t alen = sa->sa_family == AF_INET6 ? 16 : 4;
+        uintptr_t n = (uintptr_t)xr_map_get(&t->per_ip, addr, alen);
+        if (n >= t->o->max_connections_per_ip) {
+            t->stats.refused_per_ip_total++;
+            evutil_closesocket(fd);
+            return;
+        }
+        if (!n && !(ip = xr_map_put(&t->per_ip, addr, alen, (void *)0))) {
+            evutil_closesocket(fd);
+            return;
+        }
+        if (n)
+            ip = xr_map_put(&t->per_ip, addr, alen, (void *)n);
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    xr_conn_accept(t, fd, li->tls, ip);
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    (void)l;
+    xr_listener *li = arg;
+    xr_transport *t = li->t;
+    int e = EVUTIL_SOCKET_ERROR();
+    /* Out of descriptors: the pending socket stays in the backlog and would
+     * wake us in a busy loop; pause accepting for a moment instead. */
+    XR_WARN(t->log, "accept on %s failed: %s; pausing accepts for 1 s", li->spec,
+            evutil_socket_error_to_string(e));
+    xr_listeners_enable(t, 0);
+    struct timeval tv = {1, 0};
+    evtimer_add(t->resume_timer, &tv);
+}
+
+static int listen_one(xr_transport *t, size_t k, int port, int reuseport, char *err,
+                      size_t errlen)
+{
+    const char *spec = t->o->listen[k];
+    char host[256];
+    int tls;
+    struct evutil_addrinfo *ai;
+    if (xr_listen_resolve(spec, t->tls != NULL, port, host, &tls, &ai, err, errlen) < 0)
+        return XR_ELISTEN;
+    xr_listener *li = &t->listeners[t->n_listeners];
+    li->t = t;
+    li->tls = tls;
+    li->ev = evconnlistener_new_bind(t->base, on_accept, li,
+                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                     LEV_OPT_CLOSE_ON_EXEC |
+                                     (reuseport ? LEV_OPT_REUSEABLE_PORT : 0),
+                                     1024, ai->ai_addr, (int)ai->ai_addrlen);
+    int e = errno;
+    evutil_freeaddrinfo(ai);
+    if (!li->ev) {
+        snprintf(err, errlen, "cannot listen on %s: %s", spec, strerror(e));
+        return XR_ELISTEN;
+    }
+    li->spec = strdup(spec);
+    t->n_listeners++;
+    evconnlistener_set_error_cb(li->ev, on_accept_error);
+    XR_INFO(t->log, "listening on %s://%s%s%s:%d", tls ? "wss" : "ws",
+            strchr(host, ':') ? "[" : "", host[0] ? host : "0.0.0.0",
+            strchr(host, ':') ? "]" : "", xr_transport_port(t, t->n_listeners - 1));
+    return XR_OK;
+}
+
+int xr_transport_listen(xr_transport *t, const int *ports, int reuseport, char *err,
+                        size_t errlen)
+{
+    for (size_t k = 0; k < t->o->n_listen; k++) {
+        int rc = listen_one(t, k, ports ? ports[k] : 0, reuseport, err, errlen);
+        if (rc < 0) {
+            xr_transport_unlisten(t);
+            return rc;
+        }
+    }
+    return XR_OK;
+}
+
+void xr_transport_unlisten(xr_transport *t)
+{
+    for (size_t k = 0; k < t->n_listeners; k++) {
+        if (t->listeners[k].ev)
+            evconnlistener_free(t->listeners[k].ev);
+        t->listeners[k].ev = NULL;
+        free(t->listeners[k].spec);
+        t->listeners[k].spec = NULL;
+    }
+    t->n_listeners = 0;
+}
+
+int xr_transport_port(const xr_transport *t, size_t n)
+{
+    if (n >= t->n_listeners || !t->listeners[n].ev)
+        return -1;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(evconnlistener_get_fd(t->listeners[n].ev), (struct sockaddr *)&ss, &sl) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}

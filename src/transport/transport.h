@@ -1,0 +1,128 @@
+/*
+ * The transport: WebSocket connections (ws:// and wss://), listeners, TLS
+ * and per-connection deflate, on one libevent loop. It knows sockets, HTTP
+ * heads and frames, nothing of routes, channels or metrics: it reaches the
+ * layer above only through the hook table it is handed, and keeps one
+ * opaque slot per connection for that layer.
+ *
+ * Sends only queue. A connection touched during a callback is written once
+ * when that callback ends (or when the loop's current batch of events ends),
+ * EV_WRITE is armed only when the kernel did not take everything, and no
+ * hook runs from inside a send: closing a slow reader, and telling the layer
+ * above about any close, happen from the loop afterwards.
+ */
+#ifndef XR_TRANSPORT_H
+#define XR_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "xraptor.h"
+#include "codec/http.h"
+#include "util/buf.h"
+#include "util/log.h"
+#include "util/shared.h"
+
+struct event_base;
+#include <event2/util.h>
+
+typedef struct xr_transport xr_transport;
+
+/* Close codes 1000..1015 get their own counter, everything else shares one. */
+#define XR_CLOSE_SLOTS 17
+
+typedef struct xr_transport_stats {
+    uint64_t connections_total;     /* WebSocket connections opened */
+    uint64_t tcp_accepted_total;    /* sockets accepted (any protocol) */
+    uint64_t handshake_failures_total;
+    uint64_t refused_total;         /* turned away by max_connections */
+    uint64_t refused_per_ip_total;  /* turned away by max_connections_per_ip */
+    uint64_t http_requests_total;   /* plain HTTP (health, metrics, errors) */
+    uint64_t messages_in, messages_out;
+    uint64_t bytes_in, bytes_out;   /* message payload bytes */
+    uint64_t pings_sent, ping_timeouts, slow_reader_closes;
+    uint64_t closes[XR_CLOSE_SLOTS];/* by the code that closed it */
+    /* permessage-deflate: messages, and payload bytes before and after */
+    uint64_t z_in, z_out, z_raw_out, z_wire_out;
+    uint64_t z_errors;              /* corrupt or oversized compressed input */
+    size_t n_open;                  /* WebSocket connections open */
+    size_t n_pending;               /* sockets not yet upgraded */
+} xr_transport_stats;
+
+/* The answer to a plain HTTP request, filled by the http hook. */
+typedef struct xr_http_reply {
+    int status;                     /* 0: not ours, the transport answers 426 */
+    const char *ctype;
+    const char *extra;              /* more header lines, each ending in CRLF */
+    xr_buf *body;                   /* the transport's buffer: append to it */
+} xr_http_reply;
+
+/*
+ * What the layer above is told. Any hook may be NULL. close runs once for
+ * every connection that open saw (code as sent or received, 1005/1006
+ * otherwise); gone runs for every connection, upgraded or not, when it is
+ * destroyed, after which the xr_conn must not be touched. Hooks run from the
+ * loop, never from inside a call into the transport (sends, closes).
+ */
+typedef struct xr_transport_hooks {
+    void (*open)(xr_conn *c, void *ud);
+    void (*message)(xr_conn *c, xr_msg_type type, const char *data, size_t len, void *ud);
+    void (*close)(xr_conn *c, int code, const char *reason, size_t len, void *ud);
+    void (*gone)(xr_conn *c, void *ud);
+    void (*http)(const xr_http_request *req, xr_http_reply *reply, void *ud);
+} xr_transport_hooks;
+
+/* opts must outlive the transport (the server's own copy). With tls_cert
+ * set, the TLS context is made here. NULL with err on failure. */
+xr_transport *xr_transport_new(struct event_base *base, const xr_options *opts,
+                               const xr_logger *log, const xr_transport_hooks *hooks,
+                               void *ud, char *err, size_t errlen);
+/* Destroys every connection (close and gone hooks run) and listener. */
+void xr_transport_free(xr_transport *t);
+void *xr_transport_ud(const xr_transport *t);
+/* Replaces the hook table (before the loop runs). */
+void xr_transport_set_hooks(xr_transport *t, const xr_transport_hooks *hooks);
+
+/* Binds opts->listen; ports[k] != 0 overrides the k-th listener's port
+ * (workers share the supervisor's). reuseport: SO_REUSEPORT. */
+int xr_transport_listen(xr_transport *t, const int *ports, int reuseport,
+                        char *err, size_t errlen);
+void xr_transport_unlisten(xr_transport *t);
+/* The port the n-th listener is bound to, or -1. */
+int xr_transport_port(const xr_transport *t, size_t n);
+
+/* Graceful stop, from the loop: no new connections, handshakes dropped,
+ * close 1001 to every open connection. */
+void xr_transport_drain(xr_transport *t);
+/* Destroys every connection now. */
+void xr_transport_drop_all(xr_transport *t);
+/* Sockets held: open connections and handshakes. */
+size_t xr_transport_sockets(const xr_transport *t);
+const xr_transport_stats *xr_transport_stats_get(const xr_transport *t);
+/* Loads the certificate and key again for new connections. */
+int xr_transport_reload_tls(xr_transport *t, char *err, size_t errlen);
+
+/* "HOST:PORT", "[v6]:PORT", ":PORT", with an optional ws:// or wss://
+ * prefix: 1 for TLS, 0 for plain, -1 when malformed. Pure. */
+int xr_listen_spec(const char *spec, int tls_default, char *host, size_t hostlen, int *port);
+/* The address for a listener spec (port overrides it when non-zero):
+ * 0, or XR_ELISTEN with err set. Free *ai with evutil_freeaddrinfo. */
+int xr_listen_resolve(const char *spec, int tls_default, int port, char host[256],
+                      int *tls, struct evutil_addrinfo **ai, char *err, size_t errlen);
+
+/* ---- connections, for the layer above -------------------------------- */
+
+xr_transport *xr_conn_transport(const xr_conn *c);
+/* The layer above's per-connection state (NULL until it sets one). */
+void *xr_conn_slot(const xr_conn *c);
+void xr_conn_set_slot(xr_conn *c, void *slot);
+/* One text frame whose payload is prefix then tail; a large tail is
+ * referenced, not copied. */
+int xr_conn_send_shared(xr_conn *c, const char *prefix, size_t plen, xr_shared *tail);
+/* A whole frame (header included): the fan-out of one channel, where every
+ * receiver gets the very same bytes. */
+int xr_conn_send_frame(xr_conn *c, xr_shared *frame, size_t payload_len);
+/* Whether a message of len bytes goes to c compressed. */
+int xr_conn_wants_deflate(const xr_conn *c, size_t len);
+
+#endif

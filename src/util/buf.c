@@ -1,0 +1,61 @@
+#include "util/buf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int xr_buf_reserve(xr_buf *b, size_t extra)
+{
+    if (b->cap - b->len >= extra)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < extra) {
+        if (cap > ((size_t)-1) / 2)
+            return -1;
+        cap *= 2;
+    }
+    char *p = realloc(b->p, cap);
+    if (!p)
+        return -1;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+int xr_buf_add(xr_buf *b, const void *data, size_t len)
+{
+    if (xr_buf_reserve(b, len) < 0)
+        return -1;
+    if (len)
+        memcpy(b->p + b->len, data, len);
+    b->len += len;
+    return 0;
+}
+
+int xr_buf_printf(xr_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->cap > b->len ? b->p + b->len : NULL, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -1;
+    if ((size_t)n >= b->cap - b->len) {
+        /* Did not fit: grow (room for the NUL too) and format again. */
+        if (xr_buf_reserve(b, (size_t)n + 1) < 0)
+            return -1;
+        va_start(ap, fmt);
+        vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+    }
+    b->len += (size_t)n;
+    return 0;
+}
+
+void xr_buf_free(xr_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
