@@ -3,6 +3,8 @@
  *   POST /echo      answers its payload (the "route" scenario)
  *   SUB  /fanout    the request_id becomes a channel (every subscriber of
  *                   the "fanout" scenario uses the same one)
+ *   SUB  /room      joins room "fanroom" with the request_id as member
+ *                   (the "fanout --mode room" scenario)
  *   POST /publish   payload "CHANNEL MESSAGE" -> xr_publish, answers "ok"
  * Takes the common flags (--antenna, --compression, --workers, ...).
  */
@@ -25,6 +27,19 @@ static int sub(xr_request *r, void *ud)
     return 0;   /* subscribed; no answer of its own */
 }
 
+static int join(xr_request *r, void *ud)
+{
+    (void)ud;
+    char id[128];
+    size_t n;
+    const char *p = xr_request_id(r, &n);
+    if (n >= sizeof id)
+        return -1;
+    memcpy(id, p, n);
+    id[n] = '\0';
+    return xr_room_join(xr_request_server(r), "fanroom", id);
+}
+
 static int publish(xr_request *r, void *ud)
 {
     (void)ud;
@@ -45,7 +60,7 @@ int main(int argc, char **argv)
     xr_options_init(&opts);
     int rc = xr_options_from_args(&opts, argc, argv, "xraptor-bench-server",
                                   "xraptor-bench-server: routes for xraptor-bench (POST /echo, "
-                                  "SUB /fanout, POST /publish).");
+                                  "SUB /fanout, SUB /room, POST /publish).");
     if (rc >= 0)
         return rc;
     char err[512];
@@ -56,6 +71,7 @@ int main(int argc, char **argv)
     }
     if (xr_route(srv, "/echo", XR_POST | XR_GET, echo, NULL) < 0 ||
         xr_route(srv, "/fanout", XR_SUB, sub, NULL) < 0 ||
+        xr_route(srv, "/room", XR_SUB, join, NULL) < 0 ||
         xr_route(srv, "/publish", XR_POST, publish, NULL) < 0) {
         fprintf(stderr, "xraptor-bench-server: cannot register routes\n");
         xr_server_free(srv);

@@ -4,9 +4,16 @@ started here, the raw TCP echo baseline measured in the same run, and a
 table of results and ratios printed and written to bench/results.md.
 
   run.py BUILDDIR [--seconds S] [--idle N] [--fanout N] [--out FILE]
+         [--peer DIR] [--syscalls]
 
 Servers run pinned to CPU 0 and the load generator to CPU 1 when there are
-two or more CPUs, so "per core" means one core. Exits non-zero if a
+two or more CPUs, so "per core" means one core. Each server's own CPU time
+is read from /proc during the measured window: when the one load generator
+is the bottleneck (it often is on two cores), "per server CPU second" still
+compares servers. --peer DIR runs the uWebSockets peers built by
+shared/peers/build-uws.sh (uws-echo, uws-echo-tls, uws-fanout) in the same
+run with the same client; --syscalls counts the servers' syscalls in the
+measured window with perf (per message or delivery). Exits non-zero if a
 scenario produced no numbers.
 """
 import argparse
@@ -29,6 +36,8 @@ ap.add_argument("--seconds", type=float, default=10)
 ap.add_argument("--idle", type=int, default=15000, help="idle connections for the memory scenario")
 ap.add_argument("--fanout", type=int, default=10000, help="fan-out subscribers")
 ap.add_argument("--out", default=None)
+ap.add_argument("--peer", default=None, help="directory with the uWebSockets peers")
+ap.add_argument("--syscalls", action="store_true", help="count server syscalls with perf")
 args = ap.parse_args()
 B = os.path.abspath(args.build)
 BENCH = os.path.join(B, "xraptor-bench")
@@ -84,23 +93,90 @@ def stop_all():
     procs.clear()
 
 
-def bench(scenario, url, *extra, timeout=None):
-    argv = pinned(1 if PIN else 0, [BENCH, scenario, "--url", url, "--json",
-                                    "--duration", str(args.seconds), *map(str, extra)])
-    r = subprocess.run(argv, capture_output=True, text=True, env=ENV,
-                       timeout=timeout or args.seconds * 3 + 180)
+def cpu_seconds(pid):
+    """user + system CPU seconds of a process so far."""
     try:
-        res = json.loads(r.stdout.strip().splitlines()[-1])
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+SYSCALLS = ["read", "recvfrom", "readv", "write", "writev", "sendto", "sendmsg",
+            "epoll_wait", "epoll_ctl", "ioctl"]
+
+
+def bench(scenario, url, *extra, timeout=None, pid=None):
+    """Runs the load generator; with pid, the server's CPU time (and with
+    --syscalls its syscalls) over the middle of the measured window."""
+    warm = 1.0
+    argv = pinned(1 if PIN else 0, [BENCH, scenario, "--url", url, "--json", "--warmup", str(warm),
+                                    "--duration", str(args.seconds), *map(str, extra)])
+    t0 = time.monotonic()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    cpu = sc = None
+    if pid and scenario != "connections":
+        # The measured window starts after the connections and the warm-up.
+        time.sleep(warm + 0.3 + (2 if "--connections" in extra else 0))
+        w = max(0.5, args.seconds - 1.0)
+        perf = None
+        if args.syscalls and shutil.which("perf"):
+            evs = ",".join(f"syscalls:sys_enter_{n}" for n in SYSCALLS)
+            perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", evs, "-p", str(pid),
+                                     "--", "sleep", str(w)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        a, ta = cpu_seconds(pid), time.monotonic()
+        time.sleep(w)
+        b, tb = cpu_seconds(pid), time.monotonic()
+        if a is not None and b is not None:
+            cpu = (b - a) / (tb - ta)
+        if perf:
+            out = perf.communicate()[1]
+            sc = {}
+            for line in out.splitlines():
+                f = line.split(",")
+                if len(f) > 2 and f[0].strip().isdigit():
+                    sc[f[2].split("sys_enter_")[-1]] = int(f[0])
+            sc["_seconds"] = w
+    try:
+        out, err = p.communicate(timeout=timeout or args.seconds * 3 + 180)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    try:
+        res = json.loads(out.strip().splitlines()[-1])
     except (IndexError, ValueError):
-        res = {"scenario": scenario, "error": (r.stderr or r.stdout).strip()[:300], "errors": 1}
-    res["exit"] = r.returncode
+        res = {"scenario": scenario, "error": (err or out).strip()[:300], "errors": 1}
+    res["exit"] = p.returncode
+    if cpu is not None:
+        res["server_cpu"] = cpu
+    if sc:
+        res["syscalls"] = sc
     return res
 
 
 rows, failures = [], []
 
 
-def row(name, res, value_key, unit, baseline=None, note=""):
+def per_cpu(res, v):
+    """The rate per second of server CPU time (None when not measured)."""
+    c = res.get("server_cpu")
+    return v / c if v and c and c > 0.02 else None
+
+
+def syscalls_per(res, v):
+    sc = res.get("syscalls")
+    if not sc or not v:
+        return ""
+    n = v * sc["_seconds"]
+    parts = [f"{k} {c / n:.3f}" for k, c in sorted(sc.items(), key=lambda kv: -kv[1] if kv[0] != "_seconds" else 0)
+             if k != "_seconds" and c / n >= 0.001]
+    return "syscalls per unit: " + ", ".join(parts) if parts else ""
+
+
+def row(name, res, value_key, unit, baseline=None, note="", peer=None):
+    """peer: the uWebSockets result of the same scenario (ratio by raw rate
+    and by rate per server CPU second)."""
     v = res.get(value_key)
     ok = res.get("exit") == 0 and v not in (None, 0) and not res.get("errors")
     if not ok:
@@ -110,8 +186,19 @@ def row(name, res, value_key, unit, baseline=None, note=""):
     if ok and res.get("p50_us"):
         lat = f"{res['p50_us']:.0f} / {res['p99_us']:.0f} / {res['p999_us']:.0f}"
     value = (f"{v:,.0f}" if ok else "FAILED")
-    rows.append((name, value, unit, ratio, lat, note))
-    print(f"{name:<44} {value:>12} {unit:<15} {ratio:>7}  {lat}", flush=True)
+    pc = per_cpu(res, v) if ok else None
+    cpu = f"{pc:,.0f} ({res['server_cpu'] * 100:.0f}% CPU)" if pc else ""
+    vs = ""
+    if ok and peer:
+        pv = peer.get(value_key)
+        ppc = per_cpu(peer, pv)
+        if pv:
+            vs = f"{v / pv:.2f}x rate" + (f", {pc / ppc:.2f}x per CPU" if pc and ppc else "")
+    sc = syscalls_per(res, v) if ok else ""
+    note = "; ".join(x for x in (note, sc) if x)
+    rows.append((name, value, unit, ratio, cpu, vs, lat, note))
+    print(f"{name:<52} {value:>12} {unit:<13} {ratio:>6} {cpu:>22} {vs:>24}  {lat}"
+          + (f"\n{'':<52} {sc}" if sc else ""), flush=True)
     return v if ok else None
 
 
@@ -126,7 +213,8 @@ def cert_pair(d):
 t_start = time.monotonic()
 print(f"xraptor bench: {args.seconds:g} s per scenario, servers on CPU 0, load on CPU 1"
       if PIN else f"xraptor bench: {args.seconds:g} s per scenario (one CPU: not pinned)")
-print(f"{'scenario':<44} {'result':>12} {'unit':<15} {'ratio':>7}  latency p50/p99/p99.9 us")
+print(f"{'scenario':<52} {'result':>12} {'unit':<13} {'vs tcp':>6} {'per server CPU s':>22} "
+      f"{'vs uWebSockets':>24}  latency p50/p99/p99.9 us")
 try:
     tmp = tempfile.mkdtemp(prefix="xraptor-bench-")
     cert, key = cert_pair(tmp)
@@ -138,30 +226,79 @@ try:
         stop_all()
         return v
 
+    def peer(name, extra_env=None):
+        """A uWebSockets peer from --peer DIR on a free port, or None."""
+        if not args.peer:
+            return None, None
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        env = dict(ENV, PORT=str(port), **(extra_env or {}))
+        p = subprocess.Popen(pinned(0, [os.path.join(args.peer, name)]), env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append((p, "/nonexistent"))
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                return p, port
+            except OSError:
+                time.sleep(0.05)
+        sys.exit(f"bench: peer {name} did not start")
+
     # The baseline runs before and after the runs it is compared with; the
     # ratio is against the mean of the two (a shared machine drifts).
     base1 = baseline("tcp baseline: echo 64 B, 100 conns, pipelined", 64)
     base1k = baseline("tcp baseline: echo 1 KiB, 100 conns", 1024)
 
-    _, port = start([os.path.join(B, "xraptor-echo"), *common])
-    echo64 = bench("echo", f"ws://127.0.0.1:{port}/")
-    echo1k = bench("echo", f"ws://127.0.0.1:{port}/", "--size", 1024)
+    p, port = start([os.path.join(B, "xraptor-echo"), *common])
+    echo64 = bench("echo", f"ws://127.0.0.1:{port}/", pid=p.pid)
+    echo1k = bench("echo", f"ws://127.0.0.1:{port}/", "--size", 1024, pid=p.pid)
     stop_all()
-    _, port = start([os.path.join(B, "xraptor-echo"), *common, "--compression"])
-    echoz = bench("echo", f"ws://127.0.0.1:{port}/", "--size", 1024, "--compression")
+    p, port = start([os.path.join(B, "xraptor-echo"), *common, "--tls-cert", cert, "--tls-key", key])
+    echotls = bench("echo", f"wss://127.0.0.1:{port}/", pid=p.pid)
     stop_all()
-    _, port = start([os.path.join(B, "bench", "xraptor-bench-server"), *common])
-    route = bench("route", f"ws://127.0.0.1:{port}/")
-    fan = bench("fanout", f"ws://127.0.0.1:{port}/", "--connections", args.fanout)
+    p, port = start([os.path.join(B, "xraptor-echo"), *common, "--compression"])
+    echoz = bench("echo", f"ws://127.0.0.1:{port}/", "--size", 1024, "--compression", pid=p.pid)
     stop_all()
+    p, port = start([os.path.join(B, "bench", "xraptor-bench-server"), *common])
+    route = bench("route", f"ws://127.0.0.1:{port}/", pid=p.pid)
+    fan = bench("fanout", f"ws://127.0.0.1:{port}/", "--connections", args.fanout, pid=p.pid)
+    stop_all()
+    p, port = start([os.path.join(B, "bench", "xraptor-bench-server"), *common])
+    room = bench("fanout", f"ws://127.0.0.1:{port}/", "--connections", args.fanout, "--mode", "room",
+                 pid=p.pid)
+    stop_all()
+    u_echo = u_tls = u_fan = None
+    if args.peer:
+        p, port = peer("uws-echo")
+        u_echo = bench("echo", f"ws://127.0.0.1:{port}/", pid=p.pid)
+        stop_all()
+        p, port = peer("uws-echo-tls", {"CERT": cert, "KEY": key})
+        u_tls = bench("echo", f"wss://127.0.0.1:{port}/", pid=p.pid)
+        stop_all()
+        p, port = peer("uws-fanout")
+        u_fan = bench("fanout", f"ws://127.0.0.1:{port}/", "--connections", args.fanout,
+                      "--mode", "peer", pid=p.pid)
+        stop_all()
     base2 = baseline("tcp baseline again: echo 64 B", 64)
     base = (base1 + base2) / 2 if base1 and base2 else base1 or base2
-    row("echo 64 B, 100 conns, pipelined (target 0.8x)", echo64, "per_second", "msgs/s", base)
+    row("echo 64 B, 100 conns x 16 in flight", echo64, "per_second", "msgs/s", base, peer=u_echo)
+    if u_echo:
+        row("  uWebSockets EchoServer, same load", u_echo, "per_second", "msgs/s", base)
+    row("wss echo 64 B, 100 conns x 16 in flight", echotls, "per_second", "msgs/s", base, peer=u_tls)
+    if u_tls:
+        row("  uWebSockets echo over TLS, same load", u_tls, "per_second", "msgs/s", base)
     row("echo 1 KiB, 100 conns", echo1k, "per_second", "msgs/s", base1k)
     row("echo 1 KiB, permessage-deflate", echoz, "per_second", "msgs/s", base1k)
-    row("route: POST /echo 64 B, 100 conns (target 0.5x)", route, "per_second", "req/s", base)
-    row(f"fanout: 1 publisher -> {args.fanout} subscribers, memory", fan, "per_second",
-        "deliveries/s", note="target 3,000,000")
+    row("route: POST /echo 64 B, 100 conns", route, "per_second", "req/s", base)
+    row(f"fanout: room of {args.fanout} members, 1 publisher x 16", room, "per_second",
+        "deliveries/s", peer=u_fan)
+    row(f"fanout: one channel, {args.fanout} subscribers", fan, "per_second", "deliveries/s",
+        peer=u_fan)
+    if u_fan:
+        row(f"  uWebSockets pub/sub, {args.fanout} subscribers", u_fan, "per_second",
+            "deliveries/s")
 
     redis = shutil.which("redis-server")
     if redis:
@@ -182,29 +319,42 @@ try:
         _, port = start([os.path.join(B, "bench", "xraptor-bench-server"), *common,
                          "--antenna", f"redis://127.0.0.1:{rport}"])
         time.sleep(0.5)
-        row(f"fanout: 1 publisher -> {args.fanout} subscribers, redis",
-            bench("fanout", f"ws://127.0.0.1:{port}/", "--connections", args.fanout),
+        row(f"fanout: room of {args.fanout} members, redis",
+            bench("fanout", f"ws://127.0.0.1:{port}/", "--connections", args.fanout,
+                  "--mode", "room"),
             "per_second", "deliveries/s")
         stop_all()
     else:
         print("fanout through redis: skipped (no redis-server)")
 
-    p, port = start([os.path.join(B, "xraptor-echo"), *common, "--ping-interval", "0"])
-    res = bench("connections", f"ws://127.0.0.1:{port}/", "--connections", args.idle, "--pid", p.pid)
-    row(f"idle ws:// connections: {args.idle}", res, "bytes_per_connection", "B/conn RSS",
-        note="target <= 2048")
-    stop_all()
-    p, port = start([os.path.join(B, "xraptor-echo"), *common, "--ping-interval", "0",
-                     "--tls-cert", cert, "--tls-key", key])
-    res = bench("connections", f"wss://127.0.0.1:{port}/", "--connections", args.idle, "--pid", p.pid)
-    row(f"idle wss:// connections: {args.idle}", res, "bytes_per_connection", "B/conn RSS",
-        note="target <= 16384")
+    def idle(label, server_argv, url, peer_res=None, note=""):
+        p, port = server_argv()
+        res = bench("connections", url(port), "--connections", args.idle, "--pid", p.pid)
+        row(label, res, "bytes_per_connection", "B/conn RSS", note=note, peer=peer_res)
+        stop_all()
+        return res
+
+    u_idle = u_idle_tls = None
+    if args.peer:
+        u_idle = idle(f"  uWebSockets: idle ws:// connections: {args.idle}",
+                      lambda: peer("uws-echo"), lambda port: f"ws://127.0.0.1:{port}/")
+        u_idle_tls = idle(f"  uWebSockets: idle wss:// connections: {args.idle}",
+                          lambda: peer("uws-echo-tls", {"CERT": cert, "KEY": key}),
+                          lambda port: f"wss://127.0.0.1:{port}/")
+    idle(f"idle ws:// connections: {args.idle}",
+         lambda: start([os.path.join(B, "xraptor-echo"), *common, "--ping-interval", "0"]),
+         lambda port: f"ws://127.0.0.1:{port}/", u_idle, note="target <= 1024")
+    idle(f"idle wss:// connections: {args.idle}",
+         lambda: start([os.path.join(B, "xraptor-echo"), *common, "--ping-interval", "0",
+                        "--tls-cert", cert, "--tls-key", key]),
+         lambda port: f"wss://127.0.0.1:{port}/", u_idle_tls, note="target <= 8192")
+    p, port = start([os.path.join(B, "xraptor-echo"), *common, "--tls-cert", cert, "--tls-key", key])
     row("handshakes: TLS 1.3 + WebSocket, 32 at a time",
-        bench("handshakes", f"wss://127.0.0.1:{port}/"), "per_second", "handshakes/s")
+        bench("handshakes", f"wss://127.0.0.1:{port}/", pid=p.pid), "per_second", "handshakes/s")
     stop_all()
-    _, port = start([os.path.join(B, "xraptor-echo"), *common])
+    p, port = start([os.path.join(B, "xraptor-echo"), *common])
     row("handshakes: plain WebSocket, 32 at a time",
-        bench("handshakes", f"ws://127.0.0.1:{port}/"), "per_second", "handshakes/s")
+        bench("handshakes", f"ws://127.0.0.1:{port}/", pid=p.pid), "per_second", "handshakes/s")
 finally:
     stop_all()
 
@@ -223,8 +373,9 @@ with open(OUT, "w") as f:
             f"{CPUS} CPU ({cpu_model}), {uname.system} {uname.release}; "
             f"{args.seconds:g} s per scenario, {'servers pinned to CPU 0, load to CPU 1' if PIN else 'not pinned'}; "
             f"whole run {elapsed:.0f} s.\n\n")
-    f.write("| scenario | result | unit | vs tcp baseline | latency p50 / p99 / p99.9 (µs) | note |\n")
-    f.write("|---|---:|---|---:|---|---|\n")
+    f.write("| scenario | result | unit | vs tcp baseline | per server CPU second | vs uWebSockets "
+            "| latency p50 / p99 / p99.9 (µs) | note |\n")
+    f.write("|---|---:|---|---:|---:|---|---|---|\n")
     for r in rows:
         f.write("| " + " | ".join(r) + " |\n")
 print(f"\nwritten to {OUT} ({elapsed:.0f} s)")

@@ -53,7 +53,15 @@ typedef struct cfg {
     int json, compression;
     long pid;           /* server pid, for RSS (connections) */
     int concurrency;    /* handshakes in flight */
+    int mode;           /* fanout: FM_CHANNEL, FM_ROOM or FM_PEER */
 } cfg;
+
+/* fanout: one channel every subscriber SUBscribes; a room each subscriber
+ * joins with a channel of its own; or a peer that subscribes every
+ * connection itself on open (the uWebSockets pub/sub peer), so subscribers
+ * send nothing and the publisher's text is delivered as it is. */
+enum { FM_CHANNEL, FM_ROOM, FM_PEER };
+static const char *const fm_names[] = {"channel", "room", "peer"};
 
 /* ---- latency histogram: log2 buckets with 16 linear steps each --------- */
 
@@ -236,8 +244,8 @@ static void send_publish(conn *c)
     size_t pad = b->c.size > 64 ? b->c.size - 40 : 24;
     if (pad > 65536)
         pad = 65536;
-    int n = snprintf(msg, 160, "{\"request_id\":\"p\",\"payload\":\"fanout %020" PRIu64 " ",
-                     now_ns());
+    int n = snprintf(msg, 160, "{\"request_id\":\"p\",\"payload\":\"%s %020" PRIu64 " ",
+                     b->c.mode == FM_ROOM ? "fanroom" : "fanout", now_ns());
     memset(msg + n, 'x', pad);
     n += (int)pad;
     n += snprintf(msg + n, 160, "\",\"header\":{},\"route\":\"/publish\",\"method\":\"POST\"}");
@@ -294,13 +302,17 @@ static void got_message(conn *c, int rsv1, const uint8_t *p, size_t n)
     uint64_t t = now_ns();
     if (c->role == ROLE_SUBSCRIBER) {
         b->deliveries_total++;
-        /* {"request_id":"fanout","payload":"<20 digits> ... */
-        static const char pre[] = "{\"request_id\":\"fanout\",\"payload\":\"";
+        /* {"request_id":"<id>","payload":"[<channel> ]<20 digits> ... */
+        static const char pre[] = "\"payload\":\"";
         if (b->phase == PH_MEASURE) {
             b->msgs++;
             b->bytes += n;
-            if (!rsv1 && n > sizeof pre + 20 && memcmp(p, pre, sizeof pre - 1) == 0) {
-                uint64_t sent = strtoull((const char *)p + sizeof pre - 1, NULL, 10);
+            const char *q = !rsv1 && n > 64 ? memmem(p, 48, pre, sizeof pre - 1) : NULL;
+            if (q) {
+                q += sizeof pre - 1;
+                if (*q == 'f')      /* the peer delivers the post as it was sent */
+                    q = memchr(q, ' ', 16);
+                uint64_t sent = q ? strtoull(q + (*q == ' '), NULL, 10) : 0;
                 if (sent && sent <= t)
                     h_add(&b->lat, t - sent);
             }
@@ -556,10 +568,16 @@ static void open_done(conn *c)
             send_message(c);
         break;
     case SC_FANOUT:
-        if (c->role == ROLE_SUBSCRIBER) {
+        if (c->role == ROLE_SUBSCRIBER && b->c.mode == FM_CHANNEL) {
             static const char sub[] = "{\"request_id\":\"fanout\",\"payload\":\"\",\"header\":{},"
                                       "\"route\":\"/fanout\",\"method\":\"SUB\"}";
             send_frame(c, 0x1, (const uint8_t *)sub, sizeof sub - 1);
+        } else if (c->role == ROLE_SUBSCRIBER && b->c.mode == FM_ROOM) {
+            char sub[160];
+            int k = snprintf(sub, sizeof sub, "{\"request_id\":\"m%u\",\"payload\":\"\","
+                             "\"header\":{},\"route\":\"/room\",\"method\":\"SUB\"}",
+                             b->n_open);
+            send_frame(c, 0x1, (const uint8_t *)sub, (size_t)k);
         }
         break;
     case SC_CONNECTIONS:
@@ -719,8 +737,8 @@ static void usage(FILE *out)
           "  echo         messages echoed by xraptor-echo: msgs/s, MB/s, latency\n"
           "  tcp          the same against xraptor-bench-baseline (tcp://, length-prefixed)\n"
           "  route        X-raptor POST /echo requests (xraptor-bench-server): req/s, latency\n"
-          "  fanout       --connections subscribers of one channel, one publisher\n"
-          "               (xraptor-bench-server): deliveries/s, publish-to-receive latency\n"
+          "  fanout       --connections subscribers, one publisher (xraptor-bench-server):\n"
+          "               deliveries/s, publish-to-receive latency; --mode says how\n"
           "  connections  open --connections idle connections, report the server's RSS\n"
           "               growth per connection (needs --pid)\n"
           "  handshakes   new (TLS +) WebSocket connections per second\n\n"
@@ -733,6 +751,10 @@ static void usage(FILE *out)
           "  --warmup SECS      unmeasured time first (1)\n"
           "  --concurrency N    handshakes in flight (32)\n"
           "  --compression      offer permessage-deflate and send compressed (echo)\n"
+          "  --mode MODE        fanout: channel (every subscriber SUBs one request_id,\n"
+          "                     default), room (each joins room \"fanroom\" with its own\n"
+          "                     request_id: SUB /room), peer (subscribers send nothing:\n"
+          "                     a server that subscribes on open, e.g. uWebSockets)\n"
           "  --pid PID          the server's pid (connections: RSS from /proc)\n"
           "  --json             one JSON object instead of the table\n"
           "  --help             this text\n"
@@ -812,6 +834,15 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--concurrency") == 0) { VAL(); c->concurrency = (int)num(a, v, 1, 10000); }
         else if (strcmp(a, "--pid") == 0) { VAL(); c->pid = (long)num(a, v, 1, 1e9); }
         else if (strcmp(a, "--compression") == 0) c->compression = 1;
+        else if (strcmp(a, "--mode") == 0) {
+            VAL();
+            c->mode = -1;
+            for (int k = 0; k < 3; k++)
+                if (strcmp(v, fm_names[k]) == 0)
+                    c->mode = k;
+            if (c->mode < 0)
+                die(2, "--mode: '%s' is not channel, room or peer", v);
+        }
         else if (strcmp(a, "--json") == 0) c->json = 1;
         else if (strcmp(a, "--help") == 0) { usage(stdout); return 0; }
         else die(2, "unknown flag '%s' (see --help)", a);
