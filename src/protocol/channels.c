@@ -44,7 +44,16 @@ typedef struct xr_room {
     xr_map index;           /* member name -> position + 1 in v */
     xr_member *v;
     size_t n, cap;
+    size_t n_remote;        /* members with no channel here */
 } xr_room;
+
+/* A message for a channel or a room, waiting for the drain. Targets are
+ * found again by name then: they may have gone meanwhile. */
+typedef struct xr_pending {
+    unsigned room : 1;
+    size_t noff, nlen;      /* in p->pending_names */
+    xr_shared *tail;
+} xr_pending;
 
 /* The rooms one member is in, so a closing channel leaves them all and a
  * new one is found by them. */
@@ -73,36 +82,110 @@ static xr_shared *sub_tail(xr_proto *p, const char *msg, size_t mlen)
     return xr_shared_new(p->scratch.p, p->scratch.len);
 }
 
-/* Sends only queue and never call back, so the lists walked here cannot
- * change under the walk. */
-static void deliver(xr_proto *p, xr_channel *ch, xr_shared *tail)
+static int enqueue(xr_proto *p, int room, const char *name, size_t len, xr_shared *tail)
 {
-    size_t plen = ch->plen + tail->len;
+    if (p->n_pending == p->cap_pending) {
+        size_t cap = p->cap_pending ? p->cap_pending * 2 : 64;
+        xr_pending *v = realloc(p->pending, cap * sizeof *v);
+        if (!v)
+            return XR_ENOMEM;
+        p->pending = v;
+        p->cap_pending = cap;
+    }
+    size_t off = p->pending_names.len;
+    if (xr_buf_add(&p->pending_names, name, len) < 0)
+        return XR_ENOMEM;
+    if (p->n_pending == 0)
+        event_active(p->drain_ev, EV_TIMEOUT, 0);
+    p->pending[p->n_pending++] = (xr_pending){room ? 1 : 0, off, len, xr_shared_ref(tail)};
+    return XR_OK;
+}
+
+/*
+ * n messages for one channel. Sends only queue and never call back, and
+ * xr_conn_uncork never destroys, so the lists walked here cannot change
+ * under the walk. Each receiver gets its n messages, then they are written
+ * before the next receiver's: one output block serves them all in turn.
+ */
+static void deliver(xr_proto *p, xr_channel *ch, xr_pending *run, size_t n)
+{
     xr_receiver *r = ch->head;
     if (!r->next) {
-        if (xr_conn_send_shared(r->pc->conn, ch->prefix, ch->plen, tail) == XR_OK)
-            p->stats.deliveries++;
+        xr_conn *c = r->pc->conn;
+        for (size_t k = 0; k < n; k++)
+            if (xr_conn_send_shared(c, ch->prefix, ch->plen, run[k].tail) == XR_OK)
+                p->stats.deliveries++;
+        xr_conn_uncork(c);
         return;
     }
-    /* Every receiver of one channel gets the same bytes: the whole frame is
-     * built once (compressing receivers still take prefix and tail). */
-    uint8_t h[XR_WS_MAX_HEADER];
-    size_t hl = xr_ws_header(h, XR_WS_OP_TEXT, 1, plen, NULL);
-    xr_shared *frame = xr_shared_new(NULL, hl + plen);
-    if (frame) {
-        memcpy(frame->data, h, hl);
-        memcpy(frame->data + hl, ch->prefix, ch->plen);
-        memcpy(frame->data + hl + ch->plen, tail->data, tail->len);
+    /* Every receiver of one channel gets the same bytes: each whole frame
+     * is built once (compressing receivers still take prefix and tail). */
+    if (n > p->cap_frames) {
+        xr_shared **v = realloc(p->frames, n * sizeof *v);
+        if (!v)
+            return;
+        p->frames = v;
+        p->cap_frames = n;
+    }
+    for (size_t k = 0; k < n; k++) {
+        xr_shared *tail = run[k].tail, *frame;
+        size_t plen = ch->plen + tail->len;
+        uint8_t h[XR_WS_MAX_HEADER];
+        size_t hl = xr_ws_header(h, XR_WS_OP_TEXT, 1, plen, NULL);
+        if ((frame = p->frames[k] = xr_shared_new(NULL, hl + plen))) {
+            memcpy(frame->data, h, hl);
+            memcpy(frame->data + hl, ch->prefix, ch->plen);
+            memcpy(frame->data + hl + ch->plen, tail->data, tail->len);
+        }
     }
     for (; r; r = r->next) {
         xr_conn *c = r->pc->conn;
-        int rc = frame && !xr_conn_wants_deflate(c, plen)
-                 ? xr_conn_send_frame(c, frame, plen)
-                 : xr_conn_send_shared(c, ch->prefix, ch->plen, tail);
-        if (rc == XR_OK)
-            p->stats.deliveries++;
+        for (size_t k = 0; k < n; k++) {
+            size_t plen = ch->plen + run[k].tail->len;
+            int rc = p->frames[k] && !xr_conn_wants_deflate(c, plen)
+                     ? xr_conn_send_frame(c, p->frames[k], plen)
+                     : xr_conn_send_shared(c, ch->prefix, ch->plen, run[k].tail);
+            if (rc == XR_OK)
+                p->stats.deliveries++;
+        }
+        xr_conn_uncork(c);
     }
-    xr_shared_unref(frame);
+    for (size_t k = 0; k < n; k++)
+        xr_shared_unref(p->frames[k]);
+}
+
+static int same_target(const xr_proto *p, const xr_pending *a, const xr_pending *b)
+{
+    return a->room == b->room && a->nlen == b->nlen &&
+           memcmp(p->pending_names.p + a->noff, p->pending_names.p + b->noff, a->nlen) == 0;
+}
+
+/* After the callback that queued them: runs of messages for one target,
+ * in the order they came, so each channel keeps its order. */
+static void on_drain(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    xr_proto *p = arg;
+    for (size_t i = 0, j; i < p->n_pending; i = j) {
+        xr_pending *run = &p->pending[i];
+        for (j = i + 1; j < p->n_pending && same_target(p, run, &p->pending[j]); j++)
+            ;
+        const char *name = p->pending_names.p + run->noff;
+        if (!run->room) {
+            xr_channel *ch = xr_map_get(&p->channels, name, run->nlen);
+            if (ch)
+                deliver(p, ch, run, j - i);
+            continue;
+        }
+        xr_room *room = xr_map_get(&p->rooms, name, run->nlen);
+        for (size_t m = 0; room && m < room->n; m++)
+            if (room->v[m].ch)
+                deliver(p, room->v[m].ch, run, j - i);  /* here: no broker round trip */
+    }
+    for (size_t i = 0; i < p->n_pending; i++)
+        xr_shared_unref(p->pending[i].tail);
+    p->n_pending = 0;
+    p->pending_names.len = 0;
 }
 
 static void on_antenna_message(void *host, const char *name, size_t clen,
@@ -118,15 +201,13 @@ static void on_antenna_message(void *host, const char *name, size_t clen,
     if (!tail)
         return;
     if (ch)
-        deliver(p, ch, tail);
+        enqueue(p, 0, name, clen, tail);
     if (room) {
-        for (size_t i = 0; i < room->n; i++) {
-            xr_member *m = &room->v[i];
-            if (m->ch)
-                deliver(p, m->ch, tail);  /* here: no broker round trip */
-            else
-                antenna_publish(p, m->name, m->len, msg, mlen);
-        }
+        enqueue(p, 1, name, clen, tail);
+        /* Members elsewhere hear it through the broker. */
+        for (size_t i = 0; room->n_remote && i < room->n; i++)
+            if (!room->v[i].ch)
+                antenna_publish(p, room->v[i].name, room->v[i].len, msg, mlen);
     }
     xr_shared_unref(tail);
 }
@@ -246,6 +327,8 @@ static void room_leave(xr_proto *p, xr_room *room, const char *member, size_t le
     if (!i)
         return;
     membership_drop(p, member, len, room);
+    if (!room->v[i - 1].ch)
+        room->n_remote--;
     /* The last member takes the leaver's place. */
     size_t last = room->n - 1;
     if (i - 1 != last) {
@@ -310,7 +393,8 @@ int xr_proto_room_join(xr_proto *p, const char *name, const char *member)
         room_close_if_empty(p, room);
         return XR_ENOMEM;
     }
-    room->v[room->n++] = (xr_member){e->key, ml, xr_map_get(&p->channels, member, ml)};
+    room->v[room->n] = (xr_member){e->key, ml, xr_map_get(&p->channels, member, ml)};
+    room->n_remote += !room->v[room->n++].ch;
     ms->rooms[ms->n++] = room;
     return XR_OK;
 }
@@ -347,8 +431,10 @@ static void member_here(xr_proto *p, xr_channel *ch)
     xr_membership *ms = xr_map_get(&p->memberships, ch->e->key, ch->e->klen);
     for (size_t i = 0; ms && i < ms->n; i++) {
         xr_member *m = room_member(ms->rooms[i], ch->e->key, ch->e->klen);
-        if (m)
+        if (m && !m->ch) {
             m->ch = ch;
+            ms->rooms[i]->n_remote--;
+        }
     }
 }
 
@@ -543,7 +629,8 @@ int xr_channels_init(xr_proto *p, char *err, size_t errlen)
     p->antenna_up = p->antenna->connected(p->antenna_self);
     p->antenna_was_up = p->antenna_up;
     p->room_timer = event_new(p->base, -1, EV_PERSIST, on_room_timer, p);
-    if (!p->room_timer || !p->antenna_url) {
+    p->drain_ev = event_new(p->base, -1, 0, on_drain, p);
+    if (!p->room_timer || !p->drain_ev || !p->antenna_url) {
         snprintf(err, errlen, "out of memory");
         return XR_ENOMEM;
     }
@@ -576,6 +663,18 @@ void xr_channels_free(xr_proto *p)
     if (p->room_timer)
         event_free(p->room_timer);
     p->room_timer = NULL;
+    if (p->drain_ev)
+        event_free(p->drain_ev);
+    p->drain_ev = NULL;
+    for (size_t i = 0; i < p->n_pending; i++)
+        xr_shared_unref(p->pending[i].tail);
+    free(p->pending);
+    p->pending = NULL;
+    p->n_pending = p->cap_pending = 0;
+    xr_buf_free(&p->pending_names);
+    free(p->frames);
+    p->frames = NULL;
+    p->cap_frames = 0;
     xr_antenna_close(p->antenna_dl);
     p->antenna_dl = NULL;
     free(p->antenna_url);

@@ -48,6 +48,15 @@ struct xr_proto {
     xr_map memberships;             /* member -> struct xr_membership */
     xr_map subs;                    /* name -> antenna subscription count */
     struct event *room_timer;
+    /* Channel and room messages from the antenna wait here until the
+     * current callback ends, then go out receiver by receiver (every
+     * message of a burst to one receiver at once, then the next). */
+    struct xr_pending *pending;
+    size_t n_pending, cap_pending;
+    xr_buf pending_names;           /* their targets' names, back to back */
+    struct xr_shared **frames;      /* whole frames of one run, reused */
+    size_t cap_frames;
+    struct event *drain_ev;
     const xr_antenna_ops *antenna;
     void *antenna_self;
     void *antenna_dl;

@@ -86,6 +86,7 @@ struct xr_conn {
     unsigned deflate : 1;         /* permessage-deflate negotiated */
     unsigned tls_wants_write : 1; /* SSL_read needs the socket writable */
     unsigned held : 1;            /* whole frames wait in c->in for the backlog */
+    unsigned broken : 1;          /* a write failed: destroyed at the flush step */
 };
 
 static void on_io(evutil_socket_t fd, short what, void *arg);
@@ -525,6 +526,10 @@ void xr_conn_flush(xr_conn *c)
 {
     xr_transport *t = c->t;
     unmark(c);
+    if (c->broken) {
+        xr_conn_destroy(c);
+        return;
+    }
     if (c->slow) {
         c->slow = 0;
         t->stats.slow_reader_closes++;
@@ -563,6 +568,20 @@ void xr_conn_flush(xr_conn *c)
         c->held = 0;
         event_active(&c->ev, EV_READ, 1);
     }
+}
+
+void xr_conn_uncork(xr_conn *c)
+{
+    /* Anything beyond plain bytes to write (a close to act on, a socket
+     * that was full) is left to the flush step. */
+    if (!c->dirty || c->broken || c->slow || c->notify || c->busy || !c->out.len ||
+        c->state != ST_OPEN || c->paused || (c->watching & EV_WRITE))
+        return;
+    int r = out_write(c);
+    if (r < 0)
+        c->broken = 1;
+    else if (r == 1)
+        unmark(c);
 }
 
 /* ---- HTTP ------------------------------------------------------------- */

@@ -122,6 +122,15 @@ int xr_conn_send_shared(xr_conn *c, const char *prefix, size_t plen, xr_shared *
 /* A whole frame (header included): the fan-out of one channel, where every
  * receiver gets the very same bytes. */
 int xr_conn_send_frame(xr_conn *c, xr_shared *frame, size_t payload_len);
+/*
+ * Writes what is queued for c now instead of at the end of the callback:
+ * for a fan-out that gives each receiver all its messages at once, so one
+ * output block, hot in the cache, serves receiver after receiver. Only
+ * from a callback of the loop's own (never inside an application's); it
+ * never calls back and never destroys c (a broken socket goes at the next
+ * flush step).
+ */
+void xr_conn_uncork(xr_conn *c);
 /* Whether a message of len bytes goes to c compressed. */
 int xr_conn_wants_deflate(const xr_conn *c, size_t len);
 
