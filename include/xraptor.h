@@ -9,6 +9,13 @@
  * One event loop per server, one thread: every callback below runs on the
  * loop that xr_server_run() drives, and every xr_* function taking a server
  * or connection must be called from that thread.
+ *
+ * Sends only queue. xr_conn_send(), xr_reply(), xr_publish() and
+ * xr_conn_close() never write to a socket and never call the application
+ * back: what a callback queued for a connection is written once that
+ * callback (or the loop's current batch of callbacks) ends, and a close
+ * they cause (a slow reader, an explicit close) runs on_close from the
+ * loop afterwards, never from inside the call that caused it.
  */
 #ifndef XRAPTOR_H
 #define XRAPTOR_H
@@ -181,7 +188,11 @@ enum {
  * The raw layer: for programs that speak their own message format. Any
  * callback may be NULL. data passed to on_message is valid only during the
  * call. on_close runs once for every connection that on_open saw, with the
- * code the peer sent (or 1005/1006), after which the xr_conn is gone.
+ * close code sent or received (or 1005/1006), always from the loop (never
+ * inside an xr_* call of yours); after it sends fail with XR_ECLOSED, and
+ * the xr_conn is freed once the close handshake is over. With on_message
+ * set every message goes to it and routes never run: xr_server_run()
+ * refuses (XR_EUSAGE) a server that has both.
  */
 typedef struct xr_handlers {
     void (*on_open)(xr_conn *conn, void *ud);
@@ -319,14 +330,16 @@ size_t xr_room_size(const xr_server *srv, const char *room);
 /* ---- connections ------------------------------------------------------ */
 
 /*
- * Queues one whole message. Fails with XR_ECLOSED once the connection is
- * closing, XR_EINVAL for a text message that is not UTF-8, and XR_ELIMIT
- * when the queued output already exceeds max_output_buffer: the slow reader
- * is then closed with 1008.
+ * Queues one whole message; it is written when the current callback ends.
+ * Fails with XR_ECLOSED once the connection is closing, XR_EINVAL for a
+ * text message that is not UTF-8, and XR_ELIMIT when the queued output
+ * already exceeds max_output_buffer: the slow reader is then closed with
+ * 1008 from the loop (its on_close runs after this call has returned).
  */
 int xr_conn_send(xr_conn *conn, xr_msg_type type, const void *data, size_t len);
 
-/* Starts the close handshake; reason is UTF-8, at most 123 bytes. */
+/* Starts the close handshake: queues the close frame; on_close follows
+ * from the loop. reason is UTF-8, at most 123 bytes. */
 int xr_conn_close(xr_conn *conn, int code, const char *reason);
 
 void xr_conn_set_data(xr_conn *conn, void *data);

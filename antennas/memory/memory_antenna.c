@@ -6,7 +6,9 @@
  *
  * Delivery is deferred to the next loop iteration through one event: a
  * handler that publishes never re-enters the host from inside its own call,
- * and messages keep their publish order.
+ * and messages keep their publish order. Messages wait packed in one byte
+ * queue, swapped with a second one while it is delivered: once both have
+ * grown, publishing allocates nothing.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -18,14 +20,18 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
+/* One queued item, followed by its channel and message bytes. */
 typedef struct item {
-    struct item *next;
     xr_antenna_alive_cb alive_cb;   /* set: an is_alive answer, not a message */
     void *alive_arg;
     int alive;
     size_t clen, mlen;
-    char data[];                    /* channel, then message */
 } item;
+
+typedef struct queue {
+    char *p;
+    size_t len, cap;
+} queue;
 
 typedef struct name {
     size_t len;
@@ -35,7 +41,8 @@ typedef struct name {
 typedef struct memory {
     xr_antenna_host host;
     struct event *ev;
-    item *head, *tail;
+    queue q;                        /* filled by publish */
+    queue run;                      /* being delivered */
     /* Subscribed channel names, sorted (length, then bytes) for bsearch. */
     name **subs;
     size_t n_subs, cap_subs;
@@ -68,38 +75,64 @@ static size_t find(const memory *m, const char *ch, size_t len, int *found)
     return lo;
 }
 
+/* Items are padded to keep the next header aligned. */
+static size_t item_size(size_t clen, size_t mlen)
+{
+    size_t n = sizeof(item) + clen + mlen;
+    return (n + _Alignof(item) - 1) & ~(_Alignof(item) - 1);
+}
+
 static void run(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     memory *m = arg;
     /* Take the queue as it is now; what handlers publish meanwhile waits for
      * the next round, so a publish loop cannot starve the server. */
-    item *it = m->head, *next;
-    m->head = m->tail = NULL;
-    for (; it; it = next) {
-        next = it->next;
+    queue q = m->q;
+    m->q = m->run;
+    m->q.len = 0;
+    m->run = q;
+    for (size_t off = 0; off < q.len;) {
+        item *it = (item *)(q.p + off);
+        const char *data = (const char *)(it + 1);
+        off += item_size(it->clen, it->mlen);
         if (it->alive_cb) {
             it->alive_cb(it->alive, it->alive_arg);
         } else {
             int found;
-            find(m, it->data, it->clen, &found);
+            find(m, data, it->clen, &found);
             if (found)
-                m->host.message(m->host.host, it->data, it->clen, it->data + it->clen, it->mlen);
+                m->host.message(m->host.host, data, it->clen, data + it->clen, it->mlen);
         }
-        free(it);
+    }
+    m->run.len = 0;
+    /* One burst of huge messages must not pin its memory for good. */
+    if (m->run.cap > (4u << 20)) {
+        free(m->run.p);
+        m->run = (queue){0};
     }
 }
 
-static int enqueue(memory *m, item *it)
+static item *enqueue(memory *m, size_t clen, size_t mlen)
 {
-    it->next = NULL;
-    if (m->tail)
-        m->tail->next = it;
-    else
-        m->head = it;
-    m->tail = it;
+    size_t n = item_size(clen, mlen);
+    if (m->q.cap - m->q.len < n) {
+        size_t cap = m->q.cap ? m->q.cap : 4096;
+        while (cap - m->q.len < n)
+            cap *= 2;
+        char *p = realloc(m->q.p, cap);
+        if (!p)
+            return NULL;
+        m->q.p = p;
+        m->q.cap = cap;
+    }
+    item *it = (item *)(m->q.p + m->q.len);
+    m->q.len += n;
+    it->clen = clen;
+    it->mlen = mlen;
+    it->alive_cb = NULL;
     event_active(m->ev, EV_TIMEOUT, 0);
-    return 0;
+    return it;
 }
 
 static int check_url(const char *url, char *err, size_t errlen)
@@ -129,11 +162,8 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
 static void destroy(void *self)
 {
     memory *m = self;
-    item *it = m->head, *next;
-    for (; it; it = next) {
-        next = it->next;
-        free(it);
-    }
+    free(m->q.p);
+    free(m->run.p);
     for (size_t i = 0; i < m->n_subs; i++)
         free(m->subs[i]);
     free(m->subs);
@@ -182,31 +212,29 @@ static int unsubscribe(void *self, const char *ch, size_t len)
 
 static int publish(void *self, const char *ch, size_t clen, const char *msg, size_t mlen)
 {
-    item *it = malloc(sizeof *it + clen + mlen);
+    item *it = enqueue(self, clen, mlen);
     if (!it)
         return -1;
-    it->alive_cb = NULL;
-    it->clen = clen;
-    it->mlen = mlen;
-    memcpy(it->data, ch, clen);
+    char *data = (char *)(it + 1);
+    memcpy(data, ch, clen);
     if (mlen)
-        memcpy(it->data + clen, msg, mlen);
-    return enqueue(self, it);
+        memcpy(data + clen, msg, mlen);
+    return 0;
 }
 
 /* In one process "anyone listening" is exactly "subscribed here". */
 static int is_alive(void *self, const char *ch, size_t len, xr_antenna_alive_cb done, void *arg)
 {
     memory *m = self;
-    item *it = malloc(sizeof *it);
-    if (!it)
-        return -1;
     int found;
     find(m, ch, len, &found);
+    item *it = enqueue(m, 0, 0);
+    if (!it)
+        return -1;
     it->alive_cb = done;
     it->alive_arg = arg;
     it->alive = found;
-    return enqueue(m, it);
+    return 0;
 }
 
 static int connected(void *self)

@@ -47,6 +47,9 @@ enum { TMO_NONE, TMO_PING, TMO_PONG, TMO_CLOSE };
 
 #define XR_IOV 64
 
+/* The largest TLS record's plaintext (RFC 8446 5.1). */
+#define XR_TLS_RECORD 16384
+
 struct xr_conn {
     xr_transport *t;
     struct event ev;              /* the socket; flags and timeout in watching/tmo */
@@ -211,8 +214,23 @@ static int out_write(xr_conn *c)
     while (c->out.len) {
         if (c->ssl) {
             xr_seg *s = c->out.head;
+            const char *p = seg_bytes(s);
+            size_t len = s->len;
+            if (s->next && len < XR_TLS_RECORD) {
+                /* One record for what several segments hold: each
+                 * SSL_write is a record and a write() of its own. The
+                 * same bytes are gathered again if OpenSSL asks for a
+                 * retry (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER). */
+                len = 0;
+                for (; s && len < XR_TLS_RECORD; s = s->next) {
+                    size_t k = s->len < XR_TLS_RECORD - len ? s->len : XR_TLS_RECORD - len;
+                    memcpy(t->tls_wbuf + len, seg_bytes(s), k);
+                    len += k;
+                }
+                p = t->tls_wbuf;
+            }
             ERR_clear_error();
-            int w = SSL_write(c->ssl, seg_bytes(s), s->len > INT_MAX ? INT_MAX : (int)s->len);
+            int w = SSL_write(c->ssl, p, len > INT_MAX ? INT_MAX : (int)len);
             if (w > 0) {
                 out_consume(c, (size_t)w);
                 continue;
@@ -786,7 +804,6 @@ static void deliver_deflated(xr_conn *c, unsigned op, const uint8_t *data, size_
 
 static void on_frame(xr_conn *c, xr_ws_frame *f)
 {
-    xr_transport *t = c->t;
     switch (f->opcode) {
     case XR_WS_OP_TEXT:
     case XR_WS_OP_BINARY:
@@ -827,7 +844,6 @@ static void on_frame(xr_conn *c, xr_ws_frame *f)
             c->state = ST_CLOSING;
             notify_close(c, f->close_code, (const char *)f->reason, f->reason_len);
         }
-        (void)t;
         finish(c);
         return;
     }

@@ -69,6 +69,7 @@ struct xr_transport {
      * kept by its connection, so idle connections hold no input buffer. */
     uint8_t *rbuf;
     size_t rbuf_cap;
+    char *tls_wbuf;                 /* a record's worth of small segments */
 
     /* permessage-deflate, shared by every connection */
     z_stream *deflaters[16];        /* by window bits, made on first use */
@@ -78,6 +79,8 @@ struct xr_transport {
 };
 
 /* conn.c */
+/* Puts c on the list the flush step walks when the current callback ends. */
+void xr_transport_mark(xr_transport *t, xr_conn *c);
 void xr_conn_accept(xr_transport *t, int fd, int tls, xr_map_entry *ip);
 void xr_conn_destroy(xr_conn *c);
 void xr_conn_expire_handshakes(xr_transport *t);
@@ -87,7 +90,6 @@ void xr_conn_flush(xr_conn *c);
 xr_conn *xr_conn_next(const xr_conn *c);
 
 /* transport.c */
-void xr_transport_mark(xr_transport *t, xr_conn *c);
 z_stream *xr_transport_deflater(xr_transport *t, int bits);
 void xr_transport_close_counted(xr_transport *t, unsigned code);
 

@@ -76,6 +76,11 @@ xr_transport *xr_transport_new(struct event_base *base, const xr_options *o,
     }
     t->rbuf_cap = XR_RBUF;
     t->rbuf = malloc(t->rbuf_cap);
+    if (t->tls && !(t->tls_wbuf = malloc(16384))) {
+        snprintf(err, errlen, "out of memory");
+        xr_transport_free(t);
+        return NULL;
+    }
     t->hs_timer = evtimer_new(base, on_hs_timer, t);
     t->resume_timer = evtimer_new(base, on_resume_timer, t);
     t->flush_ev = event_new(base, -1, 0, on_flush, t);
@@ -131,6 +136,7 @@ void xr_transport_free(xr_transport *t)
         SSL_CTX_free(t->tls);
     free(t->dirty);
     free(t->rbuf);
+    free(t->tls_wbuf);
     free(t);
 }
 

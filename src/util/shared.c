@@ -3,11 +3,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/pool.h"
+
 xr_shared *xr_shared_new(const void *data, size_t len)
 {
-    xr_shared *s = malloc(sizeof *s + len);
+    size_t size = xr_pool_size(sizeof(xr_shared) + len);
+    xr_shared *s = xr_pool_get(size);
     if (!s)
         return NULL;
+    s->size = size;
     s->refs = 1;
     s->deflate_tried = 0;
     s->deflated = NULL;
@@ -21,6 +25,6 @@ void xr_shared_unref(xr_shared *s)
 {
     if (s && --s->refs == 0) {
         xr_shared_unref(s->deflated);
-        free(s);
+        xr_pool_put(s, s->size);
     }
 }

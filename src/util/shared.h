@@ -9,12 +9,14 @@
 typedef struct xr_shared {
     unsigned refs;
     unsigned deflate_tried : 1;
+    size_t size;                    /* the block's, for the pool */
     struct xr_shared *deflated;     /* the same bytes compressed (transport's cache) */
     size_t len;
     char data[];
 } xr_shared;
 
-/* data NULL: the caller fills the len bytes. One reference. */
+/* data NULL: the caller fills the len bytes. One reference. Blocks come
+ * from the pool (util/pool.h): a warm fan-out allocates nothing. */
 xr_shared *xr_shared_new(const void *data, size_t len);
 static inline xr_shared *xr_shared_ref(xr_shared *s) { s->refs++; return s; }
 void xr_shared_unref(xr_shared *s);

@@ -90,6 +90,44 @@ async def test_route_allocates_nothing_per_request_once_warm():
 
 
 @test
+async def test_room_fanout_allocates_nothing_per_message_once_warm():
+    # A room of 20 members (SUB channels of their own), one publisher: the
+    # antenna, the room walk, the shared frames and the writes, per message.
+    members, warm, n = 20, 300, 3000
+    with Counted(binary=PROTOSERVER) as srv:
+        pub = await websockets.connect(srv.url(), compression=None)
+        subs = []
+        for i in range(members):
+            ws = await websockets.connect(srv.url(), compression=None)
+            await ws.send(request(f"m{i}", "/stream", "SUB"))
+            assert "subscribed" in await asyncio.wait_for(ws.recv(), 5)
+            await pub.send(request("j", "/room/join", "POST", f"fan|m{i}"))
+            assert '"payload":"ok"' in await asyncio.wait_for(pub.recv(), 5)
+            subs.append(ws)
+
+        async def receive(ws, count, first):
+            for k in range(first, first + count):
+                got = await asyncio.wait_for(ws.recv(), 10)
+                assert f'"payload":"hello {k}"' in got, (k, got)
+
+        async def publish(first, count):
+            readers = [asyncio.create_task(receive(ws, count, first)) for ws in subs]
+            for k in range(first, first + count):
+                await pub.send(request("p", "/publish", "POST", f"fan|hello {k}"))
+                assert '"payload":"published"' in await asyncio.wait_for(pub.recv(), 5)
+            await asyncio.gather(*readers)
+        await publish(0, warm)
+        before = srv.allocations()
+        await publish(warm, n)
+        after = srv.allocations()
+        for ws in subs + [pub]:
+            await ws.close()
+    print(f"# room fan-out: {after - before} allocations over {n} messages "
+          f"to {members} members ({n * members} deliveries)")
+    assert after - before <= BOUND, after - before
+
+
+@test
 async def test_shim_counts_for_real():
     # The same counter must see allocations that do happen: 1000 new
     # connections each allocate (connection state, buffers).

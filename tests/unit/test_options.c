@@ -123,6 +123,63 @@ static void test_server_new_reports_bad_tls_files(void)
     CHECK(strstr(err, "/nonexistent/cert.pem") != NULL);
 }
 
+static void raw(xr_conn *c, xr_msg_type t, const char *d, size_t n, void *ud)
+{
+    (void)c, (void)t, (void)d, (void)n, (void)ud;
+}
+
+static int handler(xr_request *r, void *ud)
+{
+    (void)r, (void)ud;
+    return 0;
+}
+
+static void test_every_string_option_at_its_maximum_is_kept(void)
+{
+    xr_options o;
+    char err[256];
+    static char names[4][XR_MAX_LIST][32];
+    xr_options_init(&o);
+    for (int k = 0; k < XR_MAX_LIST; k++) {
+        snprintf(names[0][k], 32, "127.0.0.1:%d", 20000 + k);
+        snprintf(names[1][k], 32, "https://o%d.example", k);
+        snprintf(names[2][k], 32, "proto%d", k);
+        snprintf(names[3][k], 32, "/tmp/static%d", k);
+        o.listen[k] = names[0][k];
+        o.allowed_origins[k] = names[1][k];
+        o.subprotocols[k] = names[2][k];
+        o.static_dirs[k] = names[3][k];
+    }
+    o.n_listen = o.n_allowed_origins = o.n_subprotocols = o.n_static_dirs = XR_MAX_LIST;
+    o.tls_ciphers = "HIGH";
+    o.health_path = "/h";
+    o.metrics_path = "/m";
+    o.antenna = "memory://";
+    o.antenna_dir = "/tmp";
+    xr_server *srv = xr_server_new(&o, err, sizeof err);
+    CHECK(srv != NULL);
+    if (!srv)
+        printf("#   %s\n", err);
+    xr_server_free(srv);
+}
+
+static void test_raw_handler_and_routes_refused_together(void)
+{
+    xr_options o;
+    char err[256];
+    xr_options_init(&o);
+    o.listen[0] = "127.0.0.1:0";
+    o.n_listen = 1;
+    o.log_level = XR_LOG_ERROR;
+    xr_server *srv = xr_server_new(&o, err, sizeof err);
+    xr_handlers h = {.on_message = raw};
+    xr_server_set_handlers(srv, &h, NULL);
+    CHECK_EQ(xr_route(srv, "/r", XR_GET, handler, NULL), XR_OK);
+    CHECK_EQ(xr_server_run(srv), XR_EUSAGE);
+    CHECK(strstr(xr_server_error(srv), "on_message") != NULL);
+    xr_server_free(srv);
+}
+
 int main(void)
 {
     RUN(test_defaults);
@@ -132,5 +189,7 @@ int main(void)
     RUN(test_size_and_duration_units);
     RUN(test_listen_spec_forms);
     RUN(test_server_new_reports_bad_tls_files);
+    RUN(test_every_string_option_at_its_maximum_is_kept);
+    RUN(test_raw_handler_and_routes_refused_together);
     return tap_done();
 }
