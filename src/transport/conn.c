@@ -348,6 +348,24 @@ static void unmark(xr_conn *c)
     }
 }
 
+/* ---- shared state: compressors, counters ----------------------------- */
+
+/* The process-wide compressor for a window (9..15), made on first use. */
+static z_stream *deflater_for(xr_transport *t, int bits)
+{
+    if (bits < 9 || bits > 15)
+        return NULL;
+    if (!t->deflaters[bits])
+        t->deflaters[bits] = xr_zdeflate_new(bits, (int)t->o->compression_level);
+    return t->deflaters[bits];
+}
+
+static void close_counted(xr_transport *t, unsigned code)
+{
+    t->stats.closes[code >= 1000 && code < 1000 + XR_CLOSE_SLOTS - 1
+                    ? code - 1000 : XR_CLOSE_SLOTS - 1]++;
+}
+
 /* ---- lists and lifetime ---------------------------------------------- */
 
 static void hs_arm(xr_transport *t)
@@ -383,7 +401,7 @@ static void notify_close(xr_conn *c, unsigned code, const char *reason, size_t l
     if (!c->upgraded || c->closed_cb)
         return;
     c->closed_cb = 1;
-    xr_transport_close_counted(t, code);
+    close_counted(t, code);
     if (t->hooks.close)
         t->hooks.close(c, (int)code, reason ? reason : "", len, t->ud);
 }
@@ -468,7 +486,7 @@ static const char *deflated(xr_conn *c, const void *a, size_t alen, const void *
     xr_transport *t = c->t;
     if (!xr_conn_wants_deflate(c, alen + blen))
         return NULL;
-    z_stream *z = xr_transport_deflater(t, c->pmd.server_bits);
+    z_stream *z = deflater_for(t, c->pmd.server_bits);
     t->zout.len = 0;
     if (!z || xr_zdeflate(z, a, alen, b, blen, &t->zout) != XR_Z_OK ||
         t->zout.len >= alen + blen)
@@ -1206,7 +1224,7 @@ static xr_shared *deflated_tail(xr_transport *t, xr_shared *tail)
 {
     if (!tail->deflate_tried) {
         tail->deflate_tried = 1;
-        z_stream *z = xr_transport_deflater(t, 15);
+        z_stream *z = deflater_for(t, 15);
         t->zout.len = 0;
         if (z && xr_zdeflate(z, tail->data, tail->len, NULL, 0, &t->zout) == XR_Z_OK &&
             t->zout.len < tail->len)

@@ -89,10 +89,6 @@ void xr_conn_drain(xr_conn *c);
 void xr_conn_flush(xr_conn *c);
 xr_conn *xr_conn_next(const xr_conn *c);
 
-/* transport.c */
-z_stream *xr_transport_deflater(xr_transport *t, int bits);
-void xr_transport_close_counted(xr_transport *t, unsigned code);
-
 /* tls.c */
 SSL_CTX *xr_tls_ctx_new(const char *cert, const char *key, const char *ciphers,
                         char *err, size_t errlen);

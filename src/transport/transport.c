@@ -179,18 +179,3 @@ int xr_transport_reload_tls(xr_transport *t, char *err, size_t errlen)
     t->tls = ctx;
     return XR_OK;
 }
-
-z_stream *xr_transport_deflater(xr_transport *t, int bits)
-{
-    if (bits < 9 || bits > 15)
-        return NULL;
-    if (!t->deflaters[bits])
-        t->deflaters[bits] = xr_zdeflate_new(bits, (int)t->o->compression_level);
-    return t->deflaters[bits];
-}
-
-void xr_transport_close_counted(xr_transport *t, unsigned code)
-{
-    t->stats.closes[code >= 1000 && code < 1000 + XR_CLOSE_SLOTS - 1
-                    ? code - 1000 : XR_CLOSE_SLOTS - 1]++;
-}
