@@ -192,7 +192,9 @@ def row(name, res, value_key, unit, baseline=None, note="", peer=None):
     if ok and peer:
         pv = peer.get(value_key)
         ppc = per_cpu(peer, pv)
-        if pv:
+        if pv and "B/conn" in unit:
+            vs = f"{v / pv:.2f}x its bytes"
+        elif pv:
             vs = f"{v / pv:.2f}x rate" + (f", {pc / ppc:.2f}x per CPU" if pc and ppc else "")
     sc = syscalls_per(res, v) if ok else ""
     note = "; ".join(x for x in (note, sc) if x)
