@@ -42,7 +42,7 @@ size_t xr_pool_size(size_t need)
     return s;
 }
 
-static int class_of(size_t size)
+__attribute__((unused)) static int class_of(size_t size)
 {
     if (size < XR_POOL_MIN || size > XR_POOL_MAX || (size & (size - 1)))
         return -1;
@@ -67,7 +67,9 @@ void xr_pool_put(void *p, size_t size)
 {
     if (!p)
         return;
-#ifndef XR_POOL_OFF
+#ifdef XR_POOL_OFF
+    (void)size;
+#else
     int k = class_of(size);
     if (k >= 0 && free_count[k] < POOL_CLASS_BYTES(k) >> (POOL_MIN_SHIFT + k)) {
         block *b = p;

@@ -3,7 +3,11 @@
  * decoder untouched; an error carries a close code the server may send; a
  * frame it accepts re-encodes to the same bytes when minimally encoded
  * (RSV1 included, when permessage-deflate is on); RSV1 is accepted only on
- * the first frame of a data message. */
+ * the first frame of a data message. The same bytes fed in small pieces to
+ * a streaming decoder (as the transport does: partial text frames unmasked
+ * and UTF-8-checked as they arrive) give the same frames, payloads and
+ * final error, except that invalid UTF-8 may be found before its frame is
+ * complete. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +83,59 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             ASSERT(xr_ws_close_code_valid(f.close_code) && xr_utf8_valid(f.reason, f.reason_len));
         off += f.size;
     }
+    /* Where the whole-buffer pass ended, and how. */
+    xr_ws_decoder w;
+    xr_ws_decoder_init(&w, max, max * 2, server);
+    w.rsv1_ok = (uint8_t)deflate;
+    size_t end = 0, frames = 0;
+    int last = XR_WS_NEED_MORE, code = 0;
+    memcpy(buf, orig, len);
+    for (;;) {
+        xr_ws_frame f;
+        memset(&f, 0, sizeof f);
+        last = xr_ws_decode(&w, buf + end, len - end, &f);
+        if (last != XR_WS_FRAME) {
+            code = f.error_code;
+            break;
+        }
+        end += f.size;
+        frames++;
+    }
+    /* The streaming pass: pieces of 1 + data[0] / 8 bytes. */
+    size_t piece = 1 + (data[0] >> 3);
+    uint8_t *sbuf = malloc(len ? len : 1);
+    memcpy(sbuf, orig, len);
+    xr_ws_decoder sd;
+    xr_ws_decoder_init(&sd, max, max * 2, server);
+    sd.rsv1_ok = (uint8_t)deflate;
+    sd.stream = 1;
+    size_t soff = 0, sframes = 0, have = 0;
+    int slast = XR_WS_NEED_MORE, scode = 0;
+    for (;;) {
+        have = have + piece < len ? have + piece : len;
+        xr_ws_frame f;
+        memset(&f, 0, sizeof f);
+        slast = xr_ws_decode(&sd, sbuf + soff, have - soff, &f);
+        if (slast == XR_WS_FRAME) {
+            soff += f.size;
+            sframes++;
+            have = soff;
+            continue;
+        }
+        if (slast == XR_WS_ERROR) {
+            scode = f.error_code;
+            break;
+        }
+        if (have == len)
+            break;
+    }
+    ASSERT(sframes == frames && soff == end);
+    ASSERT(memcmp(sbuf, buf, end) == 0);
+    if (last == XR_WS_ERROR)
+        ASSERT(slast == XR_WS_ERROR && scode == code);
+    else
+        ASSERT(slast == XR_WS_NEED_MORE || (slast == XR_WS_ERROR && scode == 1007));
+    free(sbuf);
     free(buf);
     free(orig);
     return 0;

@@ -170,7 +170,8 @@ static void put(session *s, const void *p, size_t n)
 static size_t frame(uint8_t *out, int fin, unsigned op, const void *payload, size_t len)
 {
     size_t h = xr_ws_header(out, op, fin, len, MASK);
-    memcpy(out + h, payload, len);
+    if (len)
+        memcpy(out + h, payload, len);
     xr_ws_mask(out + h, len, MASK, 0);
     return h + len;
 }
@@ -205,7 +206,8 @@ static int expect_frame(session *s, unsigned op, const void *payload, size_t len
 {
     uint8_t want[4200];
     size_t h = xr_ws_header(want, op, 1, len, NULL);
-    memcpy(want + h, payload, len);
+    if (len)
+        memcpy(want + h, payload, len);
     return expect(s, want, h + len);
 }
 
