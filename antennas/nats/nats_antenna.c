@@ -421,14 +421,16 @@ static void destroy(void *self)
     }
     if (a->wake)
         event_free(a->wake);
+    /* cnats keeps library-wide threads and state; the module is unloaded
+     * after this, so release them, waiting for its threads to end. Only
+     * then is `a` freed: a closed or disconnected callback may still be on
+     * its way from one of those threads (it finds `closing` set). */
+    nats_CloseAndWait(2000);
     for (int k = 0; k < 2; k++)
         if (a->pipe_fd[k] >= 0)
             close(a->pipe_fd[k]);
     pthread_mutex_destroy(&a->mu);
     free(a);
-    /* cnats keeps library-wide threads and state; the module is unloaded
-     * after this, so release them (waiting for its threads to end). */
-    nats_CloseAndWait(2000);
 }
 
 static chan **find(nats_ant *a, const char *name, size_t len)

@@ -23,8 +23,9 @@ class TlsServer(Server):
         self.ctx = client_ctx(self.cert)
 
     def kill(self):
-        super().kill()
+        why = super().kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+        return why
 
 
 @test

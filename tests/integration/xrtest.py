@@ -44,6 +44,9 @@ class Server:
         _servers.append(self)
         self.port = None
         self.tls = tls
+        # Set once a test has stopped, signalled or waited for the server
+        # itself: any other exit before teardown is a crash and fails it.
+        self.expected_exit = not expect_start
         if expect_start:
             self.port = self.wait_log(r"listening on wss?://127\.0\.0\.1:(\d+)", 10)
             self.port = int(self.port.group(1))
@@ -70,12 +73,16 @@ class Server:
         return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}{path}"
 
     def signal(self, sig):
+        if sig != signal.SIGUSR2:
+            self.expected_exit = True
         self.proc.send_signal(sig)
 
     def wait(self, timeout=15):
+        self.expected_exit = True
         return self.proc.wait(timeout)
 
     def stop(self, timeout=15):
+        self.expected_exit = True
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -86,17 +93,33 @@ class Server:
         return self.proc.returncode
 
     def kill(self):
-        if self.proc.poll() is None:
-            # Under valgrind the exit must be graceful for its leak check.
-            if os.environ.get("XR_GRACEFUL_STOP"):
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(20)
-                    return
-                except subprocess.TimeoutExpired:
-                    pass
-            self.proc.kill()
-            self.proc.wait()
+        """Teardown: a graceful stop (SIGTERM; a second one drops the
+        clients still there), so the exit runs the frees that leak checkers
+        look at. Returns why the teardown failed, or None: the server died
+        before (a crash after the test's last assertion), or did not stop
+        cleanly (exit status, or a SIGKILL after 20 s)."""
+        if not hasattr(self, "_why"):
+            self._why = self._stop_gracefully()
+        return self._why
+
+    def _stop_gracefully(self):
+        if self.proc.poll() is not None:
+            rc = self.proc.returncode
+            return None if self.expected_exit else f"the server exited early (status {rc})"
+        self.expected_exit = True
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(0.3)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                return "the server did not stop within 20 s of SIGTERM"
+        rc = self.proc.returncode
+        return None if rc == 0 else f"the server's graceful stop exited with status {rc}"
 
     def remove_log(self):
         try:
@@ -454,11 +477,14 @@ def run():
         finally:
             signal.alarm(0)
             for s in list(_servers):
+                why = s.kill()
+                if why:
+                    ok = False
+                    print(f"# teardown: {why}")
                 if not ok:
                     print("# server log:")
                     for line in s.log().splitlines()[-20:]:
                         print("#   " + line)
-                s.kill()
                 s.remove_log()
             _servers.clear()
         if not ok:
