@@ -14,9 +14,12 @@ const chat = process.env.XRAPTOR_CHAT;
 const webDirs = (process.env.XRAPTOR_WEB || "").split(":").filter(Boolean);
 const shots = process.env.XRAPTOR_ARTIFACTS || join(process.cwd(), "artifacts");
 
+// XRAPTOR_PLAYWRIGHT_DIR: where npm installed it, when not beside this
+// file (make distcheck runs a copy of the tree without node_modules).
 let playwright;
 try {
-  playwright = createRequire(join(here, "package.json"))("playwright-core");
+  const from = process.env.XRAPTOR_PLAYWRIGHT_DIR || here;
+  playwright = createRequire(join(from, "package.json"))("playwright-core");
 } catch {
   console.log("1..0 # SKIP playwright-core not installed (npm install in tests/browser)");
   process.exit(0);

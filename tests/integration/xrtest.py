@@ -462,6 +462,8 @@ def run():
     signal.signal(signal.SIGALRM, _alarm)
     only = os.environ.get("XR_TEST")
     tests = [t for t in _tests if not only or only in t.__name__]
+    if only:
+        print(f"# XR_TEST={only}: {len(tests)} of {len(_tests)} tests")
     for n, fn in enumerate(tests, 1):
         signal.alarm(TEST_TIMEOUT)
         try:

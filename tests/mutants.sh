@@ -1,0 +1,69 @@
+#!/bin/sh
+# make mutants: applies each mutation of tests/mutants.txt to the source
+# tree in turn, rebuilds the build tree incrementally, runs the tests the
+# line names, and restores the file. A mutant the tests survive, a pattern
+# that is not in its file exactly once, or a mutant that does not build
+# fails the run. One line per mutant; the last says how many were killed.
+#   mutants.sh BUILDDIR SRCDIR [FILTER]   (FILTER: only lines containing it)
+set -u
+build=$1 src=$2 filter=${3:-}
+list="$src/tests/mutants.txt"
+py=${PYTHON3:-/usr/bin/python3}
+jobs=$(nproc 2>/dev/null || echo 2)
+backup=$(mktemp)
+current=""
+restore() {
+    [ -n "$current" ] && cp "$backup" "$current"
+    current=""
+}
+trap 'restore; rm -f "$backup"' EXIT INT TERM
+make -s -j"$jobs" -C "$build" all >/dev/null 2>&1 || { echo "mutants: the unmutated tree does not build"; exit 1; }
+n=0 killed=0 bad=0
+# Fields are separated by " | "; "\n" inside a field is a newline.
+while IFS= read -r line; do
+    case $line in ''|'#'*) continue ;; esac
+    [ -n "$filter" ] && case $line in *"$filter"*) ;; *) continue ;; esac
+    n=$((n + 1))
+    file=$(printf '%s' "$line" | awk -F' [|] ' '{print $1}')
+    tests=$(printf '%s' "$line" | awk -F' [|] ' '{print $4}')
+    only=$(printf '%s' "$line" | awk -F' [|] ' '{print $5}')
+    cp "$src/$file" "$backup"
+    current="$src/$file"
+    if ! LINE="$line" "$py" - "$src/$file" <<'PY'
+import os, sys
+f = sys.argv[1]
+parts = os.environ["LINE"].split(" | ")
+old, new = (p.replace("\\n", "\n") for p in parts[1:3])
+text = open(f).read()
+if text.count(old) != 1:
+    sys.exit(f"pattern found {text.count(old)} times, not once")
+open(f, "w").write(text.replace(old, new))
+PY
+    then
+        echo "mutant $n: $file: BAD PATTERN"
+        bad=$((bad + 1))
+        restore
+        continue
+    fi
+    if ! make -s -j"$jobs" -C "$build" all >"$build/mutant.log" 2>&1; then
+        echo "mutant $n: $file: DOES NOT BUILD"
+        tail -5 "$build/mutant.log"
+        bad=$((bad + 1))
+        restore
+        continue
+    fi
+    # A hang is as red as a failure: the tests get 90 s.
+    if XRAPTOR_TEST_FILTER="$only" timeout 90 make -j"$jobs" -C "$build" check TESTS="$tests" \
+            >"$build/mutant.log" 2>&1; then
+        echo "mutant $n: $file: SURVIVED ($tests all passed)"
+        bad=$((bad + 1))
+    else
+        killed=$((killed + 1))
+        why=$(grep -m1 '^FAIL:\|^ERROR:' "$build/mutant.log" | cut -c1-100)
+        echo "mutant $n: $file: killed (${why:-the tests did not build or did not finish})"
+    fi
+    restore
+done < "$list"
+make -s -C "$build" all >/dev/null 2>&1
+echo "mutants: $killed of $n killed, $bad survived or broken"
+[ "$bad" -eq 0 ] && [ "$n" -gt 0 ]
