@@ -1,13 +1,15 @@
 /* libFuzzer: the X-raptor request parser and the response writer.
  * Invariants: an accepted request has one method bit and its strings; an
  * error has a message; json-c in strict mode accepts every request we accept
- * and reads the same id, route, payload and method from it; the response
+ * and reads the same id, route, payload, method and header values from it
+ * (the last of repeated names wins in both); the response
  * written for it parses back (json-c) to the same request_id, payload and
  * method: escaping is exact. The request is reused from input to input, as
  * the server reuses them. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <json-c/json.h>
 
@@ -25,12 +27,21 @@ static int same(json_object *o, const char *key, const char *s, size_t n)
            (size_t)json_object_get_string_len(v) == n && memcmp(json_object_get_string(v), s, n) == 0;
 }
 
+/* The last header of that name (as xr_proto_header_get finds it), or NULL. */
+static const xr_proto_header *header(const xr_proto_request *r, const char *name, size_t n)
+{
+    for (size_t k = r->n_headers; k-- > 0;)
+        if (r->headers[k].name_len == n && memcmp(r->headers[k].name, name, n) == 0)
+            return &r->headers[k];
+    return NULL;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static xr_proto_request r;
-    char err[160];
+    char err[160] = "";
     int rc = xr_proto_parse((const char *)data, size, &r, err, sizeof err);
     if (rc < 0) {
         ASSERT(err[0]);
@@ -49,6 +60,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ASSERT(same(ref, "request_id", r.id, r.id_len));
     ASSERT(same(ref, "route", r.route, r.route_len));
     ASSERT(same(ref, "payload", r.payload, r.payload_len));
+    json_object *jm, *jh;
+    ASSERT(json_object_object_get_ex(ref, "method", &jm) && json_object_is_type(jm, json_type_string));
+    ASSERT(strcasecmp(json_object_get_string(jm), xr_proto_method_name(m)) == 0);
+    /* Names with a NUL cannot be looked up by json-c's C-string keys. */
+    int plain_names = 1;
+    for (size_t k = 0; k < r.n_headers; k++)
+        plain_names &= strlen(r.headers[k].name) == r.headers[k].name_len;
+    if (json_object_object_get_ex(ref, "header", &jh) && plain_names) {
+        ASSERT(json_object_is_type(jh, json_type_object));
+        size_t distinct = 0;
+        json_object_object_foreach(jh, key, val) {
+            const xr_proto_header *h = header(&r, key, strlen(key));
+            ASSERT(h && json_object_is_type(val, json_type_string));
+            ASSERT((size_t)json_object_get_string_len(val) == h->value_len &&
+                   memcmp(json_object_get_string(val), h->value, h->value_len) == 0);
+            ASSERT(xr_proto_header_get(&r, key) == h->value);
+            distinct++;
+        }
+        /* Every name we read is one json-c has (duplicates counted once). */
+        for (size_t k = 0; k < r.n_headers; k++) {
+            json_object *v;
+            ASSERT(json_object_object_get_ex(jh, r.headers[k].name, &v));
+        }
+        ASSERT(distinct <= r.n_headers);
+    }
     json_object_put(ref);
     json_tokener_free(strict);
     xr_buf out = {0};

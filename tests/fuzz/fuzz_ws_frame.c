@@ -3,7 +3,10 @@
  * decoder untouched; an error carries a close code the server may send; a
  * frame it accepts re-encodes to the same bytes when minimally encoded
  * (RSV1 included, when permessage-deflate is on); RSV1 is accepted only on
- * the first frame of a data message. The same bytes fed in small pieces to
+ * the first frame of a data message. RFC 6455 as accepted: frames are masked
+ * exactly on the server side, no reserved opcode, control frames unfragmented
+ * and at most 125 bytes, a message within its limit, and a whole uncompressed
+ * text message is UTF-8. The same bytes fed in small pieces to
  * a streaming decoder (as the transport does: partial text frames unmasked
  * and UTF-8-checked as they arrive) give the same frames, payloads and
  * final error, except that invalid UTF-8 may be found before its frame is
@@ -35,9 +38,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     xr_ws_decoder_init(&d, max, max * 2, server);
     d.rsv1_ok = (uint8_t)deflate;
     size_t off = 0;
+    uint8_t *text = malloc(len ? len : 1);   /* the text message so far */
+    size_t text_len = 0, msg_len = 0;
+    int in_text = 0;
     while (off <= len) {
         xr_ws_decoder before = d;
         xr_ws_frame f;
+        memset(&f, 0, sizeof f);
         xr_ws_status st = xr_ws_decode(&d, buf + off, len - off, &f);
         if (st == XR_WS_NEED_MORE) {
             ASSERT(f.size > len - off);
@@ -78,6 +85,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 xr_ws_mask(p, f.len, mask, 0);
             ASSERT(memcmp(p, orig + off + hl, f.len) == 0);
             free(p);
+        }
+        /* RFC 6455 5.1, 5.2, 5.4, 5.5, 8.1 on what was accepted. */
+        ASSERT((orig[off + 1] >> 7) == server);
+        ASSERT(f.opcode <= 2 || (f.opcode >= 8 && f.opcode <= 10));
+        if (f.opcode & 8)
+            ASSERT(f.fin && f.len <= 125);
+        else {
+            msg_len = (f.opcode == XR_WS_OP_CONT ? msg_len : 0) + f.len;
+            ASSERT(msg_len <= max * 2);
+            if (f.opcode != XR_WS_OP_CONT) {
+                in_text = f.opcode == XR_WS_OP_TEXT && !f.compressed;
+                text_len = 0;
+            }
+            if (in_text) {
+                memcpy(text + text_len, f.payload, f.len);
+                text_len += f.len;
+                if (f.fin)
+                    ASSERT(xr_utf8_valid(text, text_len));
+            }
         }
         if (f.opcode == XR_WS_OP_CLOSE && f.close_code != 1005)
             ASSERT(xr_ws_close_code_valid(f.close_code) && xr_utf8_valid(f.reason, f.reason_len));
@@ -136,6 +162,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     else
         ASSERT(slast == XR_WS_NEED_MORE || (slast == XR_WS_ERROR && scode == 1007));
     free(sbuf);
+    free(text);
     free(buf);
     free(orig);
     return 0;
