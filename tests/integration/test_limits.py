@@ -6,7 +6,7 @@ import time
 import websockets
 
 from xrtest import (TESTSERVER, Server, connect, echo_ok, frame, get, http_request, metrics,
-                    read_close, read_frame, run, test, upgrade_request, wait_eof, ws_open)
+                    read_close, run, test, upgrade_request, wait_eof, ws_open)
 
 
 @test
@@ -120,6 +120,13 @@ def test_fast_sender_slow_reader_is_paused_not_grown():
         assert sent < 20000, sent
         assert srv.rss_kib() - rss0 < 16 * 1024, (rss0, srv.rss_kib())
         assert echo_ok(srv.port)
+        # Paused, not dropped: the connection is still open (it counts as
+        # active) and was not closed as a slow reader, though far more than
+        # --max-output-buffer was sent to a client that reads nothing.
+        m = metrics(srv.port)
+        assert m.get("xraptor_slow_reader_closes_total", 0) == 0, m
+        assert m["xraptor_connections_active"] >= 1, m
+        assert sent * 16384 > 4 * 65536, sent
         s.close()
 
 
@@ -184,8 +191,12 @@ def test_close_handshake_times_out_on_silent_peer():
         s = ws_open(srv.port)
         s.sendall(frame(1, "close 1000 done"))
         assert read_close(s) == (1000, "done")
-        # We never answer the close: the server gives up after the timeout.
+        t0 = time.monotonic()
+        # We never answer the close: the server gives up after the timeout,
+        # not before (it waits for our close frame that long).
         assert wait_eof(s, 3)
+        waited = time.monotonic() - t0
+        assert 0.4 <= waited <= 2.5, waited
         s.close()
 
 
