@@ -94,8 +94,9 @@ int xr_antenna_open(const char *url, const char *dir, const xr_antenna_ops **ops
         if (!file[0]) {
             char have[256];
             list_modules(path, have, sizeof have);
-            snprintf(err, errlen, "--antenna: no module for '%s://' in %s (installed antennas: %s)",
-                     scheme, path, have);
+            /* The list first: a long search path must not cut it off. */
+            snprintf(err, errlen, "--antenna: no module for '%s://' (installed antennas: %s; "
+                     "looked in %s)", scheme, have, path);
             return XR_EUSAGE;
         }
     }

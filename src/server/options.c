@@ -292,7 +292,7 @@ void xr_options_usage(FILE *out, const char *prog)
 int xr_options_from_args(xr_options *o, int argc, char **argv,
                          const char *prog, const char *summary)
 {
-    char err[256];
+    char err[1024];
     int rc = xr_options_parse(o, argc, argv, err, sizeof err);
     if (rc == XR_OPTIONS_HELP) {
         if (summary)
