@@ -72,6 +72,8 @@ void xr_metrics_write(const xr_server *srv, xr_buf *out)
                "Payload bytes of the messages sent compressed, as sent.", m->z_wire_out);
         metric(out, "xraptor_deflate_errors_total", "counter",
                "Connections failed for corrupt or oversized compressed input.", m->z_errors);
+        metric(out, "xraptor_deflate_compressions_total", "counter",
+               "Times the compressor ran; a fan-out compresses its message once.", m->z_runs);
     }
     xr_buf_printf(out,
                         "# HELP xraptor_closes_total WebSocket connections closed, by close code.\n"

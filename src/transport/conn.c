@@ -488,6 +488,7 @@ static const char *deflated(xr_conn *c, const void *a, size_t alen, const void *
         return NULL;
     z_stream *z = deflater_for(t, c->pmd.server_bits);
     t->zout.len = 0;
+    t->stats.z_runs += z != NULL;
     if (!z || xr_zdeflate(z, a, alen, b, blen, &t->zout) != XR_Z_OK ||
         t->zout.len >= alen + blen)
         return NULL;
@@ -1226,6 +1227,7 @@ static xr_shared *deflated_tail(xr_transport *t, xr_shared *tail)
         tail->deflate_tried = 1;
         z_stream *z = deflater_for(t, 15);
         t->zout.len = 0;
+        t->stats.z_runs += z != NULL;
         if (z && xr_zdeflate(z, tail->data, tail->len, NULL, 0, &t->zout) == XR_Z_OK &&
             t->zout.len < tail->len)
             tail->deflated = xr_shared_new(t->zout.p, t->zout.len);

@@ -45,6 +45,7 @@ typedef struct xr_transport_stats {
     /* permessage-deflate: messages, and payload bytes before and after */
     uint64_t z_in, z_out, z_raw_out, z_wire_out;
     uint64_t z_errors;              /* corrupt or oversized compressed input */
+    uint64_t z_runs;                /* times the compressor ran (a fan-out: once) */
     size_t n_open;                  /* WebSocket connections open */
     size_t n_pending;               /* sockets not yet upgraded */
 } xr_transport_stats;
