@@ -211,6 +211,11 @@ async def test_many_rooms_many_members_each_get_their_room_only():
             assert len(sub) == 1 and sub[0]["payload"] == f"to room {r}", (r, msgs)
             got += 1
         assert got == rooms * members
+        # Nothing more for anyone: a second delivery (or another room's
+        # message) would be waiting by now.
+        await asyncio.sleep(0.3)
+        for r, ws in clients:
+            assert await no_message(ws, 0.01), r
         for _, ws in clients:
             await ws.close()
 
