@@ -106,7 +106,12 @@ async def main():
                   f"errors={stats['errors']}", flush=True)
     finally:
         stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        # A client that saw a wrong answer died with an exception: that is
+        # a failure of the run, not something to count and forget.
+        failures = [r for r in results if isinstance(r, BaseException)
+                    and not isinstance(r, asyncio.CancelledError)]
+        await asyncio.sleep(1)
         active = (metrics(echo.port)["xraptor_connections_active"],
                   metrics(proto.port)["xraptor_connections_active"])
         echo.kill()
@@ -121,6 +126,12 @@ async def main():
               f"{'plateaued' if plateau else 'STILL GROWING'}")
     print(f"soak: {stats['echo']} echoes, {stats['route']} requests, {stats['fanout']} fan-out deliveries, "
           f"{stats['errors']} client errors, connections left {active}")
+    for f in failures[:5]:
+        print(f"soak: a client failed: {f!r}")
+    # Clients close cleanly and servers never drop them: any error counts.
+    if stats["errors"] or failures or active != (0, 0):
+        print("soak verdict: FAILED (client errors, failed clients or connections left)")
+        ok = False
     return 0 if ok else 1
 
 

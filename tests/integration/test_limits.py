@@ -6,7 +6,7 @@ import time
 import websockets
 
 from xrtest import (TESTSERVER, Server, connect, echo_ok, frame, get, http_request, metrics,
-                    read_close, run, test, upgrade_request, wait_eof, ws_open)
+                    read_close, read_frame, run, test, upgrade_request, wait_eof, ws_open)
 
 
 @test
