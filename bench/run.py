@@ -112,7 +112,6 @@ def bench(scenario, url, *extra, timeout=None, pid=None):
     warm = 1.0
     argv = pinned(1 if PIN else 0, [BENCH, scenario, "--url", url, "--json", "--warmup", str(warm),
                                     "--duration", str(args.seconds), *map(str, extra)])
-    t0 = time.monotonic()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     cpu = sc = None
     if pid and scenario != "connections":
