@@ -153,6 +153,10 @@ def test_idle_handshake_and_slowloris_freed_at_timeout():
                     break
             except socket.timeout:
                 pass
+            except ConnectionResetError:
+                # Closed with a byte of ours unread: the kernel says RST.
+                closed = True
+                break
         assert closed, "slowloris survived the handshake timeout"
         assert time.monotonic() - t0 < 3
         assert wait_eof(idle, 3), "idle handshake survived"
