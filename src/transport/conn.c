@@ -1155,6 +1155,12 @@ void xr_conn_drain(xr_conn *c)
 
 /* ---- sending ---------------------------------------------------------- */
 
+/* Closing, or a close is pending for the loop: no more messages. */
+static int closing(const xr_conn *c)
+{
+    return c->state != ST_OPEN || c->closed_cb || c->slow || c->notify;
+}
+
 /*
  * Whether c takes one more message: XR_OK, XR_ECLOSED, or XR_ELIMIT when
  * what is already queued exceeds max_output_buffer (so one message of any
@@ -1163,7 +1169,7 @@ void xr_conn_drain(xr_conn *c)
  */
 static int sendable(xr_conn *c)
 {
-    if (c->state != ST_OPEN || c->closed_cb || c->slow || c->notify)
+    if (closing(c))
         return XR_ECLOSED;
     if (c->out.len <= c->t->o->max_output_buffer)
         return XR_OK;
@@ -1186,7 +1192,7 @@ int xr_conn_send(xr_conn *c, xr_msg_type type, const void *data, size_t len)
 {
     if (!c || (type != XR_TEXT && type != XR_BINARY) || (len && !data))
         return XR_EINVAL;
-    if (c->state != ST_OPEN || c->closed_cb || c->slow || c->notify)
+    if (closing(c))
         return XR_ECLOSED;
     if (type == XR_TEXT && !xr_utf8_valid(data, len))
         return XR_EINVAL;
