@@ -66,7 +66,7 @@ int xr_antenna_scheme(const char *url, char *out, size_t cap)
 }
 
 int xr_antenna_open(const char *url, const char *dir, const xr_antenna_ops **ops,
-                    void **dl, char *err, size_t errlen)
+                    void **dl, char *use, size_t uselen, char *err, size_t errlen)
 {
     const char *path = search_path(dir);
     char file[1024], scheme[64];
@@ -124,14 +124,23 @@ int xr_antenna_open(const char *url, const char *dir, const xr_antenna_ops **ops
         dlclose(h);
         return XR_EUSAGE;
     }
-    if (!o->create || !o->destroy || !o->subscribe || !o->unsubscribe || !o->publish ||
-        !o->is_alive || !o->connected || !o->check_url) {
-        snprintf(err, errlen, "--antenna: %s leaves required functions out", file);
+    const char *missing = !o->create ? "create" : !o->destroy ? "destroy"
+                          : !o->subscribe ? "subscribe" : !o->unsubscribe ? "unsubscribe"
+                          : !o->publish ? "publish" : !o->is_alive ? "is_alive"
+                          : !o->connected ? "connected" : !o->check_url ? "check_url" : NULL;
+    if (missing) {
+        snprintf(err, errlen, "--antenna: %s leaves the required function %s out", file, missing);
         dlclose(h);
         return XR_EUSAGE;
     }
+    /* A module named by its path has no address in the flag: it gets its
+     * own scheme with none ("redis://"), i.e. the module's defaults. */
+    if (!scheme[0])
+        snprintf(use, uselen, "%s://", o->scheme ? o->scheme : "");
+    else
+        snprintf(use, uselen, "%s", url);
     char uerr[256];
-    if (o->check_url(url, uerr, sizeof uerr) < 0) {
+    if (o->check_url(use, uerr, sizeof uerr) < 0) {
         snprintf(err, errlen, "--antenna: %s", uerr);
         dlclose(h);
         return XR_EUSAGE;

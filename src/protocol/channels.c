@@ -607,8 +607,9 @@ void xr_channels_maps_init(xr_proto *p)
 
 int xr_channels_init(xr_proto *p, char *err, size_t errlen)
 {
-    const char *url = p->o->antenna ? p->o->antenna : "memory://";
-    int rc = xr_antenna_open(url, p->o->antenna_dir, &p->antenna, &p->antenna_dl, err, errlen);
+    char url[1024];
+    int rc = xr_antenna_open(p->o->antenna ? p->o->antenna : "memory://", p->o->antenna_dir,
+                             &p->antenna, &p->antenna_dl, url, sizeof url, err, errlen);
     if (rc < 0)
         return rc;
     p->antenna_url = strdup(url);

@@ -61,9 +61,11 @@ size_t xr_proto_room_size(const xr_proto *p, const char *room);
 /* The scheme of an --antenna URL into out: its length, 0 for a path to a
  * .so, -1 for neither. Pure. */
 int xr_antenna_scheme(const char *url, char *out, size_t cap);
-/* Resolves and loads the module for url; on success fills ops and dl. */
+/* Resolves and loads the module for url; on success fills ops and dl, and
+ * use with the URL to give the module's create() (url itself, or
+ * "<scheme>://" for a module named by its path). */
 int xr_antenna_open(const char *url, const char *dir, const xr_antenna_ops **ops,
-                    void **dl, char *err, size_t errlen);
+                    void **dl, char *use, size_t uselen, char *err, size_t errlen);
 void xr_antenna_close(void *dl);
 
 #endif

@@ -309,7 +309,8 @@ int xr_options_from_args(xr_options *o, int argc, char **argv,
          * naming the installed modules. */
         const xr_antenna_ops *ops;
         void *dl;
-        rc = xr_antenna_open(o->antenna, o->antenna_dir, &ops, &dl,
+        char use[1024];
+        rc = xr_antenna_open(o->antenna, o->antenna_dir, &ops, &dl, use, sizeof use,
                              err, sizeof err);
         if (rc == XR_OK)
             xr_antenna_close(dl);

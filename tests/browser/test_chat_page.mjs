@@ -100,7 +100,13 @@ try {
     await ana.fill("#text", "are you there?");
     await ana.click("#send-button");
     await ana.waitForSelector("#messages li:has-text('are you there?')");
-    await bia.waitForTimeout(300);
+    // A barrier, not a pause: bia joins again and hears her own message;
+    // a delivery of ana's (sent before) would have reached her page first.
+    await bia.click("#join-button");
+    await bia.waitForSelector("body[data-joined=browser-room]");
+    await bia.fill("#text", "back again");
+    await bia.click("#send-button");
+    await bia.waitForSelector("#messages li:has-text('back again')");
     if (await bia.$("#messages li:has-text('are you there?')")) throw new Error("delivered after leave");
   });
 

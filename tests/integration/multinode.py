@@ -2,8 +2,9 @@
 protocol-server processes on different ports sharing one real broker.
 
 A broker test file calls register(make_broker, url) where make_broker()
-starts the broker and returns an object with down(), up() and stop(), and
-url(broker) gives the --antenna URL."""
+starts the broker and returns an object with down(), up(), stop() and
+subscribed({channel: count}) (asked of the broker itself: the tests wait on
+it, never on a fixed sleep), and url(broker) gives the --antenna URL."""
 import asyncio
 import json
 
@@ -41,7 +42,7 @@ def register(make_broker, url):
                 websockets.connect(c.url()) as wc:
             await joined(a, wa, "on-a", "room", 1)
             await joined(c, wc, "on-c", "room", 1)
-            await asyncio.sleep(0.3)  # subscriptions reach the broker
+            wait_until(lambda: broker.subscribed({"room": 2}), 10, "both nodes subscribed")
             await wb.send(post("m", "room", "bob", "hello nodes"))
             assert (await recv_json(wb))["payload"] == '{"message": "Message sent"}'
             for ws, rid in ((wa, "on-a"), (wc, "on-c")):
@@ -58,7 +59,7 @@ def register(make_broker, url):
         async with websockets.connect(b.url()) as wb:
             wa = await websockets.connect(a.url())
             await joined(a, wa, "x", "r1", 1)
-            await asyncio.sleep(0.3)
+            wait_until(lambda: broker.subscribed({"r1": 1}), 10, "room subscribed")
             await wb.send(post("p1", "r1", "b", "first"))
             await recv_json(wb)
             assert json.loads((await recv_json(wa, 10))["payload"])["message"] == "first"
@@ -83,7 +84,7 @@ def register(make_broker, url):
         async with websockets.connect(a.url(), max_queue=None) as wa, \
                 websockets.connect(b.url(), max_queue=None) as wb:
             await joined(a, wa, "reader", "firehose", 1)
-            await asyncio.sleep(0.3)
+            wait_until(lambda: broker.subscribed({"firehose": 1}), 10, "room subscribed")
 
             async def drain_answers():
                 for _ in range(n):
@@ -105,7 +106,7 @@ def register(make_broker, url):
         a, b = nodes(broker, 2)
         async with websockets.connect(a.url()) as wa, websockets.connect(b.url()) as wb:
             await joined(a, wa, "keep", "lifeboat", 1)
-            await asyncio.sleep(0.3)
+            wait_until(lambda: broker.subscribed({"lifeboat": 1}), 10, "room subscribed")
             broker.down()
             for node in (a, b):
                 wait_until(lambda: health(node.port)[0] == 503, 15, "503 while the broker is down")
@@ -121,7 +122,8 @@ def register(make_broker, url):
             for node in (a, b):
                 wait_until(lambda: health(node.port)[0] == 200, 30, "recovered")
             assert metrics(a.port)["xraptor_antenna_reconnects_total"] >= 1
-            await asyncio.sleep(0.5)  # subscriptions made again
+            wait_until(lambda: broker.subscribed({"lifeboat": 1, "keep": 1}), 15,
+                       "subscriptions made again")
 
             async def delivered():
                 await wb.send(post("back", "lifeboat", "b", "after recovery"))
@@ -145,7 +147,7 @@ def register(make_broker, url):
             # "far" listens on node B; node A's room holds it and a ghost.
             await wb.send(request("far", "/stream", "SUB"))
             await recv_json(wb)
-            await asyncio.sleep(0.3)
+            wait_until(lambda: broker.subscribed({"far": 1}), 10, "far subscribed")
             for rid, body in (("j1", "hall|far"), ("j2", "hall|ghost")):
                 await wa.send(request(rid, "/room/join", "POST", body))
                 assert (await recv_json(wa))["payload"] == "ok"

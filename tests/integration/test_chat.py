@@ -1,6 +1,5 @@
 """xraptor-chat answers exactly as the Python X-raptor chat example does,
 to a client that speaks only the wire format."""
-import asyncio
 import json
 import os
 import shutil
@@ -8,7 +7,8 @@ import tempfile
 
 import websockets
 
-from xrtest import CHAT, WEB_DIRS, Server, get, metrics, no_message, recv_json, request, run, test
+from xrtest import (CHAT, WEB_DIRS, Server, get, metrics, no_message, recv_json, request, run,
+                    test, wait_until)
 
 
 def chat(*args):
@@ -28,10 +28,7 @@ async def test_two_clients_in_a_room_exchange_messages():
             await ana.send(request("ana-sub", "/chat_messages", "SUB", json.dumps({"chat_id": "42"})))
             await bia.send(request("bia-sub", "/chat_messages", "SUB", json.dumps({"chat_id": "42"})))
             # SUB has no answer of its own; wait until both joined.
-            for _ in range(50):
-                if metrics(srv.port)["xraptor_channels"] == 2:
-                    break
-                await asyncio.sleep(0.02)
+            wait_until(lambda: metrics(srv.port)["xraptor_channels"] == 2, 10, "both joined")
             await bia.send(post("m1", "42", "bia", "ol\u00e1 \"ana\""))
             assert await recv_json(bia) == {"request_id": "m1", "payload": '{"message": "Message sent"}',
                                             "header": {}, "method": "POST"}
@@ -48,7 +45,7 @@ async def test_unsub_says_tchau_and_stops_delivery():
         async with websockets.connect(srv.url()) as ana, websockets.connect(srv.url()) as bia:
             body = json.dumps({"chat_id": "room"})
             await ana.send(request("s", "/chat_messages", "SUB", body))
-            await asyncio.sleep(0.1)
+            wait_until(lambda: metrics(srv.port)["xraptor_rooms"] == 1, 10, "joined")
             await ana.send(request("s", "/chat_messages", "UNSUB", body))
             assert await recv_json(ana) == {"request_id": "s", "payload": '{"message": "tchau!"}',
                                             "header": {}, "method": "UNSUB"}
@@ -80,10 +77,9 @@ async def test_disconnect_leaves_the_room():
     with chat() as srv:
         ws = await websockets.connect(srv.url())
         await ws.send(request("s", "/chat_messages", "SUB", json.dumps({"chat_id": "r"})))
-        await asyncio.sleep(0.1)
-        assert metrics(srv.port)["xraptor_rooms"] == 1
+        wait_until(lambda: metrics(srv.port)["xraptor_rooms"] == 1, 10, "joined")
         await ws.close()
-        await asyncio.sleep(0.2)
+        wait_until(lambda: metrics(srv.port)["xraptor_connections_active"] == 0, 10, "closed")
         m = metrics(srv.port)
         assert m["xraptor_rooms"] == 0 and m["xraptor_channels"] == 0, m
 

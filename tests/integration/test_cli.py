@@ -1,8 +1,18 @@
-"""Flags: --help, --version, bad flags and values, start-up errors."""
+"""Flags: --help, --version, bad flags and values, start-up errors, the
+antenna loader's refusals, listener forms, log levels."""
+import os
 import socket
 import subprocess
+import tempfile
 
-from xrtest import ECHO, run, test
+import websockets
+
+from xrtest import (CHAT, ECHO, Server, client_ctx, echo_ok, free_port, get, health,
+                    make_cert, run, test)
+
+MODULES = os.environ.get("XRAPTOR_TEST_MODULES", "")
+ANTENNA_PATH = os.environ.get("XRAPTOR_ANTENNA_PATH", "")
+MEMORY_DIR = next((d for d in ANTENNA_PATH.split(":") if d.endswith("memory/.libs")), "")
 
 
 def echo(*args, timeout=10):
@@ -68,6 +78,113 @@ def test_json_log_format():
         line = srv.log().splitlines()[0]
         rec = json.loads(line)
         assert rec["level"] == "info" and "listening on" in rec["msg"], rec
+
+
+def chat(*args, env=None, timeout=10):
+    return subprocess.run([CHAT, "--listen", "127.0.0.1:0", *args], capture_output=True,
+                          text=True, timeout=timeout,
+                          env=dict(os.environ, **env) if env else None)
+
+
+@test
+def test_antenna_by_path_loads_it_with_its_own_scheme():
+    with Server("--antenna", os.path.join(MEMORY_DIR, "memory.so"), binary=CHAT) as srv:
+        status, h = health(srv.port)
+        assert status == 200 and h["antenna"]["connected"] is True, h
+
+
+@test
+def test_modules_of_another_abi_or_missing_functions_are_refused():
+    r = chat("--antenna", os.path.join(MODULES, "wrongabi.so"))
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "speaks antenna ABI 2, this xraptor speaks 1" in r.stderr, r.stderr
+    assert "rebuild the module" in r.stderr and r.stdout == "", r.stderr
+    r = chat("--antenna", os.path.join(MODULES, "missingops.so"))
+    assert r.returncode == 2 and "required function is_alive" in r.stderr, r.stderr
+    r = chat("--antenna", "/nonexistent/thing.so")
+    assert r.returncode == 2 and "cannot load /nonexistent/thing.so" in r.stderr, r.stderr
+
+
+@test
+def test_antenna_dir_is_where_modules_are_looked_for():
+    # --antenna-dir wins over XRAPTOR_ANTENNA_PATH (here: a directory
+    # without the module).
+    with tempfile.TemporaryDirectory() as empty:
+        with Server("--antenna-dir", MEMORY_DIR, binary=CHAT,
+                    env={"XRAPTOR_ANTENNA_PATH": empty}) as srv:
+            assert health(srv.port)[0] == 200
+        r = chat("--antenna-dir", empty, "--antenna", "memory://",
+                 env={"XRAPTOR_ANTENNA_PATH": MEMORY_DIR})
+        assert r.returncode == 2, r.stderr
+        assert "no module for 'memory://'" in r.stderr and f"looked in {empty}" in r.stderr, r.stderr
+
+
+def ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@test
+async def test_ipv6_listener_serves_websocket():
+    if not ipv6_loopback():
+        raise AssertionError("this machine has no IPv6 loopback (::1)")
+    with Server("--listen", "[::1]:0") as srv:
+        port = int(srv.wait_log(r"listening on ws://\[::1\]:(\d+)").group(1))
+        async with websockets.connect(f"ws://[::1]:{port}/") as ws:
+            await ws.send("over six")
+            assert await ws.recv() == "over six"
+
+
+@test
+def test_scheme_prefix_forces_plain_or_tls_per_listener():
+    with tempfile.TemporaryDirectory() as d:
+        cert, key = make_cert(d)
+        with Server("--tls-cert", cert, "--tls-key", key, "--listen", "ws://127.0.0.1:0",
+                    tls=True) as srv:
+            plain = int(srv.wait_log(r"listening on ws://127\.0\.0\.1:(\d+)").group(1))
+            assert plain != srv.port
+            assert echo_ok(plain)                          # plain on the ws:// one
+            assert echo_ok(srv.port, tls_ctx=client_ctx(cert))  # TLS on the other
+        r = subprocess.run([ECHO, "--listen", "wss://127.0.0.1:0"], capture_output=True,
+                           text=True, timeout=10)
+        assert r.returncode == 2 and "needs --tls-cert and --tls-key" in r.stderr, r.stderr
+
+
+@test
+def test_log_level_hides_and_shows_what_it_says():
+    # error: not even the "listening" line; debug: the reason of an HTTP
+    # refusal, which info leaves out.
+    port = free_port()
+    with Server("--log-level", "error", port=port) as srv:
+        assert get(port, "/nowhere")[0] == 426
+        assert srv.stop() == 0
+        assert srv.log() == "", srv.log()
+    with Server("--log-level", "debug") as srv:
+        assert get(srv.port, "/nowhere")[0] == 426
+        srv.wait_log(r"debug +HTTP 426")
+    with Server() as srv:
+        assert get(srv.port, "/nowhere")[0] == 426
+        assert srv.stop() == 0
+        assert " info " in srv.log() and "HTTP 426" not in srv.log(), srv.log()
+
+
+@test
+def test_bad_pem_and_mismatched_key_stop_start_up_naming_the_file():
+    with tempfile.TemporaryDirectory() as d:
+        cert, key = make_cert(d)
+        cert2, key2 = make_cert(d, "other")
+        garbage = os.path.join(d, "garbage.pem")
+        with open(garbage, "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+        for args, words in (((garbage, key), garbage), ((cert, garbage), garbage),
+                            ((cert, key2), "mismatch")):
+            r = echo("--listen", "127.0.0.1:0", "--tls-cert", args[0], "--tls-key", args[1])
+            assert r.returncode == 1, (args, r.returncode, r.stderr)
+            assert words in r.stderr and r.stdout == "", (args, r.stderr)
 
 
 if __name__ == "__main__":

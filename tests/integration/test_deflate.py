@@ -10,7 +10,7 @@ import zlib
 import websockets
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
-from xrtest import (CHAT, PROTOSERVER, WEB_DIRS, Server, connect, echo_ok, frame, metrics,
+from xrtest import (CHAT, WEB_DIRS, Server, connect, echo_ok, frame, metrics,
                     parse_response, read_close, recv_exact, recv_until, request, run, test,
                     upgrade_request)
 

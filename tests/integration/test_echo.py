@@ -3,7 +3,7 @@ import asyncio
 
 import websockets
 
-from xrtest import ECHO, TESTSERVER, Server, metrics, run, test
+from xrtest import TESTSERVER, Server, metrics, run, test, wait_until
 
 
 @test
@@ -49,7 +49,7 @@ async def test_client_close_code_echoed_and_counted():
         ws = await websockets.connect(srv.url())
         await ws.close()
         assert ws.close_code == 1000
-        await asyncio.sleep(0.2)
+        wait_until(lambda: metrics(srv.port)["xraptor_connections_active"] == 0, 10, "closed")
         m = metrics(srv.port)
         assert m['xraptor_closes_total{code="other"}'] == 1, m
         assert m['xraptor_closes_total{code="1000"}'] == 1, m
@@ -106,7 +106,7 @@ async def test_server_close_api_sends_code_and_reason():
             except websockets.ConnectionClosed:
                 pass
             assert ws.close_code == 4003 and ws.close_reason == "going now"
-        srv.wait_log(r"on_close code=4003 reason=going now")
+        srv.wait_log(r"on_close id=\d+ code=4003 reason=going now")
         assert "send after close was accepted" not in srv.log()
         async with websockets.connect(srv.url()) as ws:
             await ws.send("close 1005 reserved")
@@ -121,8 +121,57 @@ async def test_on_close_reports_1006_for_dropped_client():
         ws = await websockets.connect(srv.url())
         srv.wait_log(r"on_open")
         ws.transport.abort()
-        await asyncio.sleep(0.1)  # the loop must run for the socket to close
-        srv.wait_log(r"on_close code=1006")
+        await ws.wait_closed()  # our loop runs the abort: the socket is closed now
+        srv.wait_log(r"on_close id=\d+ code=1006")
+
+
+@test
+async def test_on_close_runs_exactly_once_whatever_ends_the_connection():
+    import re
+    import socket
+    from xrtest import close_payload, frame, read_close, ws_open
+    with Server("--max-output-buffer", "64k", "--close-timeout", "0.5",
+                binary=TESTSERVER) as srv:
+        ends = 0
+        async with websockets.connect(srv.url()) as ws:         # the client closes
+            await ws.send("x")
+            await ws.recv()
+        ends += 1
+        async with websockets.connect(srv.url()) as ws:         # the server closes
+            await ws.send("close 4000 bye")
+            await ws.wait_closed()
+        ends += 1
+        ws = await websockets.connect(srv.url())                # dropped
+        ws.transport.abort()
+        await ws.wait_closed()
+        ends += 1
+        s = ws_open(srv.port)                                   # protocol error
+        s.sendall(frame(1, "unmasked", mask=False))
+        assert read_close(s)[0] == 1002
+        s.close()
+        ends += 1
+        s = ws_open(srv.port)                                   # both close at once
+        s.sendall(frame(1, "close 4001 crossing") + frame(8, close_payload(1000)))
+        read_close(s)
+        s.close()
+        ends += 1
+        s = ws_open(srv.port)                                   # slow reader
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(frame(1, "flood 1000 65536"))
+        srv.wait_log(r"code=1008")
+        s.close()
+        ends += 1
+        live = await websockets.connect(srv.url())              # the server stops
+        await live.send("y")
+        await live.recv()
+        ends += 1
+        srv.wait_log(rf"on_close id={ends - 1} ")
+        srv.wait_log(rf"on_open id={ends}")
+        assert srv.stop() == 0
+        log = srv.log()
+        ids = re.findall(r"on_close id=(\d+) ", log)
+        assert sorted(map(int, ids)) == list(range(1, ends + 1)), ids
+        assert "twice" not in log and f"opened {ends}, closed {ends}" in log, log[-2000:]
 
 
 if __name__ == "__main__":

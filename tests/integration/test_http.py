@@ -68,7 +68,7 @@ def test_paths_are_configurable_and_can_be_disabled():
 
 @test
 def test_origin_allow_list_refuses_others_with_403():
-    from xrtest import upgrade_request, echo_ok
+    from xrtest import upgrade_request
     with Server("--allow-origin", "https://chat.example") as srv:
         status, _, body = http_request(srv.port, upgrade_request(extra="Origin: https://evil.example\r\n"))
         assert status == 403 and b"origin" in body, (status, body)

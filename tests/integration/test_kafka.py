@@ -23,6 +23,11 @@ class KafkaMock:
         self.proc.stdin.flush()
         assert self.proc.stdout.readline().strip() == "ok"
 
+    def subscribed(self, names):
+        # One topic for every channel: a node's subscription is a filter of
+        # its own, in place once its consumer is assigned (health 200).
+        return True
+
     def down(self):
         self.command("down")
 

@@ -6,7 +6,8 @@ import time
 import websockets
 
 from xrtest import (TESTSERVER, Server, connect, echo_ok, frame, get, http_request, metrics,
-                    read_close, read_frame, run, test, upgrade_request, wait_eof, ws_open)
+                    read_close, read_frame, run, test, upgrade_request, wait_eof, wait_until,
+                    ws_open)
 
 
 @test
@@ -28,6 +29,57 @@ def test_max_connections_refused_with_503_others_keep_working():
         assert echo_ok(srv.port)
         assert metrics(srv.port)["xraptor_connections_refused_total"] == 1
         b.close()
+
+
+@test
+def test_sockets_in_handshake_capped_at_max_connections():
+    # Three sockets that never send a byte fill the cap; a fourth is closed
+    # at accept, so a flood of idle sockets cannot grow memory.
+    with Server("--max-connections", "3", "--handshake-timeout", "20") as srv:
+        idle = [connect(srv.port) for _ in range(3)]
+        over = connect(srv.port)
+        assert wait_eof(over, 3), "a socket beyond the handshake cap was kept"
+        idle.pop().close()
+        def serves():
+            try:
+                return echo_ok(srv.port)
+            except (AssertionError, OSError, EOFError):
+                return False
+        wait_until(serves, 5, "a freed handshake slot")
+        assert metrics(srv.port)["xraptor_connections_refused_total"] >= 1
+        for s in idle:
+            s.close()
+
+
+@test
+def test_frame_over_max_frame_size_gets_1009_message_of_smaller_frames_passes():
+    with Server("--max-frame-size", "1k", "--max-message-size", "64k") as srv:
+        s = ws_open(srv.port)
+        parts = [frame(1, "a" * 1024, fin=False), frame(0, "b" * 1024, fin=False),
+                 frame(0, "c" * 1000)]
+        s.sendall(b"".join(parts))
+        assert read_frame(s) == (True, 1, b"a" * 1024 + b"b" * 1024 + b"c" * 1000)
+        s.sendall(frame(2, b"x" * 1025))
+        code, reason = read_close(s)
+        assert code == 1009 and "frame" in reason, (code, reason)
+        s.close()
+
+
+@test
+def test_ping_interval_0_never_pings():
+    with Server("--ping-interval", "0", "--ping-timeout", "0.2") as srv:
+        s = ws_open(srv.port)
+        s.settimeout(1.5)
+        try:
+            data = s.recv(64)
+            raise AssertionError(f"the server sent {data!r} to a silent client")
+        except socket.timeout:
+            pass
+        s.settimeout(5)
+        s.sendall(frame(1, "still open"))
+        assert read_frame(s) == (True, 1, b"still open")
+        assert metrics(srv.port)["xraptor_pings_sent_total"] == 0
+        s.close()
 
 
 @test
@@ -73,7 +125,7 @@ def test_slow_reader_closed_with_1008_memory_bounded():
         # 4000 x 64 KiB = 250 MiB pushed at a client that reads nothing.
         s.sendall(frame(1, "flood 4000 65536"))
         srv.wait_log(r"flood stopped after \d+: limit reached")
-        srv.wait_log(r"on_close code=1008 reason=output buffer exceeds max_output_buffer")
+        srv.wait_log(r"on_close id=\d+ code=1008 reason=output buffer exceeds max_output_buffer")
         assert srv.rss_kib() - rss0 < 16 * 1024, (rss0, srv.rss_kib())
         # The socket is dropped once the close timeout passes unread.
         assert wait_eof_or_data_ends(s, 10)

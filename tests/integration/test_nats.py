@@ -3,14 +3,30 @@ broker loss and recovery, presence probes (see multinode.py)."""
 import shutil
 
 from multinode import register
-from xrtest import Broker, run, skip_all
+import json
+import urllib.request
+
+from xrtest import Broker, free_port, run, skip_all
 
 NATS = shutil.which("nats-server") or "/usr/bin/nats-server"
 
 
 class Nats(Broker):
     def __init__(self):
-        super().__init__(lambda port: [NATS, "-a", "127.0.0.1", "-p", str(port)])
+        self.monitor = free_port()
+        super().__init__(lambda port: [NATS, "-a", "127.0.0.1", "-p", str(port),
+                                       "-m", str(self.monitor)])
+
+    def subscribed(self, names):
+        """Whether every channel has its count of subscriptions (subject
+        xr.c.<name>), read from the server's monitoring port."""
+        url = f"http://127.0.0.1:{self.monitor}/subsz?subs=1&limit=100000"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            subs = json.load(r).get("subscriptions_list") or []
+        have = {}
+        for x in subs:
+            have[x["subject"]] = have.get(x["subject"], 0) + 1
+        return all(have.get(f"xr.c.{n}", 0) >= c for n, c in names.items())
 
     def down(self):
         self.stop()

@@ -5,7 +5,8 @@ import json
 
 import websockets
 
-from xrtest import (PROTOSERVER, Server, metrics, no_message, recv_json, request, run, test)
+from xrtest import (PROTOSERVER, Server, metrics, no_message, recv_json, request, run, test,
+                    wait_until)
 
 
 def proto(*args):
@@ -150,7 +151,7 @@ async def test_disconnect_closes_channels_and_leaves_rooms():
         m = metrics(srv.port)
         assert m["xraptor_channels"] == 5 and m["xraptor_rooms"] == 2, m
         await ws.close()
-        await asyncio.sleep(0.2)
+        wait_until(lambda: metrics(srv.port)["xraptor_connections_active"] == 0, 10, "closed")
         m = metrics(srv.port)
         assert m["xraptor_channels"] == 0 and m["xraptor_rooms"] == 0, m
 
@@ -173,7 +174,8 @@ async def test_room_delivers_to_members_only_and_prunes_dead_ones():
             assert ra["request_id"] == "ma" and ra["payload"] == "hello room", ra
             assert rb["request_id"] == "mb" and rb["payload"] == "hello room", rb
             # "ghost" has no listener anywhere: pruned by the next check.
-            await asyncio.sleep(1.0)
+            wait_until(lambda: metrics(srv.port)["xraptor_room_members_pruned_total"] >= 1, 10,
+                       "a room check")
             await a.send(request("s2", "/room/size", "GET", "lobby"))
             assert (await recv_json(a))["payload"] == "2"
             assert metrics(srv.port)["xraptor_room_members_pruned_total"] == 1

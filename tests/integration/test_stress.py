@@ -5,7 +5,6 @@ import os
 import random
 import resource
 import socket
-import ssl
 import struct
 import time
 
@@ -152,7 +151,7 @@ async def test_subscribers_vanishing_during_fan_out():
                     (k, round_, r["payload"][:8])
             assert await no_message(ws, 0.01), k
             await ws.close()
-        await asyncio.sleep(0.3)
+        wait_until(lambda: metrics(srv.port)["xraptor_connections_active"] == 0, 10, "all closed")
         m = metrics(srv.port)
         assert m["xraptor_connections_active"] == 0 and m["xraptor_rooms"] == 0, m
         async with websockets.connect(srv.url()) as ws:

@@ -1,9 +1,7 @@
 """wss:// with certificates made by the test: echo, health, bad clients,
 certificate reload on SIGHUP."""
-import asyncio
 import shutil
 import signal
-import socket
 import ssl
 import tempfile
 import time

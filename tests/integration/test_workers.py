@@ -11,8 +11,8 @@ import time
 
 import websockets
 
-from xrtest import (CHAT, Broker, Server, get, make_cert, metrics, recv_json, request, run,
-                    test, wait_until)
+from xrtest import (CHAT, Broker, Server, get, make_cert, metrics, recv_json, request, resp,
+                    run, test, wait_until)
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -174,7 +174,8 @@ async def test_two_worker_chat_room_through_redis():
                 wait_until(lambda: sum(per_worker().values()) == 16, 10, "16 SUBs on the workers")
                 counts = per_worker()
                 assert len(counts) == 2 and all(v > 0 for v in counts.values()), counts
-                await asyncio.sleep(0.3)  # subscriptions reach Redis
+                wait_until(lambda: resp(redis.port, "PUBSUB", "NUMSUB", "lobby")[1] == 2, 10,
+                           "both workers subscribed the room in Redis")
                 await clients[0].send(request("p", "/send_message_to_chat_room", "POST",
                                               json.dumps({"chat_id": "lobby", "client_id": "c0",
                                                           "message": "hello every worker"})))

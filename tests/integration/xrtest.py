@@ -6,7 +6,6 @@ malformed input, and reports each test as a TAP line for automake's
 tap-driver. Every wait is bounded; every server started is killed.
 """
 import asyncio
-import base64
 import os
 import re
 import signal
@@ -33,21 +32,29 @@ _servers = []
 class Server:
     """A server process listening on 127.0.0.1:<free port>."""
 
-    def __init__(self, *args, binary=None, tls=False, expect_start=True, env=None):
+    def __init__(self, *args, binary=None, tls=False, expect_start=True, env=None, port=None):
         self.binary = binary or ECHO
         self.logf = tempfile.NamedTemporaryFile(prefix="xraptor-test-", suffix=".log", delete=False)
-        self.args = [self.binary, "--listen", "127.0.0.1:0", *args]
-        # env: variables added to ours for this server only
+        # Nothing may reach stdout (a library that prints would corrupt an
+        # application's own output): teardown fails a test that finds any.
+        self.outf = tempfile.NamedTemporaryFile(prefix="xraptor-test-", suffix=".out", delete=False)
+        self.args = [self.binary, "--listen", f"127.0.0.1:{port or 0}", *args]
+        # env: variables added to ours for this server only (None removes one)
+        if env:
+            env = {k: v for k, v in dict(os.environ, **env).items() if v is not None}
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=self.logf,
-                                     env=dict(os.environ, **env) if env else None)
+                                     stdout=self.outf, stderr=self.logf, env=env)
         _servers.append(self)
         self.port = None
         self.tls = tls
         # Set once a test has stopped, signalled or waited for the server
         # itself: any other exit before teardown is a crash and fails it.
         self.expected_exit = not expect_start
-        if expect_start:
+        if expect_start and port:
+            # A port given (a log level that hides the "listening" line).
+            wait_port(port)
+            self.port = port
+        elif expect_start:
             self.port = self.wait_log(r"listening on wss?://127\.0\.0\.1:(\d+)", 10)
             self.port = int(self.port.group(1))
 
@@ -96,11 +103,17 @@ class Server:
         """Teardown: a graceful stop (SIGTERM; a second one drops the
         clients still there), so the exit runs the frees that leak checkers
         look at. Returns why the teardown failed, or None: the server died
-        before (a crash after the test's last assertion), or did not stop
-        cleanly (exit status, or a SIGKILL after 20 s)."""
+        before (a crash after the test's last assertion), did not stop
+        cleanly (exit status, or a SIGKILL after 20 s), or wrote to stdout."""
         if not hasattr(self, "_why"):
             self._why = self._stop_gracefully()
+            if not self._why and self.stdout():
+                self._why = f"the server wrote to stdout: {self.stdout()[:200]!r}"
         return self._why
+
+    def stdout(self):
+        with open(self.outf.name, errors="replace") as f:
+            return f.read()
 
     def _stop_gracefully(self):
         if self.proc.poll() is not None:
@@ -122,10 +135,11 @@ class Server:
         return None if rc == 0 else f"the server's graceful stop exited with status {rc}"
 
     def remove_log(self):
-        try:
-            os.unlink(self.logf.name)
-        except OSError:
-            pass
+        for f in (self.logf, self.outf):
+            try:
+                os.unlink(f.name)
+            except OSError:
+                pass
 
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -342,12 +356,44 @@ async def no_message(ws, wait=0.3):
 
 # ---- brokers ------------------------------------------------------------------
 
+_port_locks = []
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A loopback port that stays ours for this process's life, so a broker
+    can be stopped and started again on it. Taken below the kernel's
+    ephemeral range (no outgoing connection is ever given it) and reserved
+    with a lock file (no other test process under make -j picks it)."""
+    import fcntl
+    import random
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    lo, hi = max(1024, low - 12000), low - 1
+    lockdir = os.path.join(tempfile.gettempdir(), "xraptor-test-ports")
+    os.makedirs(lockdir, exist_ok=True)
+    for _ in range(200):
+        port = random.randint(lo, hi)
+        fd = os.open(os.path.join(lockdir, str(port)), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            continue
+        finally:
+            s.close()
+        _port_locks.append(fd)
+        return port
+    raise AssertionError(f"no free port in {lo}-{hi}")
 
 
 def wait_port(port, timeout=10):
@@ -399,6 +445,46 @@ class Broker:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def resp(port, *args, host="127.0.0.1", unix=None, timeout=5):
+    """One command to a real redis-server in RESP; the reply as Python
+    values (an error reply raises)."""
+    if unix:
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(timeout)
+        s.connect(unix)
+    else:
+        s = socket.create_connection((host, port), timeout=timeout)
+    try:
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        s.sendall(out)
+        f = s.makefile("rb")
+
+        def value():
+            line = f.readline()
+            if not line:
+                raise AssertionError("redis closed the connection")
+            kind, rest = line[:1], line[1:-2]
+            if kind == b"+":
+                return rest.decode()
+            if kind == b"-":
+                raise AssertionError(f"redis: {rest.decode()}")
+            if kind == b":":
+                return int(rest)
+            if kind == b"$":
+                n = int(rest)
+                return None if n < 0 else f.read(n + 2)[:-2].decode(errors="replace")
+            if kind == b"*":
+                n = int(rest)
+                return None if n < 0 else [value() for _ in range(n)]
+            raise AssertionError(f"redis: unexpected reply {line!r}")
+        return value()
+    finally:
+        s.close()
 
 
 def health(port):

@@ -5,25 +5,42 @@
  *   close CODE WHY xr_conn_close(CODE, WHY)
  *   peer           answer with xr_conn_peer()
  *   proto          answer with the negotiated subprotocol, or "-"
- * Anything else is echoed. Every on_open/on_close is logged at info level.
+ * Anything else is echoed. Every on_open/on_close is logged at info level
+ * with the connection's number; a second on_close for one connection is
+ * logged as an error, and the totals are logged at exit (on_close exactly
+ * once per on_open, whatever ended the connection).
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <xraptor.h>
 
+struct counts {
+    unsigned long opened, closed;
+};
+
+/* Each connection's data is its number; the low bit marks "closed". */
 static void on_open(xr_conn *c, void *ud)
 {
-    (void)ud;
-    xr_server_log(xr_conn_server(c), XR_LOG_INFO, "test: on_open");
+    struct counts *n = ud;
+    n->opened++;
+    xr_conn_set_data(c, (void *)(uintptr_t)(n->opened << 1));
+    xr_server_log(xr_conn_server(c), XR_LOG_INFO, "test: on_open id=%lu", n->opened);
 }
 
 static void on_close(xr_conn *c, int code, const char *reason, size_t len, void *ud)
 {
-    (void)ud;
-    xr_server_log(xr_conn_server(c), XR_LOG_INFO, "test: on_close code=%d reason=%.*s",
-                  code, (int)len, reason);
+    struct counts *n = ud;
+    uintptr_t tag = (uintptr_t)xr_conn_data(c);
+    if (tag & 1)
+        xr_server_log(xr_conn_server(c), XR_LOG_ERROR, "test: on_close twice for id=%lu",
+                      (unsigned long)(tag >> 1));
+    xr_conn_set_data(c, (void *)(tag | 1));
+    n->closed++;
+    xr_server_log(xr_conn_server(c), XR_LOG_INFO, "test: on_close id=%lu code=%d reason=%.*s",
+                  (unsigned long)(tag >> 1), code, (int)len, reason);
     /* Sending after on_close must be refused, not crash. */
     if (xr_conn_send(c, XR_TEXT, "late", 4) != XR_ECLOSED)
         xr_server_log(xr_conn_server(c), XR_LOG_ERROR, "test: send after close was accepted");
@@ -87,10 +104,12 @@ int main(int argc, char **argv)
         return 1;
     }
     xr_handlers h = {.on_open = on_open, .on_message = on_message, .on_close = on_close};
-    xr_server_set_handlers(srv, &h, NULL);
+    struct counts n = {0, 0};
+    xr_server_set_handlers(srv, &h, &n);
     rc = xr_server_run(srv);
     if (rc < 0)
         fprintf(stderr, "xraptor-testserver: %s\n", xr_server_error(srv));
     xr_server_free(srv);
+    fprintf(stderr, "xraptor-testserver: opened %lu, closed %lu\n", n.opened, n.closed);
     return rc < 0 ? 1 : 0;
 }
