@@ -34,7 +34,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 
-enum { IT_MSG, IT_UP, IT_DOWN, IT_PROBE_REPLY };
+enum { IT_MSG, IT_UP, IT_DOWN, IT_PROBE_REPLY, IT_ERROR };
 
 typedef struct item {
     struct item *next;
@@ -42,7 +42,7 @@ typedef struct item {
     uint64_t seq;            /* IT_PROBE_REPLY */
     int alive;
     size_t clen, mlen;
-    char data[];             /* IT_MSG: channel then message */
+    char data[];             /* IT_MSG: channel then message; IT_ERROR: text */
 } item;
 
 typedef struct chan {
@@ -80,6 +80,7 @@ typedef struct nats_ant {
     probe *probes;
     uint64_t seq;
     char server[256];
+    char last_error[256];    /* logged once until the next connect */
 } nats_ant;
 
 /* ---- URL and subjects ------------------------------------------------------ */
@@ -266,9 +267,41 @@ static void on_disconnected(natsConnection *nc, void *closure)
     push_kind(closure, IT_DOWN, 0, 0);
 }
 
+/* Why the last attempt failed ("authorization violation", "connection
+ * refused"): without it a wrong password would look like a broker down. */
+static void push_error(nats_ant *a, natsConnection *nc, int closed)
+{
+    const char *text = NULL;
+    if (natsConnection_GetLastError(nc, &text) == NATS_OK || !text || !*text)
+        return;
+    size_t n = strlen(text);
+    item *it = malloc(sizeof *it + n + 1);
+    if (it) {
+        it->kind = IT_ERROR;
+        it->alive = closed;
+        memcpy(it->data, text, n + 1);
+        push(a, it);
+    }
+}
+
+/* cnats gives up on a server that refuses our credentials: the connection
+ * is closed for good, and the reason must reach the log. */
+static void on_closed(natsConnection *nc, void *closure)
+{
+    push_error(closure, nc, 1);
+    push_kind(closure, IT_DOWN, 0, 0);
+}
+
+static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
+                           void *closure)
+{
+    (void)sub, (void)err;
+    push_error(closure, nc, 0);
+}
+
 static int64_t reconnect_delay(natsConnection *nc, int attempts, void *closure)
 {
-    (void)nc, (void)closure;
+    push_error(closure, nc, 0);
     int64_t ms = BACKOFF_MIN_MS;
     while (attempts-- > 1 && ms < BACKOFF_MAX_MS)
         ms *= 2;
@@ -308,7 +341,20 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
         case IT_MSG:
             a->host.message(a->host.host, it->data, it->clen, it->data + it->clen, it->mlen);
             break;
+        case IT_ERROR:
+            if (strncmp(a->last_error, it->data, sizeof a->last_error - 1) != 0) {
+                snprintf(a->last_error, sizeof a->last_error, "%s", it->data);
+                if (it->alive)
+                    a->host.log(a->host.host, 0, "nats antenna: %s: gave up: %s (cnats drops a "
+                                "server that refuses the URL's user:password; fix it and "
+                                "restart)", a->server, it->data);
+                else
+                    a->host.log(a->host.host, 1, "nats antenna: %s: %s", a->server, it->data);
+            }
+            break;
         case IT_UP:
+            a->last_error[0] = '\0';
+            /* fall through */
         case IT_DOWN:
             if (a->up != (it->kind == IT_UP)) {
                 a->up = it->kind == IT_UP;
@@ -370,6 +416,8 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     if (s == NATS_OK) s = natsOptions_SetCustomReconnectDelay(a->opts, reconnect_delay, a);
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(a->opts, on_disconnected, a);
     if (s == NATS_OK) s = natsOptions_SetReconnectedCB(a->opts, on_connected, a);
+    if (s == NATS_OK) s = natsOptions_SetClosedCB(a->opts, on_closed, a);
+    if (s == NATS_OK) s = natsOptions_SetErrorHandler(a->opts, on_async_error, a);
     /* Start even when the server is not up yet; it connects later. */
     if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(a->opts, true, on_connected, a);
     if (s == NATS_OK) {

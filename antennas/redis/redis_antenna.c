@@ -66,19 +66,10 @@ static int parse_url(const char *url, config *c, char *err, size_t errlen)
     c->port = 6379;
     if (strncmp(url, "redis://", 8) != 0) {
         snprintf(err, errlen, "redis antenna: '%s' is not redis://[[user]:password@]host[:port][/db] "
-                 "or redis:///path/to/redis.sock", url);
+                 "or redis://[[user]:password@]/path/to/redis.sock", url);
         return -1;
     }
-    if (url[8] == '/') {
-        /* redis:///run/redis/redis.sock: a unix socket, no host. */
-        if (strlen(url + 8) >= sizeof c->path) {
-            snprintf(err, errlen, "redis antenna: socket path too long in '%s'", url);
-            return -1;
-        }
-        strcpy(c->path, url + 8);
-        return 0;
-    }
-    const char *p = url + 8, *at = strrchr(p, '@'), *slash;
+    const char *p = url + 8, *at = url[8] == '/' ? NULL : strrchr(p, '@'), *slash;
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         const char *pw = colon ? colon + 1 : p;
@@ -90,6 +81,16 @@ static int parse_url(const char *url, config *c, char *err, size_t errlen)
         memcpy(c->user, p, ul);
         memcpy(c->password, pw, pl);
         p = at + 1;
+    }
+    if (*p == '/') {
+        /* redis:///run/redis/redis.sock (or redis://:pw@/run/…): a unix
+         * socket, no host. */
+        if (strlen(p) >= sizeof c->path) {
+            snprintf(err, errlen, "redis antenna: socket path too long in '%s'", url);
+            return -1;
+        }
+        strcpy(c->path, p);
+        return 0;
     }
     slash = strchr(p, '/');
     size_t hl = slash ? (size_t)(slash - p) : strlen(p);

@@ -186,6 +186,11 @@ async def test_small_messages_go_out_plain_and_windows_are_honoured():
         b0, payload = read_frame_rsv(s)
         assert b0 == 0xC1, hex(b0)
         assert inflate(payload, 9) == text
+        # Random bytes do not shrink: they go out plain (RSV1 clear), not
+        # as a compressed frame larger than the message.
+        noise = os.urandom(2000)
+        s.sendall(frame(2, compress(noise, 10), rsv=4))
+        assert read_frame_rsv(s) == (0x82, noise)
         s.close()
         # server_max_window_bits=8: accepted, and we send uncompressed.
         s, headers = raw_open(srv.port, "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=8\r\n")

@@ -1,11 +1,15 @@
 """The Kafka antenna against a real Kafka-protocol broker (librdkafka's mock
 cluster, 4 partitions): multi-node rooms, order per channel, broker loss and
 recovery, presence heartbeats for is_alive (see multinode.py)."""
+import json
 import os
 import subprocess
 
-from multinode import register
-from xrtest import _servers, run, skip_all
+import websockets
+
+from multinode import post, register, sub
+from xrtest import (CHAT, Server, _servers, free_port, health, metrics, recv_json, run, skip_all,
+                    test, wait_until)
 
 MOCK = os.environ.get("XRAPTOR_KAFKA_MOCK", "xraptor-kafka-mock")
 
@@ -49,6 +53,26 @@ class KafkaMock:
 
 
 register(KafkaMock, lambda b: f"kafka://{b.bootstrap}/xraptor")
+
+
+@test
+async def test_several_bootstrap_hosts_one_of_them_dead():
+    # A reserved port nobody listens on, first in one node's list and last
+    # in the other's: each finds the live broker and they share a room.
+    kafka = KafkaMock()
+    dead = f"127.0.0.1:{free_port()}"
+    a = Server("--antenna", f"kafka://{dead},{kafka.bootstrap}/xraptor", binary=CHAT)
+    b = Server("--antenna", f"kafka://{kafka.bootstrap},{dead}/xraptor", binary=CHAT)
+    for node in (a, b):
+        wait_until(lambda: health(node.port)[0] == 200, 30, "connected past the dead host")
+    async with websockets.connect(a.url()) as wa, websockets.connect(b.url()) as wb:
+        await wa.send(sub("far", "k-room"))
+        wait_until(lambda: metrics(a.port)["xraptor_channels"] == 1, 10, "SUB registered")
+        await wb.send(post("p", "k-room", "b", "through one of two hosts"))
+        assert (await recv_json(wb))["payload"] == '{"message": "Message sent"}'
+        r = await recv_json(wa, 15)
+        assert r["request_id"] == "far", r
+        assert json.loads(r["payload"]) == {"origin": "b", "message": "through one of two hosts"}
 
 if __name__ == "__main__":
     if not os.access(MOCK, os.X_OK):

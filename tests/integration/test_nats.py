@@ -6,16 +6,19 @@ from multinode import register
 import json
 import urllib.request
 
-from xrtest import Broker, free_port, run, skip_all
+import websockets
+
+from multinode import sub
+from xrtest import CHAT, Broker, Server, free_port, health, run, skip_all, test, wait_until
 
 NATS = shutil.which("nats-server") or "/usr/bin/nats-server"
 
 
 class Nats(Broker):
-    def __init__(self):
+    def __init__(self, *extra):
         self.monitor = free_port()
         super().__init__(lambda port: [NATS, "-a", "127.0.0.1", "-p", str(port),
-                                       "-m", str(self.monitor)])
+                                       "-m", str(self.monitor), *extra])
 
     def subscribed(self, names):
         """Whether every channel has its count of subscriptions (subject
@@ -36,6 +39,19 @@ class Nats(Broker):
 
 
 register(Nats, lambda b: f"nats://127.0.0.1:{b.port}")
+
+
+@test
+async def test_credentials_in_the_url():
+    nats = Nats("--user", "xr", "--pass", "s3cret")
+    with Server("--antenna", f"nats://xr:s3cret@127.0.0.1:{nats.port}", binary=CHAT) as node:
+        wait_until(lambda: health(node.port)[0] == 200, 10, "connected with credentials")
+        async with websockets.connect(node.url()) as ws:
+            await ws.send(sub("creds", "creds-room"))
+            wait_until(lambda: nats.subscribed({"creds-room": 1}), 10, "SUB reached NATS")
+    with Server("--antenna", f"nats://xr:wrong@127.0.0.1:{nats.port}", binary=CHAT) as node:
+        node.wait_log(r"nats antenna: .*gave up: .*user:password", 15)
+        assert health(node.port)[0] == 503, node.log()
 
 if __name__ == "__main__":
     if not shutil.which(NATS):

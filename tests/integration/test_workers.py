@@ -89,6 +89,40 @@ async def test_crashed_worker_is_restarted():
 
 
 @test
+def test_worker_dying_at_start_up_stops_the_server():
+    # A worker that dies within 1 s of starting would die again: the whole
+    # server stops with status 1 instead of restarting it in a loop.
+    srv = Server("--workers", "2", expect_start=False)
+    pid = int(srv.wait_log(r"worker 1 started \(pid (\d+)\)", 10).group(1))
+    os.kill(pid, signal.SIGKILL)
+    assert srv.wait(15) == 1, srv.log()
+    assert "worker 1 (pid %d) was killed by signal 9" % pid in srv.log(), srv.log()
+    assert "restarting" not in srv.log(), srv.log()
+
+
+def gone(pid):
+    """Exited (reaped, or a zombie waiting for its new parent)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@test
+def test_workers_exit_when_the_supervisor_is_killed():
+    srv = Server("--workers", "2", expect_start=False)
+    srv.wait_log(r"\[worker 2\] listening on", 10)
+    srv.wait_log(r"\[worker 1\] listening on", 10)
+    pids = children(srv.proc.pid)
+    assert len(pids) == 2, pids
+    srv.expected_exit = True
+    srv.proc.kill()                 # SIGKILL: no chance to forward anything
+    srv.proc.wait()
+    wait_until(lambda: all(gone(p) for p in pids), 10, "workers gone after the supervisor")
+
+
+@test
 async def test_sigterm_drains_every_worker_and_exits_0():
     with Server("--workers", "2") as srv:
         clients = [await websockets.connect(srv.url()) for _ in range(12)]

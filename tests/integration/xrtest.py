@@ -410,9 +410,10 @@ def wait_port(port, timeout=10):
 class Broker:
     """A real broker process on a loopback port, killed by run() at the end."""
 
-    def __init__(self, argv_for_port, port=None):
+    def __init__(self, argv_for_port, port=None, ready=None):
         self.argv_for_port = argv_for_port
         self.port = port or free_port()
+        self.ready = ready or (lambda: wait_port(self.port))
         self.proc = None
         self.start()
         _servers.append(self)
@@ -421,7 +422,7 @@ class Broker:
         self.logf = tempfile.NamedTemporaryFile(prefix="xraptor-broker-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(self.argv_for_port(self.port), stdin=subprocess.DEVNULL,
                                      stdout=self.logf, stderr=self.logf)
-        wait_port(self.port)
+        self.ready()
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -447,22 +448,26 @@ class Broker:
         self.stop()
 
 
-def resp(port, *args, host="127.0.0.1", unix=None, timeout=5):
-    """One command to a real redis-server in RESP; the reply as Python
+def resp(port, *args, unix=None, timeout=5, auth=()):
+    """One command to a real redis-server on 127.0.0.1:port (or a unix
+    socket) in RESP, after AUTH *auth when given; the reply as Python
     values (an error reply raises)."""
     if unix:
         s = socket.socket(socket.AF_UNIX)
         s.settimeout(timeout)
         s.connect(unix)
     else:
-        s = socket.create_connection((host, port), timeout=timeout)
+        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
-        s.sendall(out)
         f = s.makefile("rb")
+
+        def command(*words):
+            out = b"*%d\r\n" % len(words)
+            for w in words:
+                w = w if isinstance(w, bytes) else str(w).encode()
+                out += b"$%d\r\n%s\r\n" % (len(w), w)
+            s.sendall(out)
+            return value()
 
         def value():
             line = f.readline()
@@ -482,7 +487,9 @@ def resp(port, *args, host="127.0.0.1", unix=None, timeout=5):
                 n = int(rest)
                 return None if n < 0 else [value() for _ in range(n)]
             raise AssertionError(f"redis: unexpected reply {line!r}")
-        return value()
+        if auth:
+            command("AUTH", *auth)
+        return command(*args)
     finally:
         s.close()
 
