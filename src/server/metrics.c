@@ -147,9 +147,12 @@ void xr_health_write(const xr_server *srv, xr_buf *out, int *status)
     int up;
     const char *scheme = xr_proto_antenna(srv->proto, &up);
     int antenna_down = scheme && !up;
-    const char *state = srv->draining ? "draining" : antenna_down ? "antenna_down" : "ok";
+    /* No "draining" state: a graceful stop closes the listeners and every
+     * plain-HTTP connection first, so no health check reaches a draining
+     * server; it is refused at connect, which probes read as down. */
+    const char *state = antenna_down ? "antenna_down" : "ok";
     const xr_transport_stats *m = xr_transport_stats_get(srv->t);
-    *status = srv->draining || antenna_down ? 503 : 200;
+    *status = antenna_down ? 503 : 200;
     xr_buf_printf(out,
                   "{\"status\":\"%s\",\"uptime_seconds\":%.3f,"
                   "\"active_connections\":%zu,\"pending_connections\":%zu,"

@@ -124,7 +124,11 @@ class Server:
         try:
             self.proc.wait(0.3)
         except subprocess.TimeoutExpired:
-            self.proc.send_signal(signal.SIGTERM)
+            # The second SIGTERM drops clients still draining; once the
+            # loop has stopped (modules being unloaded: librdkafka may take
+            # a while) it would only kill the process mid-cleanup.
+            if not re.search(r"info +(\[worker \d+\] )?stopped$", self.log(), re.M):
+                self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
