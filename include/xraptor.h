@@ -50,7 +50,10 @@ enum {
     XR_ESTATE = -8,   /* called at the wrong time */
     XR_EIO = -9,      /* event loop or socket error */
     XR_EEXIST = -10,  /* already registered */
-    XR_EANTENNA = -11 /* the antenna (broker) refused or is down */
+    XR_EANTENNA = -11, /* the antenna (broker) refused or is down */
+    XR_ENOENT = -12,  /* no such member in the JSON object */
+    XR_ETYPE = -13,   /* the member has another type (or a number that does not fit) */
+    XR_EJSON = -14    /* the text is not one JSON object */
 };
 
 const char *xr_strerror(int err);
@@ -295,7 +298,7 @@ const char *xr_request_id(const xr_request *req, size_t *len);
 const char *xr_request_route(const xr_request *req);
 xr_method xr_request_method(const xr_request *req);
 const char *xr_request_payload(const xr_request *req, size_t *len);
-/* A header value, or NULL. */
+/* A header whose value is a string, or NULL (other types: xr_header_*). */
 const char *xr_request_header(const xr_request *req, const char *name);
 /* The connection it came on, or NULL once that has closed. */
 xr_conn *xr_request_conn(const xr_request *req);
@@ -308,6 +311,64 @@ int xr_reply(xr_request *req, const char *payload, size_t len);
 /* Keeps a request (and its strings) alive past the handler's return. */
 xr_request *xr_request_ref(xr_request *req);
 void xr_request_unref(xr_request *req);
+
+/*
+ * Reading the payload as JSON, as json.loads(request.payload)["chat_id"]
+ * does in Python, without a JSON library. Each call reads one top-level
+ * member of the payload object by name (the last one when a name repeats,
+ * as Python keeps); the payload is parsed once, on the first call, strictly
+ * (RFC 8259, nesting depth 64). The xr_header_* calls read the request's
+ * "header" object the same way, whatever the type of its members.
+ *
+ * Returns XR_OK, XR_ENOENT (no such member), XR_ETYPE (a member of another
+ * type; for _int, a number that is not an integer or does not fit),
+ * XR_EJSON (the payload is not one JSON object) or XR_ENOMEM; *out is set
+ * only on XR_OK. Strings are unescaped (every escape, surrogate pairs
+ * joined), NUL-terminated, with their length in *len (may be NULL; a \u0000
+ * makes it longer than strlen), valid until the handler returns, or until
+ * xr_request_unref when the request is kept. _raw gives any member's JSON
+ * text as it is (objects, arrays). Numbers ignore the locale. Once warm
+ * none of this allocates.
+ */
+typedef enum {
+    XR_JSON_MISSING = 0, XR_JSON_NULL, XR_JSON_BOOL, XR_JSON_NUMBER, XR_JSON_STRING,
+    XR_JSON_ARRAY, XR_JSON_OBJECT
+} xr_json_type;
+
+/* The member's xr_json_type (XR_JSON_MISSING when absent), or XR_EJSON. */
+int xr_payload_type(xr_request *req, const char *name);
+int xr_payload_str(xr_request *req, const char *name, const char **s, size_t *len);
+int xr_payload_int(xr_request *req, const char *name, long long *v);
+int xr_payload_num(xr_request *req, const char *name, double *v);
+int xr_payload_bool(xr_request *req, const char *name, int *v);
+int xr_payload_raw(xr_request *req, const char *name, const char **json, size_t *len);
+int xr_header_type(xr_request *req, const char *name);
+int xr_header_str(xr_request *req, const char *name, const char **s, size_t *len);
+int xr_header_int(xr_request *req, const char *name, long long *v);
+int xr_header_num(xr_request *req, const char *name, double *v);
+int xr_header_bool(xr_request *req, const char *name, int *v);
+int xr_header_raw(xr_request *req, const char *name, const char **json, size_t *len);
+
+/*
+ * Writing JSON without a JSON library: printf-like, where %Q writes a
+ * string quoted and escaped as json.dumps would (quotes, backslashes and
+ * control characters escaped, other UTF-8 kept as it is; bytes that are not
+ * UTF-8 become U+FFFD, as Python's bytes.decode("utf-8", "replace") does).
+ *   %Q     a NUL-terminated string, quoted     %.*Q  an int length, then the string
+ *   %s     text inserted as it is (JSON made elsewhere); %.*s with a length
+ *   %d %i %u, with l, ll or z                  %g    a double, shortest exact
+ *   %b     an int: true or false               %%    a percent sign
+ * (%g writes null for NaN and infinities, which JSON lacks.) Any other
+ * conversion, a NULL string or a negative length fails with XR_EINVAL and
+ * sends nothing. The text is built in a buffer the server reuses.
+ *
+ *   xr_replyf(req, "{\"origin\": %Q, \"message\": %Q}", client, text);
+ */
+int xr_replyf(xr_request *req, const char *fmt, ...);
+int xr_publishf(xr_server *srv, const char *channel, size_t clen, const char *fmt, ...);
+/* The same into buf, as snprintf: at most cap bytes, NUL-terminated when
+ * cap > 0, *len set to the whole length (retry with more when >= cap). */
+int xr_jsonf(char *buf, size_t cap, size_t *len, const char *fmt, ...);
 
 /* ---- channels and rooms ------------------------------------------------ */
 

@@ -1,10 +1,15 @@
 #include "codec/request.h"
 
+#include <errno.h>
+#include <locale.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "codec/jsonf.h"
 #include "xraptor.h"
 
 int xr_buf_json_escaped(xr_buf *b, const char *s, size_t len)
@@ -305,8 +310,8 @@ static const char *const field_names[F_N] = {"request_id", "route", "payload", "
 typedef struct fields {
     int seen[F_N];              /* 0 absent, 1 good, -1 wrong type */
     size_t off[F_N], len[F_N];
-    size_t bad_header_off;      /* name of a header whose value is not a string */
-    int bad_header, too_many;
+    size_t header_start, header_end;    /* the header object in the input */
+    int too_many;
 } fields;
 
 typedef struct request_ctx {
@@ -315,7 +320,9 @@ typedef struct request_ctx {
     size_t hoffs[4 * XR_PROTO_MAX_HEADERS];
 } request_ctx;
 
-/* A member of the "header" object: names and string values into the store. */
+/* A member of the "header" object: names and string values into the store;
+ * other values are checked and left to xr_header_* (read from the whole
+ * object's text). */
 static int header_member(parser *p, size_t noff, size_t nlen, void *ctx)
 {
     request_ctx *c = ctx;
@@ -333,13 +340,8 @@ static int header_member(parser *p, size_t noff, size_t nlen, void *ctx)
         }
         return 0;
     }
-    if (value(p, 2) < 0)
-        return -1;
-    if (!c->f.bad_header) {
-        c->f.bad_header = 1;
-        c->f.bad_header_off = noff;
-    }
-    return 0;
+    r->store.len = noff;        /* the name is not kept */
+    return value(p, 2);
 }
 
 /* A member of the request object: the five fields are kept (the last of
@@ -362,8 +364,11 @@ static int request_member(parser *p, size_t koff, size_t klen, void *ctx)
     if (k == F_HEADER && more && p->s[p->i] == '{') {
         f->seen[k] = 1;
         r->n_headers = 0;
-        f->bad_header = f->too_many = 0;
-        return list(p, &r->store, header_member, c);
+        f->too_many = 0;
+        f->header_start = p->i;
+        int rc = list(p, &r->store, header_member, c);
+        f->header_end = p->i;
+        return rc;
     }
     if (k < F_N)
         f->seen[k] = -1;
@@ -380,6 +385,8 @@ int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
     r->id_len = r->route_len = r->payload_len = 0;
     r->n_headers = 0;
     r->method = 0;
+    r->header_json = "{}";
+    r->header_json_len = 2;
     parser p = {(const unsigned char *)data, len, 0, &r->store, NULL};
     request_ctx ctx;
     ctx.r = r;
@@ -413,8 +420,18 @@ int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
         snprintf(err, errlen, "request is not valid JSON: %s", p.why);
         return -1;
     }
+    /* The header object's text, kept for its members of other types. */
+    size_t hoff = r->store.len;
+    if (f->seen[F_HEADER] == 1 &&
+        (xr_buf_add(&r->store, data + f->header_start, f->header_end - f->header_start) < 0 ||
+         xr_buf_add(&r->store, "", 1) < 0)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     /* The store is final now: turn offsets into pointers. */
     const char *base = r->store.p;
+    r->header_json = "{}";
+    r->header_json_len = 2;
     if (f->seen[F_ID] == 1) {
         r->id = base + f->off[F_ID];
         r->id_len = f->len[F_ID];
@@ -441,10 +458,8 @@ int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
         snprintf(err, errlen, "field 'header' must be an object");
         return -1;
     }
-    if (f->bad_header) {
-        snprintf(err, errlen, "header '%.40s' must be a string", base + f->bad_header_off);
-        return -1;
-    }
+    r->header_json = base + hoff;
+    r->header_json_len = f->header_end - f->header_start;
     if (f->too_many) {
         snprintf(err, errlen, "more than %d headers", XR_PROTO_MAX_HEADERS);
         return -1;
@@ -500,4 +515,140 @@ int xr_proto_response(xr_buf *out, const char *id, size_t id_len,
         xr_buf_add(out, e, sizeof e - 1) < 0)
         return -1;
     return 0;
+}
+
+/* ---- the members of a JSON object -------------------------------------- */
+
+void xr_json_fields_reset(xr_json_fields *f, const char *json, size_t len)
+{
+    f->json = json;
+    f->len = len;
+    f->n = 0;
+    f->state = 0;
+    f->store.len = 0;
+}
+
+static int index_member(parser *p, size_t noff, size_t nlen, void *ctx)
+{
+    xr_json_fields *f = ctx;
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? 2 * f->cap : 8;
+        xr_json_member *m = realloc(f->m, cap * sizeof *m);
+        if (!m)
+            return syntax(p, "out of memory");
+        f->m = m;
+        f->cap = cap;
+    }
+    xr_json_member *m = &f->m[f->n];
+    unsigned char c = p->i < p->n ? p->s[p->i] : 0;
+    m->type = c == '"' ? XR_JT_STRING : c == '{' ? XR_JT_OBJECT : c == '[' ? XR_JT_ARRAY
+            : c == 't' || c == 'f' ? XR_JT_BOOL : c == 'n' ? XR_JT_NULL : XR_JT_NUMBER;
+    m->name_off = noff;
+    m->name_len = nlen;
+    m->raw_off = p->i;
+    m->str_off = SIZE_MAX;
+    m->str_len = 0;
+    if (value(p, 1) < 0)
+        return -1;
+    m->raw_len = p->i - m->raw_off;
+    f->n++;
+    return 0;
+}
+
+static int fields_index(xr_json_fields *f)
+{
+    /* Every name and every string unescaped is no longer than its JSON
+     * text, plus a NUL each: reserved once, so the store never moves
+     * while pointers into it are out. */
+    f->store.len = 0;
+    if (xr_buf_reserve(&f->store, 2 * f->len + f->len / 2 + 16) < 0)
+        return -1;
+    parser p = {(const unsigned char *)f->json, f->len, 0, &f->store, NULL};
+    skip_ws(&p);
+    if (p.i == p.n || p.s[p.i] != '{' || list(&p, &f->store, index_member, f) < 0)
+        return -1;
+    skip_ws(&p);
+    return p.i == p.n ? 1 : -1;
+}
+
+xr_json_member *xr_json_fields_get(xr_json_fields *f, const char *name, size_t nlen, int *state)
+{
+    if (!f->state)
+        f->state = fields_index(f);
+    *state = f->state;
+    if (f->state < 0)
+        return NULL;
+    for (size_t k = f->n; k-- > 0;) {
+        xr_json_member *m = &f->m[k];
+        if (m->name_len == nlen && memcmp(f->store.p + m->name_off, name, nlen) == 0)
+            return m;
+    }
+    return NULL;
+}
+
+int xr_json_member_str(xr_json_fields *f, xr_json_member *m, const char **s, size_t *len)
+{
+    if (m->type != XR_JT_STRING)
+        return -1;
+    if (m->str_off == SIZE_MAX) {
+        if (f->store.cap - f->store.len < m->raw_len + 1)
+            return -2;      /* cannot happen: the index reserved it */
+        parser p = {(const unsigned char *)f->json + m->raw_off, m->raw_len, 0, &f->store, NULL};
+        if (string(&p, &f->store, &m->str_off, &m->str_len) < 0)
+            return -2;
+    }
+    *s = f->store.p + m->str_off;
+    if (len)
+        *len = m->str_len;
+    return 0;
+}
+
+/* The number's text NUL-terminated in buf, or -1 if it is not a number or
+ * longer than any double needs (JSON allows any length). */
+static int number_text(const xr_json_fields *f, const xr_json_member *m, char *buf, size_t cap)
+{
+    if (m->type != XR_JT_NUMBER || m->raw_len >= cap)
+        return -1;
+    memcpy(buf, f->json + m->raw_off, m->raw_len);
+    buf[m->raw_len] = '\0';
+    return 0;
+}
+
+int xr_json_member_int(const xr_json_fields *f, const xr_json_member *m, long long *v)
+{
+    char buf[32];
+    if (m->type != XR_JT_NUMBER)
+        return -1;
+    if (number_text(f, m, buf, sizeof buf) < 0 || strpbrk(buf, ".eE"))
+        return -2;
+    errno = 0;
+    long long n = strtoll(buf, NULL, 10);
+    if (errno)
+        return -2;
+    *v = n;
+    return 0;
+}
+
+int xr_json_member_double(const xr_json_fields *f, const xr_json_member *m, double *v)
+{
+    char buf[400];
+    if (m->type != XR_JT_NUMBER)
+        return -1;
+    if (number_text(f, m, buf, sizeof buf) < 0)
+        return -2;
+    locale_t c = xr_c_locale();
+    double d = c ? strtod_l(buf, NULL, c) : strtod(buf, NULL);
+    if (!isfinite(d))
+        return -2;
+    *v = d;
+    return 0;
+}
+
+void xr_json_fields_free(xr_json_fields *f)
+{
+    xr_buf_free(&f->store);
+    free(f->m);
+    f->m = NULL;
+    f->n = f->cap = 0;
+    f->state = 0;
 }

@@ -25,6 +25,48 @@ typedef struct xr_proto_header {
  * which keeps its memory from request to request: parsing a request into a
  * reused xr_proto_request allocates nothing once store is large enough.
  */
+/* ---- the members of a JSON object (xr_payload_*, xr_header_*) ---------- */
+
+/* Value types, as xr_json_type in xraptor.h. */
+enum { XR_JT_MISSING, XR_JT_NULL, XR_JT_BOOL, XR_JT_NUMBER, XR_JT_STRING, XR_JT_ARRAY,
+       XR_JT_OBJECT };
+
+typedef struct xr_json_member {
+    size_t name_off, name_len;   /* unescaped, NUL-terminated, in the store */
+    size_t raw_off, raw_len;     /* the value's JSON text in the indexed text */
+    size_t str_off, str_len;     /* a string unescaped in the store (SIZE_MAX: not yet) */
+    int type;
+} xr_json_member;
+
+/*
+ * The top-level members of one JSON object text, indexed when first asked
+ * for and kept until reset. The store is sized once per text for every
+ * name and string the text can hold, so pointers into it stay valid until
+ * the next reset; a reused xr_json_fields allocates nothing once large
+ * enough.
+ */
+typedef struct xr_json_fields {
+    xr_buf store;
+    xr_json_member *m;
+    size_t n, cap;
+    const char *json;            /* the text (not owned) */
+    size_t len;
+    int state;                   /* 0 not indexed, 1 indexed, -1 not an object */
+} xr_json_fields;
+
+/* Sets the text to read; nothing is parsed yet. */
+void xr_json_fields_reset(xr_json_fields *f, const char *json, size_t len);
+/* The member called name (the last one when repeated, as Python's json
+ * keeps), NULL when missing; *state is -1 when the text is not one strict
+ * JSON object (or memory ran out), else 1. */
+xr_json_member *xr_json_fields_get(xr_json_fields *f, const char *name, size_t nlen, int *state);
+/* A string member unescaped (NUL-terminated, in the store); -1 if not a string. */
+int xr_json_member_str(xr_json_fields *f, xr_json_member *m, const char **s, size_t *len);
+/* Numbers in the "C" locale: -1 not a number, -2 not an integer that fits. */
+int xr_json_member_int(const xr_json_fields *f, const xr_json_member *m, long long *v);
+int xr_json_member_double(const xr_json_fields *f, const xr_json_member *m, double *v);
+void xr_json_fields_free(xr_json_fields *f);
+
 typedef struct xr_proto_request {
     xr_buf store;
     const char *id;              /* NULL when it could not be read */
@@ -33,8 +75,10 @@ typedef struct xr_proto_request {
     size_t route_len;
     const char *payload;
     size_t payload_len;
-    size_t n_headers;            /* the "header" object, all strings */
+    size_t n_headers;            /* the "header" object's string members */
     xr_proto_header headers[XR_PROTO_MAX_HEADERS];
+    const char *header_json;     /* the whole "header" object, any member type */
+    size_t header_json_len;
     unsigned method;             /* one XR_GET..XR_UNSUB bit */
 } xr_proto_request;
 

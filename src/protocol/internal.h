@@ -41,6 +41,7 @@ struct xr_proto {
     struct xr_request *free_requests;   /* finished, kept for reuse */
     size_t n_free_requests;
     xr_buf scratch;                 /* responses are built here, then framed */
+    xr_buf fmt;                     /* xr_replyf's and xr_publishf's text */
 
     /* channels, rooms, antenna */
     xr_map channels;                /* name -> struct xr_channel (local receivers) */

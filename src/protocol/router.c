@@ -4,7 +4,10 @@
  */
 #include "protocol/internal.h"
 
+#include "codec/jsonf.h"
+
 #include <regex.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +24,16 @@ struct xr_request {
     xr_pconn *h;
     struct xr_request *next_free;   /* in pr->free_requests */
     xr_proto_request p;
+    xr_json_fields payload, header; /* xr_payload_*, xr_header_*: indexed when asked */
 };
+
+static void request_free(xr_request *r)
+{
+    xr_proto_request_free(&r->p);
+    xr_json_fields_free(&r->payload);
+    xr_json_fields_free(&r->header);
+    free(r);
+}
 
 /* Finished requests are kept for the next ones, their parse store and
  * all: a warm server allocates nothing per request. */
@@ -134,11 +146,11 @@ void xr_router_free(xr_proto *pr)
     while (pr->free_requests) {
         xr_request *r = pr->free_requests;
         pr->free_requests = r->next_free;
-        xr_proto_request_free(&r->p);
-        free(r);
+        request_free(r);
     }
     pr->n_free_requests = 0;
     xr_buf_free(&pr->scratch);
+    xr_buf_free(&pr->fmt);
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -173,6 +185,155 @@ const char *xr_request_header(const xr_request *r, const char *name)
     return name ? xr_proto_header_get(&r->p, name) : NULL;
 }
 
+/* ---- members of the payload and header objects ------------------------ */
+
+static xr_json_member *member(xr_json_fields *f, const char *name, int *rc)
+{
+    int state;
+    if (!name) {
+        *rc = XR_EINVAL;
+        return NULL;
+    }
+    xr_json_member *m = xr_json_fields_get(f, name, strlen(name), &state);
+    *rc = state < 0 ? XR_EJSON : m ? XR_OK : XR_ENOENT;
+    return m;
+}
+
+static int field_type(xr_json_fields *f, const char *name)
+{
+    int rc;
+    xr_json_member *m = member(f, name, &rc);
+    return m ? m->type : rc == XR_ENOENT ? XR_JSON_MISSING : rc;
+}
+
+static int field_str(xr_json_fields *f, const char *name, const char **s, size_t *len)
+{
+    int rc;
+    xr_json_member *m = member(f, name, &rc);
+    if (!m)
+        return rc;
+    rc = xr_json_member_str(f, m, s, len);
+    return rc == 0 ? XR_OK : rc == -1 ? XR_ETYPE : XR_ENOMEM;
+}
+
+static int field_int(xr_json_fields *f, const char *name, long long *v)
+{
+    int rc;
+    xr_json_member *m = member(f, name, &rc);
+    return !m ? rc : xr_json_member_int(f, m, v) == 0 ? XR_OK : XR_ETYPE;
+}
+
+static int field_num(xr_json_fields *f, const char *name, double *v)
+{
+    int rc;
+    xr_json_member *m = member(f, name, &rc);
+    return !m ? rc : xr_json_member_double(f, m, v) == 0 ? XR_OK : XR_ETYPE;
+}
+
+static int field_bool(xr_json_fields *f, const char *name, int *v)
+{
+    int rc;
+    xr_json_member *m = member(f, name, &rc);
+    if (!m)
+        return rc;
+    if (m->type != XR_JSON_BOOL)
+        return XR_ETYPE;
+    *v = f->json[m->raw_off] == 't';
+    return XR_OK;
+}
+
+static int field_raw(xr_json_fields *f, const char *name, const char **json, size_t *len)
+{
+    int rc;
+    xr_json_member *m = member(f, name, &rc);
+    if (!m)
+        return rc;
+    *json = f->json + m->raw_off;
+    if (len)
+        *len = m->raw_len;
+    return XR_OK;
+}
+
+int xr_payload_type(xr_request *r, const char *name) { return field_type(&r->payload, name); }
+int xr_header_type(xr_request *r, const char *name) { return field_type(&r->header, name); }
+
+int xr_payload_str(xr_request *r, const char *name, const char **s, size_t *len)
+{
+    return field_str(&r->payload, name, s, len);
+}
+
+int xr_header_str(xr_request *r, const char *name, const char **s, size_t *len)
+{
+    return field_str(&r->header, name, s, len);
+}
+
+int xr_payload_int(xr_request *r, const char *name, long long *v)
+{
+    return field_int(&r->payload, name, v);
+}
+
+int xr_header_int(xr_request *r, const char *name, long long *v)
+{
+    return field_int(&r->header, name, v);
+}
+
+int xr_payload_num(xr_request *r, const char *name, double *v)
+{
+    return field_num(&r->payload, name, v);
+}
+
+int xr_header_num(xr_request *r, const char *name, double *v)
+{
+    return field_num(&r->header, name, v);
+}
+
+int xr_payload_bool(xr_request *r, const char *name, int *v)
+{
+    return field_bool(&r->payload, name, v);
+}
+
+int xr_header_bool(xr_request *r, const char *name, int *v)
+{
+    return field_bool(&r->header, name, v);
+}
+
+int xr_payload_raw(xr_request *r, const char *name, const char **json, size_t *len)
+{
+    return field_raw(&r->payload, name, json, len);
+}
+
+int xr_header_raw(xr_request *r, const char *name, const char **json, size_t *len)
+{
+    return field_raw(&r->header, name, json, len);
+}
+
+/* fmt's text into pr->fmt, by xr_jsonf's rules. */
+static int format(xr_proto *pr, const char *fmt, va_list ap)
+{
+    if (!fmt)
+        return XR_EINVAL;
+    pr->fmt.len = 0;
+    int rc = xr_buf_jsonf_v(&pr->fmt, fmt, ap);
+    return rc == 0 ? XR_OK : rc == XR_JSONF_ENOMEM ? XR_ENOMEM : XR_EINVAL;
+}
+
+int xr_replyf(xr_request *r, const char *fmt, ...)
+{
+    if (!r)
+        return XR_EINVAL;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = format(r->pr, fmt, ap);
+    va_end(ap);
+    return rc < 0 ? rc : xr_reply(r, r->pr->fmt.p, r->pr->fmt.len);
+}
+
+int xr_proto_publishv(xr_proto *pr, const char *ch, size_t clen, const char *fmt, va_list ap)
+{
+    int rc = format(pr, fmt, ap);
+    return rc < 0 ? rc : xr_proto_publish(pr, ch, clen, pr->fmt.p, pr->fmt.len);
+}
+
 xr_request *xr_request_ref(xr_request *r)
 {
     r->refs++;
@@ -182,13 +343,13 @@ xr_request *xr_request_ref(xr_request *r)
 static void request_recycle(xr_proto *pr, xr_request *r)
 {
     /* One huge request must not pin its store for the process's life. */
-    if (pr->n_free_requests < XR_FREE_REQUESTS && r->p.store.cap <= (64u << 10)) {
+    if (pr->n_free_requests < XR_FREE_REQUESTS && r->p.store.cap <= (64u << 10) &&
+        r->payload.store.cap <= (256u << 10)) {
         r->next_free = pr->free_requests;
         pr->free_requests = r;
         pr->n_free_requests++;
     } else {
-        xr_proto_request_free(&r->p);
-        free(r);
+        request_free(r);
     }
 }
 
@@ -297,6 +458,8 @@ void xr_proto_message(xr_proto *pr, xr_conn *c, xr_msg_type type, const char *da
         request_recycle(pr, r);
         return;
     }
+    xr_json_fields_reset(&r->payload, r->p.payload, r->p.payload_len);
+    xr_json_fields_reset(&r->header, r->p.header_json, r->p.header_json_len);
     r->refs = 1;
     r->h = h;
     h->refs++;

@@ -342,6 +342,9 @@ const char *xr_strerror(int err)
     case XR_EIO: return "I/O error";
     case XR_EEXIST: return "already registered";
     case XR_EANTENNA: return "antenna error";
+    case XR_ENOENT: return "no such member";
+    case XR_ETYPE: return "member of another type";
+    case XR_EJSON: return "not a JSON object";
     default: return "unknown error";
     }
 }

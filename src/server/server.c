@@ -7,6 +7,7 @@
 #include "server/server.h"
 
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -406,6 +407,17 @@ int xr_middleware(xr_server *srv, int priority, const char *regex, xr_middleware
 int xr_publish(xr_server *srv, const char *channel, size_t clen, const char *msg, size_t mlen)
 {
     return srv ? xr_proto_publish(srv->proto, channel, clen, msg, mlen) : XR_EINVAL;
+}
+
+int xr_publishf(xr_server *srv, const char *channel, size_t clen, const char *fmt, ...)
+{
+    if (!srv)
+        return XR_EINVAL;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = xr_proto_publishv(srv->proto, channel, clen, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 int xr_room_join(xr_server *srv, const char *room, const char *member)

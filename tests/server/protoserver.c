@@ -124,6 +124,29 @@ static int order(xr_request *r, void *ud)
     return rc;
 }
 
+/* Reads member "x" of the payload (of the header when ud is set) every
+ * way there is, and answers what each call gave:
+ * {"type": T, "str": [rc, s], "int": [rc, i], "num": [rc, d], "bool": [rc, b], "raw": [rc, json]} */
+static int fields(xr_request *r, void *ud)
+{
+    int h = ud != NULL;
+    const char *s = NULL, *raw = NULL;
+    size_t slen = 0, rawlen = 0;
+    long long i = 0;
+    double d = 0;
+    int b = 0;
+    int type = (h ? xr_header_type : xr_payload_type)(r, "x");
+    int rs = (h ? xr_header_str : xr_payload_str)(r, "x", &s, &slen);
+    int ri = (h ? xr_header_int : xr_payload_int)(r, "x", &i);
+    int rd = (h ? xr_header_num : xr_payload_num)(r, "x", &d);
+    int rb = (h ? xr_header_bool : xr_payload_bool)(r, "x", &b);
+    int rr = (h ? xr_header_raw : xr_payload_raw)(r, "x", &raw, &rawlen);
+    return xr_replyf(r, "{\"type\": %d, \"str\": [%d, %.*Q], \"int\": [%d, %lld], "
+                        "\"num\": [%d, %g], \"bool\": [%d, %b], \"raw\": [%d, %.*s]}",
+                     type, rs, (int)slen, s ? s : "", ri, i, rd, d, rb, b, rr,
+                     raw ? (int)rawlen : 4, raw ? raw : "null");
+}
+
 static int mw_token(xr_request *r, void *ud)
 {
     (void)ud;
@@ -172,6 +195,8 @@ int main(int argc, char **argv)
              xr_route(srv, "/room/size", XR_GET, room_size, NULL) == 0 &&
              xr_route(srv, "/api/secret", XR_GET, secret, NULL) == 0 &&
              xr_route(srv, "/order", XR_GET, order, NULL) == 0 &&
+             xr_route(srv, "/fields/payload", XR_GET, fields, NULL) == 0 &&
+             xr_route(srv, "/fields/header", XR_GET, fields, "header") == 0 &&
              /* Registered out of order: priority decides. */
              xr_middleware(srv, 20, "/ord", mw_mark, "B") == 0 &&
              xr_middleware(srv, 10, NULL, mw_mark, "A") == 0 &&
