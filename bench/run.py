@@ -262,6 +262,9 @@ try:
     p, port = start([os.path.join(B, "xraptor-echo"), *common, "--compression"])
     echoz = bench("echo", f"ws://127.0.0.1:{port}/", "--size", 1024, "--compression", pid=p.pid)
     stop_all()
+    p, port = start([os.path.join(B, "xraptor-chat"), *common])
+    chat = bench("chat", f"ws://127.0.0.1:{port}/", pid=p.pid)
+    stop_all()
     p, port = start([os.path.join(B, "bench", "xraptor-bench-server"), *common])
     route = bench("route", f"ws://127.0.0.1:{port}/", pid=p.pid)
     fan = bench("fanout", f"ws://127.0.0.1:{port}/", "--connections", args.fanout, pid=p.pid)
@@ -293,6 +296,10 @@ try:
     row("echo 1 KiB, 100 conns", echo1k, "per_second", "msgs/s", base1k)
     row("echo 1 KiB, permessage-deflate", echoz, "per_second", "msgs/s", base1k)
     row("route: POST /echo 64 B, 100 conns", route, "per_second", "req/s", base)
+    c = row("chat: POST /send_message_to_chat_room, 64 B", chat, "per_second", "req/s", base)
+    e = echo64.get("per_second") if echo64.get("exit") == 0 else None
+    if c and e:
+        print(f"{'':<52} chat POST / echo 64 B = {c / e:.2f}x (target >= 0.8x)")
     row(f"fanout: room of {args.fanout} members, 1 publisher x 16", room, "per_second",
         "deliveries/s", peer=u_fan)
     row(f"fanout: one channel, {args.fanout} subscribers", fan, "per_second", "deliveries/s",

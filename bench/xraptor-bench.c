@@ -6,7 +6,7 @@
  *
  *   xraptor-bench SCENARIO --url URL [flags]
  *
- * Scenarios: echo, tcp (the length-prefixed baseline), route, fanout,
+ * Scenarios: echo, tcp (the length-prefixed baseline), route, chat, fanout,
  * connections, handshakes. See --help and BENCHMARKS.md.
  */
 #include <arpa/inet.h>
@@ -38,8 +38,10 @@
 #include "codec/http.h"
 #include "codec/ws_frame.h"
 
-typedef enum { SC_ECHO, SC_TCP, SC_ROUTE, SC_FANOUT, SC_CONNECTIONS, SC_HANDSHAKES } scenario;
-static const char *const sc_names[] = {"echo", "tcp", "route", "fanout", "connections", "handshakes"};
+typedef enum { SC_ECHO, SC_TCP, SC_ROUTE, SC_FANOUT, SC_CONNECTIONS, SC_HANDSHAKES, SC_CHAT } scenario;
+static const char *const sc_names[] = {"echo", "tcp", "route", "fanout", "connections", "handshakes",
+                                       "chat"};
+#define N_SCENARIOS (sizeof sc_names / sizeof sc_names[0])
 
 typedef struct cfg {
     scenario sc;
@@ -563,7 +565,7 @@ static void open_done(conn *c)
     c->state = CS_OPEN;
     b->n_open++;
     switch (b->c.sc) {
-    case SC_ECHO: case SC_TCP: case SC_ROUTE:
+    case SC_ECHO: case SC_TCP: case SC_ROUTE: case SC_CHAT:
         for (int i = 0; i < b->c.pipeline; i++)
             send_message(c);
         break;
@@ -737,6 +739,8 @@ static void usage(FILE *out)
           "  echo         messages echoed by xraptor-echo: msgs/s, MB/s, latency\n"
           "  tcp          the same against xraptor-bench-baseline (tcp://, length-prefixed)\n"
           "  route        X-raptor POST /echo requests (xraptor-bench-server): req/s, latency\n"
+          "  chat         xraptor-chat's POST /send_message_to_chat_room: the payload's three\n"
+          "               fields read, a message published, an answer: req/s, latency\n"
           "  fanout       --connections subscribers, one publisher (xraptor-bench-server):\n"
           "               deliveries/s, publish-to-receive latency; --mode says how\n"
           "  connections  open --connections idle connections, report the server's RSS\n"
@@ -808,11 +812,12 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     int sc = -1;
-    for (int k = 0; k < 6; k++)
+    for (size_t k = 0; k < N_SCENARIOS; k++)
         if (strcmp(argv[1], sc_names[k]) == 0)
-            sc = k;
+            sc = (int)k;
     if (sc < 0)
-        die(2, "unknown scenario '%s' (echo, tcp, route, fanout, connections, handshakes)", argv[1]);
+        die(2, "unknown scenario '%s' (echo, tcp, route, chat, fanout, connections, handshakes)",
+            argv[1]);
     c->sc = (scenario)sc;
     c->conns = 100;
     c->size = 64;
@@ -877,6 +882,20 @@ int main(int argc, char **argv)
         n += (int)c->size;
         n += snprintf((char *)b->payload + n, cap - (size_t)n,
                       "\",\"header\":{},\"route\":\"/echo\",\"method\":\"POST\"}");
+        b->payload_len = (size_t)n;
+    } else if (c->sc == SC_CHAT) {
+        /* The chat's POST, its message --size bytes, to a room nobody is in:
+         * the request path itself, not a fan-out. */
+        size_t cap = c->size + 256;
+        b->payload = malloc(cap);
+        int n = snprintf((char *)b->payload, cap, "{\"request_id\":\"r\",\"payload\":"
+                         "\"{\\\"chat_id\\\": \\\"bench\\\", \\\"client_id\\\": \\\"c\\\", "
+                         "\\\"message\\\": \\\"");
+        memset(b->payload + n, 'x', c->size);
+        n += (int)c->size;
+        n += snprintf((char *)b->payload + n, cap - (size_t)n,
+                      "\\\"}\",\"header\":{},\"route\":\"/send_message_to_chat_room\","
+                      "\"method\":\"POST\"}");
         b->payload_len = (size_t)n;
     } else {
         b->payload = malloc(c->size);

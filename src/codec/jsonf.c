@@ -6,6 +6,7 @@
  * memory only.
  */
 #include "codec/jsonf.h"
+#include "codec/jsonscan.h"
 
 #include "xraptor.h"
 
@@ -77,8 +78,7 @@ static void quoted(out *o, const char *s, size_t n)
     size_t i = 0;
     while (i < n) {
         size_t run = i;
-        while (i < n && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\')
-            i++;
+        i += xr_json_plain_run(p + i, n - i, 1);
         put(o, s + run, i - run);
         if (i == n)
             break;
@@ -158,10 +158,10 @@ int xr_jsonf_v(char *dst, size_t cap, size_t *len, const char *fmt, va_list ap)
     out o = {dst, cap, 0};
     for (const char *f = fmt; *f; f++) {
         if (*f != '%') {
-            const char *run = f;
-            while (f[1] && f[1] != '%')
-                f++;
-            put(&o, run, (size_t)(f - run) + 1);
+            const char *pct = strchr(f, '%');
+            size_t n = pct ? (size_t)(pct - f) : strlen(f);
+            put(&o, f, n);
+            f += n - 1;
             continue;
         }
         f++;

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "codec/jsonf.h"
+#include "codec/jsonscan.h"
 #include "xraptor.h"
 
 int xr_buf_json_escaped(xr_buf *b, const char *s, size_t len)
@@ -20,11 +21,13 @@ int xr_buf_json_escaped(xr_buf *b, const char *s, size_t len)
         return -1;
     char *o = b->p + b->len;
     for (size_t i = 0; i < len; i++) {
+        size_t run = xr_json_plain_run((const unsigned char *)s + i, len - i, 0);
+        memcpy(o, s + i, run);
+        o += run;
+        i += run;
+        if (i == len)
+            break;
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            *o++ = (char)c;
-            continue;
-        }
         *o++ = '\\';
         switch (c) {
         case '"': *o++ = '"'; break;
@@ -105,27 +108,33 @@ static int hex4(parser *p, unsigned *v)
 /*
  * A string at p->i (its opening quote): appended unescaped to p->out with
  * a NUL after it, or (out NULL) only checked; off and len say where it is.
+ * Unescaped is never longer than escaped: the room is reserved once and
+ * written directly.
  */
 static int string(parser *p, xr_buf *out, size_t *off, size_t *len)
 {
     p->i++;                     /* the quote */
-    size_t start = out ? out->len : 0;
+    if (out && xr_buf_reserve(out, p->n - p->i + 1) < 0)
+        return syntax(p, "out of memory");
+    char *o = out ? out->p + out->len : NULL;
+    const unsigned char *s = p->s;
     for (;;) {
         size_t run = p->i;
-        while (p->i < p->n && p->s[p->i] != '"' && p->s[p->i] != '\\' && p->s[p->i] >= 0x20)
-            p->i++;
-        if (out && p->i > run && xr_buf_add(out, p->s + run, p->i - run) < 0)
-            return syntax(p, "out of memory");
+        p->i += xr_json_plain_run(s + p->i, p->n - p->i, 0);
+        if (o && p->i > run) {
+            memcpy(o, s + run, p->i - run);
+            o += p->i - run;
+        }
         if (p->i == p->n)
             return syntax(p, "unexpected end of input");
-        unsigned char c = p->s[p->i++];
+        unsigned char c = s[p->i++];
         if (c == '"')
             break;
         if (c < 0x20)
             return syntax(p, "control character in a string");
         if (p->i == p->n)
             return syntax(p, "unexpected end of input");
-        char e = (char)p->s[p->i++], one;
+        char e = (char)s[p->i++], one;
         unsigned cp;
         switch (e) {
         case '"': one = '"'; break;
@@ -143,7 +152,7 @@ static int string(parser *p, xr_buf *out, size_t *off, size_t *len)
                 return syntax(p, "invalid \\u escape (lone low surrogate)");
             if (cp >= 0xD800 && cp <= 0xDBFF) {
                 unsigned lo;
-                if (p->n - p->i < 2 || p->s[p->i] != '\\' || p->s[p->i + 1] != 'u')
+                if (p->n - p->i < 2 || s[p->i] != '\\' || s[p->i + 1] != 'u')
                     return syntax(p, "invalid \\u escape (lone high surrogate)");
                 p->i += 2;
                 if (hex4(p, &lo) < 0)
@@ -152,30 +161,36 @@ static int string(parser *p, xr_buf *out, size_t *off, size_t *len)
                     return syntax(p, "invalid \\u escape (lone high surrogate)");
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
             }
-            if (out) {
-                char u[4];
-                size_t k;
-                if (cp < 0x80) { u[0] = (char)cp; k = 1; }
-                else if (cp < 0x800) { u[0] = (char)(0xC0 | cp >> 6); u[1] = (char)(0x80 | (cp & 63)); k = 2; }
-                else if (cp < 0x10000) { u[0] = (char)(0xE0 | cp >> 12); u[1] = (char)(0x80 | ((cp >> 6) & 63));
-                                         u[2] = (char)(0x80 | (cp & 63)); k = 3; }
-                else { u[0] = (char)(0xF0 | cp >> 18); u[1] = (char)(0x80 | ((cp >> 12) & 63));
-                       u[2] = (char)(0x80 | ((cp >> 6) & 63)); u[3] = (char)(0x80 | (cp & 63)); k = 4; }
-                if (xr_buf_add(out, u, k) < 0)
-                    return syntax(p, "out of memory");
+            /* At most 4 bytes for the 6 or 12 of the escape. */
+            if (o) {
+                if (cp < 0x80) {
+                    *o++ = (char)cp;
+                } else if (cp < 0x800) {
+                    *o++ = (char)(0xC0 | cp >> 6);
+                    *o++ = (char)(0x80 | (cp & 63));
+                } else if (cp < 0x10000) {
+                    *o++ = (char)(0xE0 | cp >> 12);
+                    *o++ = (char)(0x80 | ((cp >> 6) & 63));
+                    *o++ = (char)(0x80 | (cp & 63));
+                } else {
+                    *o++ = (char)(0xF0 | cp >> 18);
+                    *o++ = (char)(0x80 | ((cp >> 12) & 63));
+                    *o++ = (char)(0x80 | ((cp >> 6) & 63));
+                    *o++ = (char)(0x80 | (cp & 63));
+                }
             }
             continue;
         default:
             return syntax(p, "invalid escape in a string");
         }
-        if (out && xr_buf_add(out, &one, 1) < 0)
-            return syntax(p, "out of memory");
+        if (o)
+            *o++ = one;
     }
     if (out) {
-        *off = start;
-        *len = out->len - start;
-        if (xr_buf_add(out, "", 1) < 0)
-            return syntax(p, "out of memory");
+        *off = out->len;
+        *len = (size_t)(o - (out->p + out->len));
+        *o = '\0';
+        out->len += *len + 1;
     }
     return 0;
 }
@@ -306,6 +321,7 @@ static int value(parser *p, int depth)
 
 enum { F_ID, F_ROUTE, F_PAYLOAD, F_METHOD, F_HEADER, F_N };
 static const char *const field_names[F_N] = {"request_id", "route", "payload", "method", "header"};
+static const size_t field_lens[F_N] = {10, 5, 7, 6, 6};
 
 typedef struct fields {
     int seen[F_N];              /* 0 absent, 1 good, -1 wrong type */
@@ -320,28 +336,26 @@ typedef struct request_ctx {
     size_t hoffs[4 * XR_PROTO_MAX_HEADERS];
 } request_ctx;
 
-/* A member of the "header" object: names and string values into the store;
- * other values are checked and left to xr_header_* (read from the whole
- * object's text). */
+/* A member of the "header" object: its name, and a string value, into the
+ * store; a value of another type is checked and left to xr_header_* (read
+ * from the whole object's text), its entry says NULL, so that the last of
+ * repeated names wins whatever their types. */
 static int header_member(parser *p, size_t noff, size_t nlen, void *ctx)
 {
     request_ctx *c = ctx;
     xr_proto_request *r = c->r;
-    if (p->i < p->n && p->s[p->i] == '"') {
-        size_t voff, vlen;
-        if (string(p, p->out, &voff, &vlen) < 0)
-            return -1;
-        if (r->n_headers == XR_PROTO_MAX_HEADERS) {
-            c->f.too_many = 1;
-        } else {
-            size_t k = r->n_headers++;
-            c->hoffs[4 * k] = noff, c->hoffs[4 * k + 1] = nlen;
-            c->hoffs[4 * k + 2] = voff, c->hoffs[4 * k + 3] = vlen;
-        }
-        return 0;
+    size_t voff = SIZE_MAX, vlen = 0;
+    int rc = p->i < p->n && p->s[p->i] == '"' ? string(p, p->out, &voff, &vlen) : value(p, 2);
+    if (rc < 0)
+        return -1;
+    if (r->n_headers == XR_PROTO_MAX_HEADERS) {
+        c->f.too_many = 1;
+    } else {
+        size_t k = r->n_headers++;
+        c->hoffs[4 * k] = noff, c->hoffs[4 * k + 1] = nlen;
+        c->hoffs[4 * k + 2] = voff, c->hoffs[4 * k + 3] = vlen;
     }
-    r->store.len = noff;        /* the name is not kept */
-    return value(p, 2);
+    return 0;
 }
 
 /* A member of the request object: the five fields are kept (the last of
@@ -352,7 +366,7 @@ static int request_member(parser *p, size_t koff, size_t klen, void *ctx)
     xr_proto_request *r = c->r;
     fields *f = &c->f;
     int k = 0;
-    while (k < F_N && !(strlen(field_names[k]) == klen &&
+    while (k < F_N && !(field_lens[k] == klen &&
                          memcmp(r->store.p + koff, field_names[k], klen) == 0))
         k++;
     r->store.len = koff;        /* the name is not kept */
@@ -467,7 +481,7 @@ int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
     for (size_t k = 0; k < r->n_headers; k++) {
         r->headers[k].name = base + ctx.hoffs[4 * k];
         r->headers[k].name_len = ctx.hoffs[4 * k + 1];
-        r->headers[k].value = base + ctx.hoffs[4 * k + 2];
+        r->headers[k].value = ctx.hoffs[4 * k + 2] == SIZE_MAX ? NULL : base + ctx.hoffs[4 * k + 2];
         r->headers[k].value_len = ctx.hoffs[4 * k + 3];
     }
     const char *mname = base + f->off[F_METHOD];
@@ -548,7 +562,9 @@ static int index_member(parser *p, size_t noff, size_t nlen, void *ctx)
     m->raw_off = p->i;
     m->str_off = SIZE_MAX;
     m->str_len = 0;
-    if (value(p, 1) < 0)
+    /* Strings are unescaped now, in the same pass that checks them. */
+    if ((m->type == XR_JT_STRING ? string(p, &f->store, &m->str_off, &m->str_len)
+                                 : value(p, 1)) < 0)
         return -1;
     m->raw_len = p->i - m->raw_off;
     f->n++;
@@ -557,12 +573,9 @@ static int index_member(parser *p, size_t noff, size_t nlen, void *ctx)
 
 static int fields_index(xr_json_fields *f)
 {
-    /* Every name and every string unescaped is no longer than its JSON
-     * text, plus a NUL each: reserved once, so the store never moves
-     * while pointers into it are out. */
+    /* Names and strings are unescaped into the store here, once: no
+     * pointer into it is handed out before the index is complete. */
     f->store.len = 0;
-    if (xr_buf_reserve(&f->store, 2 * f->len + f->len / 2 + 16) < 0)
-        return -1;
     parser p = {(const unsigned char *)f->json, f->len, 0, &f->store, NULL};
     skip_ws(&p);
     if (p.i == p.n || p.s[p.i] != '{' || list(&p, &f->store, index_member, f) < 0)
@@ -590,13 +603,6 @@ int xr_json_member_str(xr_json_fields *f, xr_json_member *m, const char **s, siz
 {
     if (m->type != XR_JT_STRING)
         return -1;
-    if (m->str_off == SIZE_MAX) {
-        if (f->store.cap - f->store.len < m->raw_len + 1)
-            return -2;      /* cannot happen: the index reserved it */
-        parser p = {(const unsigned char *)f->json + m->raw_off, m->raw_len, 0, &f->store, NULL};
-        if (string(&p, &f->store, &m->str_off, &m->str_len) < 0)
-            return -2;
-    }
     *s = f->store.p + m->str_off;
     if (len)
         *len = m->str_len;

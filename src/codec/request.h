@@ -16,7 +16,7 @@ int xr_buf_json_escaped(xr_buf *b, const char *s, size_t len);
 #define XR_PROTO_MAX_HEADERS 32
 
 typedef struct xr_proto_header {
-    const char *name, *value;    /* NUL-terminated, in store */
+    const char *name, *value;    /* NUL-terminated, in store; value NULL: not a string */
     size_t name_len, value_len;
 } xr_proto_header;
 
@@ -40,10 +40,9 @@ typedef struct xr_json_member {
 
 /*
  * The top-level members of one JSON object text, indexed when first asked
- * for and kept until reset. The store is sized once per text for every
- * name and string the text can hold, so pointers into it stay valid until
- * the next reset; a reused xr_json_fields allocates nothing once large
- * enough.
+ * for and kept until reset: names and string values are unescaped into the
+ * store during the index, so pointers into it stay valid until the next
+ * reset; a reused xr_json_fields allocates nothing once large enough.
  */
 typedef struct xr_json_fields {
     xr_buf store;

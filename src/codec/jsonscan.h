@@ -1,0 +1,47 @@
+/*
+ * The hot loop of JSON strings, eight bytes at a time: how many bytes from
+ * s need no escaping (not '"', not '\\', not a control character; with
+ * ascii_only, not >= 0x80 either). Pure.
+ */
+#ifndef XR_CODEC_JSONSCAN_H
+#define XR_CODEC_JSONSCAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define XR_ONES 0x0101010101010101ull
+#define XR_HIGH 0x8080808080808080ull
+
+/* High bit set in each byte of v that is zero. */
+static inline uint64_t xr_zero_bytes(uint64_t v)
+{
+    return (v - XR_ONES) & ~v & XR_HIGH;
+}
+
+static inline size_t xr_json_plain_run(const unsigned char *s, size_t n, int ascii_only)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, s + i, 8);
+        /* Bytes < 0x20: (v - 0x20..) borrows into the high bit, unless the
+         * byte was >= 0x80 already (~v). A borrow can only flag bytes above
+         * a true hit, so the lowest flag is exact. */
+        uint64_t stop = xr_zero_bytes(v ^ (XR_ONES * '"')) | xr_zero_bytes(v ^ (XR_ONES * '\\')) |
+                        ((v - XR_ONES * 0x20) & ~v & XR_HIGH);
+        if (ascii_only)
+            stop |= v & XR_HIGH;
+        if (stop) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            i += (size_t)__builtin_ctzll(stop) / 8;   /* the first byte is the lowest */
+#endif
+            break;
+        }
+    }
+    while (i < n && s[i] >= 0x20 && s[i] != '"' && s[i] != '\\' && (!ascii_only || s[i] < 0x80))
+        i++;
+    return i;
+}
+
+#endif
