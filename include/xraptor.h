@@ -255,6 +255,18 @@ int xr_server_port(const xr_server *srv, size_t n);
 void xr_server_log(xr_server *srv, xr_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * Sends the server's log lines (those at --log-level or more important) to
+ * fn instead of stderr, as libevent's event_set_log_callback does: msg is
+ * one line without a newline, timestamp or level, valid during the call;
+ * worker is the worker's number with --workers, else 0. fn runs on the
+ * loop's thread (and in each worker process). NULL restores stderr. Lines
+ * written before this call (start-up errors of xr_server_new) went to
+ * stderr.
+ */
+typedef void (*xr_log_fn)(xr_log_level level, unsigned worker, const char *msg, void *ud);
+void xr_server_set_log(xr_server *srv, xr_log_fn fn, void *ud);
+
 /* ---- the X-raptor protocol --------------------------------------------- */
 
 /*

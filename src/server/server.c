@@ -387,6 +387,14 @@ void xr_server_log(xr_server *srv, xr_log_level level, const char *fmt, ...)
     va_end(ap);
 }
 
+void xr_server_set_log(xr_server *srv, xr_log_fn fn, void *ud)
+{
+    if (!srv)
+        return;
+    srv->log.fn = fn;
+    srv->log.fn_ud = ud;
+}
+
 xr_server *xr_conn_server(const xr_conn *c)
 {
     return xr_transport_ud(xr_conn_transport(c));

@@ -26,6 +26,10 @@ void xr_vlog(const xr_logger *log, xr_log_level level, const char *fmt, va_list 
         return;
     char msg[1024];
     vsnprintf(msg, sizeof msg, fmt, ap);
+    if (log && log->fn) {
+        log->fn(level, log->worker, msg, log->fn_ud);
+        return;
+    }
 
     struct timespec ts;
     struct tm tm;

@@ -1,5 +1,6 @@
-/* Log lines to stderr, text or JSON, one write per line. Every layer logs
- * through the xr_logger it was handed; the server owns it. */
+/* Log lines to stderr, text or JSON, one write per line, or to the
+ * application's callback. Every layer logs through the xr_logger it was
+ * handed; the server owns it. */
 #ifndef XR_UTIL_LOG_H
 #define XR_UTIL_LOG_H
 
@@ -11,6 +12,8 @@ typedef struct xr_logger {
     xr_log_level level;
     xr_log_format format;
     unsigned worker;        /* 0: no worker tag */
+    xr_log_fn fn;           /* the application's sink instead of stderr, or NULL */
+    void *fn_ud;
 } xr_logger;
 
 void xr_vlog(const xr_logger *log, xr_log_level level, const char *fmt, va_list ap)

@@ -12,7 +12,7 @@ import time
 
 import websockets
 
-from xrtest import PROTOSERVER, Server, request, run, skip_all, test
+from xrtest import CHAT, PROTOSERVER, Server, metrics, request, run, skip_all, test, wait_until
 
 SHIM = os.environ.get("XRAPTOR_ALLOC_SHIM", "")
 MESSAGES = 10000
@@ -86,6 +86,41 @@ async def test_route_allocates_nothing_per_request_once_warm():
             await exchange(ws, req, ok, MESSAGES)
             after = srv.allocations()
         print(f"# route: {after - before} allocations over {MESSAGES} requests")
+        assert after - before <= BOUND, after - before
+
+
+@test
+async def test_chat_post_allocates_nothing_per_request_once_warm():
+    # xraptor-chat's POST: the payload's members read (xr_payload_str), a
+    # message built (xr_publishf) and published to a room with a member,
+    # the answer (xr_replyf), the member's delivery.
+    import json
+    with Counted(binary=CHAT) as srv:
+        async with websockets.connect(srv.url(), compression=None) as member, \
+                websockets.connect(srv.url(), compression=None) as ws:
+            await member.send(request("m", "/chat_messages", "SUB", json.dumps({"chat_id": "r"})))
+            wait_until(lambda: metrics(srv.port)["xraptor_rooms"] == 1, 10, "joined")
+
+            def req(i):
+                return request(f"p{i % 50}", "/send_message_to_chat_room", "POST",
+                               json.dumps({"chat_id": "r", "client_id": "c\u00e9",
+                                           "message": 'say "%d"\n' % i}))
+
+            def ok(i, reply):
+                return '"payload":"{\\"message\\": \\"Message sent\\"}"' in reply
+
+            async def heard(n):
+                for i in range(n):
+                    r = json.loads(await asyncio.wait_for(member.recv(), 10))
+                    assert json.loads(r["payload"]) == {"origin": "c\u00e9",
+                                                        "message": 'say "%d"\n' % i}, r
+            listener = asyncio.create_task(heard(2000 + MESSAGES))
+            await exchange(ws, req, ok, 2000)
+            before = srv.allocations()
+            await exchange(ws, lambda i: req(i + 2000), ok, MESSAGES)
+            after = srv.allocations()
+            await listener
+        print(f"# chat POST: {after - before} allocations over {MESSAGES} requests")
         assert after - before <= BOUND, after - before
 
 

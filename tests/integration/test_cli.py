@@ -1,6 +1,7 @@
 """Flags: --help, --version, bad flags and values, start-up errors, the
 antenna loader's refusals, listener forms, log levels."""
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -170,6 +171,32 @@ def test_log_level_hides_and_shows_what_it_says():
         assert get(srv.port, "/nowhere")[0] == 426
         assert srv.stop() == 0
         assert " info " in srv.log() and "HTTP 426" not in srv.log(), srv.log()
+
+
+@test
+def test_log_callback_receives_the_lines_instead_of_stderr():
+    from xrtest import TESTSERVER
+    port = free_port()
+    with Server("--log-level", "warn", binary=TESTSERVER, port=port,
+                env={"XR_TEST_LOG_CALLBACK": "1"}) as srv:
+        # A second SIGTERM while a client is still draining is a warn
+        # line; the first ("draining") is info.
+        from xrtest import read_close, ws_open
+        held = ws_open(port)
+        srv.signal(signal.SIGTERM)
+        assert read_close(held)[0] == 1001
+        srv.signal(signal.SIGTERM)
+        srv.wait()
+        held.close()
+        log = srv.log().splitlines()
+        lines = [x for x in log if not x.startswith("xraptor-testserver: opened")]
+        assert lines and all(x.startswith("app-log/") for x in lines), log
+        assert any(x.startswith("app-log/1/0: second SIGTERM") for x in lines), log
+        assert not any("draining" in x for x in lines), log   # info: below warn
+    with Server(binary=TESTSERVER, env={"XR_TEST_LOG_CALLBACK": "1"}) as srv:
+        pass
+    # The "listening" line (info) came through the callback, not stderr's format.
+    assert "app-log/2/0: listening on ws://127.0.0.1:" in srv.log(), srv.log()
 
 
 @test

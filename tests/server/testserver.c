@@ -90,6 +90,12 @@ static void on_message(xr_conn *c, xr_msg_type type, const char *data, size_t le
     xr_conn_send(c, type, data, len);
 }
 
+/* XR_TEST_LOG_CALLBACK set: the server's lines come through here. */
+static void log_line(xr_log_level level, unsigned worker, const char *msg, void *ud)
+{
+    fprintf(stderr, "%s/%d/%u: %s\n", (const char *)ud, (int)level, worker, msg);
+}
+
 int main(int argc, char **argv)
 {
     xr_options opts;
@@ -106,6 +112,8 @@ int main(int argc, char **argv)
     xr_handlers h = {.on_open = on_open, .on_message = on_message, .on_close = on_close};
     struct counts n = {0, 0};
     xr_server_set_handlers(srv, &h, &n);
+    if (getenv("XR_TEST_LOG_CALLBACK"))
+        xr_server_set_log(srv, log_line, "app-log");
     rc = xr_server_run(srv);
     if (rc < 0)
         fprintf(stderr, "xraptor-testserver: %s\n", xr_server_error(srv));

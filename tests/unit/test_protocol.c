@@ -9,7 +9,7 @@
 #include "protocol/internal.h"
 #include "tap.h"
 
-static const xr_logger quiet = {XR_LOG_ERROR, XR_LOG_TEXT, 0};
+static const xr_logger quiet = {.level = XR_LOG_ERROR, .format = XR_LOG_TEXT};
 
 /* The protocol reads only the antenna options; the rest stay zero (the
  * server layer, which fills defaults, is not linked here). */
