@@ -73,8 +73,16 @@ typedef enum { XR_LOG_TEXT, XR_LOG_JSON } xr_log_format;
  * Server options. xr_options_init() fills in every default; the strings are
  * borrowed until xr_server_new() returns (the server copies what it keeps).
  * Sizes are bytes, times are milliseconds; 0 disables a timer.
+ *
+ * The struct grows at its end from one release to the next without
+ * breaking built programs: xr_options_init() records in `size` how large
+ * the struct was when the program was compiled, and the library reads
+ * only that much (members added since keep their defaults). So always
+ * start from xr_options_init(), never from memset or an initializer.
  */
 typedef struct xr_options {
+    size_t size;                 /* set by xr_options_init(); do not touch */
+
     /* "HOST:PORT", "[v6]:PORT" or ":PORT"; a "ws://" or "wss://" prefix
      * forces plain or TLS, otherwise TLS is used when tls_cert is set.
      * Default: one listener on 127.0.0.1:8765. */
@@ -138,9 +146,11 @@ typedef struct xr_options {
      * Channels then reach across processes only through a broker antenna,
      * so the protocol layer refuses memory:// with more than one. */
     unsigned workers;
+    /* New members go here, at the end. */
 } xr_options;
 
-void xr_options_init(xr_options *opts);
+void xr_options_init_size(xr_options *opts, size_t size);
+#define xr_options_init(opts) xr_options_init_size((opts), sizeof(xr_options))
 
 /* Return values of xr_options_parse() besides XR_OK and XR_EUSAGE. */
 #define XR_OPTIONS_HELP 1

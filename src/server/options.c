@@ -9,8 +9,15 @@
 #include "config.h"
 
 /* Every default lives here and only here. */
-void xr_options_init(xr_options *o)
+/* The size of the first xr_options (0.1): a smaller one was not made by
+ * xr_options_init(). */
+#define XR_OPTIONS_V1_SIZE (offsetof(xr_options, workers) + sizeof(unsigned))
+
+void xr_options_init_size(xr_options *caller, size_t size)
 {
+    /* The defaults are written whole here, then as much as the caller's
+     * struct holds is copied out: its members beyond are not ours. */
+    xr_options full, *o = &full;
     memset(o, 0, sizeof *o);
     o->max_message_size = 1u << 20;
     o->max_frame_size = 0;
@@ -32,6 +39,22 @@ void xr_options_init(xr_options *o)
     o->compression_window_bits = 12;
     o->compression_level = 6;
     o->workers = 1;
+    if (!caller || size < sizeof(size_t))
+        return;
+    memcpy(caller, o, size < sizeof *o ? size : sizeof *o);
+    caller->size = size;
+}
+
+int xr_options_full(xr_options *dst, const xr_options *src, char *err, size_t errlen)
+{
+    if (!src || src->size < XR_OPTIONS_V1_SIZE) {
+        snprintf(err, errlen, "options were not set up with xr_options_init()");
+        return XR_EINVAL;
+    }
+    xr_options_init(dst);
+    memcpy(dst, src, src->size < sizeof *dst ? src->size : sizeof *dst);
+    dst->size = sizeof *dst;
+    return XR_OK;
 }
 
 int xr_parse_size(const char *s, size_t *out)
@@ -153,9 +176,31 @@ static int usage_error(char *err, size_t errlen, const char *fmt, ...)
     return XR_EUSAGE;
 }
 
+/* How far into xr_options a flag writes. */
+static size_t flag_end(const flag *f)
+{
+    switch (f->type) {
+    case F_STR: return f->off + sizeof(const char *);
+    case F_LIST: {
+        size_t a = f->off + f->max * sizeof(const char *), b = f->count_off + sizeof(size_t);
+        return a > b ? a : b;
+    }
+    case F_SIZE: return f->off + sizeof(size_t);
+    case F_BOOL: return f->off + sizeof(int);
+    case F_LEVEL: return f->off + sizeof(xr_log_level);
+    case F_FORMAT: return f->off + sizeof(xr_log_format);
+    case F_COUNT: case F_TIME: case F_WORKERS: return f->off + sizeof(unsigned);
+    default: return 0;
+    }
+}
+
 static int set(xr_options *o, const flag *f, const char *v, char *err, size_t errlen)
 {
     char *field = (char *)o + f->off;
+    /* A program built against an older xraptor has a shorter struct. */
+    if (flag_end(f) > o->size)
+        return usage_error(err, errlen, "--%s: this program was built against an older "
+                           "libxraptor that has no such option", f->name);
     switch (f->type) {
     case F_BOOL:
         *(int *)field = 1;
@@ -234,6 +279,10 @@ int xr_options_parse(xr_options *o, int argc, char **argv, char *err, size_t err
 {
     if (errlen)
         err[0] = '\0';
+    xr_options full;
+    int rc = xr_options_full(&full, o, err, errlen);
+    if (rc < 0)
+        return rc;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-' || a[1] != '-' || !a[2])
@@ -251,7 +300,9 @@ int xr_options_parse(xr_options *o, int argc, char **argv, char *err, size_t err
                 return usage_error(err, errlen, "--%s takes no value", f->name);
             if (f->type != F_BOOL)
                 return f->type == F_HELP ? XR_OPTIONS_HELP : XR_OPTIONS_VERSION;
-            set(o, f, NULL, err, errlen);
+            rc = set(o, f, NULL, err, errlen);
+            if (rc < 0)
+                return rc;
             continue;
         }
         const char *v;
@@ -262,11 +313,12 @@ int xr_options_parse(xr_options *o, int argc, char **argv, char *err, size_t err
                 return usage_error(err, errlen, "--%s needs a value (%s)", f->name, f->arg);
             v = argv[++i];
         }
-        int rc = set(o, f, v, err, errlen);
+        rc = set(o, f, v, err, errlen);
         if (rc < 0)
             return rc;
     }
-    return xr_options_check(o, err, errlen);
+    xr_options_full(&full, o, err, errlen);
+    return xr_options_check(&full, err, errlen);
 }
 
 void xr_options_usage(FILE *out, const char *prog)

@@ -145,7 +145,8 @@ xr_server *xr_server_new(const xr_options *o, char *err, size_t errlen)
         snprintf(err, errlen, "no options given");
         return NULL;
     }
-    if (xr_options_check(o, err, errlen) < 0)
+    xr_options full;
+    if (xr_options_full(&full, o, err, errlen) < 0 || xr_options_check(&full, err, errlen) < 0)
         return NULL;
     xr_server *srv = calloc(1, sizeof *srv);
     if (!srv) {
@@ -153,7 +154,7 @@ xr_server *xr_server_new(const xr_options *o, char *err, size_t errlen)
         return NULL;
     }
     n_servers++;
-    srv->opts = *o;
+    srv->opts = full;
     xr_options *so = &srv->opts;
     int ok = 1;
 #define OWN(field) do { if (so->field && !(so->field = own(srv, so->field))) ok = 0; } while (0)

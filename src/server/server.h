@@ -57,5 +57,8 @@ int xr_parse_size(const char *s, size_t *out);
 /* Parses seconds ("20", "0.5", "250ms", "20s") into milliseconds. */
 int xr_parse_duration(const char *s, unsigned *ms);
 int xr_options_check(const xr_options *o, char *err, size_t errlen);
+/* dst: the caller's options at this library's full size, the members the
+ * caller's (older, shorter) struct lacks at their defaults. */
+int xr_options_full(xr_options *dst, const xr_options *src, char *err, size_t errlen);
 
 #endif

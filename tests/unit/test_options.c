@@ -1,3 +1,6 @@
+#include <stddef.h>
+#include <string.h>
+
 #include <xraptor.h>
 
 #include "server/server.h"
@@ -180,8 +183,44 @@ static void test_raw_handler_and_routes_refused_together(void)
     xr_server_free(srv);
 }
 
+/* A program built when xr_options was shorter: the library writes and
+ * reads only its part, and options never set up by xr_options_init are
+ * refused, not read as garbage. */
+static void test_options_size_is_respected(void)
+{
+    struct { xr_options o; unsigned char guard[64]; } big;
+    memset(&big, 0xAB, sizeof big);
+    xr_options_init_size(&big.o, sizeof big.o);
+    CHECK_EQ(big.o.size, sizeof(xr_options));
+    CHECK_EQ(big.guard[0], 0xAB);
+    CHECK_EQ(big.guard[63], 0xAB);
+    /* Built against a library whose struct ended at `workers`. */
+    union { xr_options o; unsigned char bytes[sizeof(xr_options) + 8]; } old;
+    memset(&old, 0xCD, sizeof old);
+    size_t v1 = offsetof(xr_options, workers) + sizeof(unsigned);
+    xr_options_init_size(&old.o, v1);
+    CHECK_EQ(old.o.size, v1);
+    CHECK_EQ(old.o.workers, 1);
+    for (size_t k = v1; k < sizeof old.bytes; k++)
+        CHECK_EQ(old.bytes[k], 0xCD);
+    char err[256] = "";
+    char *argv[] = {"prog", "--workers", "2", "--ping-interval", "3"};
+    CHECK_EQ(xr_options_parse(&old.o, 5, argv, err, sizeof err), XR_OK);
+    CHECK_EQ(old.o.workers, 2);
+    CHECK_EQ(old.o.ping_interval_ms, 3000);
+    /* Never set up: refused by parse and by xr_server_new alike. */
+    xr_options raw;
+    memset(&raw, 0, sizeof raw);
+    CHECK_EQ(xr_options_parse(&raw, 1, argv, err, sizeof err), XR_EINVAL);
+    CHECK(strstr(err, "xr_options_init") != NULL);
+    err[0] = '\0';
+    CHECK(xr_server_new(&raw, err, sizeof err) == NULL);
+    CHECK(strstr(err, "xr_options_init") != NULL);
+}
+
 int main(void)
 {
+    RUN(test_options_size_is_respected);
     RUN(test_defaults);
     RUN(test_flags_parsed_both_forms);
     RUN(test_bad_flags_name_the_flag);
