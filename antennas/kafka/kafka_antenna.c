@@ -161,23 +161,23 @@ static int parse_url(const char *url, char *servers, size_t slen, char *topic, s
     if (strncmp(url, "kafka://", 8) != 0 || !(slash = strchr(p, '/')) || slash == p ||
         !slash[1]) {
         snprintf(err, errlen, "kafka antenna: '%s' is not kafka://host:port[,host:port]/topic", url);
-        return -1;
+        return XR_EINVAL;
     }
     if ((size_t)(slash - p) >= slen || strlen(slash + 1) >= tlen) {
         snprintf(err, errlen, "kafka antenna: URL too long");
-        return -1;
+        return XR_EINVAL;
     }
     for (const char *t = slash + 1; *t; t++)
         if (!((*t >= 'a' && *t <= 'z') || (*t >= 'A' && *t <= 'Z') || (*t >= '0' && *t <= '9') ||
               *t == '.' || *t == '_' || *t == '-')) {
             snprintf(err, errlen, "kafka antenna: topic '%s' may hold only letters, digits, '.', '_', '-'",
                      slash + 1);
-            return -1;
+            return XR_EINVAL;
         }
     for (const char *s = p; s < slash; s++)
         if (*s == ' ' || *s == '@') {
             snprintf(err, errlen, "kafka antenna: bad broker list in '%s'", url);
-            return -1;
+            return XR_EINVAL;
         }
     memcpy(servers, p, (size_t)(slash - p));
     servers[slash - p] = '\0';
@@ -503,7 +503,7 @@ static int subscribe(void *self, const char *ch, size_t len)
     if (*set_find(&k->subs, ch, len))
         return 0;
     if (!set_add(&k->subs, ch, len))
-        return -1;
+        return XR_ENOMEM;
     /* Announce it soon, so other nodes do not take it for dead. */
     struct timeval tv = {0, 50000};
     if (!evtimer_pending(k->beat_soon, NULL))
@@ -524,7 +524,7 @@ static int publish(void *self, const char *ch, size_t clen, const char *msg, siz
 {
     kafka *k = self;
     if (!k->up)
-        return -1;
+        return XR_EANTENNA;
     rd_kafka_resp_err_t e = rd_kafka_producev(k->prod, RD_KAFKA_V_TOPIC(k->topic),
                                               RD_KAFKA_V_KEY(ch, clen),
                                               RD_KAFKA_V_VALUE((void *)msg, mlen),
@@ -552,7 +552,7 @@ static int is_alive(void *self, const char *ch, size_t len, xr_antenna_alive_cb 
     kafka *k = self;
     alive_answer *a = malloc(sizeof *a);
     if (!a)
-        return -1;
+        return XR_ENOMEM;
     name *e = *set_find(&k->presence, ch, len);
     uint64_t now = now_ms();
     a->done = done;
@@ -565,7 +565,7 @@ static int is_alive(void *self, const char *ch, size_t len, xr_antenna_alive_cb 
     struct timeval tv = {0, 0};
     if (event_base_once(k->base, -1, EV_TIMEOUT, answer, a, &tv) != 0) {
         free(a);
-        return -1;
+        return XR_EANTENNA;
     }
     return 0;
 }
@@ -577,6 +577,8 @@ static int connected(void *self)
 
 static const xr_antenna_ops ops = {
     .abi = XR_ANTENNA_ABI,
+    .minor = XR_ANTENNA_ABI_MINOR,
+    .size = sizeof(xr_antenna_ops),
     .scheme = "kafka",
     .description = "Kafka (librdkafka): one topic, channel = message key; presence heartbeats",
     .create = create,

@@ -139,7 +139,7 @@ static int check_url(const char *url, char *err, size_t errlen)
 {
     if (strcmp(url, "memory://") != 0 && strcmp(url, "memory:") != 0) {
         snprintf(err, errlen, "memory antenna takes no address: use 'memory://', not '%s'", url);
-        return -1;
+        return XR_EINVAL;
     }
     return 0;
 }
@@ -182,13 +182,13 @@ static int subscribe(void *self, const char *ch, size_t len)
         size_t cap = m->cap_subs ? m->cap_subs * 2 : 64;
         name **v = realloc(m->subs, cap * sizeof *v);
         if (!v)
-            return -1;
+            return XR_ENOMEM;
         m->subs = v;
         m->cap_subs = cap;
     }
     name *n = malloc(sizeof *n + len);
     if (!n)
-        return -1;
+        return XR_ENOMEM;
     n->len = len;
     memcpy(n->s, ch, len);
     memmove(m->subs + at + 1, m->subs + at, (m->n_subs - at) * sizeof *m->subs);
@@ -214,7 +214,7 @@ static int publish(void *self, const char *ch, size_t clen, const char *msg, siz
 {
     item *it = enqueue(self, clen, mlen);
     if (!it)
-        return -1;
+        return XR_ENOMEM;
     char *data = (char *)(it + 1);
     memcpy(data, ch, clen);
     if (mlen)
@@ -230,12 +230,22 @@ static int is_alive(void *self, const char *ch, size_t len, xr_antenna_alive_cb 
     find(m, ch, len, &found);
     item *it = enqueue(m, 0, 0);
     if (!it)
-        return -1;
+        return XR_ENOMEM;
     it->alive_cb = done;
     it->alive_arg = arg;
     it->alive = found;
     return 0;
 }
+
+#if XR_ANTENNA_ABI_MINOR >= 1
+/* /health's line: what this node listens to. */
+static size_t describe(void *self, char *buf, size_t len)
+{
+    memory *m = self;
+    int n = snprintf(buf, len, "in-process, %zu channel(s) subscribed", m->n_subs);
+    return n < 0 ? 0 : (size_t)n;
+}
+#endif
 
 static int connected(void *self)
 {
@@ -245,6 +255,8 @@ static int connected(void *self)
 
 static const xr_antenna_ops ops = {
     .abi = XR_ANTENNA_ABI,
+    .minor = XR_ANTENNA_ABI_MINOR,
+    .size = sizeof(xr_antenna_ops),
     .scheme = "memory",
     .description = "in-process broker: one node only",
     .create = create,
@@ -255,6 +267,9 @@ static const xr_antenna_ops ops = {
     .is_alive = is_alive,
     .connected = connected,
     .check_url = check_url,
+#if XR_ANTENNA_ABI_MINOR >= 1
+    .describe = describe,
+#endif
 };
 
 EXPORT const xr_antenna_ops *xr_antenna_entry(void)

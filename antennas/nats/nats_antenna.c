@@ -89,21 +89,21 @@ static int check_url(const char *url, char *err, size_t errlen)
 {
     if (strncmp(url, "nats://", 7) != 0 || !url[7] || strlen(url) > 255) {
         snprintf(err, errlen, "nats antenna: '%s' is not nats://[user:password@]host[:port]", url);
-        return -1;
+        return XR_EINVAL;
     }
     const char *h = strrchr(url + 7, '@');
     h = h ? h + 1 : url + 7;
     const char *colon = strchr(h, ':');
     if (colon == h || !*h || strchr(h, '/')) {
         snprintf(err, errlen, "nats antenna: no host in '%s' (nats://host:4222)", url);
-        return -1;
+        return XR_EINVAL;
     }
     if (colon) {
         char *end;
         long port = strtol(colon + 1, &end, 10);
         if (*end || port < 1 || port > 65535) {
             snprintf(err, errlen, "nats antenna: bad port in '%s'", url);
-            return -1;
+            return XR_EINVAL;
         }
     }
     return 0;
@@ -507,7 +507,7 @@ static int subscribe(void *self, const char *name, size_t len)
             natsSubscription_Destroy(c->sub);
             free(c);
         }
-        return -1;
+        return XR_EANTENNA;
     }
     c->len = len;
     memcpy(c->name, name, len);
@@ -536,7 +536,7 @@ static int publish(void *self, const char *ch, size_t clen, const char *msg, siz
     nats_ant *a = self;
     /* Down: fail now; cnats' reconnect buffer would hide the outage. */
     if (!a->up || mlen > INT32_MAX)
-        return -1;
+        return XR_EANTENNA;
     char *subj = subject('c', ch, clen);
     natsStatus s = subj ? natsConnection_Publish(a->nc, subj, msg, (int)mlen) : NATS_NO_MEMORY;
     free(subj);
@@ -547,13 +547,13 @@ static int is_alive(void *self, const char *ch, size_t len, xr_antenna_alive_cb 
 {
     nats_ant *a = self;
     if (!a->up)
-        return -1;
+        return XR_EANTENNA;
     probe *p = calloc(1, sizeof *p);
     char *subj = subject('p', ch, len), reply[128];
     if (!p || !subj || !(p->timer = evtimer_new(a->base, on_probe_timeout, p))) {
         free(p);
         free(subj);
-        return -1;
+        return XR_ENOMEM;
     }
     p->owner = a;
     p->seq = ++a->seq;
@@ -565,7 +565,7 @@ static int is_alive(void *self, const char *ch, size_t len, xr_antenna_alive_cb 
     if (s != NATS_OK) {
         event_free(p->timer);
         free(p);
-        return -1;
+        return XR_EANTENNA;
     }
     struct timeval tv = {PROBE_TIMEOUT_MS / 1000, (PROBE_TIMEOUT_MS % 1000) * 1000};
     evtimer_add(p->timer, &tv);
@@ -581,6 +581,8 @@ static int connected(void *self)
 
 static const xr_antenna_ops ops = {
     .abi = XR_ANTENNA_ABI,
+    .minor = XR_ANTENNA_ABI_MINOR,
+    .size = sizeof(xr_antenna_ops),
     .scheme = "nats",
     .description = "NATS subjects (cnats); presence probes for is_alive",
     .create = create,

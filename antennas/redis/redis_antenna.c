@@ -67,7 +67,7 @@ static int parse_url(const char *url, config *c, char *err, size_t errlen)
     if (strncmp(url, "redis://", 8) != 0) {
         snprintf(err, errlen, "redis antenna: '%s' is not redis://[[user]:password@]host[:port][/db] "
                  "or redis://[[user]:password@]/path/to/redis.sock", url);
-        return -1;
+        return XR_EINVAL;
     }
     const char *p = url + 8, *at = url[8] == '/' ? NULL : strrchr(p, '@'), *slash;
     if (at) {
@@ -76,7 +76,7 @@ static int parse_url(const char *url, config *c, char *err, size_t errlen)
         size_t ul = colon ? (size_t)(colon - p) : 0, pl = (size_t)(at - pw);
         if (ul >= sizeof c->user || pl >= sizeof c->password) {
             snprintf(err, errlen, "redis antenna: credentials too long in URL");
-            return -1;
+            return XR_EINVAL;
         }
         memcpy(c->user, p, ul);
         memcpy(c->password, pw, pl);
@@ -87,7 +87,7 @@ static int parse_url(const char *url, config *c, char *err, size_t errlen)
          * socket, no host. */
         if (strlen(p) >= sizeof c->path) {
             snprintf(err, errlen, "redis antenna: socket path too long in '%s'", url);
-            return -1;
+            return XR_EINVAL;
         }
         strcpy(c->path, p);
         return 0;
@@ -98,7 +98,7 @@ static int parse_url(const char *url, config *c, char *err, size_t errlen)
     size_t nl = colon ? (size_t)(colon - p) : hl;
     if (nl == 0 || nl >= sizeof c->host) {
         snprintf(err, errlen, "redis antenna: no host in '%s' (redis://host:6379)", url);
-        return -1;
+        return XR_EINVAL;
     }
     memcpy(c->host, p, nl);
     if (colon) {
@@ -106,7 +106,7 @@ static int parse_url(const char *url, config *c, char *err, size_t errlen)
         long port = strtol(colon + 1, &end, 10);
         if (end != p + hl || port < 1 || port > 65535) {
             snprintf(err, errlen, "redis antenna: bad port in '%s'", url);
-            return -1;
+            return XR_EINVAL;
         }
         c->port = (int)port;
     }
@@ -115,7 +115,7 @@ static int parse_url(const char *url, config *c, char *err, size_t errlen)
         long db = strtol(slash + 1, &end, 10);
         if (*end || db < 0 || db > 100000) {
             snprintf(err, errlen, "redis antenna: bad database number in '%s'", url);
-            return -1;
+            return XR_EINVAL;
         }
         c->db = (int)db;
     }
@@ -155,7 +155,7 @@ static int chan_add(redis *r, const char *name, size_t len)
         size_t n = r->n_slots * 2;
         chan **slots = calloc(n, sizeof *slots);
         if (!slots)
-            return -1;
+            return XR_ENOMEM;
         for (size_t i = 0; i < r->n_slots; i++)
             for (chan *c = r->slots[i], *next; c; c = next) {
                 next = c->next;
@@ -168,7 +168,7 @@ static int chan_add(redis *r, const char *name, size_t len)
     }
     chan *c = malloc(sizeof *c + len);
     if (!c)
-        return -1;
+        return XR_ENOMEM;
     c->hash = h;
     c->len = len;
     memcpy(c->name, name, len);
@@ -420,7 +420,7 @@ static int subscribe(void *self, const char *ch, size_t len)
     redis *r = self;
     int fresh = chan_add(r, ch, len);
     if (fresh < 0)
-        return -1;
+        return XR_ENOMEM;
     /* While down it is only remembered: the reconnect subscribes it. */
     if (fresh && r->sub_ready)
         return send_batch(r, "SUBSCRIBE", &ch, &len, 1);
@@ -441,7 +441,7 @@ static int publish(void *self, const char *ch, size_t clen, const char *msg, siz
     redis *r = self;
     /* Down: fail now rather than queue without bound. */
     if (!r->pub_ready)
-        return -1;
+        return XR_EANTENNA;
     const char *argv[3] = {"PUBLISH", ch, msg};
     size_t argl[3] = {7, clen, mlen};
     return redisAsyncCommandArgv(r->pub, NULL, NULL, 3, argv, argl) == REDIS_OK ? 0 : -1;
@@ -471,20 +471,33 @@ static int is_alive(void *self, const char *ch, size_t len, xr_antenna_alive_cb 
 {
     redis *r = self;
     if (!r->pub_ready)
-        return -1;
+        return XR_EANTENNA;
     alive_q *q = malloc(sizeof *q);
     if (!q)
-        return -1;
+        return XR_ENOMEM;
     q->done = done;
     q->arg = arg;
     const char *argv[3] = {"PUBSUB", "NUMSUB", ch};
     size_t argl[3] = {6, 6, len};
     if (redisAsyncCommandArgv(r->pub, on_numsub, q, 3, argv, argl) != REDIS_OK) {
         free(q);
-        return -1;
+        return XR_EANTENNA;
     }
     return 0;
 }
+
+#if XR_ANTENNA_ABI_MINOR >= 1
+/* /health's line: where, and how many channels this node holds there. */
+static size_t describe(void *self, char *buf, size_t len)
+{
+    redis *r = self;
+    int n = r->cfg.path[0]
+            ? snprintf(buf, len, "redis at %s, %zu channel(s)", r->cfg.path, r->n_chans)
+            : snprintf(buf, len, "redis at %s:%d, %zu channel(s)", r->cfg.host, r->cfg.port,
+                       r->n_chans);
+    return n < 0 ? 0 : (size_t)n;
+}
+#endif
 
 static int connected(void *self)
 {
@@ -493,6 +506,8 @@ static int connected(void *self)
 
 static const xr_antenna_ops ops = {
     .abi = XR_ANTENNA_ABI,
+    .minor = XR_ANTENNA_ABI_MINOR,
+    .size = sizeof(xr_antenna_ops),
     .scheme = "redis",
     .description = "Redis pub/sub (hiredis); shares channels with Python X-raptor nodes",
     .create = create,
@@ -503,6 +518,9 @@ static const xr_antenna_ops ops = {
     .is_alive = is_alive,
     .connected = connected,
     .check_url = check_url,
+#if XR_ANTENNA_ABI_MINOR >= 1
+    .describe = describe,
+#endif
 };
 
 EXPORT const xr_antenna_ops *xr_antenna_entry(void)

@@ -14,8 +14,19 @@
  * - Per channel, messages from one publisher arrive in the order published.
  * - A broker that goes away is reconnected with back-off and every live
  *   channel is subscribed again; host->state() reports each change.
- * - Functions returning int return 0 on success or a negative XR_E* code
- *   (see xraptor.h) and never block.
+ * - Functions returning int return 0 (XR_OK) on success or a negative XR_E*
+ *   code of xraptor/errors.h (XR_EINVAL for a bad URL or argument,
+ *   XR_ENOMEM, XR_EANTENNA while the broker is down or refuses) and never
+ *   block.
+ *
+ * Versions: `abi` is the major version, XR_ANTENNA_ABI: the host refuses
+ * any other. Within a major, tables only grow at their end: `minor` and
+ * `size` say how far the module's table goes, and members added after
+ * minor 0 are optional (NULL, or beyond `size`: absent). A module built
+ * against an older minor keeps loading; one built against a newer minor
+ * loads too, its newer members unused. The host's table carries its
+ * `size` the same way: use a host member added after minor 0 only through
+ * XR_ANTENNA_HOST_HAS().
  *
  * Writing a module: copy antennas/memory (its own configure.ac finds this
  * header through `pkg-config xraptor`), rename the scheme, install the .so
@@ -26,16 +37,20 @@
 
 #include <stddef.h>
 
+#include <xraptor/errors.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 struct event_base;
 
-#define XR_ANTENNA_ABI 1
+#define XR_ANTENNA_ABI 2        /* major: changes nobody built before can follow */
+#define XR_ANTENNA_ABI_MINOR 1  /* members appended within the major */
 
 /* Log levels as in xraptor.h: 0 error, 1 warn, 2 info, 3 debug. */
 typedef struct xr_antenna_host {
+    size_t size;            /* sizeof(xr_antenna_host) as the host was built */
     /* A message arrived on a subscribed channel. Bytes are valid only
      * during the call. */
     void (*message)(void *host, const char *channel, size_t clen,
@@ -51,6 +66,8 @@ typedef void (*xr_antenna_alive_cb)(int alive, void *arg);
 
 typedef struct xr_antenna_ops {
     int abi;                   /* XR_ANTENNA_ABI */
+    int minor;                 /* XR_ANTENNA_ABI_MINOR as the module was built */
+    size_t size;               /* sizeof(xr_antenna_ops) as the module was built */
     const char *scheme;        /* URL scheme it serves: "memory", "redis" */
     const char *description;   /* one line for listings */
 
@@ -79,9 +96,22 @@ typedef struct xr_antenna_ops {
     int (*connected)(void *self);
 
     /* Checks a URL's syntax without connecting, so a bad --antenna flag is
-     * refused before start-up. 0, or -1 with the reason in err. */
+     * refused before start-up. 0, or XR_EINVAL with the reason in err. */
     int (*check_url)(const char *url, char *err, size_t errlen);
+
+    /* ---- minor 1: optional (NULL when not provided) ---- */
+
+    /* One line on the broker connection for /health ("redis at h:6379,
+     * 12 channels"), NUL-terminated in buf; returns its length. */
+    size_t (*describe)(void *self, char *buf, size_t len);
 } xr_antenna_ops;
+
+/* Whether a module's table has an optional member (within its size and
+ * set); the host's table the same way. */
+#define XR_ANTENNA_HAS(ops, member) \
+    ((ops)->size >= offsetof(xr_antenna_ops, member) + sizeof((ops)->member) && (ops)->member)
+#define XR_ANTENNA_HOST_HAS(host, member) \
+    ((host)->size >= offsetof(xr_antenna_host, member) + sizeof((host)->member) && (host)->member)
 
 /* The one symbol a module exports. */
 typedef const xr_antenna_ops *(*xr_antenna_entry_fn)(void);

@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <dlfcn.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,14 @@ int xr_antenna_open(const char *url, const char *dir, const xr_antenna_ops **ops
     if (o->abi != XR_ANTENNA_ABI) {
         snprintf(err, errlen, "--antenna: %s speaks antenna ABI %d, this xraptor speaks %d: "
                  "rebuild the module against this xraptor", file, o->abi, XR_ANTENNA_ABI);
+        dlclose(h);
+        return XR_EUSAGE;
+    }
+    /* Any minor loads; members past the module's size do not exist. */
+    if (o->size < offsetof(xr_antenna_ops, describe)) {
+        snprintf(err, errlen, "--antenna: %s has a table of %zu bytes, shorter than antenna "
+                 "ABI %d.0's: rebuild the module against this xraptor", file, o->size,
+                 XR_ANTENNA_ABI);
         dlclose(h);
         return XR_EUSAGE;
     }

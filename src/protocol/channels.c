@@ -617,6 +617,7 @@ int xr_channels_init(xr_proto *p, char *err, size_t errlen)
     p->antenna_host.state = on_antenna_state;
     p->antenna_host.log = on_antenna_log;
     p->antenna_host.host = p;
+    p->antenna_host.size = sizeof p->antenna_host;
     char aerr[256] = "";
     p->antenna_self = p->antenna->create(p->base, url, &p->antenna_host, aerr, sizeof aerr);
     if (!p->antenna_self) {

@@ -55,3 +55,13 @@ const char *xr_proto_antenna(const xr_proto *p, int *connected)
     *connected = p->antenna ? p->antenna_up : 0;
     return p->antenna && p->antenna->scheme ? p->antenna->scheme : p->antenna ? "" : NULL;
 }
+
+size_t xr_proto_antenna_detail(const xr_proto *p, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (!p->antenna || !p->antenna_self || !XR_ANTENNA_HAS(p->antenna, describe) || len == 0)
+        return 0;
+    size_t n = p->antenna->describe(p->antenna_self, buf, len);
+    buf[len - 1] = '\0';
+    return n < len ? n : len - 1;
+}

@@ -43,6 +43,9 @@ void xr_proto_conn_gone(xr_proto *p, xr_conn *c);
 const xr_proto_stats *xr_proto_stats_get(const xr_proto *p);
 /* The antenna's scheme and state (NULL before it is loaded). */
 const char *xr_proto_antenna(const xr_proto *p, int *connected);
+/* The module's own line on its broker connection (minor 1's describe), or
+ * "" and 0 when it has none. */
+size_t xr_proto_antenna_detail(const xr_proto *p, char *buf, size_t len);
 size_t xr_proto_channels(const xr_proto *p);
 size_t xr_proto_rooms(const xr_proto *p);
 /* Whether any route or middleware was registered. */

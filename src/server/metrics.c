@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <unistd.h>
 
+#include "codec/request.h"
 #include "util/clock.h"
 
 static double uptime(const xr_server *srv)
@@ -153,13 +154,19 @@ void xr_health_write(const xr_server *srv, xr_buf *out, int *status)
     const char *state = antenna_down ? "antenna_down" : "ok";
     const xr_transport_stats *m = xr_transport_stats_get(srv->t);
     *status = antenna_down ? 503 : 200;
+    char detail[256];
+    size_t dlen = xr_proto_antenna_detail(srv->proto, detail, sizeof detail);
     xr_buf_printf(out,
                   "{\"status\":\"%s\",\"uptime_seconds\":%.3f,"
                   "\"active_connections\":%zu,\"pending_connections\":%zu,"
-                  "\"antenna\":{\"scheme\":\"%s\",\"connected\":%s},"
-                  "\"worker\":%u,\"workers\":%u,\"pid\":%ld,"
-                  "\"version\":\"%s\"}\n",
+                  "\"antenna\":{\"scheme\":\"%s\",\"connected\":%s",
                   state, uptime(srv), m->n_open, m->n_pending, scheme ? scheme : "",
-                  scheme && up ? "true" : "false",
-                        srv->worker, srv->opts.workers, (long)getpid(), xr_version());
+                  scheme && up ? "true" : "false");
+    if (dlen) {
+        xr_buf_add(out, ",\"detail\":\"", 11);
+        xr_buf_json_escaped(out, detail, dlen);
+        xr_buf_add(out, "\"", 1);
+    }
+    xr_buf_printf(out, "},\"worker\":%u,\"workers\":%u,\"pid\":%ld,\"version\":\"%s\"}\n",
+                  srv->worker, srv->opts.workers, (long)getpid(), xr_version());
 }

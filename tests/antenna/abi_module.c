@@ -34,7 +34,7 @@ static int is_alive(void *self, const char *channel, size_t len, xr_antenna_aliv
                     void *arg)
 {
     (void)self, (void)channel, (void)len, (void)done, (void)arg;
-    return -1;
+    return XR_EANTENNA;
 }
 #endif
 
@@ -54,6 +54,8 @@ static int check_url(const char *url, char *err, size_t errlen)
 
 static const xr_antenna_ops ops = {
     .abi = ABI,
+    .minor = XR_ANTENNA_ABI_MINOR,
+    .size = sizeof(xr_antenna_ops),
     .scheme = "testabi",
     .description = "a module the loader refuses (tests only)",
     .create = create,

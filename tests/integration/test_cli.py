@@ -98,12 +98,37 @@ def test_antenna_by_path_loads_it_with_its_own_scheme():
 def test_modules_of_another_abi_or_missing_functions_are_refused():
     r = chat("--antenna", os.path.join(MODULES, "wrongabi.so"))
     assert r.returncode == 2, (r.returncode, r.stderr)
-    assert "speaks antenna ABI 2, this xraptor speaks 1" in r.stderr, r.stderr
+    assert "speaks antenna ABI 3, this xraptor speaks 2" in r.stderr, r.stderr
     assert "rebuild the module" in r.stderr and r.stdout == "", r.stderr
     r = chat("--antenna", os.path.join(MODULES, "missingops.so"))
     assert r.returncode == 2 and "required function is_alive" in r.stderr, r.stderr
     r = chat("--antenna", "/nonexistent/thing.so")
     assert r.returncode == 2 and "cannot load /nonexistent/thing.so" in r.stderr, r.stderr
+
+
+@test
+async def test_module_built_for_the_previous_abi_minor_still_loads_and_serves():
+    import json
+    import websockets
+    from multinode import post, sub
+    from xrtest import metrics, recv_json, wait_until
+    # tests/antenna/oldmemory.so: the memory antenna compiled against the
+    # antenna ABI 2.0 header, whose table ends before minor 1's describe.
+    with Server("--antenna", os.path.join(MODULES, "oldmemory.so"), binary=CHAT) as srv:
+        status, h = health(srv.port)
+        assert status == 200 and h["antenna"]["connected"] is True, h
+        assert "detail" not in h["antenna"], h
+        async with websockets.connect(srv.url()) as a, websockets.connect(srv.url()) as b:
+            await a.send(sub("in-old", "old-room"))
+            wait_until(lambda: metrics(srv.port)["xraptor_channels"] == 1, 10, "joined")
+            await b.send(post("p", "old-room", "b", "through a minor-0 module"))
+            assert (await recv_json(b))["payload"] == '{"message": "Message sent"}'
+            r = await recv_json(a)
+            assert json.loads(r["payload"])["message"] == "through a minor-0 module", r
+    # The current module has minor 1's describe: /health shows its line.
+    with Server("--antenna", os.path.join(MEMORY_DIR, "memory.so"), binary=CHAT) as srv:
+        h = health(srv.port)[1]
+        assert h["antenna"]["detail"] == "in-process, 0 channel(s) subscribed", h
 
 
 @test

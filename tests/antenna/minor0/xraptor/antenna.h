@@ -1,0 +1,124 @@
+/*
+ * TEST FIXTURE: include/xraptor/antenna.h as it was at antenna ABI 2.0
+ * (before minor 1 added `describe`), so that tests/antenna builds a module
+ * exactly as one compiled against that release would be: test_cli.py
+ * checks that the current host still loads and serves it.
+ */
+/*
+ * The antenna ABI: what a broker module (memory, Redis, Kafka, NATS, or a
+ * third party's) implements so that xraptor can carry pub/sub channels over
+ * it. A module is a shared object exporting one symbol, xr_antenna_entry,
+ * that returns a const table of function pointers. The host checks `abi`
+ * and refuses a mismatch with a clear message.
+ *
+ * Rules every module keeps:
+ * - All I/O happens on the event base the host passes to create(); a module
+ *   that owns threads hands their results to that loop (an fd or an event),
+ *   and calls the host's callbacks only from the loop's thread.
+ * - Channel names and message bodies are opaque bytes, carried exactly:
+ *   nodes of the Python X-raptor share channels by name and body.
+ * - Per channel, messages from one publisher arrive in the order published.
+ * - A broker that goes away is reconnected with back-off and every live
+ *   channel is subscribed again; host->state() reports each change.
+ * - Functions returning int return 0 (XR_OK) on success or a negative XR_E*
+ *   code of xraptor/errors.h (XR_EINVAL for a bad URL or argument,
+ *   XR_ENOMEM, XR_EANTENNA while the broker is down or refuses) and never
+ *   block.
+ *
+ * Versions: `abi` is the major version, XR_ANTENNA_ABI: the host refuses
+ * any other. Within a major, tables only grow at their end: `minor` and
+ * `size` say how far the module's table goes, and members added after
+ * minor 0 are optional (NULL, or beyond `size`: absent). A module built
+ * against an older minor keeps loading; one built against a newer minor
+ * loads too, its newer members unused. The host's table carries its
+ * `size` the same way: use a host member added after minor 0 only through
+ * XR_ANTENNA_HOST_HAS().
+ *
+ * Writing a module: copy antennas/memory (its own configure.ac finds this
+ * header through `pkg-config xraptor`), rename the scheme, install the .so
+ * as $(libdir)/xraptor/<scheme>.so. See xraptor-antenna(7).
+ */
+#ifndef XRAPTOR_ANTENNA_H
+#define XRAPTOR_ANTENNA_H
+
+#include <stddef.h>
+
+#include <xraptor/errors.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct event_base;
+
+#define XR_ANTENNA_ABI 2        /* major: changes nobody built before can follow */
+#define XR_ANTENNA_ABI_MINOR 0  /* members appended within the major */
+
+/* Log levels as in xraptor.h: 0 error, 1 warn, 2 info, 3 debug. */
+typedef struct xr_antenna_host {
+    size_t size;            /* sizeof(xr_antenna_host) as the host was built */
+    /* A message arrived on a subscribed channel. Bytes are valid only
+     * during the call. */
+    void (*message)(void *host, const char *channel, size_t clen,
+                    const char *msg, size_t mlen);
+    /* The broker connection went up (1) or down (0); detail says why. */
+    void (*state)(void *host, int connected, const char *detail);
+    void (*log)(void *host, int level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+    void *host;
+} xr_antenna_host;
+
+typedef void (*xr_antenna_alive_cb)(int alive, void *arg);
+
+typedef struct xr_antenna_ops {
+    int abi;                   /* XR_ANTENNA_ABI */
+    int minor;                 /* XR_ANTENNA_ABI_MINOR as the module was built */
+    size_t size;               /* sizeof(xr_antenna_ops) as the module was built */
+    const char *scheme;        /* URL scheme it serves: "memory", "redis" */
+    const char *description;   /* one line for listings */
+
+    /* Parses url ("redis://host:6379/0"), starts connecting (never waits
+     * for it). On failure returns NULL with the reason in err. The host
+     * struct stays valid until destroy(). */
+    void *(*create)(struct event_base *base, const char *url,
+                    const xr_antenna_host *host, char *err, size_t errlen);
+    /* Unsubscribes, closes, frees; no callback runs after it returns. */
+    void (*destroy)(void *self);
+
+    /* Subscriptions are per process: the host calls subscribe once for a
+     * channel's first local receiver and unsubscribe after its last. */
+    int (*subscribe)(void *self, const char *channel, size_t len);
+    int (*unsubscribe)(void *self, const char *channel, size_t len);
+    int (*publish)(void *self, const char *channel, size_t clen,
+                   const char *msg, size_t mlen);
+
+    /* Answers later, through done(alive, arg) on the loop, whether any node
+     * still listens on the channel; returns an error instead of calling
+     * done when the question cannot be asked now. */
+    int (*is_alive)(void *self, const char *channel, size_t len,
+                    xr_antenna_alive_cb done, void *arg);
+
+    /* 1 while the broker connection is up. */
+    int (*connected)(void *self);
+
+    /* Checks a URL's syntax without connecting, so a bad --antenna flag is
+     * refused before start-up. 0, or XR_EINVAL with the reason in err. */
+    int (*check_url)(const char *url, char *err, size_t errlen);
+} xr_antenna_ops;
+
+/* Whether a module's table has an optional member (within its size and
+ * set); the host's table the same way. */
+#define XR_ANTENNA_HAS(ops, member) \
+    ((ops)->size >= offsetof(xr_antenna_ops, member) + sizeof((ops)->member) && (ops)->member)
+#define XR_ANTENNA_HOST_HAS(host, member) \
+    ((host)->size >= offsetof(xr_antenna_host, member) + sizeof((host)->member) && (host)->member)
+
+/* The one symbol a module exports. */
+typedef const xr_antenna_ops *(*xr_antenna_entry_fn)(void);
+const xr_antenna_ops *xr_antenna_entry(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* XRAPTOR_ANTENNA_H */
