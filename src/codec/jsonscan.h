@@ -34,9 +34,10 @@ static inline size_t xr_json_plain_run(const unsigned char *s, size_t n, int asc
             stop |= v & XR_HIGH;
         if (stop) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-            i += (size_t)__builtin_ctzll(stop) / 8;   /* the first byte is the lowest */
-#endif
+            return i + (size_t)__builtin_ctzll(stop) / 8;   /* the first byte is the lowest */
+#else
             break;
+#endif
         }
     }
     while (i < n && s[i] >= 0x20 && s[i] != '"' && s[i] != '\\' && (!ascii_only || s[i] < 0x80))
