@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * xraptor-bench-baseline: the floor xraptor is measured against. A raw TCP
  * echo server on the same libevent loop and bufferevents, with the least

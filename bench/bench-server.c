@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * xraptor-bench-server: the protocol-side target of xraptor-bench.
  *   POST /echo      answers its payload (the "route" scenario)

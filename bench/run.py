@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """make bench: every xraptor-bench scenario on loopback against servers
 started here, the raw TCP echo baseline measured in the same run, and a
 table of results and ratios printed and written to bench/results.md.

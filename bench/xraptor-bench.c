@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * xraptor-bench: a load generator for WebSocket servers, on libevent, one
  * process, many connections. The client side is done as a browser would:

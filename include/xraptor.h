@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * xraptor — real-time WebSocket servers: fast as a WebSocket, easy as HTTP.
  *

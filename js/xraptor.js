@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // xraptor.js — browser client for the X-raptor wire protocol.
 //
 //   import { XRaptor } from "./xraptor.js";

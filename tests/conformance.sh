@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # RFC 6455 conformance: runs the Autobahn|Testsuite fuzzing client (cases
 # 1-7, 9, 10) against xraptor-echo over ws:// and then wss:// with a
 # certificate made here, then permessage-deflate cases (12, 13) against

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # After `make install`: compiles examples/hello/hello.c against the installed
 # library with nothing but `cc hello.c $(pkg-config --cflags --libs xraptor)`,
 # runs it, and talks to it with a real WebSocket client.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # make mutants: applies each mutation of tests/mutants.txt to the source
 # tree in turn, rebuilds the build tree incrementally, runs the tests the
 # line names, and restores the file. A mutant the tests survive, a pattern

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """make soak SOAK_SECONDS=600: mixed load with churn against xraptor-echo and
 xraptor-protoserver on loopback; prints both servers' RSS every 10 s and ends
 with a verdict: did RSS plateau (last sample within 5 % of the sample at one

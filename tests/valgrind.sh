@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # The echo, chat and compression integration tests once more, every server under
 # valgrind memcheck, stopped gracefully so that its leak check runs.
 # Fails on any memcheck error or any leak "definitely lost", and on a run

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * kafka://host:port[,host:port]/topic — channels carried on one topic.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * xraptor-kafka-mock: a Kafka-protocol broker for the tests, made with
  * librdkafka's own mock cluster (rdkafka_mock.h). Prints its bootstrap

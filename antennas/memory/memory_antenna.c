@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * memory:// — the in-process broker. A message published here reaches the
  * subscribers of this process only, so it serves one node (and the tests);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * redis:// — channels over Redis pub/sub, wire-compatible with the Python
  * X-raptor's RedisAntenna: channel names are the raw request_id / room id and

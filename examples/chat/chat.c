@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * xraptor-chat: the X-raptor chat example, route for route as the Python
  * X-raptor's, so its clients work unchanged:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * xraptor-echo: sends every message back unchanged, text as text and binary
  * as binary; a fragmented message comes back whole. This is what the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The smallest xraptor server: greets each client, then echoes. Built by
  * `make installcheck` against the installed library with only

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The antenna ABI: what a broker module (memory, Redis, Kafka, NATS, or a
  * third party's) implements so that xraptor can carry pub/sub channels over

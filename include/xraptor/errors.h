@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The error codes of libxraptor, shared by the library's API (xraptor.h)
  * and by antenna modules (xraptor/antenna.h): 0 is success, every error a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * permessage-deflate (RFC 7692) over zlib: each message is raw DEFLATE data
  * ending in an empty stored block, whose last 4 bytes (00 00 ff ff) are cut

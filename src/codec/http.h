@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * HTTP/1.1 request-head parser and the WebSocket opening handshake
  * (RFC 7230 section 3, RFC 6455 section 4.2). Pure functions over bytes: the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * JSON out without a JSON library: a printf whose %Q quotes a string the
  * way json.dumps would (RFC 8259 escapes, UTF-8 kept, invalid UTF-8 made

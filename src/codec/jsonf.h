@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * JSON out without a JSON library (jsonf.c): printf-like formatting where
  * %Q quotes a string for JSON. Pure.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The hot loop of JSON strings, eight bytes at a time: how many bytes from
  * s need no escaping (not '"', not '\\', not a control character; with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Incremental UTF-8 validator (RFC 3629): text frames and close reasons.
  * Pure: no I/O, no globals; state carries across fragments. */
 #ifndef XR_UTF8_H

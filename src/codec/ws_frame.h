@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * RFC 6455 frame codec. Pure functions over caller-owned bytes: no I/O, no
  * allocation, no globals, so it can be unit-tested with byte arrays and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Antenna loader: finds the module for a URL's scheme and checks its ABI.
  * Every antenna, the built-in choice memory:// included, comes through here. */
 #include "protocol/internal.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Channels and rooms on top of the antenna. A channel is a name (a SUB's
  * request_id) with local receivers; the process holds one antenna

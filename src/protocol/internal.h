@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shared by the files of the protocol layer; nothing above includes it. */
 #ifndef XR_PROTOCOL_INTERNAL_H
 #define XR_PROTOCOL_INTERNAL_H

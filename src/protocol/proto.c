@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The protocol object: what the server layer creates, hooks into the
  * transport and reads for /health and /metrics. */
 #include "protocol/internal.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The X-raptor protocol on top of the transport: requests routed to
  * handlers through middleware, SUB channels, rooms, and the antenna that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The X-raptor request path: parse, middleware chain, route table, handler,
  * response. Channels opened by SUB and closed by UNSUB live in channels.c.

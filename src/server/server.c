@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The server: owns the event loop, signals and the graceful drain, and puts
  * the layers together. The transport reaches up only through the hook table

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The server layer's own state: shared by server.c, workers.c, metrics.c,
  * static.c and options.c; nothing below includes it. */
 #ifndef XR_SERVER_H

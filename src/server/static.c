@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Static files on the WebSocket port (the chat page, xraptor.js): GET and
  * HEAD of plain files under the configured directories, nothing clever. */
 #include "server/server.h"

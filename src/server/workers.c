@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * --workers N: N processes, each a whole server with its own loop, share
  * every listening port through SO_REUSEPORT, so the kernel spreads new

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * One client socket from accept to close: TLS and HTTP handshake, WebSocket
  * frames in and out, keepalive, close handshake, limits. A bare libevent

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shared by the files of the transport; nothing above includes it. */
 #ifndef XR_TRANSPORT_INTERNAL_H
 #define XR_TRANSPORT_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Listening sockets: accept, the per-address limit, pausing on EMFILE. */
 #include "transport/internal.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The transport object: its loop events, the flush step, drain, counters
  * and the compressors every connection shares. */
 #include "transport/internal.h"

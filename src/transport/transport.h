@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The transport: WebSocket connections (ws:// and wss://), listeners, TLS
  * and per-connection deflate, on one libevent loop. It knows sockets, HTTP

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A growable byte buffer, reused from message to message. */
 #ifndef XR_UTIL_BUF_H
 #define XR_UTIL_BUF_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The monotonic clock every timer and deadline is measured on. */
 #ifndef XR_UTIL_CLOCK_H
 #define XR_UTIL_CLOCK_H

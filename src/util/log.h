@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Log lines to stderr, text or JSON, one write per line, or to the
  * application's callback. Every layer logs through the xr_logger it was
  * handed; the server owns it. */

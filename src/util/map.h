@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A small string-keyed hash map (separate chaining, FNV-1a, doubling). Keys
  * are byte strings with a length; the map copies them. */
 #ifndef XR_MAP_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fan-out and pipelined replies fill one output block per connection per
  * burst and give it back as soon as the kernel took the bytes: a malloc and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Blocks of 2^k bytes (1 KiB .. 64 KiB) kept for reuse: the transport's
  * output segments come from here, so a warm server sends without calling

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Bytes shared by many outgoing frames (fan-out): refcounted, immutable once
  * filled. Every receiver's output holds a reference until its bytes are sent,
  * so a fan-out to N receivers keeps one copy. */

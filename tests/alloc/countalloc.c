@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * LD_PRELOAD shim for the allocation test: counts calls to malloc, calloc,
  * realloc and the aligned allocators in the process, and on SIGUSR2 writes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Antenna modules the loader must refuse, built from one source:
  * -DWRONG_ABI: a table of another ABI version (as a module built against

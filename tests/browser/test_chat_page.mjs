@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Two pages of the chat, in headless Chromium, join one room and talk.
 // Prints TAP. Skips (not fails) only when Chromium or playwright-core is
 // absent on a user's machine; CI installs both.

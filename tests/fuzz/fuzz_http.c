@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer: the HTTP request-head parser and upgrade validation.
  * Invariants: a complete head's length is within the input and parsing just
  * that prefix gives the same; every shorter prefix needs more or fails; the

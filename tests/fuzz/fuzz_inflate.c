@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer: permessage-deflate's inflate and deflate (xr_zinflate,
  * xr_zdeflate, the stored-block prefix the fan-out uses). Invariants:
  * arbitrary input gives OK, TOO_BIG or CORRUPT, never more output than the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer: the application API's JSON reader and writer.
  * Reader: every object we index, json-c in strict mode accepts too, and
  * each member we found (the last of a name) has json-c's type, and for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer: the parsers of flag values and addresses: --listen specs
  * (HOST:PORT, [v6]:PORT, ws:// / wss://), sizes and durations, and the
  * scheme part of --antenna URLs. Invariants: results stay in their ranges and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer: the X-raptor request parser and the response writer.
  * Invariants: an accepted request has one method bit and its strings; an
  * error has a message; json-c in strict mode accepts every request we accept

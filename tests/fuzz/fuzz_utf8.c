@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer: the UTF-8 validator against a plain reference decoder, whole
  * and fed in two pieces at every split point of short inputs. */
 #include <stdint.h>

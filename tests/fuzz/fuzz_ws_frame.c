@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer: the frame codec over a stream of frames. Invariants: sizes stay
  * inside the input; NEED_MORE asks for more than is there and leaves the
  * decoder untouched; an error carries a close code the server may send; a

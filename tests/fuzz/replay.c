@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Runs a fuzz target's entry point over files, without libFuzzer: make
  * check replays the committed corpora with every build (gcc included), so
  * an input that once found a bug keeps guarding it. TAP: one line a file. */

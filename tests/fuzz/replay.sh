@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Replays every committed fuzz corpus (tests/fuzz/corpus/NAME) through the
 # target NAME built without libFuzzer (tests/fuzz/replay_NAME). TAP.
 set -u

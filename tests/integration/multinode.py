@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Multi-node tests shared by every broker antenna: real xraptor-chat and
 protocol-server processes on different ports sharing one real broker.
 

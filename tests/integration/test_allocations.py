@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Allocation counts on the hot paths, once warm (not timed: it counts).
 
 xraptor-echo and the protocol server run with an LD_PRELOAD shim that

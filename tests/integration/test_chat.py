@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """xraptor-chat answers exactly as the Python X-raptor chat example does,
 to a client that speaks only the wire format."""
 import json

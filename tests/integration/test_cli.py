@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Flags: --help, --version, bad flags and values, start-up errors, the
 antenna loader's refusals, listener forms, log levels."""
 import os

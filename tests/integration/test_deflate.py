@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """permessage-deflate (RFC 7692) against real clients: python3-websockets
 with its default settings (it offers compression), raw sockets with
 hand-made compressed frames for the rules and the bombs."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """xraptor-echo driven by a real WebSocket client (python3-websockets)."""
 import asyncio
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Plain HTTP on the WebSocket port: /health, /metrics, errors."""
 import json
 

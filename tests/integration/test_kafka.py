@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Kafka antenna against a real Kafka-protocol broker (librdkafka's mock
 cluster, 4 partitions): multi-node rooms, order per channel, broker loss and
 recovery, presence heartbeats for is_alive (see multinode.py)."""

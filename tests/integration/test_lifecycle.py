@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Graceful shutdown: close 1001 to everyone, exit 0, bounded by the drain
 timeout; new connections refused meanwhile."""
 import asyncio

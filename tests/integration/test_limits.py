@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Limits: connections, output buffers, timeouts, keepalive."""
 import asyncio
 import socket

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Malformed bytes on raw sockets: each gets the right status or close code,
 and the server keeps serving everyone else."""
 

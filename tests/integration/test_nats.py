@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The NATS antenna with a real nats-server: multi-node rooms, order,
 broker loss and recovery, presence probes (see multinode.py)."""
 import shutil

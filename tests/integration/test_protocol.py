@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The X-raptor wire protocol through the real library: routes, bad
 requests, middleware, SUB/UNSUB channels, rooms, async replies."""
 import asyncio

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Redis antenna with a real redis-server: multi-node rooms, order,
 broker loss and recovery (see multinode.py)."""
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Stress and abuse, bounded and on loopback only: 15 000 connections with a
 probe that must stay answered, and random disconnects at every stage."""
 import asyncio

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """wss:// with certificates made by the test: echo, health, bad clients,
 certificate reload on SIGHUP."""
 import shutil

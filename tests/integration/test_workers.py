@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """--workers: processes sharing the port under a supervisor, with real
 clients; the two-worker chat relays a room through a real redis-server."""
 import asyncio

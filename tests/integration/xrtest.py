@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Helpers for xraptor's integration tests.
 
 Starts the real server binaries on 127.0.0.1 with an OS-chosen port (read

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * xraptor-protoserver: routes and middleware for the protocol integration
  * tests, on the real library and the memory antenna.

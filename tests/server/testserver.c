@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * xraptor-testserver: a real server on the raw API for the integration
  * tests, driven by text commands so tests can reach what an echo never does:

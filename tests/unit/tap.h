@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Minimal TAP producer for the unit tests: one "ok"/"not ok" per test
  * function, with what was expected and what came instead on failure. */
 #ifndef XR_TAP_H

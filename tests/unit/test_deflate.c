@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* permessage-deflate: offer negotiation (RFC 7692 section 7), the zlib
  * helpers, and the frame rules for RSV1 (section 6). */
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The application API's JSON, linked with the codec and util layers only:
  * the member reader (every escape, surrogate pairs, duplicates, depth,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The request parser and response writer (pure), and the registries of the
  * router and rooms through the protocol layer alone: this test links the
  * protocol, transport, codec and util libraries, not the server's. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The connection state machine driven by scripts, as wslay's
  * tests/wslay_event_test.c drives its session: the test is the client on

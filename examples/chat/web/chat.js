@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The chat page: join a room (SUB /chat_messages), post to it
 // (POST /send_message_to_chat_room), leave it (UNSUB), live state, reconnect.
 import { XRaptor } from "./xraptor.js";

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * TEST FIXTURE: include/xraptor/antenna.h as it was at antenna ABI 2.0
  * (before minor 1 added `describe`), so that tests/antenna builds a module
