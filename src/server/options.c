@@ -2,6 +2,7 @@
 #include "server/server.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,7 +109,8 @@ int xr_parse_duration(const char *s, unsigned *ms)
     return 0;
 }
 
-typedef enum { F_HELP, F_VERSION, F_BOOL, F_STR, F_LIST, F_SIZE, F_COUNT, F_TIME, F_LEVEL, F_FORMAT, F_WORKERS } ftype;
+typedef enum { F_HELP, F_VERSION, F_CONFIG, F_BOOL, F_STR, F_LIST, F_SIZE, F_COUNT, F_TIME, F_LEVEL, F_FORMAT,
+               F_WORKERS } ftype;
 
 typedef struct flag {
     const char *name;
@@ -162,6 +164,8 @@ static const flag flags[] = {
      "supervisor; auto: one per core. Channels then need a broker\nantenna (1)"},
     {"log-level", F_LEVEL, OFF(log_level), 0, 0, "LEVEL", "error, warn, info or debug (info)"},
     {"log-format", F_FORMAT, OFF(log_format), 0, 0, "FMT", "text or json (text)"},
+    {"config", F_CONFIG, 0, 0, 0, "FILE", "read flags from FILE first: 'name = value' lines (every long\n"
+     "flag; repeatable ones repeated), '#' comments; the command\nline wins"},
     {"help", F_HELP, 0, 0, 0, NULL, "show this help and exit"},
     {"version", F_VERSION, 0, 0, 0, NULL, "show the version and exit"},
 };
@@ -276,6 +280,148 @@ static int set(xr_options *o, const flag *f, const char *v, char *err, size_t er
     }
 }
 
+static const flag *find_flag(const char *name, size_t nlen)
+{
+    for (size_t k = 0; k < N_FLAGS; k++)
+        if (strlen(flags[k].name) == nlen && memcmp(flags[k].name, name, nlen) == 0)
+            return &flags[k];
+    return NULL;
+}
+
+/*
+ * One setting from one source. The first value a source gives a repeatable
+ * flag replaces the list an earlier source made (the program's defaults,
+ * then the config file, then the command line): seen[] is per source.
+ */
+static int apply(xr_options *o, const flag *f, const char *v, unsigned char *seen,
+                 char *err, size_t errlen)
+{
+    if (f->type == F_LIST && !seen[f - flags] && flag_end(f) <= o->size) {
+        *(size_t *)((char *)o + f->count_off) = 0;
+        seen[f - flags] = 1;
+    }
+    return set(o, f, v, err, errlen);
+}
+
+/* Config files read by this process: the options point into them, so they
+ * stay for the process's life (reachable, not leaked). */
+static struct config_text {
+    struct config_text *next;
+    char text[];
+} *config_texts;
+
+#define XR_CONFIG_MAX (1u << 20)
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+        *--e = '\0';
+    return s;
+}
+
+__attribute__((format(printf, 5, 6)))
+static int config_error(char *err, size_t errlen, const char *path, unsigned line,
+                        const char *fmt, ...)
+{
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (line)
+        snprintf(err, errlen, "%s:%u: %s", path, line, what);
+    else
+        snprintf(err, errlen, "--config %s: %s", path, what);
+    return XR_EUSAGE;
+}
+
+/* Every line of path: "name = value", "name" (a switch), '#' comments,
+ * values in double quotes kept as they are (spaces, '#'). */
+static int load_config(xr_options *o, const char *path, char *err, size_t errlen)
+{
+    FILE *in = fopen(path, "r");
+    if (!in)
+        return config_error(err, errlen, path, 0, "cannot open: %s", strerror(errno));
+    struct config_text *t = malloc(sizeof *t + XR_CONFIG_MAX + 1);
+    size_t n = t ? fread(t->text, 1, XR_CONFIG_MAX + 1, in) : 0;
+    int bad = ferror(in);
+    fclose(in);
+    if (!t)
+        return config_error(err, errlen, path, 0, "out of memory");
+    if (bad || n > XR_CONFIG_MAX) {
+        free(t);
+        return config_error(err, errlen, path, 0, bad ? "cannot read it" : "larger than 1 MiB");
+    }
+    t->text[n] = '\0';
+    t->next = config_texts;
+    config_texts = t;
+    if (strlen(t->text) != n)
+        return config_error(err, errlen, path, 0, "contains a NUL byte");
+    unsigned char seen[N_FLAGS] = {0};
+    unsigned line = 0;
+    for (char *p = t->text, *next; p && *p; p = next) {
+        line++;
+        next = strchr(p, '\n');
+        if (next)
+            *next++ = '\0';
+        char *s = trim(p);
+        if (!*s || *s == '#')
+            continue;
+        char *eq = strchr(s, '='), *v = NULL;
+        if (eq) {
+            *eq = '\0';
+            v = trim(eq + 1);
+            if (*v == '"') {
+                char *close = strrchr(v + 1, '"');
+                const char *after = close ? trim(close + 1) : NULL;
+                if (!close || (*after && *after != '#'))
+                    return config_error(err, errlen, path, line, "unterminated quoted value");
+                *close = '\0';
+                v++;
+            } else {
+                /* An unquoted value ends at a comment. */
+                for (char *c = v; *c; c++)
+                    if (*c == '#' && (c == v || c[-1] == ' ' || c[-1] == '\t')) {
+                        *c = '\0';
+                        break;
+                    }
+                v = trim(v);
+            }
+        }
+        char *name = trim(s);
+        if (name[0] == '-' && name[1] == '-')
+            name += 2;
+        const flag *f = find_flag(name, strlen(name));
+        if (!f)
+            return config_error(err, errlen, path, line, "unknown option '%s' (see --help)", name);
+        if (f->type == F_HELP || f->type == F_VERSION || f->type == F_CONFIG)
+            return config_error(err, errlen, path, line, "'%s' cannot be set in a config file",
+                                name);
+        if (f->type == F_BOOL) {
+            int on = !v || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "1") == 0;
+            if (!on && strcmp(v, "false") && strcmp(v, "no") && strcmp(v, "0"))
+                return config_error(err, errlen, path, line, "%s is a switch: true or false, "
+                                    "not '%s'", name, v);
+            if (flag_end(f) > o->size)
+                return config_error(err, errlen, path, line, "%s: this program was built "
+                                    "against an older libxraptor", name);
+            *(int *)((char *)o + f->off) = on;
+            continue;
+        }
+        if (!v || !*v)
+            return config_error(err, errlen, path, line, "%s needs a value (%s = %s)", name,
+                                name, f->arg);
+        char why[512];
+        int rc = apply(o, f, v, seen, why, sizeof why);
+        if (rc < 0)
+            return config_error(err, errlen, path, line, "%s", why);
+    }
+    return XR_OK;
+}
+
 int xr_options_parse(xr_options *o, int argc, char **argv, char *err, size_t errlen)
 {
     if (errlen)
@@ -284,16 +430,24 @@ int xr_options_parse(xr_options *o, int argc, char **argv, char *err, size_t err
     int rc = xr_options_full(&full, o, err, errlen);
     if (rc < 0)
         return rc;
+    /* Config files first, wherever --config stands: the command line wins. */
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--config") == 0 && i + 1 < argc)
+            rc = load_config(o, argv[++i], err, errlen);
+        else if (strncmp(a, "--config=", 9) == 0)
+            rc = load_config(o, a + 9, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    unsigned char seen[N_FLAGS] = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-' || a[1] != '-' || !a[2])
             return usage_error(err, errlen, "unexpected argument '%s' (flags start with --; see --help)", a);
         const char *name = a + 2, *eq = strchr(name, '=');
         size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
-        const flag *f = NULL;
-        for (size_t k = 0; k < N_FLAGS; k++)
-            if (strlen(flags[k].name) == nlen && memcmp(flags[k].name, name, nlen) == 0)
-                f = &flags[k];
+        const flag *f = find_flag(name, nlen);
         if (!f)
             return usage_error(err, errlen, "unknown flag '--%.*s' (see --help)", (int)nlen, name);
         if (f->type == F_HELP || f->type == F_VERSION || f->type == F_BOOL) {
@@ -314,7 +468,9 @@ int xr_options_parse(xr_options *o, int argc, char **argv, char *err, size_t err
                 return usage_error(err, errlen, "--%s needs a value (%s)", f->name, f->arg);
             v = argv[++i];
         }
-        rc = set(o, f, v, err, errlen);
+        if (f->type == F_CONFIG)
+            continue;           /* read above */
+        rc = apply(o, f, v, seen, err, errlen);
         if (rc < 0)
             return rc;
     }

@@ -10,7 +10,7 @@ import tempfile
 import websockets
 
 from xrtest import (CHAT, ECHO, Server, client_ctx, echo_ok, free_port, get, health,
-                    make_cert, run, test)
+                    make_cert, run, test, wait_port)
 
 MODULES = os.environ.get("XRAPTOR_TEST_MODULES", "")
 ANTENNA_PATH = os.environ.get("XRAPTOR_ANTENNA_PATH", "")
@@ -197,6 +197,67 @@ def test_log_level_hides_and_shows_what_it_says():
         assert get(srv.port, "/nowhere")[0] == 426
         assert srv.stop() == 0
         assert " info " in srv.log() and "HTTP 426" not in srv.log(), srv.log()
+
+
+@test
+async def test_config_file_every_flag_comments_and_the_command_line_wins():
+    with tempfile.TemporaryDirectory() as d:
+        conf = os.path.join(d, "echo.conf")
+        a, b, c = free_port(), free_port(), free_port()
+        with open(conf, "w") as f:
+            f.write(f"""# xraptor-echo settings
+listen = 127.0.0.1:{a}
+listen = 127.0.0.1:{b}     # repeated: both
+max-message-size = 1k
+subprotocol = "v2 #beta"
+--subprotocol = v1
+compression
+
+ping-interval = 0
+""")
+        # The file alone: both listeners, its limits, its subprotocols.
+        srv = Server("--config", conf, port=a, listen=False)
+        wait_port(b)
+        async with websockets.connect(f"ws://127.0.0.1:{b}/", subprotocols=["v1"],
+                                      max_size=None) as ws:
+            assert ws.subprotocol == "v1"
+            await ws.send("x" * 1024)
+            assert await ws.recv() == "x" * 1024
+            await ws.send("x" * 1025)
+            try:
+                await ws.recv()
+                raise AssertionError("a message over the file's max-message-size was echoed")
+            except websockets.ConnectionClosed as e:
+                assert e.rcvd.code == 1009, e
+        srv.stop()
+        # The command line wins: its --listen replaces the file's list, its
+        # --max-message-size the file's.
+        srv = Server("--config", conf, "--listen", f"127.0.0.1:{c}", "--max-message-size", "4k",
+                     port=c, listen=False)
+        async with websockets.connect(f"ws://127.0.0.1:{c}/", max_size=None) as ws:
+            await ws.send("y" * 4096)
+            assert await ws.recv() == "y" * 4096
+        for p in (a, b):
+            try:
+                socket.create_connection(("127.0.0.1", p), timeout=1).close()
+                raise AssertionError(f"the file's listener {p} is open though --listen was given")
+            except OSError:
+                pass
+        srv.stop()
+        # A bad line: FILE:LINE: what, exit 2, before anything starts.
+        for text, words in (("listen = 127.0.0.1:1\nmax-message-size = lots\n",
+                             f"{conf}:2: --max-message-size: 'lots' is not a size"),
+                            ("\n\nnope = 1\n", f"{conf}:3: unknown option 'nope'"),
+                            ("max-connections\n", f"{conf}:1: max-connections needs a value"),
+                            ("compression = maybe\n", f"{conf}:1: compression is a switch"),
+                            ('subprotocol = "open\n', f"{conf}:1: unterminated quoted value"),
+                            ("config = other.conf\n", f"{conf}:1: 'config' cannot be set")):
+            with open(conf, "w") as f:
+                f.write(text)
+            r = echo("--config", conf)
+            assert r.returncode == 2 and words in r.stderr and r.stdout == "", (text, r.stderr)
+        r = echo("--config", os.path.join(d, "missing.conf"))
+        assert r.returncode == 2 and "missing.conf: cannot open" in r.stderr, r.stderr
 
 
 @test

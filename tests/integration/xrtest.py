@@ -33,13 +33,15 @@ _servers = []
 class Server:
     """A server process listening on 127.0.0.1:<free port>."""
 
-    def __init__(self, *args, binary=None, tls=False, expect_start=True, env=None, port=None):
+    def __init__(self, *args, binary=None, tls=False, expect_start=True, env=None, port=None,
+                 listen=True):
         self.binary = binary or ECHO
         self.logf = tempfile.NamedTemporaryFile(prefix="xraptor-test-", suffix=".log", delete=False)
         # Nothing may reach stdout (a library that prints would corrupt an
         # application's own output): teardown fails a test that finds any.
         self.outf = tempfile.NamedTemporaryFile(prefix="xraptor-test-", suffix=".out", delete=False)
-        self.args = [self.binary, "--listen", f"127.0.0.1:{port or 0}", *args]
+        # listen=False: the listeners come from args (a config file); give port.
+        self.args = [self.binary, *(["--listen", f"127.0.0.1:{port or 0}"] if listen else []), *args]
         # env: variables added to ours for this server only (None removes one)
         if env:
             env = {k: v for k, v in dict(os.environ, **env).items() if v is not None}
