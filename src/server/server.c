@@ -282,6 +282,16 @@ int xr_server_run(xr_server *srv)
         XR_ERROR(&srv->log, "%s", srv->error);
         return XR_EUSAGE;
     }
+    /* Sockets from systemd, before any fork: the workers inherit them. */
+    if (!srv->worker && !srv->n_sd) {
+        int n = xr_sd_listen_fds(srv->sd_fds, srv->sd_tls, XR_MAX_LISTENERS, srv->error,
+                                 sizeof srv->error);
+        if (n < 0) {
+            XR_ERROR(&srv->log, "%s", srv->error);
+            return n;
+        }
+        srv->n_sd = n;
+    }
     if (srv->opts.workers > 1 && !srv->worker) {
         char scheme[32];
         if (!raw && (!srv->opts.antenna ||
@@ -312,8 +322,11 @@ int xr_server_run(xr_server *srv)
     /* A peer that vanishes mid-write must give EPIPE, not kill us (our own
      * sends say MSG_NOSIGNAL; OpenSSL's writes do not). */
     signal(SIGPIPE, SIG_IGN);
-    int rc = xr_transport_listen(srv->t, srv->ports, srv->worker != 0, srv->error,
-                                 sizeof srv->error);
+    int rc = srv->n_sd
+             ? xr_transport_adopt(srv->t, srv->sd_fds, srv->sd_tls, (size_t)srv->n_sd, srv->error,
+                                  sizeof srv->error)
+             : xr_transport_listen(srv->t, srv->ports, srv->worker != 0, srv->error,
+                                   sizeof srv->error);
     if (rc < 0) {
         XR_ERROR(&srv->log, "%s", srv->error);
         return rc;
@@ -325,6 +338,10 @@ int xr_server_run(xr_server *srv)
         if (srv->signals[k])
             evsignal_add(srv->signals[k], NULL);
     }
+    /* Listening, signals handled: the service manager may send traffic and
+     * signals (Type=notify). A worker's supervisor says it for all. */
+    if (!srv->worker)
+        xr_sd_notify("READY=1\nSTATUS=serving");
     srv->running = 1;
     rc = event_base_dispatch(srv->base);
     srv->running = 0;
@@ -348,6 +365,8 @@ void xr_server_stop(xr_server *srv)
     if (srv->draining)
         return;
     srv->draining = 1;
+    if (!srv->worker)
+        xr_sd_notify("STOPPING=1\nSTATUS=draining");
     if (!srv->running)
         return;
     XR_INFO(&srv->log, "closing %zu connection(s), waiting up to %u ms",
@@ -364,7 +383,11 @@ void xr_server_stop(xr_server *srv)
 
 int xr_server_reload_tls(xr_server *srv)
 {
+    if (!srv->worker)
+        xr_sd_notify_reloading();
     int rc = xr_transport_reload_tls(srv->t, srv->error, sizeof srv->error);
+    if (!srv->worker)
+        xr_sd_notify("READY=1\nSTATUS=serving");
     if (rc == XR_ESTATE)
         XR_INFO(&srv->log, "SIGHUP: %s, nothing to reload", srv->error);
     else if (rc < 0)

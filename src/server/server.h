@@ -31,6 +31,10 @@ struct xr_server {
      * workers share it even when 0 was asked), and which worker we are */
     int ports[XR_MAX_LISTENERS];
     unsigned worker;                /* 0: single process or the supervisor */
+    /* Listening sockets passed by systemd (LISTEN_FDS), served instead of
+     * binding --listen; every worker serves the same ones. */
+    int sd_fds[XR_MAX_LISTENERS], sd_tls[XR_MAX_LISTENERS];
+    int n_sd;
 
     int draining, running;
     uint64_t started_ms;
@@ -44,6 +48,14 @@ struct xr_server {
  * worker (which then runs the server as usual), or the supervisor's final
  * result (0 or XR_E*) in the parent. */
 int xr_workers_run(xr_server *srv);
+
+/* systemd.c: the service manager's protocols, without libsystemd. */
+/* Sends state ("READY=1") to $NOTIFY_SOCKET: 1 sent, 0 no socket, < 0 error. */
+int xr_sd_notify(const char *state);
+int xr_sd_notify_reloading(void);
+/* Sockets passed to this process ($LISTEN_PID/$LISTEN_FDS, fds 3..): their
+ * count (0: none), or XR_ELISTEN with err; the variables are then unset. */
+int xr_sd_listen_fds(int *fds, int *tls, size_t max, char *err, size_t errlen);
 
 /* /metrics and /health bodies. */
 void xr_metrics_write(const xr_server *srv, xr_buf *out);

@@ -120,6 +120,8 @@ static pid_t spawn(xr_server *srv, worker *w, unsigned id, int *fds)
             _exit(1);
 #endif
         close_fds(fds, srv->opts.n_listen);
+        /* Readiness is the supervisor's to say (NotifyAccess=main). */
+        unsetenv("NOTIFY_SOCKET");
         srv->worker = id;
         srv->log.worker = id;
         if (event_reinit(srv->base) < 0) {
@@ -166,7 +168,9 @@ int xr_workers_run(xr_server *srv)
     int fds[XR_MAX_LISTENERS];
     for (size_t k = 0; k < XR_MAX_LISTENERS; k++)
         fds[k] = -1;
-    int rc = probe_listeners(srv, fds);
+    /* Sockets passed by systemd are shared as they are; else bind here
+     * first, so that errors come before any fork. */
+    int rc = srv->n_sd ? XR_OK : probe_listeners(srv, fds);
     if (rc < 0) {
         close_fds(fds, srv->opts.n_listen);
         XR_ERROR(&srv->log, "%s", srv->error);
@@ -215,6 +219,10 @@ int xr_workers_run(xr_server *srv)
         stopping = 1;
         stop_workers(srv, ws, n);
         snprintf(srv->error, sizeof srv->error, "cannot start %u workers", n);
+    } else {
+        /* The ports are bound (or were passed): connections wait in the
+         * backlog for the first worker to accept them. */
+        xr_sd_notify("READY=1\nSTATUS=serving");
     }
 
     while (alive) {
@@ -223,14 +231,18 @@ int xr_workers_run(xr_server *srv)
             /* The second signal makes the workers exit without waiting,
              * as it does in a single process. */
             forwarded_terms = (unsigned)got_term;
-            if (!stopping)
+            if (!stopping) {
                 XR_INFO(&srv->log, "stopping: draining %u workers", alive);
+                xr_sd_notify("STOPPING=1\nSTATUS=draining");
+            }
             stopping = 1;
             stop_workers(srv, ws, n);
         }
         if (got_hup) {
             got_hup = 0;
+            xr_sd_notify_reloading();
             forward(ws, n, SIGHUP);
+            xr_sd_notify("READY=1\nSTATUS=serving");
         }
         if (got_alarm) {
             got_alarm = 0;

@@ -171,6 +171,47 @@ static int listen_one(xr_transport *t, size_t k, int port, int reuseport, char *
     return XR_OK;
 }
 
+int xr_transport_adopt(xr_transport *t, const int *fds, const int *tls, size_t n, char *err,
+                       size_t errlen)
+{
+    for (size_t k = 0; k < n && k < XR_MAX_LISTENERS; k++) {
+        int use_tls = tls[k] >= 0 ? tls[k] : t->tls != NULL;
+        if (use_tls && !t->tls) {
+            snprintf(err, errlen, "socket fd %d is named wss but no --tls-cert was given", fds[k]);
+            xr_transport_unlisten(t);
+            return XR_ELISTEN;
+        }
+        xr_listener *li = &t->listeners[t->n_listeners];
+        li->t = t;
+        li->tls = use_tls;
+        evutil_make_socket_nonblocking(fds[k]);
+        /* Backlog 0: it listens already (the service manager did it). */
+        li->ev = evconnlistener_new(t->base, on_accept, li,
+                                    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fds[k]);
+        if (!li->ev) {
+            snprintf(err, errlen, "cannot serve the socket passed as fd %d", fds[k]);
+            xr_transport_unlisten(t);
+            return XR_ELISTEN;
+        }
+        char spec[32];
+        snprintf(spec, sizeof spec, "fd %d", fds[k]);
+        li->spec = strdup(spec);
+        t->n_listeners++;
+        evconnlistener_set_error_cb(li->ev, on_accept_error);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        char host[INET6_ADDRSTRLEN] = "?";
+        if (getsockname(fds[k], (struct sockaddr *)&ss, &sl) == 0)
+            evutil_inet_ntop(ss.ss_family, ss.ss_family == AF_INET6
+                             ? (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                             : (void *)&((struct sockaddr_in *)&ss)->sin_addr, host, sizeof host);
+        XR_INFO(t->log, "listening on %s://%s%s%s:%d (socket passed as fd %d)",
+                use_tls ? "wss" : "ws", strchr(host, ':') ? "[" : "", host,
+                strchr(host, ':') ? "]" : "", xr_transport_port(t, t->n_listeners - 1), fds[k]);
+    }
+    return XR_OK;
+}
+
 int xr_transport_listen(xr_transport *t, const int *ports, int reuseport, char *err,
                         size_t errlen)
 {

@@ -89,6 +89,10 @@ void xr_transport_set_hooks(xr_transport *t, const xr_transport_hooks *hooks);
  * (workers share the supervisor's). reuseport: SO_REUSEPORT. */
 int xr_transport_listen(xr_transport *t, const int *ports, int reuseport,
                         char *err, size_t errlen);
+/* Serves listening sockets made by someone else (systemd's socket
+ * activation): tls[k] 1 or 0, or -1 to follow the TLS configuration. */
+int xr_transport_adopt(xr_transport *t, const int *fds, const int *tls, size_t n, char *err,
+                       size_t errlen);
 void xr_transport_unlisten(xr_transport *t);
 /* The port the n-th listener is bound to, or -1. */
 int xr_transport_port(const xr_transport *t, size_t n);
