@@ -16,6 +16,7 @@
 #include <json-c/json.h>
 
 #include "codec/request.h"
+#include "jsonc_quirk.h"
 #include "xraptor.h"
 
 #define MAX_DEPTH_REF 128
@@ -26,7 +27,7 @@ static int same(json_object *o, const char *key, const char *s, size_t n)
 {
     json_object *v;
     return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string) &&
-           (size_t)json_object_get_string_len(v) == n && memcmp(json_object_get_string(v), s, n) == 0;
+           jsonc_same(json_object_get_string(v), (size_t)json_object_get_string_len(v), s, n);
 }
 
 /* The last header of that name (as xr_proto_header_get finds it), or NULL. */
@@ -80,8 +81,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 distinct++;
                 continue;
             }
-            ASSERT(h->value && (size_t)json_object_get_string_len(val) == h->value_len &&
-                   memcmp(json_object_get_string(val), h->value, h->value_len) == 0);
+            ASSERT(h->value && jsonc_same(json_object_get_string(val),
+                                          (size_t)json_object_get_string_len(val),
+                                          h->value, h->value_len));
             distinct++;
         }
         /* Every name we read is one json-c has (duplicates counted once). */
