@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int xr_buf_reserve(xr_buf *b, size_t extra)
+int xr_buf_grow(xr_buf *b, size_t extra)
 {
     if (b->cap - b->len >= extra)
         return 0;
@@ -21,16 +21,6 @@ int xr_buf_reserve(xr_buf *b, size_t extra)
         return -1;
     b->p = p;
     b->cap = cap;
-    return 0;
-}
-
-int xr_buf_add(xr_buf *b, const void *data, size_t len)
-{
-    if (xr_buf_reserve(b, len) < 0)
-        return -1;
-    if (len)
-        memcpy(b->p + b->len, data, len);
-    b->len += len;
     return 0;
 }
 
