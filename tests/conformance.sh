@@ -117,14 +117,15 @@ P
     echo "  reports: $out/$name-retry"
 }
 
-status=0
+# The three suites run side by side (each client is one busy Python
+# process; the servers are idle most of the time), each into its own log,
+# printed in order once all are done.
 start "$tmp/ws.log"
-suite ws "ws://127.0.0.1:$port" && strict "$out/ws" 301 || status=1
-
+ws_port=$port
 "${OPENSSL:-openssl}" req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
     -keyout "$tmp/key.pem" -out "$tmp/cert.pem" >/dev/null 2>&1 || { echo "conformance: openssl failed"; exit 1; }
 start "$tmp/wss.log" --tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem"
-suite wss "wss://127.0.0.1:$port" && strict "$out/wss" 301 || status=1
+wss_port=$port
 
 # permessage-deflate (cases 12 and 13, each 1000 echoes: ~5 s a case). The
 # default is a cross-section that runs in a few minutes; DEFLATE_CASES=all
@@ -136,5 +137,19 @@ case "${DEFLATE_CASES:-}" in
     *) dcases=$DEFLATE_CASES dcount=$(printf '%s' "$dcases" | tr ',' '\n' | grep -c .) ;;
 esac
 start "$tmp/deflate.log" --compression
-suite deflate "ws://127.0.0.1:$port" "$dcases" && strict "$out/deflate" "$dcount" || status=1
+deflate_port=$port
+
+(suite ws "ws://127.0.0.1:$ws_port" && strict "$out/ws" 301) >"$tmp/ws.out" 2>&1 &
+ws_job=$!
+(suite wss "wss://127.0.0.1:$wss_port" && strict "$out/wss" 301) >"$tmp/wss.out" 2>&1 &
+wss_job=$!
+(suite deflate "ws://127.0.0.1:$deflate_port" "$dcases" && strict "$out/deflate" "$dcount") \
+    >"$tmp/deflate.out" 2>&1 &
+deflate_job=$!
+status=0
+for s in ws wss deflate; do
+    eval "job=\$${s}_job"
+    wait "$job" || status=1
+    cat "$tmp/$s.out"
+done
 exit $status
