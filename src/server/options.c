@@ -289,18 +289,27 @@ static const flag *find_flag(const char *name, size_t nlen)
 }
 
 /*
- * One setting from one source. The first value a source gives a repeatable
- * flag replaces the list an earlier source made (the program's defaults,
- * then the config file, then the command line): seen[] is per source.
+ * One setting from one source. The first value the command line gives a
+ * repeatable flag replaces the values the config file gave it; what the
+ * program itself put there before parsing (base[], e.g. xraptor-chat's
+ * page directories) stays first. seen[] is per source.
  */
 static int apply(xr_options *o, const flag *f, const char *v, unsigned char *seen,
-                 char *err, size_t errlen)
+                 const size_t *base, char *err, size_t errlen)
 {
     if (f->type == F_LIST && !seen[f - flags] && flag_end(f) <= o->size) {
-        *(size_t *)((char *)o + f->count_off) = 0;
+        *(size_t *)((char *)o + f->count_off) = base[f - flags];
         seen[f - flags] = 1;
     }
     return set(o, f, v, err, errlen);
+}
+
+/* The program's own entries of each repeatable flag, before any source. */
+static void list_bases(const xr_options *o, size_t *base)
+{
+    for (size_t k = 0; k < N_FLAGS; k++)
+        base[k] = flags[k].type == F_LIST && flag_end(&flags[k]) <= o->size
+                  ? *(const size_t *)((const char *)o + flags[k].count_off) : 0;
 }
 
 /* Config files read by this process: the options point into them, so they
@@ -340,7 +349,8 @@ static int config_error(char *err, size_t errlen, const char *path, unsigned lin
 
 /* Every line of path: "name = value", "name" (a switch), '#' comments,
  * values in double quotes kept as they are (spaces, '#'). */
-static int load_config(xr_options *o, const char *path, char *err, size_t errlen)
+static int load_config(xr_options *o, const char *path, const size_t *base, char *err,
+                       size_t errlen)
 {
     FILE *in = fopen(path, "r");
     if (!in)
@@ -415,7 +425,7 @@ static int load_config(xr_options *o, const char *path, char *err, size_t errlen
             return config_error(err, errlen, path, line, "%s needs a value (%s = %s)", name,
                                 name, f->arg);
         char why[512];
-        int rc = apply(o, f, v, seen, why, sizeof why);
+        int rc = apply(o, f, v, seen, base, why, sizeof why);
         if (rc < 0)
             return config_error(err, errlen, path, line, "%s", why);
     }
@@ -431,12 +441,14 @@ int xr_options_parse(xr_options *o, int argc, char **argv, char *err, size_t err
     if (rc < 0)
         return rc;
     /* Config files first, wherever --config stands: the command line wins. */
+    size_t base[N_FLAGS];
+    list_bases(o, base);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--config") == 0 && i + 1 < argc)
-            rc = load_config(o, argv[++i], err, errlen);
+            rc = load_config(o, argv[++i], base, err, errlen);
         else if (strncmp(a, "--config=", 9) == 0)
-            rc = load_config(o, a + 9, err, errlen);
+            rc = load_config(o, a + 9, base, err, errlen);
         if (rc < 0)
             return rc;
     }
@@ -470,7 +482,7 @@ int xr_options_parse(xr_options *o, int argc, char **argv, char *err, size_t err
         }
         if (f->type == F_CONFIG)
             continue;           /* read above */
-        rc = apply(o, f, v, seen, err, errlen);
+        rc = apply(o, f, v, seen, base, err, errlen);
         if (rc < 0)
             return rc;
     }
