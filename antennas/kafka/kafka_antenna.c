@@ -395,6 +395,9 @@ static rd_kafka_t *client(kafka *k, rd_kafka_type_t type, char *err, size_t errl
         /* A group of its own: this node gets every partition. */
         snprintf(group, sizeof group, "xraptor-%ld-%lx", (long)getpid(), (unsigned long)(uintptr_t)k);
         SET("group.id", group);
+        /* Named in the log: an operator (or a test) finding the group's
+         * coordinator on the cluster needs it. */
+        k->host.log(k->host.host, 2, "kafka antenna: consumer group %s", group);
         SET("enable.auto.commit", "false");
         SET("auto.offset.reset", "latest");
         SET("fetch.wait.max.ms", "10");

@@ -2,9 +2,13 @@
 /*
  * xraptor-kafka-mock: a Kafka-protocol broker for the tests, made with
  * librdkafka's own mock cluster (rdkafka_mock.h). Prints its bootstrap
- * address on the first line, then obeys stdin: "down" and "up" take the
- * broker off and back on the network; EOF or "quit" ends it.
- *   xraptor-kafka-mock TOPIC PARTITIONS
+ * address(es) on the first line, then obeys stdin: "down [N]" and "up [N]"
+ * take broker N (default 1) off and back on the network; with several
+ * brokers, the partitions N led move to a broker still up, as a real
+ * cluster's controller would elect new leaders; "coordinator GROUP N" makes
+ * broker N the coordinator of consumer group GROUP (the mock never moves
+ * one by itself). EOF or "quit" ends it.
+ *   xraptor-kafka-mock TOPIC PARTITIONS [BROKERS]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,10 +17,19 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#define MAX_BROKERS 8
+#define MAX_PARTITIONS 64
+
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: xraptor-kafka-mock TOPIC PARTITIONS\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: xraptor-kafka-mock TOPIC PARTITIONS [BROKERS]\n");
+        return 2;
+    }
+    int parts = atoi(argv[2]), brokers = argc == 4 ? atoi(argv[3]) : 1;
+    if (parts < 1 || parts > MAX_PARTITIONS || brokers < 1 || brokers > MAX_BROKERS) {
+        fprintf(stderr, "xraptor-kafka-mock: 1-%d partitions, 1-%d brokers\n", MAX_PARTITIONS,
+                MAX_BROKERS);
         return 2;
     }
     char errstr[256];
@@ -28,21 +41,51 @@ int main(int argc, char **argv)
         fprintf(stderr, "xraptor-kafka-mock: %s\n", errstr);
         return 1;
     }
-    rd_kafka_mock_cluster_t *mc = rd_kafka_mock_cluster_new(rk, 1);
-    if (!mc || rd_kafka_mock_topic_create(mc, argv[1], atoi(argv[2]), 1)) {
+    rd_kafka_mock_cluster_t *mc = rd_kafka_mock_cluster_new(rk, brokers);
+    if (!mc || rd_kafka_mock_topic_create(mc, argv[1], parts, brokers)) {
         fprintf(stderr, "xraptor-kafka-mock: cannot create the mock cluster\n");
         return 1;
     }
+    /* Leaders spread over the brokers (ids 1..N), known to us. */
+    int leader[MAX_PARTITIONS], up[MAX_BROKERS + 1];
+    for (int b = 1; b <= brokers; b++)
+        up[b] = 1;
+    for (int p = 0; p < parts; p++) {
+        leader[p] = 1 + p % brokers;
+        rd_kafka_mock_partition_set_leader(mc, argv[1], p, leader[p]);
+    }
     printf("%s\n", rd_kafka_mock_cluster_bootstraps(mc));
     fflush(stdout);
-    char line[64];
+    char line[256];
     while (fgets(line, sizeof line, stdin)) {
-        if (strncmp(line, "down", 4) == 0)
-            rd_kafka_mock_broker_set_down(mc, 1);
-        else if (strncmp(line, "up", 2) == 0)
-            rd_kafka_mock_broker_set_up(mc, 1);
-        else if (strncmp(line, "quit", 4) == 0)
+        int id = 1;
+        char group[128];
+        if (strncmp(line, "quit", 4) == 0)
             break;
+        if (sscanf(line, "coordinator %127s %d", group, &id) == 2) {
+            rd_kafka_mock_coordinator_set(mc, "group", group, id);
+            printf("ok\n");
+            fflush(stdout);
+            continue;
+        }
+        int is_down = strncmp(line, "down", 4) == 0, is_up = strncmp(line, "up", 2) == 0;
+        sscanf(line + (is_down ? 4 : 2), "%d", &id);
+        if ((is_down || is_up) && id >= 1 && id <= brokers) {
+            if (is_down) {
+                rd_kafka_mock_broker_set_down(mc, id);
+                up[id] = 0;
+                /* New leaders for its partitions, on brokers still up. */
+                for (int p = 0; p < parts; p++)
+                    for (int b = 1; b <= brokers && leader[p] == id; b++)
+                        if (up[b]) {
+                            leader[p] = b;
+                            rd_kafka_mock_partition_set_leader(mc, argv[1], p, b);
+                        }
+            } else {
+                rd_kafka_mock_broker_set_up(mc, id);
+                up[id] = 1;
+            }
+        }
         printf("ok\n");
         fflush(stdout);
     }

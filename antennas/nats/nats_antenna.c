@@ -86,28 +86,60 @@ typedef struct nats_ant {
 
 /* ---- URL and subjects ------------------------------------------------------ */
 
-static int check_url(const char *url, char *err, size_t errlen)
+#define MAX_SERVERS 16
+
+/*
+ * nats://[user:password@]host[:port][,host[:port]]...: the servers of one
+ * cluster, tried in turn (cnats fails over between them and learns the
+ * rest of the cluster from the one it reaches). Fills servers with one
+ * full URL each, credentials repeated, when given room.
+ */
+static int parse_url(const char *url, char (*servers)[300], int *n, char *err, size_t errlen)
 {
-    if (strncmp(url, "nats://", 7) != 0 || !url[7] || strlen(url) > 255) {
-        snprintf(err, errlen, "nats antenna: '%s' is not nats://[user:password@]host[:port]", url);
+    if (strncmp(url, "nats://", 7) != 0 || !url[7] || strlen(url) > 1024) {
+        snprintf(err, errlen, "nats antenna: '%s' is not nats://[user:password@]host[:port]"
+                 "[,host[:port]...]", url);
         return XR_EINVAL;
     }
-    const char *h = strrchr(url + 7, '@');
-    h = h ? h + 1 : url + 7;
-    const char *colon = strchr(h, ':');
-    if (colon == h || !*h || strchr(h, '/')) {
-        snprintf(err, errlen, "nats antenna: no host in '%s' (nats://host:4222)", url);
-        return XR_EINVAL;
-    }
-    if (colon) {
-        char *end;
-        long port = strtol(colon + 1, &end, 10);
-        if (*end || port < 1 || port > 65535) {
-            snprintf(err, errlen, "nats antenna: bad port in '%s'", url);
+    const char *at = strrchr(url + 7, '@'), *h = at ? at + 1 : url + 7;
+    size_t credlen = at ? (size_t)(at + 1 - (url + 7)) : 0;
+    int count = 0;
+    while (1) {
+        size_t hl = strcspn(h, ",");
+        const char *colon = memchr(h, ':', hl);
+        if (hl == 0 || colon == h || memchr(h, '/', hl) || memchr(h, '@', hl)) {
+            snprintf(err, errlen, "nats antenna: no host in '%.*s' of '%s' (nats://host:4222)",
+                     (int)hl, h, url);
             return XR_EINVAL;
         }
+        if (colon) {
+            char *end;
+            long port = strtol(colon + 1, &end, 10);
+            if (end != h + hl || port < 1 || port > 65535) {
+                snprintf(err, errlen, "nats antenna: bad port in '%.*s' of '%s'", (int)hl, h, url);
+                return XR_EINVAL;
+            }
+        }
+        if (count == MAX_SERVERS) {
+            snprintf(err, errlen, "nats antenna: more than %d servers in '%s'", MAX_SERVERS, url);
+            return XR_EINVAL;
+        }
+        if (servers)
+            snprintf(servers[count], sizeof servers[count], "nats://%.*s%.*s", (int)credlen,
+                     url + 7, (int)hl, h);
+        count++;
+        if (!h[hl])
+            break;
+        h += hl + 1;
     }
+    if (n)
+        *n = count;
     return 0;
+}
+
+static int check_url(const char *url, char *err, size_t errlen)
+{
+    return parse_url(url, NULL, NULL, err, errlen);
 }
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -409,7 +441,16 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
         return NULL;
     }
     natsStatus s = natsOptions_Create(&a->opts);
-    if (s == NATS_OK) s = natsOptions_SetURL(a->opts, url);
+    char servers[MAX_SERVERS][300];
+    const char *list[MAX_SERVERS];
+    int n_servers = 0;
+    parse_url(url, servers, &n_servers, err, errlen);   /* checked above */
+    for (int k = 0; k < n_servers; k++)
+        list[k] = servers[k];
+    if (s == NATS_OK) s = natsOptions_SetServers(a->opts, list, n_servers);
+    /* In the order given: nodes of one deployment can list the cluster in
+     * different orders to spread themselves. */
+    if (s == NATS_OK) s = natsOptions_SetNoRandomize(a->opts, true);
     if (s == NATS_OK) s = natsOptions_SetName(a->opts, "xraptor");
     if (s == NATS_OK) s = natsOptions_SetTimeout(a->opts, 2000);
     if (s == NATS_OK) s = natsOptions_SetAllowReconnect(a->opts, true);

@@ -2,6 +2,7 @@
 """The Kafka antenna against a real Kafka-protocol broker (librdkafka's mock
 cluster, 4 partitions): multi-node rooms, order per channel, broker loss and
 recovery, presence heartbeats for is_alive (see multinode.py)."""
+import asyncio
 import json
 import os
 import subprocess
@@ -16,8 +17,8 @@ MOCK = os.environ.get("XRAPTOR_KAFKA_MOCK", "xraptor-kafka-mock")
 
 
 class KafkaMock:
-    def __init__(self):
-        self.proc = subprocess.Popen([MOCK, "xraptor", "4"], stdin=subprocess.PIPE,
+    def __init__(self, brokers=1):
+        self.proc = subprocess.Popen([MOCK, "xraptor", "4", str(brokers)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         self.bootstrap = self.proc.stdout.readline().strip()
         assert self.bootstrap, "mock cluster printed no address"
@@ -74,6 +75,55 @@ async def test_several_bootstrap_hosts_one_of_them_dead():
         r = await recv_json(wa, 15)
         assert r["request_id"] == "far", r
         assert json.loads(r["payload"]) == {"origin": "b", "message": "through one of two hosts"}
+
+@test
+async def test_three_brokers_one_taken_down_delivery_goes_on():
+    import time
+    kafka = KafkaMock(brokers=3)
+    assert kafka.bootstrap.count(",") == 2, kafka.bootstrap
+    a = Server("--antenna", f"kafka://{kafka.bootstrap}/xraptor", binary=CHAT)
+    b = Server("--antenna", f"kafka://{kafka.bootstrap}/xraptor", binary=CHAT)
+    for node in (a, b):
+        wait_until(lambda: health(node.port)[0] == 200, 30, "connected to the cluster")
+    async with websockets.connect(a.url()) as wa, websockets.connect(b.url()) as wb:
+        await wa.send(sub("far", "k3-room"))
+        wait_until(lambda: metrics(a.port)["xraptor_channels"] == 1, 10, "joined")
+        got, sent, failed = [], 0, []
+
+        async def exchange(until, limit):
+            nonlocal sent
+            while len(got) < until:
+                sent += 1
+                await wb.send(post(f"p{sent}", "k3-room", "b", str(sent)))
+                answer = json.loads((await recv_json(wb, 10))["payload"])["message"]
+                if answer != "Message sent":
+                    failed.append(sent)     # refused while a leader moves: said so
+                try:
+                    while True:
+                        r = await recv_json(wa, 0.3)
+                        got.append(int(json.loads(r["payload"])["message"]))
+                except asyncio.TimeoutError:
+                    pass
+                assert sent < limit, (sent, got[-5:])
+        await exchange(30, 400)
+        # Broker 1 goes: as a real cluster would, its partitions get new
+        # leaders (the mock does it) and the nodes' consumer groups a new
+        # coordinator (told to the mock: it never moves one itself).
+        for node in (a, b):
+            group = node.wait_log(r"consumer group (\S+)").group(1)
+            kafka.command(f"coordinator {group} 2")
+        kafka.command("down 1")
+        t0 = time.monotonic()
+        before = len(got)
+        await exchange(before + 30, sent + 600)
+        print(f"# broker 1 down: deliveries resumed within {time.monotonic() - t0:.2f} s; "
+              f"{sent} posted, {len(failed)} refused, {len(got)} heard")
+        assert got == sorted(set(got)), "duplicated or out of order"
+        # Every post answered "Message sent" before the last one heard arrived.
+        lost = [m for m in range(1, got[-1]) if m not in got and m not in failed]
+        assert not lost, f"acknowledged but never delivered: {lost}"
+        kafka.command("up 1")
+
 
 if __name__ == "__main__":
     if not os.access(MOCK, os.X_OK):
