@@ -46,7 +46,8 @@ static void reader(const uint8_t *data, size_t size)
     json_object *ref = size <= 0x7fffffff
                        ? json_tokener_parse_ex(strict, (const char *)data, (int)size) : NULL;
     ASSERT(ref && json_object_is_type(ref, json_type_object));
-    for (size_t k = 0; k < f.n; k++) {
+    /* json-c's names and strings are no reference for such an input. */
+    for (size_t k = 0; k < f.n && !jsonc_quirky(data, size); k++) {
         xr_json_member *m = &f.m[k];
         const char *name = f.store.p + m->name_off;
         if (strlen(name) != m->name_len)
@@ -61,8 +62,8 @@ static void reader(const uint8_t *data, size_t size)
             const char *s;
             size_t len;
             ASSERT(xr_json_member_str(&f, last, &s, &len) == 0 && s[len] == '\0');
-            ASSERT(jsonc_same(json_object_get_string(v), (size_t)json_object_get_string_len(v),
-                              s, len));
+            ASSERT((size_t)json_object_get_string_len(v) == len &&
+                   memcmp(json_object_get_string(v), s, len) == 0);
         }
         long long i;
         if (last->type == XR_JT_NUMBER && xr_json_member_int(&f, last, &i) == 0 &&
@@ -105,8 +106,9 @@ static void writer(const uint8_t *data, size_t size)
     json_tokener *t = json_tokener_new();
     json_object *ref = json_tokener_parse_ex(t, out.p + start, (int)(out.len - start - 1));
     ASSERT(ref && json_object_is_type(ref, json_type_string));
-    ASSERT(jsonc_same(json_object_get_string(ref), (size_t)json_object_get_string_len(ref),
-                      s, slen));
+    /* Our writer escapes nothing above U+001F: no surrogate escapes here. */
+    ASSERT((size_t)json_object_get_string_len(ref) == slen &&
+           memcmp(json_object_get_string(ref), s, slen) == 0);
     json_object_put(ref);
     json_tokener_free(t);
 }

@@ -23,11 +23,15 @@
 
 #define ASSERT(c) do { if (!(c)) abort(); } while (0)
 
+/* Set per input: json-c's strings cannot be the reference (jsonc_quirk.h). */
+static int quirky;
+
 static int same(json_object *o, const char *key, const char *s, size_t n)
 {
     json_object *v;
     return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string) &&
-           jsonc_same(json_object_get_string(v), (size_t)json_object_get_string_len(v), s, n);
+           (quirky || ((size_t)json_object_get_string_len(v) == n &&
+                       memcmp(json_object_get_string(v), s, n) == 0));
 }
 
 /* The last header of that name (as xr_proto_header_get finds it), or NULL. */
@@ -50,6 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ASSERT(err[0]);
         return 0;
     }
+    quirky = jsonc_quirky(data, size);
     unsigned m = r.method;
     ASSERT(m && (m & (m - 1)) == 0 && m <= XR_UNSUB);
     ASSERT(r.id && r.route && r.payload && r.n_headers <= XR_PROTO_MAX_HEADERS);
@@ -70,7 +75,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int plain_names = 1;
     for (size_t k = 0; k < r.n_headers; k++)
         plain_names &= strlen(r.headers[k].name) == r.headers[k].name_len;
-    if (json_object_object_get_ex(ref, "header", &jh) && plain_names) {
+    /* With the json-c quirk its header names may differ from ours too. */
+    if (!quirky && json_object_object_get_ex(ref, "header", &jh) && plain_names) {
         ASSERT(json_object_is_type(jh, json_type_object));
         size_t distinct = 0;
         json_object_object_foreach(jh, key, val) {
@@ -81,9 +87,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 distinct++;
                 continue;
             }
-            ASSERT(h->value && jsonc_same(json_object_get_string(val),
-                                          (size_t)json_object_get_string_len(val),
-                                          h->value, h->value_len));
+            ASSERT(h->value && (quirky ||
+                                ((size_t)json_object_get_string_len(val) == h->value_len &&
+                                 memcmp(json_object_get_string(val), h->value, h->value_len) == 0)));
             distinct++;
         }
         /* Every name we read is one json-c has (duplicates counted once). */
