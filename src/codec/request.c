@@ -74,6 +74,7 @@ typedef struct parser {
     size_t n, i;
     xr_buf *out;
     const char *why;            /* the syntax error, when there is one */
+    const char *name;           /* list(): the current member's name */
 } parser;
 
 static void skip_ws(parser *p)
@@ -238,7 +239,7 @@ typedef int (*element_fn)(parser *p, size_t name_off, size_t name_len, void *ctx
  * Member names are unescaped into names (NULL: only checked); fn reads
  * each value.
  */
-static int list(parser *p, xr_buf *names, element_fn fn, void *ctx)
+static int list(parser *p, xr_buf *names, int raw, element_fn fn, void *ctx)
 {
     unsigned char close = p->s[p->i] == '{' ? '}' : ']';
     p->i++;
@@ -253,8 +254,19 @@ static int list(parser *p, xr_buf *names, element_fn fn, void *ctx)
         if (close == '}') {
             if (p->i == p->n || p->s[p->i] != '"')
                 return syntax(p, p->i == p->n ? "unexpected end of input" : "expected a member name");
-            if (string(p, names, &noff, &nlen) < 0)
-                return -1;
+            /* raw: a name without escapes is handed over where it stands
+             * (p->name, noff SIZE_MAX), not copied. */
+            size_t q = p->i + 1, run = raw ? xr_json_plain_run(p->s + q, p->n - q, 0) : 0;
+            if (raw && q + run < p->n && p->s[q + run] == '"') {
+                p->name = (const char *)p->s + q;
+                noff = SIZE_MAX;
+                nlen = run;
+                p->i = q + run + 1;
+            } else {
+                if (string(p, names, &noff, &nlen) < 0)
+                    return -1;
+                p->name = names ? names->p + noff : NULL;
+            }
             skip_ws(p);
             if (p->i == p->n || p->s[p->i] != ':')
                 return syntax(p, p->i == p->n ? "unexpected end of input" : "expected ':'");
@@ -288,7 +300,7 @@ static int container(parser *p, int depth)
 {
     if (depth > MAX_DEPTH)
         return syntax(p, "nested too deep");
-    return list(p, NULL, skip_element, &depth);
+    return list(p, NULL, 0, skip_element, &depth);
 }
 
 static int literal(parser *p, const char *word)
@@ -367,10 +379,10 @@ static int request_member(parser *p, size_t koff, size_t klen, void *ctx)
     xr_proto_request *r = c->r;
     fields *f = &c->f;
     int k = 0;
-    while (k < F_N && !(field_lens[k] == klen &&
-                         memcmp(r->store.p + koff, field_names[k], klen) == 0))
+    while (k < F_N && !(field_lens[k] == klen && memcmp(p->name, field_names[k], klen) == 0))
         k++;
-    r->store.len = koff;        /* the name is not kept */
+    if (koff != SIZE_MAX)
+        r->store.len = koff;    /* an escaped name was copied: not kept */
     int more = p->i < p->n;
     if (k < F_HEADER && more && p->s[p->i] == '"') {
         f->seen[k] = 1;
@@ -381,7 +393,7 @@ static int request_member(parser *p, size_t koff, size_t klen, void *ctx)
         r->n_headers = 0;
         f->too_many = 0;
         f->header_start = p->i;
-        int rc = list(p, &r->store, header_member, c);
+        int rc = list(p, &r->store, 0, header_member, c);
         f->header_end = p->i;
         return rc;
     }
@@ -402,7 +414,7 @@ int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
     r->method = 0;
     r->header_json = "{}";
     r->header_json_len = 2;
-    parser p = {(const unsigned char *)data, len, 0, &r->store, NULL};
+    parser p = {(const unsigned char *)data, len, 0, &r->store, NULL, NULL};
     request_ctx ctx;
     ctx.r = r;
     memset(&ctx.f, 0, sizeof ctx.f);
@@ -426,7 +438,7 @@ int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
         snprintf(err, errlen, "request is not valid JSON: %s", p.why);
         return -1;
     }
-    if (list(&p, &r->store, request_member, &ctx) == 0) {
+    if (list(&p, &r->store, 1, request_member, &ctx) == 0) {
         skip_ws(&p);
         if (p.i < p.n)
             p.why = "data after the object";
@@ -558,7 +570,8 @@ static int index_member(parser *p, size_t noff, size_t nlen, void *ctx)
     unsigned char c = p->i < p->n ? p->s[p->i] : 0;
     m->type = c == '"' ? XR_JT_STRING : c == '{' ? XR_JT_OBJECT : c == '[' ? XR_JT_ARRAY
             : c == 't' || c == 'f' ? XR_JT_BOOL : c == 'n' ? XR_JT_NULL : XR_JT_NUMBER;
-    m->name_off = noff;
+    m->name_raw = noff == SIZE_MAX;
+    m->name_off = m->name_raw ? (size_t)(p->name - f->json) : noff;
     m->name_len = nlen;
     m->raw_off = p->i;
     m->str_off = SIZE_MAX;
@@ -577,9 +590,9 @@ static int fields_index(xr_json_fields *f)
     /* Names and strings are unescaped into the store here, once: no
      * pointer into it is handed out before the index is complete. */
     f->store.len = 0;
-    parser p = {(const unsigned char *)f->json, f->len, 0, &f->store, NULL};
+    parser p = {(const unsigned char *)f->json, f->len, 0, &f->store, NULL, NULL};
     skip_ws(&p);
-    if (p.i == p.n || p.s[p.i] != '{' || list(&p, &f->store, index_member, f) < 0)
+    if (p.i == p.n || p.s[p.i] != '{' || list(&p, &f->store, 1, index_member, f) < 0)
         return -1;
     skip_ws(&p);
     return p.i == p.n ? 1 : -1;
@@ -594,7 +607,7 @@ xr_json_member *xr_json_fields_get(xr_json_fields *f, const char *name, size_t n
         return NULL;
     for (size_t k = f->n; k-- > 0;) {
         xr_json_member *m = &f->m[k];
-        if (m->name_len == nlen && memcmp(f->store.p + m->name_off, name, nlen) == 0)
+        if (m->name_len == nlen && memcmp(xr_json_member_name(f, m), name, nlen) == 0)
             return m;
     }
     return NULL;

@@ -33,7 +33,8 @@ enum { XR_JT_MISSING, XR_JT_NULL, XR_JT_BOOL, XR_JT_NUMBER, XR_JT_STRING, XR_JT_
        XR_JT_OBJECT };
 
 typedef struct xr_json_member {
-    size_t name_off, name_len;   /* unescaped, NUL-terminated, in the store */
+    size_t name_off, name_len;   /* in the text when name_raw, else unescaped in the store */
+    int name_raw;                /* the name had no escape: not copied */
     size_t raw_off, raw_len;     /* the value's JSON text in the indexed text */
     size_t str_off, str_len;     /* a string unescaped in the store (SIZE_MAX: not yet) */
     int type;
@@ -60,6 +61,11 @@ void xr_json_fields_reset(xr_json_fields *f, const char *json, size_t len);
  * keeps), NULL when missing; *state is -1 when the text is not one strict
  * JSON object (or memory ran out), else 1. */
 xr_json_member *xr_json_fields_get(xr_json_fields *f, const char *name, size_t nlen, int *state);
+/* A member's name (name_len bytes; not NUL-terminated). */
+static inline const char *xr_json_member_name(const xr_json_fields *f, const xr_json_member *m)
+{
+    return (m->name_raw ? f->json : f->store.p) + m->name_off;
+}
 /* A string member unescaped (NUL-terminated, in the store); -1 if not a string. */
 int xr_json_member_str(xr_json_fields *f, xr_json_member *m, const char **s, size_t *len);
 /* Numbers in the "C" locale: -1 not a number, -2 not an integer that fits. */

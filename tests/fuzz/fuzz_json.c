@@ -49,9 +49,11 @@ static void reader(const uint8_t *data, size_t size)
     /* json-c's names and strings are no reference for such an input. */
     for (size_t k = 0; k < f.n && !jsonc_quirky(data, size); k++) {
         xr_json_member *m = &f.m[k];
-        const char *name = f.store.p + m->name_off;
-        if (strlen(name) != m->name_len)
+        char name[4096];
+        if (m->name_len >= sizeof name || memchr(xr_json_member_name(&f, m), 0, m->name_len))
             continue;           /* json-c keys are C strings */
+        memcpy(name, xr_json_member_name(&f, m), m->name_len);
+        name[m->name_len] = '\0';
         int st;
         xr_json_member *last = xr_json_fields_get(&f, name, m->name_len, &st);
         ASSERT(last && st == 1 && last >= m);
