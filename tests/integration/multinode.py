@@ -24,6 +24,41 @@ def sub(rid, chat_id, method="SUB"):
     return request(rid, "/chat_messages", method, json.dumps({"chat_id": chat_id}))
 
 
+class Stream:
+    """B posts numbered messages to a room, A hears them: how a test sees a
+    broker cluster lose a node mid-stream. Posts answered "fail" (refused
+    while the broker was away) are counted; every acknowledged one must
+    arrive, once and in order."""
+
+    def __init__(self, wa, wb, room):
+        self.wa, self.wb, self.room = wa, wb, room
+        self.got, self.sent, self.refused = [], 0, []
+
+    async def until(self, heard, limit):
+        """Posts until A has heard `heard` messages in all, at most `limit` posted."""
+        while len(self.got) < heard:
+            self.sent += 1
+            await self.wb.send(post(f"p{self.sent}", self.room, "b", str(self.sent)))
+            answer = json.loads((await recv_json(self.wb, 10))["payload"])["message"]
+            if answer != "Message sent":
+                self.refused.append(self.sent)
+            try:
+                while True:
+                    r = await recv_json(self.wa, 0.3)
+                    self.got.append(int(json.loads(r["payload"])["message"]))
+            except asyncio.TimeoutError:
+                pass
+            assert self.sent < limit, (self.sent, self.got[-5:])
+
+    def check(self):
+        """From the first message heard (before it, A's subscription was
+        still on its way across the cluster) to the last."""
+        assert self.got == sorted(set(self.got)), "duplicated or out of order"
+        lost = [m for m in range(self.got[0], self.got[-1])
+                if m not in self.got and m not in self.refused]
+        assert not lost, f"acknowledged but never delivered: {lost}"
+
+
 def register(make_broker, url):
     def nodes(broker, n, binary=CHAT, extra=()):
         out = [Server("--antenna", url(broker), *extra, binary=binary) for _ in range(n)]
