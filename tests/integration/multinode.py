@@ -7,6 +7,7 @@ starts the broker and returns an object with down(), up(), stop() and
 subscribed({channel: count}) (asked of the broker itself: the tests wait on
 it, never on a fixed sleep), and url(broker) gives the --antenna URL."""
 import asyncio
+import contextlib
 import json
 
 import websockets
@@ -57,6 +58,20 @@ class Stream:
         lost = [m for m in range(self.got[0], self.got[-1])
                 if m not in self.got and m not in self.refused]
         assert not lost, f"acknowledged but never delivered: {lost}"
+
+
+@contextlib.asynccontextmanager
+async def streaming(url_a, url_b, room, timeout=30):
+    """Two chat nodes on the given antenna URLs, a client of A in room,
+    a client of B to post: yields (a, b, Stream)."""
+    a = Server("--antenna", url_a, binary=CHAT)
+    b = Server("--antenna", url_b, binary=CHAT)
+    for node in (a, b):
+        wait_until(lambda: health(node.port)[0] == 200, timeout, "connected")
+    async with websockets.connect(a.url()) as wa, websockets.connect(b.url()) as wb:
+        await wa.send(sub("far", room))
+        wait_until(lambda: metrics(a.port)["xraptor_channels"] == 1, 10, "joined")
+        yield a, b, Stream(wa, wb, room)
 
 
 def register(make_broker, url):

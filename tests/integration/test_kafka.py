@@ -8,7 +8,7 @@ import subprocess
 
 import websockets
 
-from multinode import Stream, post, register, sub
+from multinode import post, register, streaming, sub
 from xrtest import (CHAT, Server, _servers, free_port, health, metrics, recv_json, run, skip_all,
                     test, wait_until)
 
@@ -80,14 +80,8 @@ async def test_three_brokers_one_taken_down_delivery_goes_on():
     import time
     kafka = KafkaMock(brokers=3)
     assert kafka.bootstrap.count(",") == 2, kafka.bootstrap
-    a = Server("--antenna", f"kafka://{kafka.bootstrap}/xraptor", binary=CHAT)
-    b = Server("--antenna", f"kafka://{kafka.bootstrap}/xraptor", binary=CHAT)
-    for node in (a, b):
-        wait_until(lambda: health(node.port)[0] == 200, 30, "connected to the cluster")
-    async with websockets.connect(a.url()) as wa, websockets.connect(b.url()) as wb:
-        await wa.send(sub("far", "k3-room"))
-        wait_until(lambda: metrics(a.port)["xraptor_channels"] == 1, 10, "joined")
-        stream = Stream(wa, wb, "k3-room")
+    url = f"kafka://{kafka.bootstrap}/xraptor"
+    async with streaming(url, url, "k3-room") as (a, b, stream):
         await stream.until(30, 400)
         # Broker 1 goes: as a real cluster would, its partitions get new
         # leaders (the mock does it) and the nodes' consumer groups a new

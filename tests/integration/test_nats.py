@@ -45,7 +45,7 @@ register(Nats, lambda b: f"nats://127.0.0.1:{b.port}")
 @test
 async def test_cluster_of_two_servers_a_node_fails_over_when_its_server_dies():
     import time
-    from multinode import Stream, sub
+    from multinode import streaming
     from xrtest import metrics
     c1, c2 = free_port(), free_port()
 
@@ -55,14 +55,9 @@ async def test_cluster_of_two_servers_a_node_fails_over_when_its_server_dies():
                              "--routes", f"nats://127.0.0.1:{other}"]
     s1, s2 = Broker(member(c1, c2)), Broker(member(c2, c1))
     # Servers are tried in the order written: A starts on s1, B on s2.
-    a = Server("--antenna", f"nats://127.0.0.1:{s1.port},127.0.0.1:{s2.port}", binary=CHAT)
-    b = Server("--antenna", f"nats://127.0.0.1:{s2.port},127.0.0.1:{s1.port}", binary=CHAT)
-    for node in (a, b):
-        wait_until(lambda: health(node.port)[0] == 200, 15, "connected")
-    async with websockets.connect(a.url()) as wa, websockets.connect(b.url()) as wb:
-        await wa.send(sub("far", "cluster-room"))
-        wait_until(lambda: metrics(a.port)["xraptor_channels"] == 1, 10, "joined")
-        stream = Stream(wa, wb, "cluster-room")
+    async with streaming(f"nats://127.0.0.1:{s1.port},127.0.0.1:{s2.port}",
+                         f"nats://127.0.0.1:{s2.port},127.0.0.1:{s1.port}",
+                         "cluster-room") as (a, b, stream):
         await stream.until(50, 450)       # across the route: B -> s2 -> s1 -> A
         s1.kill()
         t0 = time.monotonic()
