@@ -120,7 +120,12 @@ def test_workers_exit_when_the_supervisor_is_killed():
     srv.expected_exit = True
     srv.proc.kill()                 # SIGKILL: no chance to forward anything
     srv.proc.wait()
-    wait_until(lambda: all(gone(p) for p in pids), 10, "workers gone after the supervisor")
+    try:
+        wait_until(lambda: all(gone(p) for p in pids), 10, "workers gone after the supervisor")
+    finally:
+        for p in pids:              # a failed test leaves no orphan behind
+            if not gone(p):
+                os.kill(p, signal.SIGKILL)
 
 
 @test
