@@ -8,6 +8,7 @@
  */
 #include "codec/jsonf.h"
 #include "codec/jsonscan.h"
+#include "codec/utf8.h"
 
 #include "xraptor.h"
 
@@ -44,31 +45,23 @@ static void put_c(out *o, char c)
 /*
  * The valid UTF-8 sequence at p: its length, or 0 with *bad set to the
  * bytes that one U+FFFD replaces (the lead and the continuation bytes that
- * were still possible: Unicode's "maximal subpart", as Python does).
+ * were still possible: Unicode's "maximal subpart", as Python does). The
+ * transport's own validator decides, a byte at a time.
  */
 static size_t utf8_seq(const unsigned char *p, size_t n, size_t *bad)
 {
-    unsigned char b = p[0], lo = 0x80, hi = 0xBF;
-    size_t need;
-    if (b >= 0xC2 && b <= 0xDF) need = 1;
-    else if (b == 0xE0) { need = 2; lo = 0xA0; }
-    else if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) need = 2;
-    else if (b == 0xED) { need = 2; hi = 0x9F; }
-    else if (b == 0xF0) { need = 3; lo = 0x90; }
-    else if (b >= 0xF1 && b <= 0xF3) need = 3;
-    else if (b == 0xF4) { need = 3; hi = 0x8F; }
-    else {
-        *bad = 1;
-        return 0;
-    }
-    for (size_t k = 1; k <= need; k++) {
-        unsigned char c = k < n ? p[k] : 0;
-        if (k == n || c < (k == 1 ? lo : 0x80) || c > (k == 1 ? hi : 0xBF)) {
-            *bad = k;
+    xr_utf8 u;
+    xr_utf8_init(&u);
+    for (size_t k = 0; k < n; k++) {
+        if (!xr_utf8_feed(&u, p + k, 1)) {
+            *bad = k ? k : 1;
             return 0;
         }
+        if (xr_utf8_complete(&u))
+            return k + 1;
     }
-    return need + 1;
+    *bad = n;
+    return 0;
 }
 
 static void quoted(out *o, const char *s, size_t n)
