@@ -139,6 +139,14 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
     evtimer_add(t->resume_timer, &tv);
 }
 
+/* The start-up line tests and operators look for, for the newest listener. */
+static void log_listening(xr_transport *t, int tls, const char *host, const char *how)
+{
+    int v6 = strchr(host, ':') != NULL;
+    XR_INFO(t->log, "listening on %s://%s%s%s:%d%s", tls ? "wss" : "ws", v6 ? "[" : "", host,
+            v6 ? "]" : "", xr_transport_port(t, t->n_listeners - 1), how);
+}
+
 static int listen_one(xr_transport *t, size_t k, int port, int reuseport, char *err,
                       size_t errlen)
 {
@@ -165,9 +173,7 @@ static int listen_one(xr_transport *t, size_t k, int port, int reuseport, char *
     li->spec = strdup(spec);
     t->n_listeners++;
     evconnlistener_set_error_cb(li->ev, on_accept_error);
-    XR_INFO(t->log, "listening on %s://%s%s%s:%d", tls ? "wss" : "ws",
-            strchr(host, ':') ? "[" : "", host[0] ? host : "0.0.0.0",
-            strchr(host, ':') ? "]" : "", xr_transport_port(t, t->n_listeners - 1));
+    log_listening(t, tls, host[0] ? host : "0.0.0.0", "");
     return XR_OK;
 }
 
@@ -205,9 +211,9 @@ int xr_transport_adopt(xr_transport *t, const int *fds, const int *tls, size_t n
             evutil_inet_ntop(ss.ss_family, ss.ss_family == AF_INET6
                              ? (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
                              : (void *)&((struct sockaddr_in *)&ss)->sin_addr, host, sizeof host);
-        XR_INFO(t->log, "listening on %s://%s%s%s:%d (socket passed as fd %d)",
-                use_tls ? "wss" : "ws", strchr(host, ':') ? "[" : "", host,
-                strchr(host, ':') ? "]" : "", xr_transport_port(t, t->n_listeners - 1), fds[k]);
+        char how[48];
+        snprintf(how, sizeof how, " (socket passed as fd %d)", fds[k]);
+        log_listening(t, use_tls, host, how);
     }
     return XR_OK;
 }
