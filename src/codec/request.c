@@ -457,8 +457,6 @@ int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
     }
     /* The store is final now: turn offsets into pointers. */
     const char *base = r->store.p;
-    r->header_json = "{}";
-    r->header_json_len = 2;
     if (f->seen[F_ID] == 1) {
         r->id = base + f->off[F_ID];
         r->id_len = f->len[F_ID];

@@ -36,7 +36,7 @@ typedef struct xr_json_member {
     size_t name_off, name_len;   /* in the text when name_raw, else unescaped in the store */
     int name_raw;                /* the name had no escape: not copied */
     size_t raw_off, raw_len;     /* the value's JSON text in the indexed text */
-    size_t str_off, str_len;     /* a string unescaped in the store (SIZE_MAX: not yet) */
+    size_t str_off, str_len;     /* a string, unescaped in the store while indexing */
     int type;
 } xr_json_member;
 
