@@ -366,6 +366,10 @@ static int load_config(xr_options *o, const char *path, const size_t *base, char
         return config_error(err, errlen, path, 0, bad ? "cannot read it" : "larger than 1 MiB");
     }
     t->text[n] = '\0';
+    /* Kept for the process's life: only as large as the file. */
+    struct config_text *small = realloc(t, sizeof *t + n + 1);
+    if (small)
+        t = small;
     t->next = config_texts;
     config_texts = t;
     if (strlen(t->text) != n)
