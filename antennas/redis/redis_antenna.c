@@ -23,6 +23,8 @@
 #include <hiredis/hiredis.h>
 #include <xraptor/antenna.h>
 
+#include "chanset.h"
+
 #define EXPORT __attribute__((visibility("default")))
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -37,15 +39,6 @@ typedef struct config {
     int db;
 } config;
 
-/* Live channels: a chained hash set, needed to subscribe them again after a
- * reconnect. */
-typedef struct chan {
-    struct chan *next;
-    uint32_t hash;
-    size_t len;
-    char name[];
-} chan;
-
 typedef struct redis {
     struct event_base *base;
     xr_antenna_host host;
@@ -55,8 +48,7 @@ typedef struct redis {
     struct event *retry;
     unsigned backoff_ms;
     int destroying;
-    chan **slots;
-    size_t n_slots, n_chans;
+    chanset chans;
 } redis;
 
 /* ---- URL ---------------------------------------------------------------- */
@@ -129,68 +121,6 @@ static int check_url(const char *url, char *err, size_t errlen)
     return parse_url(url, &c, err, errlen);
 }
 
-/* ---- the channel set ----------------------------------------------------- */
-
-static uint32_t hash(const char *s, size_t n)
-{
-    uint32_t h = 5381;
-    while (n--)
-        h = h * 33 + (uint8_t)*s++;
-    return h;
-}
-
-static chan **chan_find(redis *r, const char *name, size_t len, uint32_t h)
-{
-    chan **p = &r->slots[h % r->n_slots];
-    while (*p && !((*p)->hash == h && (*p)->len == len && memcmp((*p)->name, name, len) == 0))
-        p = &(*p)->next;
-    return p;
-}
-
-static int chan_add(redis *r, const char *name, size_t len)
-{
-    uint32_t h = hash(name, len);
-    if (*chan_find(r, name, len, h))
-        return 0;
-    if (r->n_chans >= r->n_slots) {
-        size_t n = r->n_slots * 2;
-        chan **slots = calloc(n, sizeof *slots);
-        if (!slots)
-            return XR_ENOMEM;
-        for (size_t i = 0; i < r->n_slots; i++)
-            for (chan *c = r->slots[i], *next; c; c = next) {
-                next = c->next;
-                c->next = slots[c->hash % n];
-                slots[c->hash % n] = c;
-            }
-        free(r->slots);
-        r->slots = slots;
-        r->n_slots = n;
-    }
-    chan *c = malloc(sizeof *c + len);
-    if (!c)
-        return XR_ENOMEM;
-    c->hash = h;
-    c->len = len;
-    memcpy(c->name, name, len);
-    chan **p = &r->slots[h % r->n_slots];
-    c->next = *p;
-    *p = c;
-    r->n_chans++;
-    return 1;
-}
-
-static void chan_del(redis *r, const char *name, size_t len)
-{
-    chan **p = chan_find(r, name, len, hash(name, len));
-    if (*p) {
-        chan *c = *p;
-        *p = c->next;
-        free(c);
-        r->n_chans--;
-    }
-}
-
 /* ---- connections ----------------------------------------------------------- */
 
 static void connect_both(redis *r);
@@ -249,15 +179,14 @@ static void resubscribe_all(redis *r)
     const char *names[SUBSCRIBE_BATCH];
     size_t lens[SUBSCRIBE_BATCH];
     int n = 0;
-    for (size_t i = 0; i < r->n_slots; i++)
-        for (chan *c = r->slots[i]; c; c = c->next) {
-            names[n] = c->name;
-            lens[n++] = c->len;
-            if (n == SUBSCRIBE_BATCH) {
-                send_batch(r, "SUBSCRIBE", names, lens, n);
-                n = 0;
-            }
+    CHANSET_EACH(&r->chans, c) {
+        names[n] = c->name;
+        lens[n++] = c->len;
+        if (n == SUBSCRIBE_BATCH) {
+            send_batch(r, "SUBSCRIBE", names, lens, n);
+            n = 0;
         }
+    }
     if (n)
         send_batch(r, "SUBSCRIBE", names, lens, n);
 }
@@ -382,11 +311,9 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     r->base = base;
     r->host = *host;
     r->backoff_ms = BACKOFF_MIN_MS;
-    r->n_slots = 64;
-    r->slots = calloc(r->n_slots, sizeof *r->slots);
     r->retry = evtimer_new(base, on_retry, r);
-    if (!r->slots || !r->retry) {
-        free(r->slots);
+    if (chanset_init(&r->chans) < 0 || !r->retry) {
+        chanset_free(&r->chans);
         if (r->retry)
             event_free(r->retry);
         free(r);
@@ -407,20 +334,15 @@ static void destroy(void *self)
     if (r->pub)
         redisAsyncFree(r->pub);
     event_free(r->retry);
-    for (size_t i = 0; i < r->n_slots; i++)
-        for (chan *c = r->slots[i], *next; c; c = next) {
-            next = c->next;
-            free(c);
-        }
-    free(r->slots);
+    chanset_free(&r->chans);
     free(r);
 }
 
 static int subscribe(void *self, const char *ch, size_t len)
 {
     redis *r = self;
-    int fresh = chan_add(r, ch, len);
-    if (fresh < 0)
+    int fresh;
+    if (!chanset_add(&r->chans, ch, len, &fresh))
         return XR_ENOMEM;
     /* While down it is only remembered: the reconnect subscribes it. */
     if (fresh && r->sub_ready)
@@ -431,7 +353,7 @@ static int subscribe(void *self, const char *ch, size_t len)
 static int unsubscribe(void *self, const char *ch, size_t len)
 {
     redis *r = self;
-    chan_del(r, ch, len);
+    chanset_del(&r->chans, ch, len);
     if (r->sub_ready)
         return send_batch(r, "UNSUBSCRIBE", &ch, &len, 1);
     return 0;
@@ -493,9 +415,9 @@ static size_t describe(void *self, char *buf, size_t len)
 {
     redis *r = self;
     int n = r->cfg.path[0]
-            ? snprintf(buf, len, "redis at %s, %zu channel(s)", r->cfg.path, r->n_chans)
+            ? snprintf(buf, len, "redis at %s, %zu channel(s)", r->cfg.path, r->chans.count)
             : snprintf(buf, len, "redis at %s:%d, %zu channel(s)", r->cfg.host, r->cfg.port,
-                       r->n_chans);
+                       r->chans.count);
     return n < 0 ? 0 : (size_t)n;
 }
 #endif

@@ -47,7 +47,7 @@ extern "C" {
 struct event_base;
 
 #define XR_ANTENNA_ABI 2        /* major: changes nobody built before can follow */
-#define XR_ANTENNA_ABI_MINOR 1  /* members appended within the major */
+#define XR_ANTENNA_ABI_MINOR 2  /* members appended within the major */
 
 /* Log levels as in xraptor.h: 0 error, 1 warn, 2 info, 3 debug. */
 typedef struct xr_antenna_host {
@@ -64,6 +64,22 @@ typedef struct xr_antenna_host {
 } xr_antenna_host;
 
 typedef void (*xr_antenna_alive_cb)(int alive, void *arg);
+
+/* One part of a broker that has parts (a Redis Cluster's shards), as
+ * parts() reports it (minor 2). The struct grows at its end like the
+ * tables: the host reads only the first `size` bytes. */
+typedef struct xr_antenna_part {
+    size_t size;               /* sizeof(xr_antenna_part) as the module was built */
+    const char *name;          /* "127.0.0.1:7001"; valid during the call */
+    int up;                    /* connected and serving */
+    size_t channels;           /* this node's channels held there */
+    unsigned long long published;       /* posts sent to it */
+    unsigned long long publish_errors;  /* posts refused or lost with its connection */
+    unsigned long long received;        /* messages it delivered to this node */
+    unsigned long long reconnects;      /* times it came back */
+} xr_antenna_part;
+
+typedef void (*xr_antenna_part_cb)(void *arg, const xr_antenna_part *part);
 
 typedef struct xr_antenna_ops {
     int abi;                   /* XR_ANTENNA_ABI */
@@ -105,6 +121,12 @@ typedef struct xr_antenna_ops {
     /* One line on the broker connection for /health ("redis at h:6379,
      * 12 channels"), NUL-terminated in buf; returns its length. */
     size_t (*describe)(void *self, char *buf, size_t len);
+
+    /* ---- minor 2: optional ---- */
+
+    /* Calls each(arg, part) once per part of the broker, now, for /health
+     * and /metrics. connected() stays 1 while any part is up. */
+    void (*parts)(void *self, xr_antenna_part_cb each, void *arg);
 } xr_antenna_ops;
 
 /* Whether a module's table has an optional member (within its size and

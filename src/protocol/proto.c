@@ -3,7 +3,10 @@
  * transport and reads for /health and /metrics. */
 #include "protocol/internal.h"
 
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 xr_proto *xr_proto_new(struct event_base *base, const xr_options *o, const xr_logger *log,
                        void *owner)
@@ -55,6 +58,45 @@ const char *xr_proto_antenna(const xr_proto *p, int *connected)
 {
     *connected = p->antenna ? p->antenna_up : 0;
     return p->antenna && p->antenna->scheme ? p->antenna->scheme : p->antenna ? "" : NULL;
+}
+
+typedef struct parts_acc {
+    xr_proto_part *out;
+    size_t max, n;
+} parts_acc;
+
+/* Reads only the fields the module's struct has (its size says). */
+#define PART_HAS(pt, f) ((pt)->size >= offsetof(xr_antenna_part, f) + sizeof((pt)->f))
+
+static void add_part(void *arg, const xr_antenna_part *pt)
+{
+    parts_acc *a = arg;
+    if (a->n < a->max && pt && PART_HAS(pt, up)) {
+        xr_proto_part *o = &a->out[a->n];
+        memset(o, 0, sizeof *o);
+        snprintf(o->name, sizeof o->name, "%s", pt->name ? pt->name : "?");
+        o->up = pt->up;
+        if (PART_HAS(pt, channels))
+            o->channels = pt->channels;
+        if (PART_HAS(pt, published))
+            o->published = pt->published;
+        if (PART_HAS(pt, publish_errors))
+            o->publish_errors = pt->publish_errors;
+        if (PART_HAS(pt, received))
+            o->received = pt->received;
+        if (PART_HAS(pt, reconnects))
+            o->reconnects = pt->reconnects;
+    }
+    a->n++;
+}
+
+size_t xr_proto_antenna_parts(const xr_proto *p, xr_proto_part *out, size_t max)
+{
+    if (!p->antenna || !p->antenna_self || !XR_ANTENNA_HAS(p->antenna, parts))
+        return 0;
+    parts_acc a = {out, max, 0};
+    p->antenna->parts(p->antenna_self, add_part, &a);
+    return a.n;
 }
 
 size_t xr_proto_antenna_detail(const xr_proto *p, char *buf, size_t len)

@@ -47,6 +47,16 @@ const char *xr_proto_antenna(const xr_proto *p, int *connected);
 /* The module's own line on its broker connection (minor 1's describe), or
  * "" and 0 when it has none. */
 size_t xr_proto_antenna_detail(const xr_proto *p, char *buf, size_t len);
+/* One part of the broker (a cluster's shard), copied from the module. */
+typedef struct xr_proto_part {
+    char name[96];
+    int up;
+    size_t channels;
+    uint64_t published, publish_errors, received, reconnects;
+} xr_proto_part;
+/* Fills up to max parts and returns how many there are: 0 for a module
+ * without parts (minor 2). */
+size_t xr_proto_antenna_parts(const xr_proto *p, xr_proto_part *out, size_t max);
 size_t xr_proto_channels(const xr_proto *p);
 size_t xr_proto_rooms(const xr_proto *p);
 /* Whether any route or middleware was registered. */

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdarg.h>
+#include <string.h>
 
 #include <inttypes.h>
 #include <unistd.h>
@@ -20,6 +21,52 @@ static void metric(xr_buf *out, const char *name, const char *type,
 {
     xr_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n",
                         name, help, name, type, name, v);
+}
+
+#define MAX_PARTS 64
+
+/* A Prometheus label value: backslash, quote and newline escaped. */
+static void label(xr_buf *out, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            xr_buf_printf(out, "\\%c", *v);
+        else if (*v == '\n')
+            xr_buf_add(out, "\\n", 2);
+        else
+            xr_buf_add(out, v, 1);
+    }
+}
+
+/* Per part of the broker (a Redis Cluster's shards): one series each. */
+static void part_metrics(const xr_server *srv, xr_buf *out)
+{
+    xr_proto_part parts[MAX_PARTS];
+    size_t n = xr_proto_antenna_parts(srv->proto, parts, MAX_PARTS);
+    if (n > MAX_PARTS)
+        n = MAX_PARTS;
+    static const struct {
+        const char *name, *type, *help;
+    } m[6] = {
+        {"xraptor_antenna_part_up", "gauge", "1 while this part of the broker (a shard) is connected."},
+        {"xraptor_antenna_part_channels", "gauge", "This node's channels held on the part."},
+        {"xraptor_antenna_part_publishes_total", "counter", "Messages posted to the part."},
+        {"xraptor_antenna_part_publish_errors_total", "counter",
+         "Posts the part refused or lost with its connection."},
+        {"xraptor_antenna_part_messages_total", "counter", "Messages received from the part."},
+        {"xraptor_antenna_part_reconnects_total", "counter", "Times the part's connection came back."},
+    };
+    for (int k = 0; k < 6 && n; k++) {
+        xr_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name, m[k].type);
+        for (size_t i = 0; i < n; i++) {
+            const xr_proto_part *p = &parts[i];
+            uint64_t v = k == 0 ? (uint64_t)p->up : k == 1 ? p->channels : k == 2 ? p->published
+                       : k == 3 ? p->publish_errors : k == 4 ? p->received : p->reconnects;
+            xr_buf_printf(out, "%s{part=\"", m[k].name);
+            label(out, p->name);
+            xr_buf_printf(out, "\"} %" PRIu64 "\n", v);
+        }
+    }
 }
 
 /* Names and types of the Python X-raptor are kept so its dashboards work. */
@@ -131,6 +178,7 @@ void xr_metrics_write(const xr_server *srv, xr_buf *out)
            "Times the broker connection came back.", ps->antenna_reconnects);
     metric(out, "xraptor_room_members_pruned_total", "counter",
            "Room members removed for no longer listening.", ps->room_pruned);
+    part_metrics(srv, out);
     /* With --workers each answer covers one worker: this says which. */
     xr_buf_printf(out, "# HELP xraptor_worker_info The process that answered: worker number "
                              "(0 without --workers) and pid.\n"
@@ -149,10 +197,17 @@ void xr_health_write(const xr_server *srv, xr_buf *out, int *status)
     int up;
     const char *scheme = xr_proto_antenna(srv->proto, &up);
     int antenna_down = scheme && !up;
+    xr_proto_part parts[MAX_PARTS];
+    size_t n_parts = xr_proto_antenna_parts(srv->proto, parts, MAX_PARTS), parts_down = 0;
+    if (n_parts > MAX_PARTS)
+        n_parts = MAX_PARTS;
+    for (size_t i = 0; i < n_parts; i++)
+        parts_down += !parts[i].up;
     /* No "draining" state: a graceful stop closes the listeners and every
      * plain-HTTP connection first, so no health check reaches a draining
      * server; it is refused at connect, which probes read as down. */
-    const char *state = antenna_down ? "antenna_down" : "ok";
+    /* Some shards down, some up: still serving (200), but said. */
+    const char *state = antenna_down ? "antenna_down" : parts_down ? "degraded" : "ok";
     const xr_transport_stats *m = xr_transport_stats_get(srv->t);
     *status = antenna_down ? 503 : 200;
     char detail[256];
@@ -167,6 +222,20 @@ void xr_health_write(const xr_server *srv, xr_buf *out, int *status)
         xr_buf_add(out, ",\"detail\":\"", 11);
         xr_buf_json_escaped(out, detail, dlen);
         xr_buf_add(out, "\"", 1);
+    }
+    if (n_parts) {
+        xr_buf_add(out, ",\"parts\":[", 10);
+        for (size_t i = 0; i < n_parts; i++) {
+            const xr_proto_part *p = &parts[i];
+            xr_buf_add(out, i ? ",{\"name\":\"" : "{\"name\":\"", i ? 10 : 9);
+            xr_buf_json_escaped(out, p->name, strlen(p->name));
+            xr_buf_printf(out, "\",\"up\":%s,\"channels\":%zu,\"published\":%" PRIu64
+                          ",\"publish_errors\":%" PRIu64 ",\"received\":%" PRIu64
+                          ",\"reconnects\":%" PRIu64 "}",
+                          p->up ? "true" : "false", p->channels, p->published,
+                          p->publish_errors, p->received, p->reconnects);
+        }
+        xr_buf_add(out, "]", 1);
     }
     xr_buf_printf(out, "},\"worker\":%u,\"workers\":%u,\"pid\":%ld,\"version\":\"%s\"}\n",
                   srv->worker, srv->opts.workers, (long)getpid(), xr_version());

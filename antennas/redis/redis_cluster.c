@@ -1,0 +1,1395 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * redis-cluster:// — channels over Redis Cluster's sharded pub/sub
+ * (SSUBSCRIBE / SPUBLISH, Redis 7). A channel lives on the master that owns
+ * its hash slot, CRC16(name) mod 16384 with {hash tags} honoured, so its
+ * traffic stays on one shard instead of being broadcast to every node of
+ * the cluster. Channel names and bodies are the ones redis:// uses.
+ *
+ * Why RESP is spoken here rather than through hiredis: hiredis 0.14 knows
+ * nothing of clusters, and its async context asserts on an "smessage" it
+ * did not expect (it only knows SUBSCRIBE's subscriber mode). So each
+ * connection is a socket on the server's loop with a RESP writer and a
+ * parser that never allocates per reply.
+ *
+ * Two connections per master, as on redis:// (RESP2: a connection that
+ * subscribed can no longer publish): `sub` carries SSUBSCRIBE and the
+ * messages, `cmd` carries SPUBLISH, PUBSUB SHARDNUMSUB and CLUSTER SLOTS,
+ * pipelined, each command kept until its reply so that a -MOVED or -ASK
+ * can send it on to the right master.
+ *
+ * The slot map comes from CLUSTER SLOTS asked of any reachable node (a
+ * seed from the URL at first; a replica answers too). It is asked again
+ * when a reply says MOVED, when a master pushes "sunsubscribe" because a
+ * slot left it, and when a master's connection drops (every 100 ms to 1 s
+ * until its slots have a reachable owner: a replica's promotion). After
+ * each change every channel is moved to its owner.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <xraptor/antenna.h>
+
+#include "chanset.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define N_SLOTS 16384
+#define MAX_SEEDS 16
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define REFRESH_MAX_MS 1000     /* a failover is noticed within this */
+#define CONNECT_TIMEOUT_MS 3000
+#define MAX_DEPTH 8             /* RESP nesting: CLUSTER SLOTS needs 3 */
+#define MAX_BULK (512u << 20)   /* Redis' own proto-max-bulk-len */
+#define MAX_ELEMS (1 << 20)
+
+typedef struct seed {
+    char host[256];
+    int port;
+} seed;
+
+typedef struct config {
+    seed seeds[MAX_SEEDS];
+    int n_seeds;
+    char user[128];
+    char password[256];
+} config;
+
+/* A parsed reply value. Values are laid out in pre-order: an array's
+ * elements follow it. Strings point into the connection's input. */
+typedef struct rv {
+    char type;                  /* + - : $ *, or 0 for a null */
+    const char *s;
+    int64_t n;                  /* $ + -: length; *: elements; :: value */
+} rv;
+
+enum { K_AUTH, K_ASKING, K_PUBLISH, K_SLOTS, K_NUMSUB };
+#define F_SENT_ON 1             /* redirected already: its MOVED is expected */
+
+/* A command on a cmd connection waiting for its reply. */
+typedef struct pending {
+    size_t off, len;            /* its bytes in conn.out */
+    xr_antenna_alive_cb done;   /* K_NUMSUB */
+    void *arg;
+    uint16_t slot;
+    uint8_t kind, flags;
+} pending;
+
+struct node;
+
+typedef struct conn {
+    struct node *node;
+    int is_sub, fd, ready, closing;
+    struct event *rd, *wr;
+    char *in;
+    size_t in_len, in_cap;
+    /* out[done, sent) was written and awaits replies (cmd) or is gone (sub);
+     * out[sent, len) is still to write. */
+    char *out;
+    size_t out_len, out_sent, out_done, out_cap;
+    pending *q;
+    size_t q_head, q_len, q_cap;
+} conn;
+
+typedef struct node {
+    struct cluster *cl;
+    char host[256];
+    int port;
+    char name[270];             /* host:port */
+    conn *cmd, *sub;
+    int up, ever_up;
+    int failing;                /* connect failures since it was last up */
+    int slots;                  /* how many it owns in the map */
+    unsigned backoff_ms;
+    struct event *retry;
+    unsigned long long published, publish_errors, received, reconnects;
+} node;
+
+typedef struct cluster {
+    struct event_base *base;
+    xr_antenna_host host;
+    config cfg;
+    node **nodes;
+    size_t n_nodes, cap_nodes;
+    node *owner[N_SLOTS];
+    node *next_owner[N_SLOTS];  /* apply_slots' scratch */
+    chanset chans;
+    struct event *refresh_ev, *tidy_ev;
+    node *refreshing;           /* where a CLUSTER SLOTS is in flight */
+    int refresh_again;
+    unsigned refresh_ms;
+    size_t next_ask;            /* round robin over seeds and nodes */
+    int up, destroying;
+    rv *vals;
+    size_t vals_cap;
+} cluster;
+
+static void conn_close(conn *c, const char *why);
+static void conn_drop_pending(conn *c);
+static void schedule_refresh(cluster *cl, unsigned ms);
+static void node_connect(node *n);
+
+/* ---- slots ---------------------------------------------------------------- */
+
+/* CRC16-CCITT (XMODEM), as Redis Cluster's key hashing. */
+static uint16_t crc16(const char *p, size_t n)
+{
+    uint16_t crc = 0;
+    while (n--) {
+        crc ^= (uint16_t)((uint8_t)*p++ << 8);
+        for (int i = 0; i < 8; i++)
+            crc = crc & 0x8000 ? (uint16_t)(crc << 1 ^ 0x1021) : (uint16_t)(crc << 1);
+    }
+    return crc;
+}
+
+/* The slot of a channel name: only the part inside the first {…} is hashed
+ * when that part is not empty, so "{room}a" and "{room}b" share a shard. */
+static uint16_t slot_of(const char *name, size_t len)
+{
+    const char *open = memchr(name, '{', len);
+    if (open) {
+        const char *close = memchr(open + 1, '}', len - (size_t)(open + 1 - name));
+        if (close && close > open + 1)
+            return crc16(open + 1, (size_t)(close - open - 1)) & (N_SLOTS - 1);
+    }
+    return crc16(name, len) & (N_SLOTS - 1);
+}
+
+/* ---- URL ------------------------------------------------------------------ */
+
+static int parse_hostport(const char *p, size_t n, seed *s, const char *url, char *err, size_t errlen)
+{
+    const char *colon = NULL;
+    if (n && p[0] == '[') {             /* [::1]:7000 */
+        const char *rb = memchr(p, ']', n);
+        if (!rb || rb - p - 1 <= 0 || (size_t)(rb - p - 1) >= sizeof s->host)
+            goto bad;
+        memcpy(s->host, p + 1, (size_t)(rb - p - 1));
+        s->host[rb - p - 1] = '\0';
+        colon = rb + 1 < p + n && rb[1] == ':' ? rb + 1 : NULL;
+        if (!colon && rb + 1 != p + n)
+            goto bad;
+    } else {
+        colon = memchr(p, ':', n);
+        size_t hl = colon ? (size_t)(colon - p) : n;
+        if (hl == 0 || hl >= sizeof s->host)
+            goto bad;
+        memcpy(s->host, p, hl);
+        s->host[hl] = '\0';
+    }
+    s->port = 6379;
+    if (colon) {
+        long port = 0;
+        const char *q = colon + 1, *end = p + n;
+        if (q == end)
+            goto bad;
+        for (; q < end; q++) {
+            if (*q < '0' || *q > '9' || port > 65535)
+                goto bad;
+            port = port * 10 + (*q - '0');
+        }
+        if (port < 1 || port > 65535)
+            goto bad;
+        s->port = (int)port;
+    }
+    return 0;
+bad:
+    snprintf(err, errlen, "redis-cluster antenna: bad host:port '%.*s' in '%s'", (int)n, p, url);
+    return XR_EINVAL;
+}
+
+static int parse_url(const char *url, config *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    if (strncmp(url, "redis-cluster://", 16) != 0) {
+        snprintf(err, errlen, "redis-cluster antenna: '%s' is not "
+                 "redis-cluster://[[user]:password@]host:port[,host:port...]", url);
+        return XR_EINVAL;
+    }
+    const char *p = url + 16, *at = strrchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        const char *pw = colon ? colon + 1 : p;
+        size_t ul = colon ? (size_t)(colon - p) : 0, pl = (size_t)(at - pw);
+        if (ul >= sizeof c->user || pl >= sizeof c->password) {
+            snprintf(err, errlen, "redis-cluster antenna: credentials too long in URL");
+            return XR_EINVAL;
+        }
+        memcpy(c->user, p, ul);
+        memcpy(c->password, pw, pl);
+        p = at + 1;
+    }
+    if (strchr(p, '/')) {
+        snprintf(err, errlen, "redis-cluster antenna: no database or path in '%s': "
+                 "a cluster has only database 0", url);
+        return XR_EINVAL;
+    }
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        if (c->n_seeds == MAX_SEEDS) {
+            snprintf(err, errlen, "redis-cluster antenna: more than %d seed nodes in '%s'",
+                     MAX_SEEDS, url);
+            return XR_EINVAL;
+        }
+        int rc = parse_hostport(p, n, &c->seeds[c->n_seeds], url, err, errlen);
+        if (rc < 0)
+            return rc;
+        c->n_seeds++;
+        p += n + (comma ? 1 : 0);
+        if (comma && !*p)
+            break;
+    }
+    if (c->n_seeds == 0) {
+        snprintf(err, errlen, "redis-cluster antenna: no seed node in '%s' "
+                 "(redis-cluster://host:7000,host:7001)", url);
+        return XR_EINVAL;
+    }
+    return 0;
+}
+
+static int check_url(const char *url, char *err, size_t errlen)
+{
+    config c;
+    return parse_url(url, &c, err, errlen);
+}
+
+/* ---- RESP ------------------------------------------------------------------- */
+
+static int parse_int(const char *p, const char *end, int64_t *out)
+{
+    int neg = p < end && *p == '-';
+    int64_t v = 0;
+    p += neg;
+    if (p == end)
+        return -1;
+    for (; p < end; p++) {
+        if (*p < '0' || *p > '9' || v > (INT64_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (*p - '0');
+    }
+    *out = neg ? -v : v;
+    return 0;
+}
+
+static rv *val_slot(cluster *cl, size_t i)
+{
+    if (i >= cl->vals_cap) {
+        size_t n = cl->vals_cap ? cl->vals_cap * 2 : 64;
+        rv *v = realloc(cl->vals, n * sizeof *v);
+        if (!v)
+            return NULL;
+        cl->vals = v;
+        cl->vals_cap = n;
+    }
+    return &cl->vals[i];
+}
+
+/* One whole reply from p[0, len) into cl->vals: the bytes it took, 0 when
+ * more are needed, -1 when the bytes are not RESP. */
+static long resp_parse(cluster *cl, const char *p, size_t len, size_t *nvals)
+{
+    size_t i = 0, nv = 0;
+    int64_t left[MAX_DEPTH];
+    int depth = 0;
+    do {
+        if (i >= len)
+            return 0;
+        const char *line = p + i + 1, *cr = memchr(line, '\r', len - i - 1);
+        if (!cr || cr + 1 >= p + len)
+            return 0;
+        if (cr[1] != '\n')
+            return -1;
+        rv *v = val_slot(cl, nv++);
+        if (!v)
+            return -1;
+        v->type = p[i];
+        v->s = line;
+        v->n = cr - line;
+        i = (size_t)(cr + 2 - p);
+        int whole = 1;
+        switch (v->type) {
+        case '+':
+        case '-':
+            break;
+        case ':':
+            if (parse_int(line, cr, &v->n) < 0)
+                return -1;
+            break;
+        case '$':
+            if (parse_int(line, cr, &v->n) < 0 || v->n < -1 || v->n > (int64_t)MAX_BULK)
+                return -1;
+            if (v->n == -1) {
+                v->type = 0;
+                break;
+            }
+            if (len - i < (size_t)v->n + 2)
+                return 0;
+            v->s = p + i;
+            i += (size_t)v->n;
+            if (p[i] != '\r' || p[i + 1] != '\n')
+                return -1;
+            i += 2;
+            break;
+        case '*':
+            if (parse_int(line, cr, &v->n) < 0 || v->n < -1 || v->n > MAX_ELEMS)
+                return -1;
+            if (v->n == -1)
+                v->type = 0;
+            else if (v->n > 0) {
+                if (depth == MAX_DEPTH)
+                    return -1;
+                left[depth++] = v->n;
+                whole = 0;
+            }
+            break;
+        default:
+            return -1;
+        }
+        if (whole)
+            while (depth > 0 && --left[depth - 1] == 0)
+                depth--;
+    } while (depth > 0);
+    *nvals = nv;
+    return (long)i;
+}
+
+/* The index just past value i and its elements. */
+static size_t rv_skip(const rv *v, size_t i)
+{
+    size_t todo = 1;
+    while (todo) {
+        todo--;
+        if (v[i].type == '*')
+            todo += (size_t)v[i].n;
+        i++;
+    }
+    return i;
+}
+
+static int rv_is(const rv *v, const char *s)
+{
+    size_t n = strlen(s);
+    return (v->type == '$' || v->type == '+') && (size_t)v->n == n && memcmp(v->s, s, n) == 0;
+}
+
+/* ---- connections -------------------------------------------------------------- */
+
+static int out_reserve(conn *c, size_t more)
+{
+    if (c->out_done && c->out_done == c->out_len) {
+        c->out_len = c->out_sent = c->out_done = 0;
+    } else if (c->out_done > c->out_cap / 2) {
+        /* Shift the unanswered commands down: their offsets move with them. */
+        memmove(c->out, c->out + c->out_done, c->out_len - c->out_done);
+        for (size_t k = c->q_head; k < c->q_len; k++)
+            c->q[k].off -= c->out_done;
+        c->out_len -= c->out_done;
+        c->out_sent -= c->out_done;
+        c->out_done = 0;
+    }
+    if (c->out_len + more <= c->out_cap)
+        return 0;
+    size_t cap = c->out_cap ? c->out_cap : 4096;
+    while (cap < c->out_len + more)
+        cap *= 2;
+    char *o = realloc(c->out, cap);
+    if (!o)
+        return -1;
+    c->out = o;
+    c->out_cap = cap;
+    return 0;
+}
+
+static char *put_num(char *o, char kind, size_t n)
+{
+    char tmp[24];
+    int k = 0;
+    do
+        tmp[k++] = (char)('0' + n % 10);
+    while ((n /= 10));
+    *o++ = kind;
+    while (k)
+        *o++ = tmp[--k];
+    *o++ = '\r';
+    *o++ = '\n';
+    return o;
+}
+
+static void want_write(conn *c)
+{
+    if (c->ready && c->out_sent < c->out_len && !event_pending(c->wr, EV_WRITE, NULL))
+        event_add(c->wr, NULL);
+}
+
+/* Appends one command in RESP; its offset in out through *off. */
+static int put_cmd(conn *c, int argc, const char *const *argv, const size_t *lens, size_t *off)
+{
+    size_t need = 16;
+    for (int i = 0; i < argc; i++)
+        need += lens[i] + 16;
+    if (out_reserve(c, need) < 0)
+        return XR_ENOMEM;
+    char *o = c->out + c->out_len;
+    *off = c->out_len;
+    o = put_num(o, '*', (size_t)argc);
+    for (int i = 0; i < argc; i++) {
+        o = put_num(o, '$', lens[i]);
+        memcpy(o, argv[i], lens[i]);
+        o += lens[i];
+        *o++ = '\r';
+        *o++ = '\n';
+    }
+    c->out_len = (size_t)(o - c->out);
+    want_write(c);
+    return 0;
+}
+
+static pending *q_push(conn *c)
+{
+    if (c->q_head && c->q_head == c->q_len)
+        c->q_head = c->q_len = 0;
+    if (c->q_len == c->q_cap) {
+        if (c->q_head > c->q_cap / 2) {
+            memmove(c->q, c->q + c->q_head, (c->q_len - c->q_head) * sizeof *c->q);
+            c->q_len -= c->q_head;
+            c->q_head = 0;
+        } else {
+            size_t n = c->q_cap ? c->q_cap * 2 : 64;
+            pending *q = realloc(c->q, n * sizeof *q);
+            if (!q)
+                return NULL;
+            c->q = q;
+            c->q_cap = n;
+        }
+    }
+    pending *e = &c->q[c->q_len++];
+    memset(e, 0, sizeof *e);
+    return e;
+}
+
+/* A command on a cmd connection, remembered until its reply. */
+static int cmd_send(conn *c, int kind, uint16_t slot, int argc, const char *const *argv,
+                    const size_t *lens, xr_antenna_alive_cb done, void *arg)
+{
+    size_t off;
+    pending *e = q_push(c);
+    if (!e || put_cmd(c, argc, argv, lens, &off) < 0) {
+        if (e)
+            c->q_len--;
+        return XR_ENOMEM;
+    }
+    e->off = off;
+    e->len = c->out_len - off;
+    e->kind = (uint8_t)kind;
+    e->slot = slot;
+    e->done = done;
+    e->arg = arg;
+    return 0;
+}
+
+/* Sends a command already written for another connection (a redirect). */
+static int cmd_copy(conn *to, const conn *from, const pending *e)
+{
+    pending *n = q_push(to);
+    if (!n)
+        return XR_ENOMEM;
+    if (out_reserve(to, e->len) < 0) {
+        to->q_len--;
+        return XR_ENOMEM;
+    }
+    *n = *e;
+    n->flags = 0;
+    n->off = to->out_len;
+    memcpy(to->out + to->out_len, from->out + e->off, e->len);
+    to->out_len += e->len;
+    want_write(to);
+    return 0;
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg);
+static void on_read(evutil_socket_t fd, short what, void *arg);
+
+static int resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *sl)
+{
+    struct addrinfo hints = {0}, *ai = NULL;
+    char ps[8];
+    snprintf(ps, sizeof ps, "%d", port);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    /* Cluster replies carry addresses; only a seed may be a name, resolved
+     * by the system as hiredis does for redis://. */
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    if (getaddrinfo(host, ps, &hints, &ai) != 0) {
+        hints.ai_flags = AI_NUMERICSERV;
+        if (getaddrinfo(host, ps, &hints, &ai) != 0)
+            return -1;
+    }
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    *sl = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    return 0;
+}
+
+/* Said once per outage (at warn); the retries after it at debug. */
+static void connect_failed(node *n, int err)
+{
+    n->cl->host.log(n->cl->host.host, n->failing++ ? 3 : 1,
+                    "redis-cluster antenna: cannot connect to %s: %s", n->name, strerror(err));
+}
+
+static conn *conn_open(node *n, int is_sub)
+{
+    cluster *cl = n->cl;
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (resolve(n->host, n->port, &ss, &sl) < 0) {
+        cl->host.log(cl->host.host, n->failing++ ? 3 : 1, "redis-cluster antenna: cannot resolve %s",
+                     n->host);
+        return NULL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
+        connect_failed(n, errno);
+        close(fd);
+        return NULL;
+    }
+    conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return NULL;
+    }
+    c->node = n;
+    c->is_sub = is_sub;
+    c->fd = fd;
+    c->rd = event_new(cl->base, fd, EV_READ | EV_PERSIST, on_read, c);
+    c->wr = event_new(cl->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+    struct timeval tv = {CONNECT_TIMEOUT_MS / 1000, 0};
+    if (!c->rd || !c->wr || event_add(c->wr, &tv) < 0) {
+        if (c->rd)
+            event_free(c->rd);
+        if (c->wr)
+            event_free(c->wr);
+        close(fd);
+        free(c);
+        return NULL;
+    }
+    /* AUTH goes first; whatever is queued while connecting follows it. */
+    if (cl->cfg.password[0]) {
+        const char *argv[3] = {"AUTH", cl->cfg.user, cl->cfg.password};
+        size_t lens[3] = {4, strlen(cl->cfg.user), strlen(cl->cfg.password)};
+        int u = cl->cfg.user[0] != 0;
+        const char *const *a = u ? argv : (const char *const[]){"AUTH", cl->cfg.password};
+        const size_t *l = u ? lens : (const size_t[]){4, lens[2]};
+        size_t off;
+        if (is_sub)
+            put_cmd(c, 2 + u, a, l, &off);
+        else
+            cmd_send(c, K_AUTH, 0, 2 + u, a, l, NULL, NULL);
+    }
+    return c;
+}
+
+/* ---- node and cluster state ------------------------------------------------------ */
+
+static void report(cluster *cl)
+{
+    int any = 0, total = 0, up = 0;
+    for (size_t i = 0; i < cl->n_nodes; i++)
+        if (cl->nodes[i]->slots) {
+            total++;
+            up += cl->nodes[i]->up;
+        }
+    any = up > 0;
+    if (any == cl->up)
+        return;
+    cl->up = any;
+    char detail[128];
+    snprintf(detail, sizeof detail, "redis cluster, %d of %d shard(s) up", up, total);
+    cl->host.state(cl->host.host, any, detail);
+}
+
+static void node_state(node *n)
+{
+    cluster *cl = n->cl;
+    int up = n->cmd && n->cmd->ready && n->sub && n->sub->ready;
+    if (up == n->up)
+        return;
+    n->up = up;
+    if (n->slots)
+        cl->host.log(cl->host.host, up ? 2 : 1, "redis-cluster antenna: shard %s %s (%d slots)",
+                     n->name, up ? "up" : "down", n->slots);
+    if (up) {
+        n->reconnects += n->ever_up;
+        n->ever_up = 1;
+        n->failing = 0;
+        n->backoff_ms = BACKOFF_MIN_MS;
+    }
+    report(cl);
+}
+
+static void node_retry_later(node *n)
+{
+    if (n->cl->destroying || evtimer_pending(n->retry, NULL))
+        return;
+    struct timeval tv = {n->backoff_ms / 1000, (n->backoff_ms % 1000) * 1000};
+    evtimer_add(n->retry, &tv);
+    n->backoff_ms = n->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : n->backoff_ms * 2;
+}
+
+static void send_sub(conn *c, const char *verb, const chan *ch)
+{
+    const char *argv[2] = {verb, ch->name};
+    size_t lens[2] = {strlen(verb), ch->len}, off;
+    put_cmd(c, 2, argv, lens, &off);
+}
+
+/* Every channel onto the master that owns its slot now. */
+static void reconcile(cluster *cl)
+{
+    CHANSET_EACH(&cl->chans, ch) {
+        node *o = cl->owner[ch->slot], *at = ch->at;
+        if (at == o)
+            continue;
+        if (at && at->sub)
+            send_sub(at->sub, "SUNSUBSCRIBE", ch);
+        ch->at = NULL;
+        if (o && o->sub) {
+            send_sub(o->sub, "SSUBSCRIBE", ch);
+            ch->at = o;
+        }
+    }
+}
+
+static void node_connect(node *n)
+{
+    /* Backing off after a failure: its timer comes back here. */
+    if (evtimer_pending(n->retry, NULL))
+        return;
+    if (!n->cmd) {
+        n->cmd = conn_open(n, 0);
+        if (!n->cmd)
+            node_retry_later(n);
+    }
+    /* Only a master holds channels; a seed that is a replica only answers
+     * CLUSTER SLOTS. */
+    if (n->slots && !n->sub) {
+        n->sub = conn_open(n, 1);
+        if (n->sub)
+            reconcile(n->cl);
+        else
+            node_retry_later(n);
+    }
+}
+
+static void on_node_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    node *n = arg;
+    node_connect(n);
+}
+
+static node *node_find(cluster *cl, const char *host, int port)
+{
+    for (size_t i = 0; i < cl->n_nodes; i++)
+        if (cl->nodes[i]->port == port && strcmp(cl->nodes[i]->host, host) == 0)
+            return cl->nodes[i];
+    return NULL;
+}
+
+static node *node_get(cluster *cl, const char *host, size_t hlen, int port)
+{
+    char h[256];
+    if (hlen >= sizeof h)
+        return NULL;
+    memcpy(h, host, hlen);
+    h[hlen] = '\0';
+    node *n = node_find(cl, h, port);
+    if (n)
+        return n;
+    if (cl->n_nodes == cl->cap_nodes) {
+        size_t cap = cl->cap_nodes ? cl->cap_nodes * 2 : 8;
+        node **v = realloc(cl->nodes, cap * sizeof *v);
+        if (!v)
+            return NULL;
+        cl->nodes = v;
+        cl->cap_nodes = cap;
+    }
+    n = calloc(1, sizeof *n);
+    if (!n || !(n->retry = evtimer_new(cl->base, on_node_retry, n))) {
+        free(n);
+        return NULL;
+    }
+    n->cl = cl;
+    memcpy(n->host, h, hlen + 1);
+    n->port = port;
+    snprintf(n->name, sizeof n->name, strchr(h, ':') ? "[%s]:%d" : "%s:%d", h, port);
+    n->backoff_ms = BACKOFF_MIN_MS;
+    cl->nodes[cl->n_nodes++] = n;
+    return n;
+}
+
+static void conn_free(conn *c)
+{
+    event_free(c->rd);
+    event_free(c->wr);
+    close(c->fd);
+    free(c->in);
+    free(c->out);
+    free(c->q);
+    free(c);
+}
+
+static void node_free(node *n)
+{
+    if (n->cmd)
+        conn_free(n->cmd);
+    if (n->sub)
+        conn_free(n->sub);
+    event_free(n->retry);
+    free(n);
+}
+
+static void set_owner(cluster *cl, uint16_t slot, node *n)
+{
+    if (cl->owner[slot])
+        cl->owner[slot]->slots--;
+    cl->owner[slot] = n;
+    if (n)
+        n->slots++;
+}
+
+/* Frees nodes that own nothing, outside any of their callbacks. */
+static void on_tidy(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    cluster *cl = arg;
+    reconcile(cl);
+    size_t k = 0;
+    for (size_t i = 0; i < cl->n_nodes; i++) {
+        node *n = cl->nodes[i];
+        if (n->slots || n == cl->refreshing) {
+            cl->nodes[k++] = n;
+            continue;
+        }
+        CHANSET_EACH(&cl->chans, ch)
+            if (ch->at == n)
+                ch->at = NULL;
+        if (n->cmd)
+            conn_drop_pending(n->cmd);
+        node_free(n);
+    }
+    cl->n_nodes = k;
+    report(cl);
+}
+
+/* ---- the slot map ------------------------------------------------------------------ */
+
+static void ask_slots(cluster *cl)
+{
+    if (cl->refreshing) {
+        cl->refresh_again = 1;
+        return;
+    }
+    /* A master that answers now, else the next seed or known node. */
+    node *via = NULL;
+    for (size_t i = 0; i < cl->n_nodes && !via; i++)
+        if (cl->nodes[i]->up)
+            via = cl->nodes[i];
+    size_t candidates = (size_t)cl->cfg.n_seeds + cl->n_nodes;
+    for (size_t k = 0; k < candidates && !via; k++) {
+        size_t i = cl->next_ask++ % candidates;
+        node *n;
+        if (i < (size_t)cl->cfg.n_seeds) {
+            const seed *s = &cl->cfg.seeds[i];
+            n = node_get(cl, s->host, strlen(s->host), s->port);
+        } else {
+            n = cl->nodes[i - (size_t)cl->cfg.n_seeds];
+        }
+        if (n && (n->cmd || !evtimer_pending(n->retry, NULL))) {
+            node_connect(n);
+            via = n->cmd ? n : NULL;
+        }
+    }
+    const char *argv[2] = {"CLUSTER", "SLOTS"};
+    size_t lens[2] = {7, 5};
+    if (!via || cmd_send(via->cmd, K_SLOTS, 0, 2, argv, lens, NULL, NULL) < 0) {
+        schedule_refresh(cl, cl->refresh_ms);
+        return;
+    }
+    cl->refreshing = via;
+}
+
+static void on_refresh(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    ask_slots(arg);
+}
+
+static unsigned grow(unsigned ms)
+{
+    return ms * 2 > REFRESH_MAX_MS ? REFRESH_MAX_MS : ms * 2;
+}
+
+static void schedule_refresh(cluster *cl, unsigned ms)
+{
+    if (cl->destroying)
+        return;
+    if (cl->refreshing) {
+        cl->refresh_again = 1;
+        return;
+    }
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if (!evtimer_pending(cl->refresh_ev, NULL))
+        evtimer_add(cl->refresh_ev, &tv);
+}
+
+/* CLUSTER SLOTS: [[start, end, [host, port, id, ...], replicas...], ...]. */
+static void apply_slots(cluster *cl, node *via, const rv *v, size_t nv)
+{
+    node **map = cl->next_owner;
+    memset(map, 0, sizeof cl->next_owner);
+    size_t i = 1;
+    for (int64_t r = 0; r < v[0].n && i < nv; r++) {
+        size_t next = rv_skip(v, i);
+        const rv *e = &v[i];
+        if (e->type != '*' || e->n < 3 || e[1].type != ':' || e[2].type != ':' ||
+            e[3].type != '*' || e[3].n < 2 || e[4].type != '$' || e[5].type != ':' ||
+            e[1].n < 0 || e[2].n >= N_SLOTS || e[1].n > e[2].n || e[5].n < 1 || e[5].n > 65535) {
+            cl->host.log(cl->host.host, 1, "redis-cluster antenna: %s: CLUSTER SLOTS reply "
+                         "not understood", via->name);
+            return;
+        }
+        /* An empty or "?" address means "the node you asked". */
+        const char *h = e[4].s;
+        size_t hl = (size_t)e[4].n;
+        if (hl == 0 || (hl == 1 && h[0] == '?')) {
+            h = via->host;
+            hl = strlen(h);
+        }
+        node *n = node_get(cl, h, hl, (int)e[5].n);
+        if (!n)
+            return;
+        for (int64_t s = e[1].n; s <= e[2].n; s++)
+            map[s] = n;
+        i = next;
+    }
+    int changed = 0, uncovered = 0;
+    for (int s = 0; s < N_SLOTS; s++) {
+        if (map[s] != cl->owner[s]) {
+            set_owner(cl, (uint16_t)s, map[s]);
+            changed = 1;
+        }
+        uncovered += !map[s];
+    }
+    int all_up = !uncovered;
+    for (size_t k = 0; k < cl->n_nodes; k++) {
+        node *n = cl->nodes[k];
+        if (n->slots) {
+            node_connect(n);
+            all_up &= n->up;
+        }
+    }
+    if (changed)
+        event_active(cl->tidy_ev, 0, 0);
+    /* Until every slot has a master that answers, look again: a failover
+     * shows up here within REFRESH_MAX_MS of its promotion. */
+    if (all_up) {
+        cl->refresh_ms = BACKOFF_MIN_MS;
+    } else {
+        schedule_refresh(cl, cl->refresh_ms);
+        cl->refresh_ms = grow(cl->refresh_ms);
+    }
+    report(cl);
+}
+
+/* "MOVED 3999 127.0.0.1:6381" / "ASK ...": the node named, or NULL. */
+static node *redirect_target(cluster *cl, const conn *from, const rv *err, int *ask, uint16_t *slot)
+{
+    const char *p = err->s, *end = err->s + err->n;
+    if ((size_t)err->n > 6 && memcmp(p, "MOVED ", 6) == 0) {
+        *ask = 0;
+        p += 6;
+    } else if ((size_t)err->n > 4 && memcmp(p, "ASK ", 4) == 0) {
+        *ask = 1;
+        p += 4;
+    } else {
+        return NULL;
+    }
+    const char *sp = memchr(p, ' ', (size_t)(end - p));
+    int64_t s;
+    if (!sp || parse_int(p, sp, &s) < 0 || s < 0 || s >= N_SLOTS)
+        return NULL;
+    *slot = (uint16_t)s;
+    const char *addr = sp + 1, *colon = NULL;
+    for (const char *q = addr; q < end; q++)
+        if (*q == ':')
+            colon = q;          /* the last: an IPv6 address has several */
+    int64_t port;
+    if (!colon || parse_int(colon + 1, end, &port) < 0 || port < 1 || port > 65535)
+        return NULL;
+    const char *h = addr;
+    size_t hl = (size_t)(colon - addr);
+    if (hl == 0) {
+        h = from->node->host;
+        hl = strlen(h);
+    }
+    return node_get(cl, h, hl, (int)port);
+}
+
+/* A publish answered MOVED or ASK: sent on to the node named. On MOVED the
+ * later posts of the same slot still in flight on this connection go with
+ * it, now, in order, so that the ones posted from now on (routed by the
+ * updated map) cannot overtake them. */
+static void publish_redirected(conn *c, const pending *e, const rv *v)
+{
+    cluster *cl = c->node->cl;
+    node *from = c->node;
+    int ask;
+    uint16_t slot;
+    node *to = redirect_target(cl, c, v, &ask, &slot);
+    if (!to || to == from) {
+        from->publish_errors++;
+        cl->host.log(cl->host.host, 1, "redis-cluster antenna: %s refused a post: %.*s",
+                     from->name, (int)v->n, v->s);
+        schedule_refresh(cl, 0);
+        return;
+    }
+    if (!ask)
+        set_owner(cl, slot, to);
+    node_connect(to);
+    if (!to->cmd) {
+        from->publish_errors++;
+        return;
+    }
+    if (ask) {
+        const char *argv[1] = {"ASKING"};
+        size_t lens[1] = {6};
+        cmd_send(to->cmd, K_ASKING, 0, 1, argv, lens, NULL, NULL);
+    }
+    if (cmd_copy(to->cmd, c, e) < 0)
+        from->publish_errors++;
+    else
+        to->published++;
+    if (!ask) {
+        for (size_t k = c->q_head; k < c->q_len; k++) {
+            pending *x = &c->q[k];
+            if (x->kind == K_PUBLISH && x->slot == slot && !(x->flags & F_SENT_ON)) {
+                x->flags |= F_SENT_ON;
+                if (cmd_copy(to->cmd, c, x) < 0)
+                    from->publish_errors++;
+                else
+                    to->published++;
+            }
+        }
+        schedule_refresh(cl, 0);
+    }
+}
+
+static void on_cmd_reply(conn *c, const rv *v, size_t nv)
+{
+    cluster *cl = c->node->cl;
+    if (c->q_head == c->q_len) {
+        cl->host.log(cl->host.host, 1, "redis-cluster antenna: %s: a reply nobody asked for",
+                     c->node->name);
+        c->closing = 1;
+        return;
+    }
+    pending e = c->q[c->q_head++];
+    c->out_done = e.off + e.len;
+    switch (e.kind) {
+    case K_AUTH:
+        if (v->type == '-') {
+            cl->host.log(cl->host.host, 0, "redis-cluster antenna: %s refused: %.*s",
+                         c->node->name, (int)v->n, v->s);
+            c->closing = 1;
+        }
+        break;
+    case K_ASKING:
+        break;
+    case K_PUBLISH:
+        if (v->type == '-' && !(e.flags & F_SENT_ON))
+            publish_redirected(c, &e, v);
+        break;
+    case K_SLOTS:
+        cl->refreshing = NULL;
+        if (v->type == '*')
+            apply_slots(cl, c->node, v, nv);
+        else {
+            cl->host.log(cl->host.host, 1, "redis-cluster antenna: %s: CLUSTER SLOTS: %.*s",
+                         c->node->name, v->type == '-' ? (int)v->n : 0, v->s);
+            schedule_refresh(cl, cl->refresh_ms);
+            cl->refresh_ms = grow(cl->refresh_ms);
+        }
+        if (cl->refresh_again) {
+            cl->refresh_again = 0;
+            schedule_refresh(cl, 0);
+        }
+        break;
+    case K_NUMSUB: {
+        /* ["channel", n]; anything else counts as alive, so a cluster in
+         * trouble never empties rooms. */
+        int alive = 1;
+        if (v->type == '*' && v->n == 2 && nv == 3 && v[2].type == ':')
+            alive = v[2].n > 0;
+        else if (v->type == '-')
+            schedule_refresh(cl, 0);
+        e.done(alive, e.arg);
+        break;
+    }
+    }
+}
+
+static void on_sub_reply(conn *c, const rv *v, size_t nv)
+{
+    node *n = c->node;
+    cluster *cl = n->cl;
+    if (v->type == '*' && nv == 4 && v[1].type == '$') {
+        if (rv_is(&v[1], "smessage") && v[2].type == '$' && v[3].type == '$') {
+            n->received++;
+            cl->host.message(cl->host.host, v[2].s, (size_t)v[2].n, v[3].s, (size_t)v[3].n);
+        } else if (rv_is(&v[1], "sunsubscribe") && v[2].type == '$') {
+            /* Pushed when the channel's slot left this master (a reshard,
+             * a failover): where it went is in the next slot map. */
+            chan *ch = chanset_find(&cl->chans, v[2].s, (size_t)v[2].n);
+            if (ch && ch->at == n) {
+                ch->at = NULL;
+                schedule_refresh(cl, 0);
+            }
+        }
+        return;
+    }
+    if (v->type == '-') {
+        int ask;
+        uint16_t slot;
+        node *to = redirect_target(cl, c, v, &ask, &slot);
+        if (to && !ask) {
+            set_owner(cl, slot, to);
+            node_connect(to);
+            reconcile(cl);
+            schedule_refresh(cl, 0);
+        } else {
+            /* A refused AUTH leaves the connection useless: closed, retried. */
+            int auth = v->n >= 6 && (memcmp(v->s, "WRONGP", 6) == 0 ||
+                                     memcmp(v->s, "NOAUTH", 6) == 0);
+            cl->host.log(cl->host.host, auth ? 0 : 1,
+                         "redis-cluster antenna: %s (subscriber) refused: %.*s", n->name,
+                         (int)v->n, v->s);
+            c->closing = auth;
+        }
+    }
+}
+
+/* Posts in flight are lost with their connection (as on redis://);
+ * questions get an answer: alive, so a cluster in trouble never empties
+ * rooms. */
+static void conn_drop_pending(conn *c)
+{
+    node *n = c->node;
+    for (size_t k = c->q_head; k < c->q_len; k++) {
+        pending *e = &c->q[k];
+        if (e->kind == K_PUBLISH && !(e->flags & F_SENT_ON))
+            n->publish_errors++;
+        else if (e->kind == K_NUMSUB)
+            e->done(1, e->arg);
+        else if (e->kind == K_SLOTS && n->cl->refreshing == n)
+            n->cl->refreshing = NULL;
+    }
+    c->q_head = c->q_len = 0;
+}
+
+static void conn_close(conn *c, const char *why)
+{
+    node *n = c->node;
+    cluster *cl = n->cl;
+    if (c == n->cmd)
+        n->cmd = NULL;
+    else
+        n->sub = NULL;
+    if (why && n->slots)
+        cl->host.log(cl->host.host, 1, "redis-cluster antenna: %s: %s", n->name, why);
+    if (c->is_sub) {
+        CHANSET_EACH(&cl->chans, ch)
+            if (ch->at == n)
+                ch->at = NULL;
+    } else {
+        int was_refreshing = cl->refreshing == n;
+        conn_drop_pending(c);
+        if (was_refreshing)
+            cl->refresh_ms = grow(cl->refresh_ms);
+    }
+    conn_free(c);
+    node_state(n);
+    node_retry_later(n);
+    /* A master gone may be a failover under way. */
+    schedule_refresh(cl, cl->refresh_ms);
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg)
+{
+    conn *c = arg;
+    if (!c->ready) {
+        int err = 0;
+        socklen_t el = sizeof err;
+        if (what & EV_TIMEOUT)
+            err = ETIMEDOUT;
+        else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+            err = errno;
+        if (err) {
+            connect_failed(c->node, err);
+            conn_close(c, NULL);
+            return;
+        }
+        c->ready = 1;
+        event_del(c->wr);
+        event_add(c->rd, NULL);
+        node_state(c->node);
+        want_write(c);
+        return;
+    }
+    while (c->out_sent < c->out_len) {
+        ssize_t w = write(fd, c->out + c->out_sent, c->out_len - c->out_sent);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                return;
+            conn_close(c, strerror(errno));
+            return;
+        }
+        c->out_sent += (size_t)w;
+    }
+    if (c->is_sub)
+        c->out_done = c->out_sent;
+    event_del(c->wr);
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    conn *c = arg;
+    cluster *cl = c->node->cl;
+    if (c->in_cap - c->in_len < 16384) {
+        size_t cap = c->in_cap ? c->in_cap * 2 : 65536;
+        char *in = realloc(c->in, cap);
+        if (!in) {
+            conn_close(c, "out of memory");
+            return;
+        }
+        c->in = in;
+        c->in_cap = cap;
+    }
+    ssize_t r = read(fd, c->in + c->in_len, c->in_cap - c->in_len);
+    if (r <= 0) {
+        if (r < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        conn_close(c, r == 0 ? "connection closed" : strerror(errno));
+        return;
+    }
+    c->in_len += (size_t)r;
+    size_t at = 0;
+    while (at < c->in_len && !c->closing) {
+        size_t nv;
+        long used = resp_parse(cl, c->in + at, c->in_len - at, &nv);
+        if (used == 0)
+            break;
+        if (used < 0) {
+            conn_close(c, "not a RESP reply: protocol error");
+            return;
+        }
+        if (c->is_sub)
+            on_sub_reply(c, cl->vals, nv);
+        else
+            on_cmd_reply(c, cl->vals, nv);
+        at += (size_t)used;
+    }
+    if (c->closing) {
+        conn_close(c, "closed after an error reply");
+        return;
+    }
+    memmove(c->in, c->in + at, c->in_len - at);
+    c->in_len -= at;
+}
+
+/* ---- the ops ------------------------------------------------------------------------- */
+
+static void destroy(void *self);
+
+static void *create(struct event_base *base, const char *url, const xr_antenna_host *host,
+                    char *err, size_t errlen)
+{
+    cluster *cl = calloc(1, sizeof *cl);
+    if (!cl) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (parse_url(url, &cl->cfg, err, errlen) < 0) {
+        free(cl);
+        return NULL;
+    }
+    cl->base = base;
+    cl->host = *host;
+    cl->refresh_ms = BACKOFF_MIN_MS;
+    cl->refresh_ev = evtimer_new(base, on_refresh, cl);
+    cl->tidy_ev = event_new(base, -1, 0, on_tidy, cl);
+    if (chanset_init(&cl->chans) < 0 || !cl->refresh_ev || !cl->tidy_ev) {
+        destroy(cl);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    ask_slots(cl);
+    return cl;
+}
+
+static void destroy(void *self)
+{
+    cluster *cl = self;
+    cl->destroying = 1;
+    for (size_t i = 0; i < cl->n_nodes; i++)
+        node_free(cl->nodes[i]);
+    free(cl->nodes);
+    if (cl->refresh_ev)
+        event_free(cl->refresh_ev);
+    if (cl->tidy_ev)
+        event_free(cl->tidy_ev);
+    chanset_free(&cl->chans);
+    free(cl->vals);
+    free(cl);
+}
+
+static int subscribe(void *self, const char *name, size_t len)
+{
+    cluster *cl = self;
+    int fresh;
+    chan *ch = chanset_add(&cl->chans, name, len, &fresh);
+    if (!ch)
+        return XR_ENOMEM;
+    if (!fresh)
+        return 0;
+    ch->slot = slot_of(name, len);
+    node *o = cl->owner[ch->slot];
+    /* No owner or no connection yet: remembered, and subscribed when the
+     * map or the connection comes. */
+    if (o && o->sub) {
+        send_sub(o->sub, "SSUBSCRIBE", ch);
+        ch->at = o;
+    }
+    return 0;
+}
+
+static int unsubscribe(void *self, const char *name, size_t len)
+{
+    cluster *cl = self;
+    chan *ch = chanset_find(&cl->chans, name, len);
+    if (!ch)
+        return 0;
+    node *at = ch->at;
+    if (at && at->sub)
+        send_sub(at->sub, "SUNSUBSCRIBE", ch);
+    chanset_del(&cl->chans, name, len);
+    return 0;
+}
+
+static int publish(void *self, const char *ch, size_t clen, const char *msg, size_t mlen)
+{
+    cluster *cl = self;
+    uint16_t slot = slot_of(ch, clen);
+    node *o = cl->owner[slot];
+    /* Its shard down or unknown: fail now rather than queue without bound. */
+    if (!o || !o->cmd || !o->cmd->ready) {
+        if (!o)
+            schedule_refresh(cl, 0);
+        if (o)
+            o->publish_errors++;
+        return XR_EANTENNA;
+    }
+    const char *argv[3] = {"SPUBLISH", ch, msg};
+    size_t lens[3] = {8, clen, mlen};
+    int rc = cmd_send(o->cmd, K_PUBLISH, slot, 3, argv, lens, NULL, NULL);
+    if (rc == 0)
+        o->published++;
+    return rc;
+}
+
+static int is_alive(void *self, const char *ch, size_t len, xr_antenna_alive_cb done, void *arg)
+{
+    cluster *cl = self;
+    uint16_t slot = slot_of(ch, len);
+    node *o = cl->owner[slot];
+    if (!o || !o->cmd || !o->cmd->ready)
+        return XR_EANTENNA;
+    const char *argv[3] = {"PUBSUB", "SHARDNUMSUB", ch};
+    size_t lens[3] = {6, 11, len};
+    return cmd_send(o->cmd, K_NUMSUB, slot, 3, argv, lens, done, arg);
+}
+
+static int connected(void *self)
+{
+    return ((cluster *)self)->up;
+}
+
+static size_t describe(void *self, char *buf, size_t len)
+{
+    cluster *cl = self;
+    int total = 0, up = 0;
+    for (size_t i = 0; i < cl->n_nodes; i++)
+        if (cl->nodes[i]->slots) {
+            total++;
+            up += cl->nodes[i]->up;
+        }
+    int n = snprintf(buf, len, "redis cluster, %d of %d shard(s) up, %zu channel(s)", up, total,
+                     cl->chans.count);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+static void parts(void *self, xr_antenna_part_cb each, void *arg)
+{
+    cluster *cl = self;
+    for (size_t i = 0; i < cl->n_nodes; i++) {
+        node *n = cl->nodes[i];
+        if (!n->slots)
+            continue;
+        xr_antenna_part p = {.size = sizeof p, .name = n->name, .up = n->up,
+                             .published = n->published, .publish_errors = n->publish_errors,
+                             .received = n->received, .reconnects = n->reconnects};
+        CHANSET_EACH(&cl->chans, ch)
+            p.channels += ch->at == n;
+        each(arg, &p);
+    }
+}
+
+static const xr_antenna_ops ops = {
+    .abi = XR_ANTENNA_ABI,
+    .minor = XR_ANTENNA_ABI_MINOR,
+    .size = sizeof(xr_antenna_ops),
+    .scheme = "redis-cluster",
+    .description = "Redis Cluster sharded pub/sub (SSUBSCRIBE/SPUBLISH, Redis >= 7)",
+    .create = create,
+    .destroy = destroy,
+    .subscribe = subscribe,
+    .unsubscribe = unsubscribe,
+    .publish = publish,
+    .is_alive = is_alive,
+    .connected = connected,
+    .check_url = check_url,
+    .describe = describe,
+    .parts = parts,
+};
+
+EXPORT const xr_antenna_ops *xr_antenna_entry(void)
+{
+    return &ops;
+}
