@@ -1,0 +1,353 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The redis-cluster antenna with a real Redis Cluster: 3 masters and 3
+replicas (redis-server --cluster-enabled yes, redis-cli --cluster create)
+started on free ports by each test. The multi-node suite of multinode.py,
+with each xraptor node given a different seed node, then what only a
+cluster has: shard channels on their owners, a master's failover, a slot
+resharded under traffic."""
+import asyncio
+import binascii
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import websockets
+
+from multinode import post, register, streaming, sub
+from xrtest import (CHAT, Broker, Server, _servers, free_port, health, metrics, recv_json, resp, run,
+                    skip_all, test, wait_until)
+
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+
+def slot_of(name):
+    """Redis Cluster's hash slot (CRC16-XMODEM, {hash tags})."""
+    b = name.encode()
+    i = b.find(b"{")
+    if i >= 0:
+        j = b.find(b"}", i + 1)
+        if j > i + 1:
+            b = b[i + 1:j]
+    return binascii.crc_hqx(b, 0) % 16384
+
+
+class RedisCluster:
+    def __init__(self, masters=3, replicas=1):
+        self.dir = tempfile.mkdtemp(prefix="xraptor-rcluster-")
+        self.nodes = []
+        for i in range(masters * (1 + replicas)):
+            d = os.path.join(self.dir, str(i))
+            os.makedirs(d)
+            bus = free_port()
+            # A short node timeout and no replica-validity limit: a replica
+            # takes over about two seconds after its master dies.
+            self.nodes.append(Broker(lambda port, d=d, bus=bus: [
+                REDIS, "--port", str(port), "--bind", "127.0.0.1", "--dir", d,
+                "--cluster-enabled", "yes", "--cluster-port", str(bus),
+                "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
+                "--cluster-replica-validity-factor", "0", "--save", "", "--appendonly", "no"]))
+        subprocess.run([REDIS_CLI, "--cluster", "create",
+                        *[f"127.0.0.1:{n.port}" for n in self.nodes],
+                        "--cluster-replicas", str(replicas), "--cluster-yes"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+        self.wait_ok()
+        self.next_seed = 0
+        _servers.append(self)
+
+    def live(self):
+        return [n for n in self.nodes if n.proc and n.proc.poll() is None]
+
+    def wait_ok(self, timeout=30):
+        def ok():
+            try:
+                return all("cluster_state:ok" in resp(n.port, "CLUSTER", "INFO")
+                           for n in self.live())
+            except (AssertionError, OSError):
+                return False
+        wait_until(ok, timeout, "cluster_state:ok on every node")
+
+    def seed(self):
+        """Each call another node (masters and replicas alike)."""
+        n = self.nodes[self.next_seed % len(self.nodes)]
+        self.next_seed += 1
+        return n.port
+
+    def masters(self):
+        """{port: (node id, [slot ranges])} of the masters the cluster sees now."""
+        out = {}
+        for line in resp(self.live()[0].port, "CLUSTER", "NODES").splitlines():
+            f = line.split()
+            if "master" in f[2] and "fail" not in f[2]:
+                ranges = [tuple(map(int, r.split("-"))) if "-" in r else (int(r), int(r))
+                          for r in f[8:] if not r.startswith("[")]
+                if ranges:
+                    out[int(f[1].split("@")[0].split(":")[1])] = (f[0], ranges)
+        return out
+
+    def owner(self, name):
+        s = slot_of(name)
+        for port, (_, ranges) in self.masters().items():
+            if any(a <= s <= b for a, b in ranges):
+                return port
+        raise AssertionError(f"no master owns slot {s}")
+
+    def node(self, port):
+        return next(n for n in self.nodes if n.port == port)
+
+    def subscribed(self, names):
+        """Whether every channel has its count of shard subscribers, asked
+        of the master that owns it."""
+        try:
+            for name, count in names.items():
+                if resp(self.owner(name), "PUBSUB", "SHARDNUMSUB", name)[1] < count:
+                    return False
+            return True
+        except (AssertionError, OSError):
+            return False
+
+    def down(self):
+        for n in self.nodes:
+            n.stop()
+
+    def up(self):
+        # Each node comes back from its nodes.conf: same ids, slots, roles.
+        for n in self.nodes:
+            n.start()
+        self.wait_ok()
+
+    def stop(self):
+        self.down()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # Torn down by run() like a server: its nodes are brokers of their own.
+    def kill(self):
+        self.stop()
+
+    def log(self):
+        return ""
+
+    def remove_log(self):
+        pass
+
+
+register(RedisCluster, lambda b: f"redis-cluster://127.0.0.1:{b.seed()}")
+
+
+def names_on_each_master(cluster, prefix, per_master=2):
+    """Room names spread so that every master owns per_master of them."""
+    want = {port: [] for port in cluster.masters()}
+    i = 0
+    while any(len(v) < per_master for v in want.values()):
+        name = f"{prefix}{i}"
+        i += 1
+        o = cluster.owner(name)
+        if len(want[o]) < per_master:
+            want[o].append(name)
+    return want
+
+
+@test
+async def test_channels_are_shard_channels_on_their_owners_both_directions():
+    cluster = RedisCluster()
+    seeds = cluster.seed(), cluster.seed()
+    a = Server("--antenna", f"redis-cluster://127.0.0.1:{seeds[0]}", binary=CHAT)
+    # B's seed list starts with a dead address: the next seed is used.
+    b = Server("--antenna", f"redis-cluster://127.0.0.1:{free_port()},127.0.0.1:{seeds[1]}",
+               binary=CHAT)
+    for node in (a, b):
+        wait_until(lambda: health(node.port)[0] == 200 and
+                   health(node.port)[1]["status"] == "ok", 15, "every shard up")
+    rooms = names_on_each_master(cluster, "shard-room-")
+    # Two names with one hash tag share a slot, whatever follows the tag.
+    tagged = ["{team-7}.general", "{team-7}.random"]
+    assert slot_of(tagged[0]) == slot_of(tagged[1])
+    every = [r for names in rooms.values() for r in names] + tagged
+    async with websockets.connect(a.url()) as wa, websockets.connect(b.url()) as wb:
+        for i, room in enumerate(every):
+            await wa.send(sub(f"a{i}", room))
+        await wb.send(sub("b-listens", "back-room"))
+        wait_until(lambda: cluster.subscribed({r: 1 for r in every + ["back-room"]}), 10,
+                   "subscribed on the owners")
+        # Each master holds exactly the shard channels of its slots, and no
+        # node has a plain (broadcast) channel.
+        for port in cluster.masters():
+            have = set(resp(port, "PUBSUB", "SHARDCHANNELS"))
+            mine = {r for r in every + ["back-room"] if cluster.owner(r) == port}
+            assert mine <= have, (port, mine, have)
+            assert not (set(every) - mine) & have, (port, have)
+        for n in cluster.nodes:
+            assert resp(n.port, "PUBSUB", "CHANNELS") == [], "a classic channel was used"
+        # B -> A on every shard, A -> B back.
+        for i, room in enumerate(every):
+            await wb.send(post(f"p{i}", room, "bob", f"to {room}"))
+            assert json.loads((await recv_json(wb))["payload"])["message"] == "Message sent"
+            r = await recv_json(wa, 10)
+            assert r["request_id"] == f"a{i}" and json.loads(r["payload"])["message"] == f"to {room}"
+        await wa.send(post("back", "back-room", "ana", "to B"))
+        assert json.loads((await recv_json(wa))["payload"])["message"] == "Message sent"
+        r = await recv_json(wb, 10)
+        assert r["request_id"] == "b-listens" and json.loads(r["payload"])["origin"] == "ana"
+        # /health and /metrics per shard: three masters, up, the channels
+        # spread as the cluster spreads them.
+        status, h = health(a.port)
+        parts = {p["name"]: p for p in h["antenna"]["parts"]}
+        assert sorted(parts) == sorted(f"127.0.0.1:{p}" for p in cluster.masters()), h
+        assert all(p["up"] for p in parts.values()), h
+        m = metrics(a.port)
+        for port in cluster.masters():
+            label = f'{{part="127.0.0.1:{port}"}}'
+            assert m["xraptor_antenna_part_up" + label] == 1
+            # Rooms plus the request_id channels of A's SUBs.
+            owned = sum(cluster.owner(x) == port
+                        for x in every + [f"a{i}" for i in range(len(every))])
+            assert m["xraptor_antenna_part_channels" + label] == owned, (port, owned)
+            assert parts[f"127.0.0.1:{port}"]["received"] == sum(
+                cluster.owner(r) == port for r in every)
+        assert sum(v for k, v in metrics(b.port).items()
+                   if k.startswith("xraptor_antenna_part_publishes_total")) == len(every)
+    # Leaving drops the shard subscriptions.
+    wait_until(lambda: all(resp(p, "PUBSUB", "SHARDCHANNELS") == [] for p in cluster.masters()),
+               10, "shard channels gone with the clients")
+
+
+@test
+async def test_a_master_dies_its_replica_takes_over_delivery_resumes():
+    cluster = RedisCluster()
+    room = "failover-room"
+    victim = cluster.owner(room)
+    # A second room on another master: it must keep working meanwhile.
+    other = next(f"steady-{i}" for i in range(1000) if cluster.owner(f"steady-{i}") != victim)
+    async with streaming(f"redis-cluster://127.0.0.1:{cluster.seed()}",
+                         f"redis-cluster://127.0.0.1:{cluster.seed()}", room) as (a, b, stream):
+        async with websockets.connect(a.url()) as wo:
+            await wo.send(sub("steady", other))
+            wait_until(lambda: cluster.subscribed({room: 1, other: 1}), 10, "subscribed")
+            await stream.until(30, 300)
+            cluster.node(victim).kill()
+            t0 = time.monotonic()
+            # The other shard serves on while this one is down.
+            await stream.wb.send(post("o", other, "b", "still here"))
+            assert json.loads((await recv_json(stream.wb))["payload"])["message"] == "Message sent"
+            assert json.loads((await recv_json(wo, 5))["payload"])["message"] == "still here"
+            wait_until(lambda: health(a.port)[1]["status"] == "degraded", 5, "shard down seen")
+            assert health(a.port)[0] == 200
+            heard = len(stream.got)
+            await stream.until(heard + 1, stream.sent + 200)
+            failover = time.monotonic() - t0
+            await stream.until(len(stream.got) + 30, stream.sent + 300)
+            stream.check()
+            assert failover < 10, f"delivery resumed only after {failover:.1f} s"
+    new_owner = cluster.owner(room)
+    assert new_owner != victim
+    assert f"shard 127.0.0.1:{new_owner} up" in a.log(), a.log()
+    print(f"# master {victim} killed: its replica {new_owner} took over and delivery resumed "
+          f"in {failover:.2f} s; {stream.sent} posted, {len(stream.refused)} refused, "
+          f"{len(stream.got)} heard")
+
+
+@test
+async def test_a_slot_resharded_under_traffic_keeps_its_subscription():
+    cluster = RedisCluster()
+    masters = cluster.masters()
+    src, dst = sorted(masters)[:2]
+    # redis-cli reshard moves the source's lowest slots: a room in the first.
+    first = min(a for a, _ in masters[src][1])
+    room = next(f"reshard-{i}" for i in range(10 ** 6) if slot_of(f"reshard-{i}") == first)
+    async with streaming(f"redis-cluster://127.0.0.1:{cluster.seed()}",
+                         f"redis-cluster://127.0.0.1:{cluster.seed()}", room) as (a, b, stream):
+        wait_until(lambda: cluster.subscribed({room: 1}), 10, "subscribed")
+        await stream.until(20, 200)
+        t0 = time.monotonic()
+        move = await asyncio.create_subprocess_exec(
+            REDIS_CLI, "--cluster", "reshard", f"127.0.0.1:{src}", "--cluster-from", masters[src][0],
+            "--cluster-to", masters[dst][0], "--cluster-slots", "1", "--cluster-yes",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        while move.returncode is None:
+            await stream.until(len(stream.got) + 1, stream.sent + 100)
+            try:
+                await asyncio.wait_for(move.wait(), 0.01)
+            except asyncio.TimeoutError:
+                pass
+        assert move.returncode == 0, (await move.stderr.read()).decode()
+        resharded = time.monotonic() - t0
+        assert cluster.owner(room) == dst
+        wait_until(lambda: room in resp(dst, "PUBSUB", "SHARDCHANNELS"), 10,
+                   "the subscription followed its slot")
+        moved = time.monotonic() - t0
+        assert room not in resp(src, "PUBSUB", "SHARDCHANNELS")
+        await stream.until(len(stream.got) + 30, stream.sent + 300)
+        # Order and uniqueness hold throughout. Redis drops a shard message
+        # nobody has subscribed yet: a post that reaches the new owner in
+        # the moment between its taking the slot and this node's SSUBSCRIBE
+        # arriving there (one round trip) is lost; at most one at this pace.
+        assert stream.got == sorted(set(stream.got)), "duplicated or out of order"
+        lost = [m for m in range(stream.got[0], stream.got[-1])
+                if m not in stream.got and m not in stream.refused]
+        assert len(lost) <= 1, f"lost in the reshard: {lost}"
+    print(f"# slot {first} moved {src} -> {dst}: redis-cli done in {resharded:.2f} s, "
+          f"subscription on the new owner {moved:.2f} s after the start; "
+          f"{stream.sent} posted, {len(lost)} lost")
+
+
+@test
+async def test_bad_urls_and_a_non_cluster_redis():
+    for url, why in (("redis-cluster://", "no seed node"),
+                     ("redis-cluster://127.0.0.1:0", "bad host:port"),
+                     ("redis-cluster://127.0.0.1:7000/2", "no database"),
+                     ("redis-cluster://a:1,,b:2", "bad host:port")):
+        s = Server("--antenna", url, binary=CHAT, expect_start=False)
+        assert s.wait() == 2, url
+        assert why in s.log(), (url, s.log())
+    plain = Broker(lambda port: [REDIS, "--port", str(port), "--bind", "127.0.0.1",
+                                 "--save", "", "--appendonly", "no"])
+    with Server("--antenna", f"redis-cluster://127.0.0.1:{plain.port}", binary=CHAT) as node:
+        node.wait_log(r"CLUSTER SLOTS: ERR This instance has cluster support disabled", 10)
+        assert health(node.port)[0] == 503
+    plain.stop()
+
+
+@test
+async def test_password_on_every_connection():
+    cluster = RedisCluster.__new__(RedisCluster)
+    # The same cluster as above, each node with requirepass and masterauth.
+    cluster.dir = tempfile.mkdtemp(prefix="xraptor-rcluster-")
+    cluster.nodes = []
+    for i in range(3):
+        d = os.path.join(cluster.dir, str(i))
+        os.makedirs(d)
+        bus = free_port()
+        cluster.nodes.append(Broker(lambda port, d=d, bus=bus: [
+            REDIS, "--port", str(port), "--bind", "127.0.0.1", "--dir", d,
+            "--cluster-enabled", "yes", "--cluster-port", str(bus),
+            "--cluster-config-file", "nodes.conf", "--requirepass", "pw",
+            "--save", "", "--appendonly", "no"]))
+    subprocess.run([REDIS_CLI, "-a", "pw", "--no-auth-warning", "--cluster", "create",
+                    *[f"127.0.0.1:{n.port}" for n in cluster.nodes], "--cluster-yes"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+    wait_until(lambda: all("cluster_state:ok" in resp(n.port, "CLUSTER", "INFO", auth=("pw",))
+                           for n in cluster.nodes), 30, "cluster ok")
+    port = cluster.nodes[0].port
+    with Server("--antenna", f"redis-cluster://:pw@127.0.0.1:{port}", binary=CHAT) as node:
+        wait_until(lambda: health(node.port)[0] == 200 and
+                   health(node.port)[1]["status"] == "ok", 15, "connected with the password")
+        async with websockets.connect(node.url()) as ws:
+            await ws.send(sub("pw", "pw-room"))
+            wait_until(lambda: sum(resp(n.port, "PUBSUB", "SHARDNUMSUB", "pw-room",
+                                        auth=("pw",))[1] for n in cluster.nodes) == 1,
+                       10, "SSUBSCRIBE after AUTH")
+    with Server("--antenna", f"redis-cluster://:wrong@127.0.0.1:{port}", binary=CHAT) as node:
+        node.wait_log(r"redis-cluster antenna: 127\.0\.0\.1:\d+ refused: WRONGPASS", 10)
+        assert health(node.port)[0] == 503
+    for n in cluster.nodes:
+        n.stop()
+    shutil.rmtree(cluster.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if not shutil.which(REDIS) or not shutil.which(REDIS_CLI):
+        skip_all("redis-server / redis-cli not installed (apt-get install redis-server)")
+    run()
