@@ -126,6 +126,7 @@ typedef struct cluster {
     chanset chans;
     struct event *refresh_ev, *tidy_ev;
     node *refreshing;           /* where a CLUSTER SLOTS is in flight */
+    node *ask_first;            /* the node that just said a slot moved */
     int refresh_again;
     unsigned refresh_ms;
     size_t next_ask;            /* round robin over seeds and nodes */
@@ -673,6 +674,9 @@ static void reconcile(cluster *cl)
             send_sub(o->sub, "SSUBSCRIBE", ch);
             ch->at = o;
         }
+        cl->host.log(cl->host.host, 3, "redis-cluster antenna: channel %.*s (slot %u) %s -> %s",
+                     (int)ch->len, ch->name, ch->slot, at ? at->name : "none",
+                     ch->at ? ((node *)ch->at)->name : "none");
     }
 }
 
@@ -792,6 +796,8 @@ static void on_tidy(evutil_socket_t fd, short what, void *arg)
                 ch->at = NULL;
         if (n->cmd)
             conn_drop_pending(n->cmd);
+        if (cl->ask_first == n)
+            cl->ask_first = NULL;
         node_free(n);
     }
     cl->n_nodes = k;
@@ -806,8 +812,12 @@ static void ask_slots(cluster *cl)
         cl->refresh_again = 1;
         return;
     }
-    /* A master that answers now, else the next seed or known node. */
-    node *via = NULL;
+    /* The node that said a slot moved knows where it went, when others
+     * may not have heard yet (a reshard tells the masters one by one); else
+     * a master that answers now, else the next seed or known node. */
+    node *via = cl->ask_first && cl->ask_first->cmd && cl->ask_first->cmd->ready ? cl->ask_first
+                                                                                 : NULL;
+    cl->ask_first = NULL;
     for (size_t i = 0; i < cl->n_nodes && !via; i++)
         if (cl->nodes[i]->up)
             via = cl->nodes[i];
@@ -833,6 +843,7 @@ static void ask_slots(cluster *cl)
         return;
     }
     cl->refreshing = via;
+    cl->host.log(cl->host.host, 3, "redis-cluster antenna: CLUSTER SLOTS asked of %s", via->name);
 }
 
 static void on_refresh(evutil_socket_t fd, short what, void *arg)
@@ -854,8 +865,10 @@ static void schedule_refresh(cluster *cl, unsigned ms)
         cl->refresh_again = 1;
         return;
     }
+    /* "Now" wins over a later refresh already planned (re-adding a
+     * pending timer moves it); a later one never delays an earlier. */
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    if (!evtimer_pending(cl->refresh_ev, NULL))
+    if (ms == 0 || !evtimer_pending(cl->refresh_ev, NULL))
         evtimer_add(cl->refresh_ev, &tv);
 }
 
@@ -970,6 +983,8 @@ static void publish_redirected(conn *c, const pending *e, const rv *v)
         schedule_refresh(cl, 0);
         return;
     }
+    cl->host.log(cl->host.host, 3, "redis-cluster antenna: post %s by %s: %.*s",
+                 ask ? "asked elsewhere" : "moved", from->name, (int)v->n, v->s);
     if (!ask)
         set_owner(cl, slot, to);
     node_connect(to);
@@ -997,6 +1012,7 @@ static void publish_redirected(conn *c, const pending *e, const rv *v)
                     to->published++;
             }
         }
+        cl->ask_first = from;
         schedule_refresh(cl, 0);
     }
 }
@@ -1067,8 +1083,11 @@ static void on_sub_reply(conn *c, const rv *v, size_t nv)
             /* Pushed when the channel's slot left this master (a reshard,
              * a failover): where it went is in the next slot map. */
             chan *ch = chanset_find(&cl->chans, v[2].s, (size_t)v[2].n);
+            cl->host.log(cl->host.host, 3, "redis-cluster antenna: %s unsubscribed %.*s%s",
+                         n->name, (int)v[2].n, v[2].s, ch && ch->at == n ? "" : " (asked)");
             if (ch && ch->at == n) {
                 ch->at = NULL;
+                cl->ask_first = n;
                 schedule_refresh(cl, 0);
             }
         }
@@ -1082,6 +1101,7 @@ static void on_sub_reply(conn *c, const rv *v, size_t nv)
             set_owner(cl, slot, to);
             node_connect(to);
             reconcile(cl);
+            cl->ask_first = n;
             schedule_refresh(cl, 0);
         } else {
             /* A refused AUTH leaves the connection useless: closed, retried. */

@@ -260,16 +260,36 @@ async def test_a_slot_resharded_under_traffic_keeps_its_subscription():
     async with streaming(f"redis-cluster://127.0.0.1:{cluster.seed()}",
                          f"redis-cluster://127.0.0.1:{cluster.seed()}", room) as (a, b, stream):
         wait_until(lambda: cluster.subscribed({room: 1}), 10, "subscribed")
-        await stream.until(20, 200)
+        wa, wb = stream.wa, stream.wb
+        got, sent, burst = [], 0, 25
+
+        async def bursts(n):
+            """Posts n at a time without waiting, so that many are in flight
+            on the old owner when the slot moves, then reads their answers."""
+            nonlocal sent
+            for _ in range(n):
+                sent += 1
+                await wb.send(post(f"p{sent}", room, "b", str(sent)))
+            for _ in range(n):
+                assert json.loads((await recv_json(wb, 10))["payload"])["message"] == "Message sent"
+
+        async def hear():
+            while True:
+                r = await recv_json(wa, 30)
+                got.append(int(json.loads(r["payload"])["message"]))
+        listener = asyncio.create_task(hear())
+        await bursts(burst)
         t0 = time.monotonic()
         move = await asyncio.create_subprocess_exec(
             REDIS_CLI, "--cluster", "reshard", f"127.0.0.1:{src}", "--cluster-from", masters[src][0],
             "--cluster-to", masters[dst][0], "--cluster-slots", "1", "--cluster-yes",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        during = 0
         while move.returncode is None:
-            await stream.until(len(stream.got) + 1, stream.sent + 100)
+            await bursts(burst)
+            during += 1
             try:
-                await asyncio.wait_for(move.wait(), 0.01)
+                await asyncio.wait_for(move.wait(), 0.001)
             except asyncio.TimeoutError:
                 pass
         assert move.returncode == 0, (await move.stderr.read()).decode()
@@ -279,18 +299,27 @@ async def test_a_slot_resharded_under_traffic_keeps_its_subscription():
                    "the subscription followed its slot")
         moved = time.monotonic() - t0
         assert room not in resp(src, "PUBSUB", "SHARDCHANNELS")
-        await stream.until(len(stream.got) + 30, stream.sent + 300)
-        # Order and uniqueness hold throughout. Redis drops a shard message
-        # nobody has subscribed yet: a post that reaches the new owner in
-        # the moment between its taking the slot and this node's SSUBSCRIBE
-        # arriving there (one round trip) is lost; at most one at this pace.
-        assert stream.got == sorted(set(stream.got)), "duplicated or out of order"
-        lost = [m for m in range(stream.got[0], stream.got[-1])
-                if m not in stream.got and m not in stream.refused]
-        assert len(lost) <= 1, f"lost in the reshard: {lost}"
-    print(f"# slot {first} moved {src} -> {dst}: redis-cli done in {resharded:.2f} s, "
-          f"subscription on the new owner {moved:.2f} s after the start; "
-          f"{stream.sent} posted, {len(lost)} lost")
+        for _ in range(4):
+            await bursts(burst)
+        for _ in range(200):
+            if got and got[-1] == sent:
+                break
+            await asyncio.sleep(0.05)
+        listener.cancel()
+        # Order and uniqueness hold throughout: posts in flight on the old
+        # owner when it answers MOVED go on to the new one ahead of any
+        # later post. Redis drops a shard message that nobody subscribes to
+        # yet: posts that reach the new owner between its taking the slot
+        # and this node's SSUBSCRIBE arriving there (under a millisecond
+        # here, the same moment B hears MOVED) are lost. Seen: 0 to 25 of a
+        # burst; a node that did not follow the slot loses every later one.
+        assert got == sorted(set(got)), "duplicated or out of order"
+        lost = [m for m in range(1, sent + 1) if m not in got]
+        assert len(lost) <= 2 * burst, f"lost in the reshard: {lost}"
+        assert metrics(a.port)["xraptor_antenna_reconnects_total"] == 0
+    print(f"# slot {first} moved {src} -> {dst} under {during} bursts of {burst} posts: "
+          f"redis-cli done in {resharded:.2f} s, subscription on the new owner "
+          f"{moved:.2f} s after the start; {sent} posted, {len(lost)} lost")
 
 
 @test
