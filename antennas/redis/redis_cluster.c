@@ -910,12 +910,13 @@ static void apply_slots(cluster *cl, node *via, const rv *v, size_t nv)
         }
         uncovered += !map[s];
     }
+    /* Connecting for the first time is fine; failing is not. */
     int all_up = !uncovered;
     for (size_t k = 0; k < cl->n_nodes; k++) {
         node *n = cl->nodes[k];
         if (n->slots) {
             node_connect(n);
-            all_up &= n->up;
+            all_up &= n->up || (n->cmd && n->sub && !n->failing);
         }
     }
     if (changed)
