@@ -309,32 +309,76 @@ try:
         row(f"  uWebSockets pub/sub, {args.fanout} subscribers", u_fan, "per_second",
             "deliveries/s")
 
-    redis = shutil.which("redis-server")
-    if redis:
+    def loopback_port():
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
-        rport = s.getsockname()[1]
+        port = s.getsockname()[1]
         s.close()
-        rp = subprocess.Popen(["redis-server", "--port", str(rport), "--bind", "127.0.0.1",
-                               "--save", "", "--appendonly", "no"],
+        return port
+
+    def redis_node(*extra):
+        port = loopback_port()
+        rp = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                               "--save", "", "--appendonly", "no", *extra],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append((rp, "/nonexistent"))
         for _ in range(100):
             try:
-                socket.create_connection(("127.0.0.1", rport), 0.2).close()
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
                 break
             except OSError:
                 time.sleep(0.05)
+        return port
+
+    def redis_fanout(label, url):
         _, port = start([os.path.join(B, "bench", "xraptor-bench-server"), *common,
-                         "--antenna", f"redis://127.0.0.1:{rport}"])
+                         "--antenna", url])
         time.sleep(0.5)
-        row(f"fanout: room of {args.fanout} members, redis",
-            bench("fanout", f"ws://127.0.0.1:{port}/", "--connections", args.fanout,
-                  "--mode", "room"),
-            "per_second", "deliveries/s")
+        res = row(label, bench("fanout", f"ws://127.0.0.1:{port}/", "--connections",
+                               args.fanout, "--mode", "room"),
+                  "per_second", "deliveries/s")
         stop_all()
+        return res
+
+    if shutil.which("redis-server"):
+        single = redis_fanout(f"fanout: room of {args.fanout} members, redis",
+                              f"redis://127.0.0.1:{redis_node()}")
     else:
+        single = None
         print("fanout through redis: skipped (no redis-server)")
+
+    # The same room through a Redis Cluster of 3 masters (sharded pub/sub:
+    # the room's channel lives on the one master that owns its slot).
+    if shutil.which("redis-server") and shutil.which("redis-cli"):
+        cdir = tempfile.mkdtemp(prefix="xraptor-bench-cluster-")
+        ports = []
+        for i in range(3):
+            d = os.path.join(cdir, str(i))
+            os.makedirs(d)
+            ports.append(redis_node("--cluster-enabled", "yes", "--dir", d,
+                                    "--cluster-port", str(loopback_port())))
+        made = subprocess.run(["redis-cli", "--cluster", "create",
+                               *[f"127.0.0.1:{p}" for p in ports], "--cluster-yes"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        ok = False
+        for _ in range(200):
+            info = subprocess.run(["redis-cli", "-p", str(ports[0]), "cluster", "info"],
+                                  capture_output=True, text=True).stdout
+            if made.returncode == 0 and "cluster_state:ok" in info:
+                ok = True
+                break
+            time.sleep(0.05)
+        if ok:
+            clustered = redis_fanout(f"fanout: room of {args.fanout} members, redis cluster",
+                                     f"redis-cluster://127.0.0.1:{ports[0]}")
+            if clustered and single:
+                print(f"{'':<52} redis cluster / single redis = {clustered / single:.2f}x")
+        else:
+            print(f"fanout through a redis cluster: the cluster did not form: {made.stderr[-200:]}")
+        stop_all()
+        shutil.rmtree(cdir, ignore_errors=True)
+    else:
+        print("fanout through a redis cluster: skipped (no redis-server / redis-cli)")
 
     def idle(label, server_argv, url, peer_res=None, note=""):
         p, port = server_argv()

@@ -41,6 +41,8 @@ dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' libxraptor1 libxraptor-dev x
     xraptor-antenna-redis xraptor-antenna-nats xraptor-antenna-kafka | grep -v '^ii ' \
     && { echo "a package is not installed"; exit 1; }
 test -f /etc/xraptor/chat.conf
+dpkg -L xraptor-antenna-redis | grep -q '/xraptor/redis-cluster\.so$' \
+    || { echo "xraptor-antenna-redis lacks redis-cluster.so"; exit 1; }
 test -f /lib/systemd/system/xraptor-chat.service
 # The library and the programs pull no broker client library.
 for p in libxraptor1 xraptor; do
