@@ -36,8 +36,10 @@ def slot_of(name):
 
 
 class RedisCluster:
-    def __init__(self, masters=3, replicas=1):
+    def __init__(self, masters=3, replicas=1, password=None):
         self.dir = tempfile.mkdtemp(prefix="xraptor-rcluster-")
+        self.auth = (password,) if password else ()
+        secret = ["--requirepass", password, "--masterauth", password] if password else []
         self.nodes = []
         for i in range(masters * (1 + replicas)):
             d = os.path.join(self.dir, str(i))
@@ -49,9 +51,10 @@ class RedisCluster:
                 REDIS, "--port", str(port), "--bind", "127.0.0.1", "--dir", d,
                 "--cluster-enabled", "yes", "--cluster-port", str(bus),
                 "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
-                "--cluster-replica-validity-factor", "0", "--save", "", "--appendonly", "no"]))
-        subprocess.run([REDIS_CLI, "--cluster", "create",
-                        *[f"127.0.0.1:{n.port}" for n in self.nodes],
+                "--cluster-replica-validity-factor", "0", "--save", "", "--appendonly", "no",
+                *secret]))
+        subprocess.run([REDIS_CLI, *(["-a", password, "--no-auth-warning"] if password else []),
+                        "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in self.nodes],
                         "--cluster-replicas", str(replicas), "--cluster-yes"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
         self.wait_ok()
@@ -64,7 +67,7 @@ class RedisCluster:
     def wait_ok(self, timeout=30):
         def ok():
             try:
-                return all("cluster_state:ok" in resp(n.port, "CLUSTER", "INFO")
+                return all("cluster_state:ok" in resp(n.port, "CLUSTER", "INFO", auth=self.auth)
                            for n in self.live())
             except (AssertionError, OSError):
                 return False
@@ -348,39 +351,19 @@ async def test_bad_urls_and_a_non_cluster_redis():
 
 @test
 async def test_password_on_every_connection():
-    cluster = RedisCluster.__new__(RedisCluster)
-    # The same cluster as above, each node with requirepass and masterauth.
-    cluster.dir = tempfile.mkdtemp(prefix="xraptor-rcluster-")
-    cluster.nodes = []
-    for i in range(3):
-        d = os.path.join(cluster.dir, str(i))
-        os.makedirs(d)
-        bus = free_port()
-        cluster.nodes.append(Broker(lambda port, d=d, bus=bus: [
-            REDIS, "--port", str(port), "--bind", "127.0.0.1", "--dir", d,
-            "--cluster-enabled", "yes", "--cluster-port", str(bus),
-            "--cluster-config-file", "nodes.conf", "--requirepass", "pw",
-            "--save", "", "--appendonly", "no"]))
-    subprocess.run([REDIS_CLI, "-a", "pw", "--no-auth-warning", "--cluster", "create",
-                    *[f"127.0.0.1:{n.port}" for n in cluster.nodes], "--cluster-yes"],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
-    wait_until(lambda: all("cluster_state:ok" in resp(n.port, "CLUSTER", "INFO", auth=("pw",))
-                           for n in cluster.nodes), 30, "cluster ok")
-    port = cluster.nodes[0].port
+    cluster = RedisCluster(replicas=0, password="pw")
+    port = cluster.seed()
     with Server("--antenna", f"redis-cluster://:pw@127.0.0.1:{port}", binary=CHAT) as node:
         wait_until(lambda: health(node.port)[0] == 200 and
                    health(node.port)[1]["status"] == "ok", 15, "connected with the password")
         async with websockets.connect(node.url()) as ws:
             await ws.send(sub("pw", "pw-room"))
             wait_until(lambda: sum(resp(n.port, "PUBSUB", "SHARDNUMSUB", "pw-room",
-                                        auth=("pw",))[1] for n in cluster.nodes) == 1,
+                                        auth=cluster.auth)[1] for n in cluster.nodes) == 1,
                        10, "SSUBSCRIBE after AUTH")
     with Server("--antenna", f"redis-cluster://:wrong@127.0.0.1:{port}", binary=CHAT) as node:
         node.wait_log(r"redis-cluster antenna: 127\.0\.0\.1:\d+ refused: WRONGPASS", 10)
         assert health(node.port)[0] == 503
-    for n in cluster.nodes:
-        n.stop()
-    shutil.rmtree(cluster.dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
