@@ -41,17 +41,15 @@
 #include <xraptor/antenna.h>
 
 #include "chanset.h"
+#include "resp.h"
 
 #define EXPORT __attribute__((visibility("default")))
-#define N_SLOTS 16384
+#define N_SLOTS RESP_SLOTS
 #define MAX_SEEDS 16
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define REFRESH_MAX_MS 1000     /* a failover is noticed within this */
 #define CONNECT_TIMEOUT_MS 3000
-#define MAX_DEPTH 8             /* RESP nesting: CLUSTER SLOTS needs 3 */
-#define MAX_BULK (512u << 20)   /* Redis' own proto-max-bulk-len */
-#define MAX_ELEMS (1 << 20)
 
 typedef struct seed {
     char host[256];
@@ -64,14 +62,6 @@ typedef struct config {
     char user[128];
     char password[256];
 } config;
-
-/* A parsed reply value. Values are laid out in pre-order: an array's
- * elements follow it. Strings point into the connection's input. */
-typedef struct rv {
-    char type;                  /* + - : $ *, or 0 for a null */
-    const char *s;
-    int64_t n;                  /* $ + -: length; *: elements; :: value */
-} rv;
 
 enum { K_AUTH, K_ASKING, K_PUBLISH, K_SLOTS, K_NUMSUB };
 #define F_SENT_ON 1             /* redirected already: its MOVED is expected */
@@ -131,41 +121,13 @@ typedef struct cluster {
     unsigned refresh_ms;
     size_t next_ask;            /* round robin over seeds and nodes */
     int up, destroying;
-    rv *vals;
-    size_t vals_cap;
+    resp_reader reader;
 } cluster;
 
 static void conn_close(conn *c, const char *why);
 static void conn_drop_pending(conn *c);
 static void schedule_refresh(cluster *cl, unsigned ms);
 static void node_connect(node *n);
-
-/* ---- slots ---------------------------------------------------------------- */
-
-/* CRC16-CCITT (XMODEM), as Redis Cluster's key hashing. */
-static uint16_t crc16(const char *p, size_t n)
-{
-    uint16_t crc = 0;
-    while (n--) {
-        crc ^= (uint16_t)((uint8_t)*p++ << 8);
-        for (int i = 0; i < 8; i++)
-            crc = crc & 0x8000 ? (uint16_t)(crc << 1 ^ 0x1021) : (uint16_t)(crc << 1);
-    }
-    return crc;
-}
-
-/* The slot of a channel name: only the part inside the first {…} is hashed
- * when that part is not empty, so "{room}a" and "{room}b" share a shard. */
-static uint16_t slot_of(const char *name, size_t len)
-{
-    const char *open = memchr(name, '{', len);
-    if (open) {
-        const char *close = memchr(open + 1, '}', len - (size_t)(open + 1 - name));
-        if (close && close > open + 1)
-            return crc16(open + 1, (size_t)(close - open - 1)) & (N_SLOTS - 1);
-    }
-    return crc16(name, len) & (N_SLOTS - 1);
-}
 
 /* ---- URL ------------------------------------------------------------------ */
 
@@ -264,125 +226,6 @@ static int check_url(const char *url, char *err, size_t errlen)
 {
     config c;
     return parse_url(url, &c, err, errlen);
-}
-
-/* ---- RESP ------------------------------------------------------------------- */
-
-static int parse_int(const char *p, const char *end, int64_t *out)
-{
-    int neg = p < end && *p == '-';
-    int64_t v = 0;
-    p += neg;
-    if (p == end)
-        return -1;
-    for (; p < end; p++) {
-        if (*p < '0' || *p > '9' || v > (INT64_MAX - 9) / 10)
-            return -1;
-        v = v * 10 + (*p - '0');
-    }
-    *out = neg ? -v : v;
-    return 0;
-}
-
-static rv *val_slot(cluster *cl, size_t i)
-{
-    if (i >= cl->vals_cap) {
-        size_t n = cl->vals_cap ? cl->vals_cap * 2 : 64;
-        rv *v = realloc(cl->vals, n * sizeof *v);
-        if (!v)
-            return NULL;
-        cl->vals = v;
-        cl->vals_cap = n;
-    }
-    return &cl->vals[i];
-}
-
-/* One whole reply from p[0, len) into cl->vals: the bytes it took, 0 when
- * more are needed, -1 when the bytes are not RESP. */
-static long resp_parse(cluster *cl, const char *p, size_t len, size_t *nvals)
-{
-    size_t i = 0, nv = 0;
-    int64_t left[MAX_DEPTH];
-    int depth = 0;
-    do {
-        if (i >= len)
-            return 0;
-        const char *line = p + i + 1, *cr = memchr(line, '\r', len - i - 1);
-        if (!cr || cr + 1 >= p + len)
-            return 0;
-        if (cr[1] != '\n')
-            return -1;
-        rv *v = val_slot(cl, nv++);
-        if (!v)
-            return -1;
-        v->type = p[i];
-        v->s = line;
-        v->n = cr - line;
-        i = (size_t)(cr + 2 - p);
-        int whole = 1;
-        switch (v->type) {
-        case '+':
-        case '-':
-            break;
-        case ':':
-            if (parse_int(line, cr, &v->n) < 0)
-                return -1;
-            break;
-        case '$':
-            if (parse_int(line, cr, &v->n) < 0 || v->n < -1 || v->n > (int64_t)MAX_BULK)
-                return -1;
-            if (v->n == -1) {
-                v->type = 0;
-                break;
-            }
-            if (len - i < (size_t)v->n + 2)
-                return 0;
-            v->s = p + i;
-            i += (size_t)v->n;
-            if (p[i] != '\r' || p[i + 1] != '\n')
-                return -1;
-            i += 2;
-            break;
-        case '*':
-            if (parse_int(line, cr, &v->n) < 0 || v->n < -1 || v->n > MAX_ELEMS)
-                return -1;
-            if (v->n == -1)
-                v->type = 0;
-            else if (v->n > 0) {
-                if (depth == MAX_DEPTH)
-                    return -1;
-                left[depth++] = v->n;
-                whole = 0;
-            }
-            break;
-        default:
-            return -1;
-        }
-        if (whole)
-            while (depth > 0 && --left[depth - 1] == 0)
-                depth--;
-    } while (depth > 0);
-    *nvals = nv;
-    return (long)i;
-}
-
-/* The index just past value i and its elements. */
-static size_t rv_skip(const rv *v, size_t i)
-{
-    size_t todo = 1;
-    while (todo) {
-        todo--;
-        if (v[i].type == '*')
-            todo += (size_t)v[i].n;
-        i++;
-    }
-    return i;
-}
-
-static int rv_is(const rv *v, const char *s)
-{
-    size_t n = strlen(s);
-    return (v->type == '$' || v->type == '+') && (size_t)v->n == n && memcmp(v->s, s, n) == 0;
 }
 
 /* ---- connections -------------------------------------------------------------- */
@@ -872,35 +715,39 @@ static void schedule_refresh(cluster *cl, unsigned ms)
         evtimer_add(cl->refresh_ev, &tv);
 }
 
-/* CLUSTER SLOTS: [[start, end, [host, port, id, ...], replicas...], ...]. */
-static void apply_slots(cluster *cl, node *via, const rv *v, size_t nv)
+typedef struct ranges_ctx {
+    cluster *cl;
+    node *via;
+} ranges_ctx;
+
+static int take_range(void *arg, int start, int end, const char *host, size_t hlen, int port)
+{
+    ranges_ctx *x = arg;
+    /* An empty or "?" address means "the node you asked". */
+    if (hlen == 0 || (hlen == 1 && host[0] == '?')) {
+        host = x->via->host;
+        hlen = strlen(host);
+    }
+    node *n = node_get(x->cl, host, hlen, port);
+    if (!n)
+        return -1;
+    for (int s = start; s <= end; s++)
+        x->cl->next_owner[s] = n;
+    return 0;
+}
+
+/* A CLUSTER SLOTS reply: the new map, then every channel onto it. */
+static void apply_slots(cluster *cl, node *via, const resp_val *v, size_t nv)
 {
     node **map = cl->next_owner;
     memset(map, 0, sizeof cl->next_owner);
-    size_t i = 1;
-    for (int64_t r = 0; r < v[0].n && i < nv; r++) {
-        size_t next = rv_skip(v, i);
-        const rv *e = &v[i];
-        if (e->type != '*' || e->n < 3 || e[1].type != ':' || e[2].type != ':' ||
-            e[3].type != '*' || e[3].n < 2 || e[4].type != '$' || e[5].type != ':' ||
-            e[1].n < 0 || e[2].n >= N_SLOTS || e[1].n > e[2].n || e[5].n < 1 || e[5].n > 65535) {
-            cl->host.log(cl->host.host, 1, "redis-cluster antenna: %s: CLUSTER SLOTS reply "
-                         "not understood", via->name);
-            return;
-        }
-        /* An empty or "?" address means "the node you asked". */
-        const char *h = e[4].s;
-        size_t hl = (size_t)e[4].n;
-        if (hl == 0 || (hl == 1 && h[0] == '?')) {
-            h = via->host;
-            hl = strlen(h);
-        }
-        node *n = node_get(cl, h, hl, (int)e[5].n);
-        if (!n)
-            return;
-        for (int64_t s = e[1].n; s <= e[2].n; s++)
-            map[s] = n;
-        i = next;
+    ranges_ctx x = {cl, via};
+    if (resp_slot_ranges(v, nv, take_range, &x) < 0) {
+        cl->host.log(cl->host.host, 1, "redis-cluster antenna: %s: CLUSTER SLOTS reply not "
+                     "understood (or out of memory); asking again", via->name);
+        schedule_refresh(cl, cl->refresh_ms);
+        cl->refresh_ms = grow(cl->refresh_ms);
+        return;
     }
     int changed = 0, uncovered = 0;
     for (int s = 0; s < N_SLOTS; s++) {
@@ -933,44 +780,26 @@ static void apply_slots(cluster *cl, node *via, const rv *v, size_t nv)
 }
 
 /* "MOVED 3999 127.0.0.1:6381" / "ASK ...": the node named, or NULL. */
-static node *redirect_target(cluster *cl, const conn *from, const rv *err, int *ask, uint16_t *slot)
+static node *redirect_target(cluster *cl, const conn *from, const resp_val *err, int *ask,
+                             uint16_t *slot)
 {
-    const char *p = err->s, *end = err->s + err->n;
-    if ((size_t)err->n > 6 && memcmp(p, "MOVED ", 6) == 0) {
-        *ask = 0;
-        p += 6;
-    } else if ((size_t)err->n > 4 && memcmp(p, "ASK ", 4) == 0) {
-        *ask = 1;
-        p += 4;
-    } else {
+    const char *h;
+    size_t hl;
+    int port;
+    if (resp_redirect(err, ask, slot, &h, &hl, &port) < 0)
         return NULL;
-    }
-    const char *sp = memchr(p, ' ', (size_t)(end - p));
-    int64_t s;
-    if (!sp || parse_int(p, sp, &s) < 0 || s < 0 || s >= N_SLOTS)
-        return NULL;
-    *slot = (uint16_t)s;
-    const char *addr = sp + 1, *colon = NULL;
-    for (const char *q = addr; q < end; q++)
-        if (*q == ':')
-            colon = q;          /* the last: an IPv6 address has several */
-    int64_t port;
-    if (!colon || parse_int(colon + 1, end, &port) < 0 || port < 1 || port > 65535)
-        return NULL;
-    const char *h = addr;
-    size_t hl = (size_t)(colon - addr);
     if (hl == 0) {
         h = from->node->host;
         hl = strlen(h);
     }
-    return node_get(cl, h, hl, (int)port);
+    return node_get(cl, h, hl, port);
 }
 
 /* A publish answered MOVED or ASK: sent on to the node named. On MOVED the
  * later posts of the same slot still in flight on this connection go with
  * it, now, in order, so that the ones posted from now on (routed by the
  * updated map) cannot overtake them. */
-static void publish_redirected(conn *c, const pending *e, const rv *v)
+static void publish_redirected(conn *c, const pending *e, const resp_val *v)
 {
     cluster *cl = c->node->cl;
     node *from = c->node;
@@ -1018,7 +847,7 @@ static void publish_redirected(conn *c, const pending *e, const rv *v)
     }
 }
 
-static void on_cmd_reply(conn *c, const rv *v, size_t nv)
+static void on_cmd_reply(conn *c, const resp_val *v, size_t nv)
 {
     cluster *cl = c->node->cl;
     if (c->q_head == c->q_len) {
@@ -1072,15 +901,15 @@ static void on_cmd_reply(conn *c, const rv *v, size_t nv)
     }
 }
 
-static void on_sub_reply(conn *c, const rv *v, size_t nv)
+static void on_sub_reply(conn *c, const resp_val *v, size_t nv)
 {
     node *n = c->node;
     cluster *cl = n->cl;
     if (v->type == '*' && nv == 4 && v[1].type == '$') {
-        if (rv_is(&v[1], "smessage") && v[2].type == '$' && v[3].type == '$') {
+        if (resp_is(&v[1], "smessage") && v[2].type == '$' && v[3].type == '$') {
             n->received++;
             cl->host.message(cl->host.host, v[2].s, (size_t)v[2].n, v[3].s, (size_t)v[3].n);
-        } else if (rv_is(&v[1], "sunsubscribe") && v[2].type == '$') {
+        } else if (resp_is(&v[1], "sunsubscribe") && v[2].type == '$') {
             /* Pushed when the channel's slot left this master (a reshard,
              * a failover): where it went is in the next slot map. */
             chan *ch = chanset_find(&cl->chans, v[2].s, (size_t)v[2].n);
@@ -1224,7 +1053,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     size_t at = 0;
     while (at < c->in_len && !c->closing) {
         size_t nv;
-        long used = resp_parse(cl, c->in + at, c->in_len - at, &nv);
+        long used = resp_parse(&cl->reader, c->in + at, c->in_len - at, &nv);
         if (used == 0)
             break;
         if (used < 0) {
@@ -1232,9 +1061,9 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             return;
         }
         if (c->is_sub)
-            on_sub_reply(c, cl->vals, nv);
+            on_sub_reply(c, cl->reader.vals, nv);
         else
-            on_cmd_reply(c, cl->vals, nv);
+            on_cmd_reply(c, cl->reader.vals, nv);
         at += (size_t)used;
     }
     if (c->closing) {
@@ -1287,7 +1116,7 @@ static void destroy(void *self)
     if (cl->tidy_ev)
         event_free(cl->tidy_ev);
     chanset_free(&cl->chans);
-    free(cl->vals);
+    resp_reader_free(&cl->reader);
     free(cl);
 }
 
@@ -1300,7 +1129,7 @@ static int subscribe(void *self, const char *name, size_t len)
         return XR_ENOMEM;
     if (!fresh)
         return 0;
-    ch->slot = slot_of(name, len);
+    ch->slot = resp_key_slot(name, len);
     node *o = cl->owner[ch->slot];
     /* No owner or no connection yet: remembered, and subscribed when the
      * map or the connection comes. */
@@ -1327,7 +1156,7 @@ static int unsubscribe(void *self, const char *name, size_t len)
 static int publish(void *self, const char *ch, size_t clen, const char *msg, size_t mlen)
 {
     cluster *cl = self;
-    uint16_t slot = slot_of(ch, clen);
+    uint16_t slot = resp_key_slot(ch, clen);
     node *o = cl->owner[slot];
     /* Its shard down or unknown: fail now rather than queue without bound. */
     if (!o || !o->cmd || !o->cmd->ready) {
@@ -1348,7 +1177,7 @@ static int publish(void *self, const char *ch, size_t clen, const char *msg, siz
 static int is_alive(void *self, const char *ch, size_t len, xr_antenna_alive_cb done, void *arg)
 {
     cluster *cl = self;
-    uint16_t slot = slot_of(ch, len);
+    uint16_t slot = resp_key_slot(ch, len);
     node *o = cl->owner[slot];
     if (!o || !o->cmd || !o->cmd->ready)
         return XR_EANTENNA;

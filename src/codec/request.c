@@ -17,13 +17,12 @@
 int xr_buf_json_escaped(xr_buf *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
-    /* Worst case every byte becomes \u00XX. */
-    if (len > ((size_t)-1) / 6 || xr_buf_reserve(b, len * 6) < 0)
+    /* Worst case every byte becomes \u00XX; 8 more for whole-word copies. */
+    if (len > ((size_t)-1) / 6 - 8 || xr_buf_reserve(b, len * 6 + 8) < 0)
         return -1;
     char *o = b->p + b->len;
     for (size_t i = 0; i < len; i++) {
-        size_t run = xr_json_plain_run((const unsigned char *)s + i, len - i, 0);
-        memcpy(o, s + i, run);
+        size_t run = xr_json_copy_run((unsigned char *)o, (const unsigned char *)s + i, len - i);
         o += run;
         i += run;
         if (i == len)
@@ -116,16 +115,18 @@ static int hex4(parser *p, unsigned *v)
 static int string(parser *p, xr_buf *out, size_t *off, size_t *len)
 {
     p->i++;                     /* the quote */
-    if (out && xr_buf_reserve(out, p->n - p->i + 1) < 0)
+    /* The text, its NUL, and 8 for whole-word copies. */
+    if (out && xr_buf_reserve(out, p->n - p->i + 9) < 0)
         return syntax(p, "out of memory");
     char *o = out ? out->p + out->len : NULL;
     const unsigned char *s = p->s;
     for (;;) {
-        size_t run = p->i;
-        p->i += xr_json_plain_run(s + p->i, p->n - p->i, 0);
-        if (o && p->i > run) {
-            memcpy(o, s + run, p->i - run);
-            o += p->i - run;
+        if (o) {
+            size_t run = xr_json_copy_run((unsigned char *)o, s + p->i, p->n - p->i);
+            o += run;
+            p->i += run;
+        } else {
+            p->i += xr_json_plain_run(s + p->i, p->n - p->i, 0);
         }
         if (p->i == p->n)
             return syntax(p, "unexpected end of input");
