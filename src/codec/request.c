@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "codec/jsonf.h"
 #include "codec/jsonscan.h"
@@ -44,14 +43,21 @@ int xr_buf_json_escaped(xr_buf *b, const char *s, size_t len)
     return 0;
 }
 
-static const struct { const char *name; unsigned bit; } methods[] = {
-    {"GET", XR_GET}, {"POST", XR_POST}, {"PUT", XR_PUT}, {"SUB", XR_SUB}, {"UNSUB", XR_UNSUB},
+static const struct { const char *name; size_t len; unsigned bit; } methods[] = {
+    {"GET", 3, XR_GET}, {"POST", 4, XR_POST}, {"PUT", 3, XR_PUT}, {"SUB", 3, XR_SUB},
+    {"UNSUB", 5, XR_UNSUB},
 };
 
 unsigned xr_proto_method(const char *name, size_t len)
 {
+    /* Any case, as the Python X-raptor takes it: letters folded to upper. */
+    char up[6];
+    if (len < 3 || len > 5)
+        return 0;
+    for (size_t k = 0; k < len; k++)
+        up[k] = (char)(name[k] >= 'a' && name[k] <= 'z' ? name[k] - 32 : name[k]);
     for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++)
-        if (strlen(methods[k].name) == len && strncasecmp(methods[k].name, name, len) == 0)
+        if (methods[k].len == len && memcmp(methods[k].name, up, len) == 0)
             return methods[k].bit;
     return 0;
 }
@@ -335,7 +341,19 @@ static int value(parser *p, int depth)
 
 enum { F_ID, F_ROUTE, F_PAYLOAD, F_METHOD, F_HEADER, F_N };
 static const char *const field_names[F_N] = {"request_id", "route", "payload", "method", "header"};
-static const size_t field_lens[F_N] = {10, 5, 7, 6, 6};
+
+/* Which of the five a member name is (F_N: none), by length first: each
+ * compare then has a constant size the compiler inlines. */
+static int field_of(const char *n, size_t len)
+{
+    switch (len) {
+    case 5: return memcmp(n, "route", 5) == 0 ? F_ROUTE : F_N;
+    case 6: return memcmp(n, "method", 6) == 0 ? F_METHOD : memcmp(n, "header", 6) == 0 ? F_HEADER : F_N;
+    case 7: return memcmp(n, "payload", 7) == 0 ? F_PAYLOAD : F_N;
+    case 10: return memcmp(n, "request_id", 10) == 0 ? F_ID : F_N;
+    default: return F_N;
+    }
+}
 
 typedef struct fields {
     int seen[F_N];              /* 0 absent, 1 good, -1 wrong type */
@@ -379,9 +397,7 @@ static int request_member(parser *p, size_t koff, size_t klen, void *ctx)
     request_ctx *c = ctx;
     xr_proto_request *r = c->r;
     fields *f = &c->f;
-    int k = 0;
-    while (k < F_N && !(field_lens[k] == klen && memcmp(p->name, field_names[k], klen) == 0))
-        k++;
+    int k = field_of(p->name, klen);
     if (koff != SIZE_MAX)
         r->store.len = koff;    /* an escaped name was copied: not kept */
     int more = p->i < p->n;
