@@ -24,6 +24,7 @@
 #include <xraptor/antenna.h>
 
 #include "chanset.h"
+#include "userinfo.h"
 
 #define EXPORT __attribute__((visibility("default")))
 #define BACKOFF_MIN_MS 100
@@ -64,15 +65,10 @@ static int parse_url(const char *url, config *c, char *err, size_t errlen)
     }
     const char *p = url + 8, *at = url[8] == '/' ? NULL : strrchr(p, '@'), *slash;
     if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        const char *pw = colon ? colon + 1 : p;
-        size_t ul = colon ? (size_t)(colon - p) : 0, pl = (size_t)(at - pw);
-        if (ul >= sizeof c->user || pl >= sizeof c->password) {
+        if (redis_userinfo(p, at, c->user, sizeof c->user, c->password, sizeof c->password) < 0) {
             snprintf(err, errlen, "redis antenna: credentials too long in URL");
             return XR_EINVAL;
         }
-        memcpy(c->user, p, ul);
-        memcpy(c->password, pw, pl);
         p = at + 1;
     }
     if (*p == '/') {

@@ -42,6 +42,7 @@
 
 #include "chanset.h"
 #include "resp.h"
+#include "userinfo.h"
 
 #define EXPORT __attribute__((visibility("default")))
 #define N_SLOTS RESP_SLOTS
@@ -153,16 +154,8 @@ static int parse_hostport(const char *p, size_t n, seed *s, const char *url, cha
     }
     s->port = 6379;
     if (colon) {
-        long port = 0;
-        const char *q = colon + 1, *end = p + n;
-        if (q == end)
-            goto bad;
-        for (; q < end; q++) {
-            if (*q < '0' || *q > '9' || port > 65535)
-                goto bad;
-            port = port * 10 + (*q - '0');
-        }
-        if (port < 1 || port > 65535)
+        int64_t port;
+        if (resp_int(colon + 1, p + n, &port) < 0 || port < 1 || port > 65535)
             goto bad;
         s->port = (int)port;
     }
@@ -182,15 +175,10 @@ static int parse_url(const char *url, config *c, char *err, size_t errlen)
     }
     const char *p = url + 16, *at = strrchr(p, '@');
     if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        const char *pw = colon ? colon + 1 : p;
-        size_t ul = colon ? (size_t)(colon - p) : 0, pl = (size_t)(at - pw);
-        if (ul >= sizeof c->user || pl >= sizeof c->password) {
+        if (redis_userinfo(p, at, c->user, sizeof c->user, c->password, sizeof c->password) < 0) {
             snprintf(err, errlen, "redis-cluster antenna: credentials too long in URL");
             return XR_EINVAL;
         }
-        memcpy(c->user, p, ul);
-        memcpy(c->password, pw, pl);
         p = at + 1;
     }
     if (strchr(p, '/')) {

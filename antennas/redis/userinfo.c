@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "userinfo.h"
+
+#include <string.h>
+
+int redis_userinfo(const char *p, const char *at, char *user, size_t ucap, char *password,
+                   size_t pcap)
+{
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    const char *pw = colon ? colon + 1 : p;
+    size_t ul = colon ? (size_t)(colon - p) : 0, pl = (size_t)(at - pw);
+    if (ul >= ucap || pl >= pcap)
+        return -1;
+    memcpy(user, p, ul);
+    memcpy(password, pw, pl);
+    return 0;
+}

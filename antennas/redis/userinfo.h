@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The "[user]:password@" part of a redis:// or redis-cluster:// URL. */
+#ifndef XR_REDIS_USERINFO_H
+#define XR_REDIS_USERINFO_H
+
+#include <stddef.h>
+
+/* The credentials between p and at (the '@'): "user:password", ":password"
+ * or "password" (no user), copied NUL-terminated into user and password
+ * (zeroed by the caller). -1 when either does not fit. */
+int redis_userinfo(const char *p, const char *at, char *user, size_t ucap, char *password,
+                   size_t pcap);
+
+#endif
