@@ -421,33 +421,44 @@ static conn *conn_open(node *n, int is_sub)
         free(c);
         return NULL;
     }
-    /* AUTH goes first; whatever is queued while connecting follows it. */
+    /* AUTH [user] password goes first; what is queued while connecting
+     * follows it. */
     if (cl->cfg.password[0]) {
-        const char *argv[3] = {"AUTH", cl->cfg.user, cl->cfg.password};
-        size_t lens[3] = {4, strlen(cl->cfg.user), strlen(cl->cfg.password)};
-        int u = cl->cfg.user[0] != 0;
-        const char *const *a = u ? argv : (const char *const[]){"AUTH", cl->cfg.password};
-        const size_t *l = u ? lens : (const size_t[]){4, lens[2]};
-        size_t off;
+        const char *argv[3] = {"AUTH"};
+        size_t lens[3] = {4}, off;
+        int argc = 1;
+        if (cl->cfg.user[0]) {
+            argv[argc] = cl->cfg.user;
+            lens[argc++] = strlen(cl->cfg.user);
+        }
+        argv[argc] = cl->cfg.password;
+        lens[argc++] = strlen(cl->cfg.password);
         if (is_sub)
-            put_cmd(c, 2 + u, a, l, &off);
+            put_cmd(c, argc, argv, lens, &off);
         else
-            cmd_send(c, K_AUTH, 0, 2 + u, a, l, NULL, NULL);
+            cmd_send(c, K_AUTH, 0, argc, argv, lens, NULL, NULL);
     }
     return c;
 }
 
 /* ---- node and cluster state ------------------------------------------------------ */
 
-static void report(cluster *cl)
+/* The masters of the map: how many, how many up. */
+static int shards_up(const cluster *cl, int *total)
 {
-    int any = 0, total = 0, up = 0;
+    int up = 0;
+    *total = 0;
     for (size_t i = 0; i < cl->n_nodes; i++)
         if (cl->nodes[i]->slots) {
-            total++;
+            (*total)++;
             up += cl->nodes[i]->up;
         }
-    any = up > 0;
+    return up;
+}
+
+static void report(cluster *cl)
+{
+    int total, up = shards_up(cl, &total), any = up > 0;
     if (any == cl->up)
         return;
     cl->up = any;
@@ -491,24 +502,37 @@ static void send_sub(conn *c, const char *verb, const chan *ch)
     put_cmd(c, 2, argv, lens, &off);
 }
 
-/* Every channel onto the master that owns its slot now. */
+/* A channel onto the master that owns its slot now; with no owner or no
+ * connection yet it waits for the map or the connection. */
+static void place(cluster *cl, chan *ch)
+{
+    node *o = cl->owner[ch->slot], *at = ch->at;
+    if (at == o)
+        return;
+    if (at && at->sub)
+        send_sub(at->sub, "SUNSUBSCRIBE", ch);
+    ch->at = NULL;
+    if (o && o->sub) {
+        send_sub(o->sub, "SSUBSCRIBE", ch);
+        ch->at = o;
+    }
+    cl->host.log(cl->host.host, 3, "redis-cluster antenna: channel %.*s (slot %u) %s -> %s",
+                 (int)ch->len, ch->name, ch->slot, at ? at->name : "none",
+                 ch->at ? ((node *)ch->at)->name : "none");
+}
+
 static void reconcile(cluster *cl)
 {
-    CHANSET_EACH(&cl->chans, ch) {
-        node *o = cl->owner[ch->slot], *at = ch->at;
-        if (at == o)
-            continue;
-        if (at && at->sub)
-            send_sub(at->sub, "SUNSUBSCRIBE", ch);
-        ch->at = NULL;
-        if (o && o->sub) {
-            send_sub(o->sub, "SSUBSCRIBE", ch);
-            ch->at = o;
-        }
-        cl->host.log(cl->host.host, 3, "redis-cluster antenna: channel %.*s (slot %u) %s -> %s",
-                     (int)ch->len, ch->name, ch->slot, at ? at->name : "none",
-                     ch->at ? ((node *)ch->at)->name : "none");
-    }
+    CHANSET_EACH(&cl->chans, ch)
+        place(cl, ch);
+}
+
+/* Channels subscribed on n are no longer (its subscriber is gone). */
+static void forget_channels(cluster *cl, const node *n)
+{
+    CHANSET_EACH(&cl->chans, ch)
+        if (ch->at == n)
+            ch->at = NULL;
 }
 
 static void node_connect(node *n)
@@ -622,9 +646,7 @@ static void on_tidy(evutil_socket_t fd, short what, void *arg)
             cl->nodes[k++] = n;
             continue;
         }
-        CHANSET_EACH(&cl->chans, ch)
-            if (ch->at == n)
-                ch->at = NULL;
+        forget_channels(cl, n);
         if (n->cmd)
             conn_drop_pending(n->cmd);
         if (cl->ask_first == n)
@@ -688,6 +710,14 @@ static unsigned grow(unsigned ms)
     return ms * 2 > REFRESH_MAX_MS ? REFRESH_MAX_MS : ms * 2;
 }
 
+/* Asks the map again after the back-off, which grows (to REFRESH_MAX_MS)
+ * until a map is whole and answering. */
+static void refresh_later(cluster *cl)
+{
+    schedule_refresh(cl, cl->refresh_ms);
+    cl->refresh_ms = grow(cl->refresh_ms);
+}
+
 static void schedule_refresh(cluster *cl, unsigned ms)
 {
     if (cl->destroying)
@@ -733,8 +763,7 @@ static void apply_slots(cluster *cl, node *via, const resp_val *v, size_t nv)
     if (resp_slot_ranges(v, nv, take_range, &x) < 0) {
         cl->host.log(cl->host.host, 1, "redis-cluster antenna: %s: CLUSTER SLOTS reply not "
                      "understood (or out of memory); asking again", via->name);
-        schedule_refresh(cl, cl->refresh_ms);
-        cl->refresh_ms = grow(cl->refresh_ms);
+        refresh_later(cl);
         return;
     }
     int changed = 0, uncovered = 0;
@@ -758,12 +787,10 @@ static void apply_slots(cluster *cl, node *via, const resp_val *v, size_t nv)
         event_active(cl->tidy_ev, 0, 0);
     /* Until every slot has a master that answers, look again: a failover
      * shows up here within REFRESH_MAX_MS of its promotion. */
-    if (all_up) {
+    if (all_up)
         cl->refresh_ms = BACKOFF_MIN_MS;
-    } else {
-        schedule_refresh(cl, cl->refresh_ms);
-        cl->refresh_ms = grow(cl->refresh_ms);
-    }
+    else
+        refresh_later(cl);
     report(cl);
 }
 
@@ -781,6 +808,15 @@ static node *redirect_target(cluster *cl, const conn *from, const resp_val *err,
         hl = strlen(h);
     }
     return node_get(cl, h, hl, port);
+}
+
+/* A post of c sent on to another master, counted where it went. */
+static void send_on(conn *c, node *to, const pending *e)
+{
+    if (cmd_copy(to->cmd, c, e) < 0)
+        c->node->publish_errors++;
+    else
+        to->published++;
 }
 
 /* A publish answered MOVED or ASK: sent on to the node named. On MOVED the
@@ -815,19 +851,13 @@ static void publish_redirected(conn *c, const pending *e, const resp_val *v)
         size_t lens[1] = {6};
         cmd_send(to->cmd, K_ASKING, 0, 1, argv, lens, NULL, NULL);
     }
-    if (cmd_copy(to->cmd, c, e) < 0)
-        from->publish_errors++;
-    else
-        to->published++;
+    send_on(c, to, e);
     if (!ask) {
         for (size_t k = c->q_head; k < c->q_len; k++) {
             pending *x = &c->q[k];
             if (x->kind == K_PUBLISH && x->slot == slot && !(x->flags & F_SENT_ON)) {
                 x->flags |= F_SENT_ON;
-                if (cmd_copy(to->cmd, c, x) < 0)
-                    from->publish_errors++;
-                else
-                    to->published++;
+                send_on(c, to, x);
             }
         }
         cl->ask_first = from;
@@ -862,13 +892,12 @@ static void on_cmd_reply(conn *c, const resp_val *v, size_t nv)
         break;
     case K_SLOTS:
         cl->refreshing = NULL;
-        if (v->type == '*')
+        if (v->type == '*') {
             apply_slots(cl, c->node, v, nv);
-        else {
+        } else {
             cl->host.log(cl->host.host, 1, "redis-cluster antenna: %s: CLUSTER SLOTS: %.*s",
                          c->node->name, v->type == '-' ? (int)v->n : 0, v->s);
-            schedule_refresh(cl, cl->refresh_ms);
-            cl->refresh_ms = grow(cl->refresh_ms);
+            refresh_later(cl);
         }
         if (cl->refresh_again) {
             cl->refresh_again = 0;
@@ -962,9 +991,7 @@ static void conn_close(conn *c, const char *why)
     if (why && n->slots)
         cl->host.log(cl->host.host, 1, "redis-cluster antenna: %s: %s", n->name, why);
     if (c->is_sub) {
-        CHANSET_EACH(&cl->chans, ch)
-            if (ch->at == n)
-                ch->at = NULL;
+        forget_channels(cl, n);
     } else {
         int was_refreshing = cl->refreshing == n;
         conn_drop_pending(c);
@@ -1118,13 +1145,7 @@ static int subscribe(void *self, const char *name, size_t len)
     if (!fresh)
         return 0;
     ch->slot = resp_key_slot(name, len);
-    node *o = cl->owner[ch->slot];
-    /* No owner or no connection yet: remembered, and subscribed when the
-     * map or the connection comes. */
-    if (o && o->sub) {
-        send_sub(o->sub, "SSUBSCRIBE", ch);
-        ch->at = o;
-    }
+    place(cl, ch);
     return 0;
 }
 
@@ -1148,10 +1169,10 @@ static int publish(void *self, const char *ch, size_t clen, const char *msg, siz
     node *o = cl->owner[slot];
     /* Its shard down or unknown: fail now rather than queue without bound. */
     if (!o || !o->cmd || !o->cmd->ready) {
-        if (!o)
-            schedule_refresh(cl, 0);
         if (o)
             o->publish_errors++;
+        else
+            schedule_refresh(cl, 0);
         return XR_EANTENNA;
     }
     const char *argv[3] = {"SPUBLISH", ch, msg};
@@ -1182,12 +1203,7 @@ static int connected(void *self)
 static size_t describe(void *self, char *buf, size_t len)
 {
     cluster *cl = self;
-    int total = 0, up = 0;
-    for (size_t i = 0; i < cl->n_nodes; i++)
-        if (cl->nodes[i]->slots) {
-            total++;
-            up += cl->nodes[i]->up;
-        }
+    int total, up = shards_up(cl, &total);
     int n = snprintf(buf, len, "redis cluster, %d of %d shard(s) up, %zu channel(s)", up, total,
                      cl->chans.count);
     return n < 0 ? 0 : (size_t)n;
