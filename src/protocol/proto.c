@@ -71,8 +71,9 @@ typedef struct parts_acc {
 static void add_part(void *arg, const xr_antenna_part *pt)
 {
     parts_acc *a = arg;
+    /* Parts past max, or too old to say whether they are up, are left out. */
     if (a->n < a->max && pt && PART_HAS(pt, up)) {
-        xr_proto_part *o = &a->out[a->n];
+        xr_proto_part *o = &a->out[a->n++];
         memset(o, 0, sizeof *o);
         snprintf(o->name, sizeof o->name, "%s", pt->name ? pt->name : "?");
         o->up = pt->up;
@@ -87,7 +88,6 @@ static void add_part(void *arg, const xr_antenna_part *pt)
         if (PART_HAS(pt, reconnects))
             o->reconnects = pt->reconnects;
     }
-    a->n++;
 }
 
 size_t xr_proto_antenna_parts(const xr_proto *p, xr_proto_part *out, size_t max)

@@ -54,7 +54,7 @@ typedef struct xr_proto_part {
     size_t channels;
     uint64_t published, publish_errors, received, reconnects;
 } xr_proto_part;
-/* Fills up to max parts and returns how many there are: 0 for a module
+/* Fills up to max parts and returns how many it filled: 0 for a module
  * without parts (minor 2). */
 size_t xr_proto_antenna_parts(const xr_proto *p, xr_proto_part *out, size_t max);
 size_t xr_proto_channels(const xr_proto *p);

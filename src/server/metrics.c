@@ -43,8 +43,6 @@ static void part_metrics(const xr_server *srv, xr_buf *out)
 {
     xr_proto_part parts[MAX_PARTS];
     size_t n = xr_proto_antenna_parts(srv->proto, parts, MAX_PARTS);
-    if (n > MAX_PARTS)
-        n = MAX_PARTS;
     static const struct {
         const char *name, *type, *help;
     } m[6] = {
@@ -199,8 +197,6 @@ void xr_health_write(const xr_server *srv, xr_buf *out, int *status)
     int antenna_down = scheme && !up;
     xr_proto_part parts[MAX_PARTS];
     size_t n_parts = xr_proto_antenna_parts(srv->proto, parts, MAX_PARTS), parts_down = 0;
-    if (n_parts > MAX_PARTS)
-        n_parts = MAX_PARTS;
     for (size_t i = 0; i < n_parts; i++)
         parts_down += !parts[i].up;
     /* No "draining" state: a graceful stop closes the listeners and every
