@@ -147,8 +147,8 @@ static const flag flags[] = {
     {"health-path", F_STR, OFF(health_path), 0, 0, "PATH", "JSON health endpoint, \"\" disables (/health)"},
     {"metrics-path", F_STR, OFF(metrics_path), 0, 0, "PATH", "Prometheus endpoint, \"\" disables (/metrics)"},
     {"antenna", F_STR, OFF(antenna), 0, 0, "URL", "broker behind channels: memory:// (default), redis://HOST:PORT,\n"
-     "redis-cluster://HOST:PORT[,HOST:PORT...], "
-     "kafka://HOST:PORT/TOPIC, nats://HOST:PORT, or a module .so"},
+     "redis-cluster://HOST:PORT[,HOST:PORT...], nats://HOST:PORT,\n"
+     "kafka://HOST:PORT/TOPIC, or a module .so"},
     {"antenna-dir", F_STR, OFF(antenna_dir), 0, 0, "DIR", "where antenna modules are (default: " XR_ANTENNA_DIR ")"},
     {"room-check-interval", F_TIME, OFF(room_check_ms), 0, 0, "SECS", "ask the antenna which remote room members still\nlisten; 0 disables (7)"},
     {"static-dir", F_LIST, OFF(static_dirs), OFF(n_static_dirs), XR_MAX_LIST, "DIR",
