@@ -21,23 +21,52 @@
 #include <string.h>
 #include <sys/types.h>
 
+/*
+ * Where the text goes: a caller's fixed buffer, where what does not fit is
+ * only counted (snprintf's contract), or an xr_buf, grown as it is written
+ * so that a warm buffer costs one pass.
+ */
 typedef struct out {
     char *p;
     size_t cap, len;           /* len counts what did not fit too */
+    xr_buf *b;                 /* growable when set */
+    int oom;
 } out;
 
-static void put(out *o, const char *s, size_t n)
+/* Whether n more bytes can be written at o->p + o->len. */
+static int grow(out *o, size_t n)
 {
-    if (o->len < o->cap) {
-        size_t room = o->cap - o->len;
-        memcpy(o->p + o->len, s, n < room ? n : room);
+    if (!o->b || o->oom)
+        return 0;
+    o->b->len = o->len;
+    if (xr_buf_reserve(o->b, n) < 0) {
+        o->oom = 1;
+        return 0;
+    }
+    o->p = o->b->p;
+    o->cap = o->b->cap;
+    return 1;
+}
+
+static inline int room(out *o, size_t n)
+{
+    return (o->len <= o->cap && o->cap - o->len >= n) || grow(o, n);
+}
+
+static inline void put(out *o, const char *s, size_t n)
+{
+    if (room(o, n)) {
+        memcpy(o->p + o->len, s, n);
+    } else if (o->len < o->cap) {
+        size_t left = o->cap - o->len;
+        memcpy(o->p + o->len, s, n < left ? n : left);
     }
     o->len += n;
 }
 
-static void put_c(out *o, char c)
+static inline void put_c(out *o, char c)
 {
-    if (o->len < o->cap)
+    if (room(o, 1))
         o->p[o->len] = c;
     o->len++;
 }
@@ -64,49 +93,71 @@ static size_t utf8_seq(const unsigned char *p, size_t n, size_t *bad)
     return 0;
 }
 
-static void quoted(out *o, const char *s, size_t n)
+/* Input bytes quoted per pass: what one pass writes at most (6 bytes for
+ * each, a whole UTF-8 sequence past the end, the copy slack) fits in QBUF. */
+#define QCHUNK 1024
+#define QBUF (6 * QCHUNK + 6 + XR_JSON_COPY_SLACK)
+
+/* Escapes p[*i..] into w until *i reaches limit (a UTF-8 sequence begun
+ * before it is finished); the bytes written. */
+static size_t quote_some(char *w, const unsigned char *p, size_t n, size_t *i, size_t limit)
 {
     static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
-    put_c(o, '"');
-    size_t i = 0;
-    while (i < n) {
-        size_t run = i;
-        i += xr_json_plain_run(p + i, n - i, 1);
-        put(o, s + run, i - run);
-        if (i == n)
+    char *w0 = w;
+    size_t k = *i;
+    while (k < limit) {
+        size_t run = xr_json_copy_run_ascii((unsigned char *)w, p + k, limit - k);
+        w += run;
+        k += run;
+        if (k == limit)
             break;
-        unsigned char c = p[i];
+        unsigned char c = p[k];
         if (c >= 0x80) {
-            size_t bad, k = utf8_seq(p + i, n - i, &bad);
-            if (k) {
-                put(o, s + i, k);
-                i += k;
+            size_t bad, len = utf8_seq(p + k, n - k, &bad);
+            if (len) {
+                memcpy(w, p + k, len);
+                w += len;
+                k += len;
             } else {
-                put(o, "\\ufffd", 6);
-                i += bad;
+                memcpy(w, "\\ufffd", 6);
+                w += 6;
+                k += bad;
             }
             continue;
         }
-        char e[6] = {'\\', 0};
+        *w++ = '\\';
         switch (c) {
-        case '"': e[1] = '"'; break;
-        case '\\': e[1] = '\\'; break;
-        case '\n': e[1] = 'n'; break;
-        case '\r': e[1] = 'r'; break;
-        case '\t': e[1] = 't'; break;
-        case '\b': e[1] = 'b'; break;
-        case '\f': e[1] = 'f'; break;
+        case '"': *w++ = '"'; break;
+        case '\\': *w++ = '\\'; break;
+        case '\n': *w++ = 'n'; break;
+        case '\r': *w++ = 'r'; break;
+        case '\t': *w++ = 't'; break;
+        case '\b': *w++ = 'b'; break;
+        case '\f': *w++ = 'f'; break;
         default:
-            put(o, "\\u00", 4);
-            e[0] = hex[c >> 4];
-            e[1] = hex[c & 15];
-            put(o, e, 2);
-            i++;
-            continue;
+            memcpy(w, "u00", 3);
+            w[3] = hex[c >> 4];
+            w[4] = hex[c & 15];
+            w += 5;
         }
-        put(o, e, 2);
-        i++;
+        k++;
+    }
+    *i = k;
+    return (size_t)(w - w0);
+}
+
+static void quoted(out *o, const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    put_c(o, '"');
+    for (size_t i = 0; i < n;) {
+        size_t limit = n - i > QCHUNK ? i + QCHUNK : n;
+        if (room(o, QBUF)) {
+            o->len += quote_some(o->p + o->len, p, n, &i, limit);
+        } else {
+            char tmp[QBUF];
+            put(o, tmp, quote_some(tmp, p, n, &i, limit));
+        }
     }
     put_c(o, '"');
 }
@@ -147,15 +198,13 @@ static void number(out *o, double d)
     put(o, buf, (size_t)n);
 }
 
-int xr_jsonf_v(char *dst, size_t cap, size_t *len, const char *fmt, va_list ap)
+static int format(out *o, const char *fmt, va_list ap)
 {
-    out o = {dst, cap, 0};
     for (const char *f = fmt; *f; f++) {
         if (*f != '%') {
-            const char *pct = strchr(f, '%');
-            size_t n = pct ? (size_t)(pct - f) : strlen(f);
-            put(&o, f, n);
-            f += n - 1;
+            const char *pct = strchrnul(f, '%');
+            put(o, f, (size_t)(pct - f));
+            f = pct - 1;
             continue;
         }
         f++;
@@ -179,7 +228,7 @@ int xr_jsonf_v(char *dst, size_t cap, size_t *len, const char *fmt, va_list ap)
         char num[32];
         switch (*f) {
         case '%':
-            put_c(&o, '%');
+            put_c(o, '%');
             break;
         case 's':
         case 'Q': {
@@ -188,9 +237,9 @@ int xr_jsonf_v(char *dst, size_t cap, size_t *len, const char *fmt, va_list ap)
                 return XR_JSONF_EARG;
             size_t n = prec >= 0 ? (size_t)prec : strlen(s);
             if (*f == 's')
-                put(&o, s, n);
+                put(o, s, n);
             else
-                quoted(&o, s, n);
+                quoted(o, s, n);
             break;
         }
         case 'd':
@@ -203,7 +252,7 @@ int xr_jsonf_v(char *dst, size_t cap, size_t *len, const char *fmt, va_list ap)
                 snprintf(num, sizeof num, "%ld", va_arg(ap, long));
             else
                 snprintf(num, sizeof num, "%d", va_arg(ap, int));
-            put(&o, num, strlen(num));
+            put(o, num, strlen(num));
             break;
         case 'u':
             if (zmod)
@@ -214,20 +263,20 @@ int xr_jsonf_v(char *dst, size_t cap, size_t *len, const char *fmt, va_list ap)
                 snprintf(num, sizeof num, "%lu", va_arg(ap, unsigned long));
             else
                 snprintf(num, sizeof num, "%u", va_arg(ap, unsigned));
-            put(&o, num, strlen(num));
+            put(o, num, strlen(num));
             break;
         case 'g':
             if (lmod || zmod)
                 return XR_JSONF_EFORMAT;
-            number(&o, va_arg(ap, double));
+            number(o, va_arg(ap, double));
             break;
         case 'b':
             if (lmod || zmod)
                 return XR_JSONF_EFORMAT;
             if (va_arg(ap, int))
-                put(&o, "true", 4);
+                put(o, "true", 4);
             else
-                put(&o, "false", 5);
+                put(o, "false", 5);
             break;
         default:
             return XR_JSONF_EFORMAT;
@@ -235,6 +284,15 @@ int xr_jsonf_v(char *dst, size_t cap, size_t *len, const char *fmt, va_list ap)
         if (prec >= 0 && *f != 's' && *f != 'Q')
             return XR_JSONF_EFORMAT;
     }
+    return o->oom ? XR_JSONF_ENOMEM : 0;
+}
+
+int xr_jsonf_v(char *dst, size_t cap, size_t *len, const char *fmt, va_list ap)
+{
+    out o = {dst, cap, 0, NULL, 0};
+    int rc = format(&o, fmt, ap);
+    if (rc < 0)
+        return rc;
     if (o.len < cap)
         dst[o.len] = '\0';
     else if (cap)
@@ -245,20 +303,16 @@ int xr_jsonf_v(char *dst, size_t cap, size_t *len, const char *fmt, va_list ap)
 
 int xr_buf_jsonf_v(xr_buf *b, const char *fmt, va_list ap)
 {
-    size_t len;
-    va_list again;
-    va_copy(again, ap);
-    int rc = xr_jsonf_v(b->p ? b->p + b->len : NULL, b->cap - b->len, &len, fmt, ap);
-    if (rc == 0 && len >= b->cap - b->len) {
-        if (xr_buf_reserve(b, len + 1) < 0)
-            rc = XR_JSONF_ENOMEM;
-        else
-            rc = xr_jsonf_v(b->p + b->len, b->cap - b->len, &len, fmt, again);
-    }
-    va_end(again);
-    if (rc == 0)
-        b->len += len;
-    return rc;
+    out o = {b->p, b->cap, b->len, b, 0};
+    int rc = format(&o, fmt, ap);
+    /* The NUL after the text, not counted. */
+    if (rc == 0 && !room(&o, 1))
+        rc = XR_JSONF_ENOMEM;
+    if (rc < 0)
+        return rc;
+    o.p[o.len] = '\0';
+    b->len = o.len;
+    return 0;
 }
 
 int xr_jsonf(char *buf, size_t cap, size_t *len, const char *fmt, ...)

@@ -13,20 +13,19 @@
 #include "codec/jsonscan.h"
 #include "xraptor.h"
 
-int xr_buf_json_escaped(xr_buf *b, const char *s, size_t len)
+/* s escaped at o, which has room for 6 bytes a byte and the copy slack;
+ * the end of what was written. */
+static char *escaped_at(char *o, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
-    /* Worst case every byte becomes \u00XX; 8 more for whole-word copies. */
-    if (len > ((size_t)-1) / 6 - 8 || xr_buf_reserve(b, len * 6 + 8) < 0)
-        return -1;
-    char *o = b->p + b->len;
-    for (size_t i = 0; i < len; i++) {
-        size_t run = xr_json_copy_run((unsigned char *)o, (const unsigned char *)s + i, len - i);
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0;; i++) {
+        size_t run = xr_json_copy_run((unsigned char *)o, p + i, len - i);
         o += run;
         i += run;
         if (i == len)
-            break;
-        unsigned char c = (unsigned char)s[i];
+            return o;
+        unsigned char c = p[i];
         *o++ = '\\';
         switch (c) {
         case '"': *o++ = '"'; break;
@@ -39,7 +38,20 @@ int xr_buf_json_escaped(xr_buf *b, const char *s, size_t len)
             *o++ = hex[c >> 4]; *o++ = hex[c & 15];
         }
     }
-    b->len = (size_t)(o - b->p);
+}
+
+/* What escaping len bytes may take, or SIZE_MAX when that overflows. */
+static size_t escaped_max(size_t len)
+{
+    return len > (SIZE_MAX - XR_JSON_COPY_SLACK) / 6 ? SIZE_MAX : len * 6 + XR_JSON_COPY_SLACK;
+}
+
+int xr_buf_json_escaped(xr_buf *b, const char *s, size_t len)
+{
+    size_t max = escaped_max(len);
+    if (max == SIZE_MAX || xr_buf_reserve(b, max) < 0)
+        return -1;
+    b->len = (size_t)(escaped_at(b->p + b->len, s, len) - b->p);
     return 0;
 }
 
@@ -70,272 +82,369 @@ const char *xr_proto_method_name(unsigned method)
     return "";
 }
 
-/* ---- the request parser: strict JSON, no allocation once warm ---------- */
+/* ---- the parser: strict JSON, one pass, no allocation once warm -------- */
 
 #define MAX_DEPTH 64
 
+/*
+ * One pass over a text, the cursor handed from step to step (each returns
+ * where it stopped, NULL on an error it has named in why). Strings that are
+ * kept are unescaped into a store whose room for all of them was reserved
+ * before the pass (unescaping never grows a string): the store does not
+ * move while parsing, and no string costs a capacity check.
+ */
 typedef struct parser {
-    const unsigned char *s;
-    size_t n, i;
-    xr_buf *out;
+    const unsigned char *start, *end;
+    char *base, *o;             /* the store, and where the next kept string goes */
     const char *why;            /* the syntax error, when there is one */
-    const char *name;           /* list(): the current member's name */
 } parser;
 
-static void skip_ws(parser *p)
+/* Room for every string of an n-byte text unescaped with its NUL, the slack
+ * of whole-block copies, and extra bytes the caller adds after them. */
+static int parser_start(parser *p, const char *s, size_t n, xr_buf *store, size_t extra)
 {
-    while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t' ||
-                           p->s[p->i] == '\n' || p->s[p->i] == '\r'))
-        p->i++;
+    p->start = (const unsigned char *)s;
+    p->end = p->start + n;
+    p->why = NULL;
+    if (n > ((size_t)-1 - XR_JSON_COPY_SLACK - 1) / 2 ||
+        xr_buf_reserve(store, n + 1 + XR_JSON_COPY_SLACK + extra) < 0)
+        return -1;
+    p->base = store->p;
+    p->o = store->p + store->len;
+    return 0;
 }
 
-static int syntax(parser *p, const char *why)
+static const unsigned char *fail(parser *p, const char *why)
 {
     if (!p->why)
         p->why = why;
-    return -1;
+    return NULL;
 }
 
-static int hex4(parser *p, unsigned *v)
+static const unsigned char *eoi(parser *p)
 {
-    if (p->n - p->i < 4)
-        return syntax(p, "unexpected end of input");
+    return fail(p, "unexpected end of input");
+}
+
+static inline const unsigned char *skip_ws(const unsigned char *s, const unsigned char *end)
+{
+    /* Compact JSON has none: one compare says so. */
+    while (s < end && *s <= ' ' && (*s == ' ' || *s == '\n' || *s == '\r' || *s == '\t'))
+        s++;
+    return s;
+}
+
+static int hex4(const unsigned char *s, unsigned *v)
+{
     *v = 0;
     for (int k = 0; k < 4; k++) {
-        unsigned c = p->s[p->i++], d;
+        unsigned c = s[k], d;
         if (c >= '0' && c <= '9') d = c - '0';
         else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
         else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-        else return syntax(p, "invalid \\u escape");
+        else return -1;
         *v = *v << 4 | d;
     }
     return 0;
 }
 
-/*
- * A string at p->i (its opening quote): appended unescaped to p->out with
- * a NUL after it, or (out NULL) only checked; off and len say where it is.
- * Unescaped is never longer than escaped: the room is reserved once and
- * written directly.
- */
-static int string(parser *p, xr_buf *out, size_t *off, size_t *len)
+/* A \u escape, s after the 'u': one code point (a surrogate pair joined)
+ * written as UTF-8 at *o (o NULL: only checked). */
+static const unsigned char *unicode_escape(parser *p, const unsigned char *s, char **o)
 {
-    p->i++;                     /* the quote */
-    /* The text, its NUL, and 8 for whole-word copies. */
-    if (out && xr_buf_reserve(out, p->n - p->i + 9) < 0)
-        return syntax(p, "out of memory");
-    char *o = out ? out->p + out->len : NULL;
-    const unsigned char *s = p->s;
-    for (;;) {
-        if (o) {
-            size_t run = xr_json_copy_run((unsigned char *)o, s + p->i, p->n - p->i);
-            o += run;
-            p->i += run;
-        } else {
-            p->i += xr_json_plain_run(s + p->i, p->n - p->i, 0);
-        }
-        if (p->i == p->n)
-            return syntax(p, "unexpected end of input");
-        unsigned char c = s[p->i++];
-        if (c == '"')
-            break;
-        if (c < 0x20)
-            return syntax(p, "control character in a string");
-        if (p->i == p->n)
-            return syntax(p, "unexpected end of input");
-        char e = (char)s[p->i++], one;
-        unsigned cp;
-        switch (e) {
-        case '"': one = '"'; break;
-        case '\\': one = '\\'; break;
-        case '/': one = '/'; break;
-        case 'b': one = '\b'; break;
-        case 'f': one = '\f'; break;
-        case 'n': one = '\n'; break;
-        case 'r': one = '\r'; break;
-        case 't': one = '\t'; break;
-        case 'u':
-            if (hex4(p, &cp) < 0)
-                return -1;
-            if (cp >= 0xDC00 && cp <= 0xDFFF)
-                return syntax(p, "invalid \\u escape (lone low surrogate)");
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                unsigned lo;
-                if (p->n - p->i < 2 || s[p->i] != '\\' || s[p->i + 1] != 'u')
-                    return syntax(p, "invalid \\u escape (lone high surrogate)");
-                p->i += 2;
-                if (hex4(p, &lo) < 0)
-                    return -1;
-                if (lo < 0xDC00 || lo > 0xDFFF)
-                    return syntax(p, "invalid \\u escape (lone high surrogate)");
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            }
-            /* At most 4 bytes for the 6 or 12 of the escape. */
-            if (o) {
-                if (cp < 0x80) {
-                    *o++ = (char)cp;
-                } else if (cp < 0x800) {
-                    *o++ = (char)(0xC0 | cp >> 6);
-                    *o++ = (char)(0x80 | (cp & 63));
-                } else if (cp < 0x10000) {
-                    *o++ = (char)(0xE0 | cp >> 12);
-                    *o++ = (char)(0x80 | ((cp >> 6) & 63));
-                    *o++ = (char)(0x80 | (cp & 63));
-                } else {
-                    *o++ = (char)(0xF0 | cp >> 18);
-                    *o++ = (char)(0x80 | ((cp >> 12) & 63));
-                    *o++ = (char)(0x80 | ((cp >> 6) & 63));
-                    *o++ = (char)(0x80 | (cp & 63));
-                }
-            }
-            continue;
-        default:
-            return syntax(p, "invalid escape in a string");
-        }
+    unsigned cp, lo;
+    if (p->end - s < 4)
+        return eoi(p);
+    if (hex4(s, &cp) < 0)
+        return fail(p, "invalid \\u escape");
+    s += 4;
+    if (cp >= 0xDC00 && cp <= 0xDFFF)
+        return fail(p, "invalid \\u escape (lone low surrogate)");
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+        if (p->end - s < 2 || s[0] != '\\' || s[1] != 'u')
+            return fail(p, "invalid \\u escape (lone high surrogate)");
+        if (p->end - s < 6)
+            return eoi(p);
+        if (hex4(s + 2, &lo) < 0)
+            return fail(p, "invalid \\u escape");
+        if (lo < 0xDC00 || lo > 0xDFFF)
+            return fail(p, "invalid \\u escape (lone high surrogate)");
+        s += 6;
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+    }
+    if (!o)
+        return s;
+    /* At most 4 bytes for the 6 or 12 of the escape. */
+    char *w = *o;
+    if (cp < 0x80) {
+        *w++ = (char)cp;
+    } else if (cp < 0x800) {
+        *w++ = (char)(0xC0 | cp >> 6);
+        *w++ = (char)(0x80 | (cp & 63));
+    } else if (cp < 0x10000) {
+        *w++ = (char)(0xE0 | cp >> 12);
+        *w++ = (char)(0x80 | ((cp >> 6) & 63));
+        *w++ = (char)(0x80 | (cp & 63));
+    } else {
+        *w++ = (char)(0xF0 | cp >> 18);
+        *w++ = (char)(0x80 | ((cp >> 12) & 63));
+        *w++ = (char)(0x80 | ((cp >> 6) & 63));
+        *w++ = (char)(0x80 | (cp & 63));
+    }
+    *o = w;
+    return s;
+}
+
+/* What a one-letter escape stands for; 0: not one. */
+static const unsigned char unescaped[256] = {
+    ['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = '\b', ['f'] = '\f', ['n'] = '\n',
+    ['r'] = '\r', ['t'] = '\t',
+};
+
+/* The escape whose backslash is before s, written at *o (o NULL: only
+ * checked). */
+static const unsigned char *escape(parser *p, const unsigned char *s, char **o)
+{
+    if (s == p->end)
+        return eoi(p);
+    unsigned char c = *s++;
+    if (unescaped[c]) {
         if (o)
-            *o++ = one;
+            *(*o)++ = (char)unescaped[c];
+        return s;
     }
-    if (out) {
-        *off = out->len;
-        *len = (size_t)(o - (out->p + out->len));
-        *o = '\0';
-        out->len += *len + 1;
-    }
-    return 0;
+    if (c != 'u')
+        return fail(p, "invalid escape in a string");
+    return unicode_escape(p, s, o);
 }
 
-static int digits(parser *p)
+/* The string whose opening quote is at s, checked. */
+static const unsigned char *string_checked(parser *p, const unsigned char *s)
 {
-    size_t s0 = p->i;
-    while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9')
-        p->i++;
-    return p->i > s0 ? 0 : syntax(p, "malformed number");
-}
-
-static int number(parser *p)
-{
-    if (p->s[p->i] == '-')
-        p->i++;
-    if (p->i < p->n && p->s[p->i] == '0')
-        p->i++;
-    else if (digits(p) < 0)
-        return -1;
-    if (p->i < p->n && p->s[p->i] == '.') {
-        p->i++;
-        if (digits(p) < 0)
-            return -1;
+    const unsigned char *end = p->end;
+    s++;
+    for (;;) {
+        s += xr_json_plain_run(s, (size_t)(end - s), 0);
+        if (s == end)
+            return eoi(p);
+        unsigned char c = *s++;
+        if (c == '"')
+            return s;
+        if (c != '\\')
+            return fail(p, "control character in a string");
+        if (!(s = escape(p, s, NULL)))
+            return NULL;
     }
-    if (p->i < p->n && (p->s[p->i] == 'e' || p->s[p->i] == 'E')) {
-        p->i++;
-        if (p->i < p->n && (p->s[p->i] == '+' || p->s[p->i] == '-'))
-            p->i++;
-        if (digits(p) < 0)
-            return -1;
-    }
-    return 0;
 }
-
-static int value(parser *p, int depth);
-
-/* One element of an object or array, at its value (after the member name
- * and ':' in an object; the name is at name_off in the names buffer). */
-typedef int (*element_fn)(parser *p, size_t name_off, size_t name_len, void *ctx);
 
 /*
- * The object or array at p->i: the brackets, the elements between commas.
- * Member names are unescaped into names (NULL: only checked); fn reads
- * each value.
+ * The string whose opening quote is at s, unescaped into the store with a
+ * NUL after it: *off and *len say where. The hot loop of the parser: a
+ * JSON-in-JSON payload stops it at every \" , so a stop must cost little.
  */
-static int list(parser *p, xr_buf *names, int raw, element_fn fn, void *ctx)
+static const unsigned char *string_kept(parser *p, const unsigned char *s, size_t *off, size_t *len)
 {
-    unsigned char close = p->s[p->i] == '{' ? '}' : ']';
-    p->i++;
-    skip_ws(p);
-    if (p->i < p->n && p->s[p->i] == close) {
-        p->i++;
-        return 0;
-    }
+    const unsigned char *end = p->end;
+    char *o = p->o;
+    s++;
     for (;;) {
-        size_t noff = 0, nlen = 0;
-        skip_ws(p);
-        if (close == '}') {
-            if (p->i == p->n || p->s[p->i] != '"')
-                return syntax(p, p->i == p->n ? "unexpected end of input" : "expected a member name");
-            /* raw: a name without escapes is handed over where it stands
-             * (p->name, noff SIZE_MAX), not copied. */
-            size_t q = p->i + 1, run = raw ? xr_json_plain_run(p->s + q, p->n - q, 0) : 0;
-            if (raw && q + run < p->n && p->s[q + run] == '"') {
-                p->name = (const char *)p->s + q;
-                noff = SIZE_MAX;
-                nlen = run;
-                p->i = q + run + 1;
-            } else {
-                if (string(p, names, &noff, &nlen) < 0)
-                    return -1;
-                p->name = names ? names->p + noff : NULL;
+#if defined(__SSE2__)
+        while (end - s >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
+            _mm_storeu_si128((__m128i *)(void *)o, v);
+            unsigned stop = xr_json_stops16(v, 0);
+            if (stop) {
+                unsigned k = (unsigned)__builtin_ctz(stop);
+                s += k;
+                o += k;
+                goto stopped;
             }
-            skip_ws(p);
-            if (p->i == p->n || p->s[p->i] != ':')
-                return syntax(p, p->i == p->n ? "unexpected end of input" : "expected ':'");
-            p->i++;
-            skip_ws(p);
+            s += 16;
+            o += 16;
         }
-        if (fn(p, noff, nlen, ctx) < 0)
-            return -1;
-        skip_ws(p);
-        if (p->i == p->n)
-            return syntax(p, "unexpected end of input");
-        if (p->s[p->i] == close) {
-            p->i++;
-            return 0;
+#endif
+        while (s < end && xr_json_plain(*s))
+            *o++ = (char)*s++;
+        if (s == end)
+            return eoi(p);
+#if defined(__SSE2__)
+    stopped:
+#endif
+        if (*s == '"')
+            break;
+        if (*s++ != '\\')
+            return fail(p, "control character in a string");
+        if (s < end && *s == '"') {     /* the escape of JSON in JSON */
+            *o++ = '"';
+            s++;
+        } else {
+            char *w = o;        /* o's address is not taken: it stays in a register */
+            if (!(s = escape(p, s, &w)))
+                return NULL;
+            o = w;
         }
-        if (p->s[p->i] != ',')
-            return syntax(p, close == '}' ? "expected ',' or the end of the object"
-                                          : "expected ',' or the end of the array");
-        p->i++;
     }
+    *off = (size_t)(p->o - p->base);
+    *len = (size_t)(o - p->o);
+    *o = '\0';
+    p->o = o + 1;
+    return s + 1;
 }
 
-static int skip_element(parser *p, size_t name_off, size_t name_len, void *ctx)
+static const unsigned char *digits(parser *p, const unsigned char *s)
 {
-    (void)name_off, (void)name_len;
-    return value(p, *(int *)ctx + 1);
+    const unsigned char *s0 = s;
+    while (s < p->end && *s >= '0' && *s <= '9')
+        s++;
+    return s > s0 ? s : fail(p, "malformed number");
 }
 
-/* An object or array at p->i, members checked and thrown away. */
-static int container(parser *p, int depth)
+static const unsigned char *number(parser *p, const unsigned char *s)
+{
+    const unsigned char *end = p->end;
+    if (*s == '-')
+        s++;
+    if (s < end && *s == '0')
+        s++;
+    else if (!(s = digits(p, s)))
+        return NULL;
+    if (s < end && *s == '.' && !(s = digits(p, s + 1)))
+        return NULL;
+    if (s < end && (*s == 'e' || *s == 'E')) {
+        s++;
+        if (s < end && (*s == '+' || *s == '-'))
+            s++;
+        if (!(s = digits(p, s)))
+            return NULL;
+    }
+    return s;
+}
+
+static const unsigned char *literal(parser *p, const unsigned char *s, const char *word, size_t n)
+{
+    size_t left = (size_t)(p->end - s);
+    if (left < n || memcmp(s, word, n) != 0)
+        return fail(p, left < n && memcmp(s, word, left) == 0 ? "unexpected end of input"
+                                                             : "unexpected character");
+    return s + n;
+}
+
+/*
+ * Walking an object or array: list_open() at its bracket says whether an
+ * element follows; after each element list_next() eats the ',' (*more 1)
+ * or the closing bracket (*more 0). Both leave s past any whitespace.
+ */
+static inline const unsigned char *list_open(parser *p, const unsigned char *s, int *more)
+{
+    unsigned char close = *s == '{' ? '}' : ']';
+    s = skip_ws(s + 1, p->end);
+    *more = !(s < p->end && *s == close);
+    return *more ? s : s + 1;
+}
+
+static inline const unsigned char *list_next(parser *p, const unsigned char *s, unsigned char close,
+                                             int *more)
+{
+    s = skip_ws(s, p->end);
+    if (s == p->end)
+        return eoi(p);
+    if (*s == ',') {
+        *more = 1;
+        return skip_ws(s + 1, p->end);
+    }
+    if (*s == close) {
+        *more = 0;
+        return s + 1;
+    }
+    return fail(p, close == '}' ? "expected ',' or the end of the object"
+                                : "expected ',' or the end of the array");
+}
+
+/* The ':' after a member name, and the whitespace around it. */
+static inline const unsigned char *colon(parser *p, const unsigned char *s)
+{
+    if (s < p->end && *s == ':')
+        return skip_ws(s + 1, p->end);
+    s = skip_ws(s, p->end);
+    if (s == p->end)
+        return eoi(p);
+    if (*s != ':')
+        return fail(p, "expected ':'");
+    return skip_ws(s + 1, p->end);
+}
+
+/*
+ * A member's name at s and its ':', returning where the value starts. A
+ * name without escapes is handed over where it stands in the text (*raw 1);
+ * else it is unescaped into the store (*raw 0; the caller may take the
+ * room back).
+ */
+static inline const unsigned char *member_name(parser *p, const unsigned char *s, const char **name,
+                                               size_t *len, int *raw)
+{
+    if (s == p->end)
+        return eoi(p);
+    if (*s != '"')
+        return fail(p, "expected a member name");
+    const unsigned char *q = s + 1;
+    size_t run = xr_json_plain_run(q, (size_t)(p->end - q), 0);
+    if (q + run < p->end && q[run] == '"') {
+        *name = (const char *)q;
+        *len = run;
+        *raw = 1;
+        s = q + run + 1;
+    } else {
+        size_t off;
+        if (!(s = string_kept(p, s, &off, len)))
+            return NULL;
+        *name = p->base + off;
+        *raw = 0;
+    }
+    return colon(p, s);
+}
+
+static const unsigned char *value(parser *p, const unsigned char *s, int depth);
+
+/* An object or array at s, checked and thrown away; an escaped name takes
+ * room in the store only while it is checked. */
+static const unsigned char *container(parser *p, const unsigned char *s, int depth)
 {
     if (depth > MAX_DEPTH)
-        return syntax(p, "nested too deep");
-    return list(p, NULL, 0, skip_element, &depth);
+        return fail(p, "nested too deep");
+    unsigned char close = *s == '{' ? '}' : ']';
+    int more;
+    s = list_open(p, s, &more);
+    while (more) {
+        if (close == '}') {
+            char *mark = p->o;
+            const char *name;
+            size_t len;
+            int raw;
+            if (!(s = member_name(p, s, &name, &len, &raw)))
+                return NULL;
+            p->o = mark;
+        }
+        if (!(s = value(p, s, depth + 1)) || !(s = list_next(p, s, close, &more)))
+            return NULL;
+    }
+    return s;
 }
 
-static int literal(parser *p, const char *word)
+/* Any value at s (whitespace skipped), checked and thrown away. */
+static const unsigned char *value(parser *p, const unsigned char *s, int depth)
 {
-    size_t n = strlen(word);
-    if (p->n - p->i < n || memcmp(p->s + p->i, word, n) != 0)
-        return syntax(p, p->n - p->i < n && memcmp(p->s + p->i, word, p->n - p->i) == 0
-                         ? "unexpected end of input" : "unexpected character");
-    p->i += n;
-    return 0;
-}
-
-/* Any value at p->i, checked and thrown away. */
-static int value(parser *p, int depth)
-{
-    skip_ws(p);
-    if (p->i == p->n)
-        return syntax(p, "unexpected end of input");
-    switch (p->s[p->i]) {
-    case '"': return string(p, NULL, NULL, NULL);
-    case '{': case '[': return container(p, depth);
-    case 't': return literal(p, "true");
-    case 'f': return literal(p, "false");
-    case 'n': return literal(p, "null");
+    if (s == p->end)
+        return eoi(p);
+    switch (*s) {
+    case '"': return string_checked(p, s);
+    case '{': case '[': return container(p, s, depth);
+    case 't': return literal(p, s, "true", 4);
+    case 'f': return literal(p, s, "false", 5);
+    case 'n': return literal(p, s, "null", 4);
     default:
-        if (p->s[p->i] == '-' || (p->s[p->i] >= '0' && p->s[p->i] <= '9'))
-            return number(p);
-        return syntax(p, "unexpected character");
+        if (*s == '-' || (*s >= '0' && *s <= '9'))
+            return number(p, s);
+        return fail(p, "unexpected character");
     }
 }
 
@@ -355,68 +464,139 @@ static int field_of(const char *n, size_t len)
     }
 }
 
+/* The five names as they nearly always come, quotes included, read at s
+ * straight from the text: the field, *after past its ':'; -1 otherwise
+ * (an escaped or unknown name, or too near the end: the general path). */
+static int known_field(parser *p, const unsigned char *s, const unsigned char **after)
+{
+    int k;
+    size_t n;
+    if (p->end - s < 13)
+        return -1;
+    switch (s[1]) {
+    case 'r':
+        if (memcmp(s, "\"request_id\"", 12) == 0)
+            k = F_ID, n = 12;
+        else if (memcmp(s, "\"route\"", 7) == 0)
+            k = F_ROUTE, n = 7;
+        else
+            return -1;
+        break;
+    case 'p':
+        if (memcmp(s, "\"payload\"", 9) != 0)
+            return -1;
+        k = F_PAYLOAD, n = 9;
+        break;
+    case 'm':
+        if (memcmp(s, "\"method\"", 8) != 0)
+            return -1;
+        k = F_METHOD, n = 8;
+        break;
+    case 'h':
+        if (memcmp(s, "\"header\"", 8) != 0)
+            return -1;
+        k = F_HEADER, n = 8;
+        break;
+    default:
+        return -1;
+    }
+    if (!(*after = colon(p, s + n)))
+        return -2;
+    return k;
+}
+
 typedef struct fields {
     int seen[F_N];              /* 0 absent, 1 good, -1 wrong type */
     size_t off[F_N], len[F_N];
-    size_t header_start, header_end;    /* the header object in the input */
+    const unsigned char *header_start, *header_end;    /* the header object in the input */
     int too_many;
 } fields;
 
-typedef struct request_ctx {
-    xr_proto_request *r;
-    fields f;
-    size_t hoffs[4 * XR_PROTO_MAX_HEADERS];
-} request_ctx;
-
-/* A member of the "header" object: its name, and a string value, into the
- * store; a value of another type is checked and left to xr_header_* (read
- * from the whole object's text), its entry says NULL, so that the last of
- * repeated names wins whatever their types. */
-static int header_member(parser *p, size_t noff, size_t nlen, void *ctx)
+/* The "header" object at s: names and string values into the store; a
+ * value of another type is checked and left to xr_header_* (read from the
+ * whole object's text), its entry says NULL, so that the last of repeated
+ * names wins whatever their types. */
+static const unsigned char *header_object(parser *p, const unsigned char *s, xr_proto_request *r,
+                                          fields *f)
 {
-    request_ctx *c = ctx;
-    xr_proto_request *r = c->r;
-    size_t voff = SIZE_MAX, vlen = 0;
-    int rc = p->i < p->n && p->s[p->i] == '"' ? string(p, p->out, &voff, &vlen) : value(p, 2);
-    if (rc < 0)
-        return -1;
-    if (r->n_headers == XR_PROTO_MAX_HEADERS) {
-        c->f.too_many = 1;
-    } else {
-        size_t k = r->n_headers++;
-        c->hoffs[4 * k] = noff, c->hoffs[4 * k + 1] = nlen;
-        c->hoffs[4 * k + 2] = voff, c->hoffs[4 * k + 3] = vlen;
+    r->n_headers = 0;
+    f->too_many = 0;
+    f->header_start = s;
+    int more;
+    s = list_open(p, s, &more);
+    while (more) {
+        const char *name;
+        size_t nlen, noff, voff = 0, vlen = 0;
+        int raw;
+        char *mark = p->o;
+        if (!(s = member_name(p, s, &name, &nlen, &raw)))
+            return NULL;
+        if (raw) {
+            /* Names are kept NUL-terminated in the store. */
+            memcpy(p->o, name, nlen);
+            p->o[nlen] = '\0';
+            noff = (size_t)(p->o - p->base);
+            p->o += nlen + 1;
+        } else {
+            noff = (size_t)(name - p->base);
+        }
+        int str = s < p->end && *s == '"';
+        if (!(s = str ? string_kept(p, s, &voff, &vlen) : value(p, s, 2)) ||
+            !(s = list_next(p, s, '}', &more)))
+            return NULL;
+        if (r->n_headers == XR_PROTO_MAX_HEADERS) {
+            f->too_many = 1;
+            p->o = mark;
+            continue;
+        }
+        xr_proto_header *h = &r->headers[r->n_headers++];
+        h->name = p->base + noff;
+        h->name_len = nlen;
+        h->value = str ? p->base + voff : NULL;
+        h->value_len = vlen;
     }
-    return 0;
+    f->header_end = s;
+    return s;
 }
 
-/* A member of the request object: the five fields are kept (the last of
- * repeated ones wins), anything else is checked and skipped. */
-static int request_member(parser *p, size_t koff, size_t klen, void *ctx)
+/* The members of the request object: the five fields are kept (the last
+ * of repeated ones wins), anything else is checked and skipped. */
+static const unsigned char *request_object(parser *p, const unsigned char *s, xr_proto_request *r,
+                                           fields *f)
 {
-    request_ctx *c = ctx;
-    xr_proto_request *r = c->r;
-    fields *f = &c->f;
-    int k = field_of(p->name, klen);
-    if (koff != SIZE_MAX)
-        r->store.len = koff;    /* an escaped name was copied: not kept */
-    int more = p->i < p->n;
-    if (k < F_HEADER && more && p->s[p->i] == '"') {
-        f->seen[k] = 1;
-        return string(p, &r->store, &f->off[k], &f->len[k]);
+    int more;
+    s = list_open(p, s, &more);
+    while (more) {
+        const unsigned char *v;
+        int k = s < p->end && *s == '"' ? known_field(p, s, &v) : -1;
+        if (k == -2)
+            return NULL;
+        if (k < 0) {
+            const char *name;
+            size_t nlen;
+            int raw;
+            char *mark = p->o;
+            if (!(v = member_name(p, s, &name, &nlen, &raw)))
+                return NULL;
+            k = field_of(name, nlen);
+            p->o = mark;        /* an escaped name was copied: not kept */
+        }
+        int c = v < p->end ? *v : -1;
+        if (k < F_HEADER && c == '"') {
+            f->seen[k] = 1;
+            s = string_kept(p, v, &f->off[k], &f->len[k]);
+        } else if (k == F_HEADER && c == '{') {
+            f->seen[k] = 1;
+            s = header_object(p, v, r, f);
+        } else {
+            if (k < F_N)
+                f->seen[k] = -1;
+            s = value(p, v, 1);
+        }
+        if (!s || !(s = list_next(p, s, '}', &more)))
+            return NULL;
     }
-    if (k == F_HEADER && more && p->s[p->i] == '{') {
-        f->seen[k] = 1;
-        r->n_headers = 0;
-        f->too_many = 0;
-        f->header_start = p->i;
-        int rc = list(p, &r->store, 0, header_member, c);
-        f->header_end = p->i;
-        return rc;
-    }
-    if (k < F_N)
-        f->seen[k] = -1;
-    return value(p, 1);
+    return s;
 }
 
 int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
@@ -431,22 +611,23 @@ int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
     r->method = 0;
     r->header_json = "{}";
     r->header_json_len = 2;
-    parser p = {(const unsigned char *)data, len, 0, &r->store, NULL, NULL};
-    request_ctx ctx;
-    ctx.r = r;
-    memset(&ctx.f, 0, sizeof ctx.f);
-    const fields *f = &ctx.f;
-
-    skip_ws(&p);
-    if (p.i == p.n) {
+    parser p;
+    fields f;
+    memset(&f, 0, sizeof f);
+    /* The header object's text is copied after the strings: room for it too. */
+    if (parser_start(&p, data, len, &r->store, len + 1) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    const unsigned char *s = skip_ws(p.start, p.end);
+    if (s == p.end) {
         snprintf(err, errlen, "request is not valid JSON: unexpected end of input");
         return -1;
     }
-    if (p.s[p.i] != '{') {
+    if (*s != '{') {
         /* Valid JSON but not an object, or not JSON at all. */
-        if (value(&p, 0) == 0) {
-            skip_ws(&p);
-            if (p.i == p.n) {
+        if ((s = value(&p, s, 0))) {
+            if (skip_ws(s, p.end) == p.end) {
                 snprintf(err, errlen, "request must be a JSON object");
                 return -1;
             }
@@ -455,65 +636,54 @@ int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
         snprintf(err, errlen, "request is not valid JSON: %s", p.why);
         return -1;
     }
-    if (list(&p, &r->store, 1, request_member, &ctx) == 0) {
-        skip_ws(&p);
-        if (p.i < p.n)
-            p.why = "data after the object";
-    }
+    if ((s = request_object(&p, s, r, &f)) && skip_ws(s, p.end) != p.end)
+        p.why = "data after the object";
     if (p.why) {
         snprintf(err, errlen, "request is not valid JSON: %s", p.why);
         return -1;
     }
-    /* The header object's text, kept for its members of other types. */
-    size_t hoff = r->store.len;
-    if (f->seen[F_HEADER] == 1 &&
-        (xr_buf_add(&r->store, data + f->header_start, f->header_end - f->header_start) < 0 ||
-         xr_buf_add(&r->store, "", 1) < 0)) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    /* The store is final now: turn offsets into pointers. */
-    const char *base = r->store.p;
-    if (f->seen[F_ID] == 1) {
-        r->id = base + f->off[F_ID];
-        r->id_len = f->len[F_ID];
+    const char *base = p.base;
+    if (f.seen[F_ID] == 1) {
+        r->id = base + f.off[F_ID];
+        r->id_len = f.len[F_ID];
     }
     for (int k = 0; k < F_HEADER; k++) {
-        if (!f->seen[k]) {
+        if (!f.seen[k]) {
             snprintf(err, errlen, "missing field '%s'", field_names[k]);
             return -1;
         }
-        if (f->seen[k] < 0) {
+        if (f.seen[k] < 0) {
             snprintf(err, errlen, "field '%s' must be a string", field_names[k]);
             return -1;
         }
     }
-    r->route = base + f->off[F_ROUTE];
-    r->route_len = f->len[F_ROUTE];
-    r->payload = base + f->off[F_PAYLOAD];
-    r->payload_len = f->len[F_PAYLOAD];
-    if (!f->seen[F_HEADER]) {
+    r->route = base + f.off[F_ROUTE];
+    r->route_len = f.len[F_ROUTE];
+    r->payload = base + f.off[F_PAYLOAD];
+    r->payload_len = f.len[F_PAYLOAD];
+    if (!f.seen[F_HEADER]) {
         snprintf(err, errlen, "missing field 'header'");
         return -1;
     }
-    if (f->seen[F_HEADER] < 0) {
+    if (f.seen[F_HEADER] < 0) {
         snprintf(err, errlen, "field 'header' must be an object");
         return -1;
     }
-    r->header_json = base + hoff;
-    r->header_json_len = f->header_end - f->header_start;
-    if (f->too_many) {
+    /* The header object's text, kept for its members of other types, in
+     * the room reserved for it. */
+    size_t hlen = (size_t)(f.header_end - f.header_start);
+    memcpy(p.o, f.header_start, hlen);
+    p.o[hlen] = '\0';
+    r->header_json = p.o;
+    r->header_json_len = hlen;
+    p.o += hlen + 1;
+    r->store.len = (size_t)(p.o - base);
+    if (f.too_many) {
         snprintf(err, errlen, "more than %d headers", XR_PROTO_MAX_HEADERS);
         return -1;
     }
-    for (size_t k = 0; k < r->n_headers; k++) {
-        r->headers[k].name = base + ctx.hoffs[4 * k];
-        r->headers[k].name_len = ctx.hoffs[4 * k + 1];
-        r->headers[k].value = ctx.hoffs[4 * k + 2] == SIZE_MAX ? NULL : base + ctx.hoffs[4 * k + 2];
-        r->headers[k].value_len = ctx.hoffs[4 * k + 3];
-    }
-    const char *mname = base + f->off[F_METHOD];
-    r->method = xr_proto_method(mname, f->len[F_METHOD]);
+    const char *mname = base + f.off[F_METHOD];
+    r->method = xr_proto_method(mname, f.len[F_METHOD]);
     if (!r->method) {
         snprintf(err, errlen, "unknown method '%.16s' (expected GET, POST, PUT, SUB or UNSUB)",
                  mname);
@@ -546,16 +716,28 @@ int xr_proto_response(xr_buf *out, const char *id, size_t id_len,
     const char *m = xr_proto_method_name(method);
     if (!header_json)
         header_json = "{}";
-    if (xr_buf_add(out, a, sizeof a - 1) < 0 ||
-        xr_buf_json_escaped(out, id, id_len) < 0 ||
-        xr_buf_add(out, b, sizeof b - 1) < 0 ||
-        xr_buf_json_escaped(out, payload, payload_len) < 0 ||
-        xr_buf_add(out, c, sizeof c - 1) < 0 ||
-        xr_buf_add(out, header_json, strlen(header_json)) < 0 ||
-        xr_buf_add(out, d, sizeof d - 1) < 0 ||
-        xr_buf_add(out, m, strlen(m)) < 0 ||
-        xr_buf_add(out, e, sizeof e - 1) < 0)
+    size_t hlen = strlen(header_json), mlen = strlen(m);
+    /* One reservation for the worst case, then straight writes. */
+    size_t idmax = escaped_max(id_len), pmax = escaped_max(payload_len);
+    size_t fixed = sizeof a + sizeof b + sizeof c + sizeof d + sizeof e + hlen + mlen;
+    if (idmax == SIZE_MAX || pmax == SIZE_MAX || pmax > SIZE_MAX - idmax - fixed ||
+        xr_buf_reserve(out, idmax + pmax + fixed) < 0)
         return -1;
+    char *o = out->p + out->len;
+    memcpy(o, a, sizeof a - 1);
+    o = escaped_at(o + sizeof a - 1, id, id_len);
+    memcpy(o, b, sizeof b - 1);
+    o = escaped_at(o + sizeof b - 1, payload, payload_len);
+    memcpy(o, c, sizeof c - 1);
+    o += sizeof c - 1;
+    memcpy(o, header_json, hlen);
+    o += hlen;
+    memcpy(o, d, sizeof d - 1);
+    o += sizeof d - 1;
+    memcpy(o, m, mlen);
+    o += mlen;
+    memcpy(o, e, sizeof e - 1);
+    out->len = (size_t)(o + sizeof e - 1 - out->p);
     return 0;
 }
 
@@ -570,34 +752,42 @@ void xr_json_fields_reset(xr_json_fields *f, const char *json, size_t len)
     f->store.len = 0;
 }
 
-static int index_member(parser *p, size_t noff, size_t nlen, void *ctx)
+static const unsigned char *index_members(parser *p, const unsigned char *s, xr_json_fields *f)
 {
-    xr_json_fields *f = ctx;
-    if (f->n == f->cap) {
-        size_t cap = f->cap ? 2 * f->cap : 8;
-        xr_json_member *m = realloc(f->m, cap * sizeof *m);
-        if (!m)
-            return syntax(p, "out of memory");
-        f->m = m;
-        f->cap = cap;
+    int more;
+    s = list_open(p, s, &more);
+    while (more) {
+        if (f->n == f->cap) {
+            size_t cap = f->cap ? 2 * f->cap : 8;
+            xr_json_member *m = realloc(f->m, cap * sizeof *m);
+            if (!m)
+                return fail(p, "out of memory");
+            f->m = m;
+            f->cap = cap;
+        }
+        xr_json_member *m = &f->m[f->n];
+        const char *name;
+        int raw;
+        if (!(s = member_name(p, s, &name, &m->name_len, &raw)))
+            return NULL;
+        m->name_raw = raw;
+        m->name_off = (size_t)(name - (raw ? f->json : p->base));
+        int c = s < p->end ? *s : 0;
+        m->type = c == '"' ? XR_JT_STRING : c == '{' ? XR_JT_OBJECT : c == '[' ? XR_JT_ARRAY
+                : c == 't' || c == 'f' ? XR_JT_BOOL : c == 'n' ? XR_JT_NULL : XR_JT_NUMBER;
+        m->raw_off = (size_t)(s - p->start);
+        m->str_off = SIZE_MAX;
+        m->str_len = 0;
+        /* Strings are unescaped now, in the same pass that checks them. */
+        if (!(s = m->type == XR_JT_STRING ? string_kept(p, s, &m->str_off, &m->str_len)
+                                          : value(p, s, 1)))
+            return NULL;
+        m->raw_len = (size_t)(s - p->start) - m->raw_off;
+        f->n++;
+        if (!(s = list_next(p, s, '}', &more)))
+            return NULL;
     }
-    xr_json_member *m = &f->m[f->n];
-    unsigned char c = p->i < p->n ? p->s[p->i] : 0;
-    m->type = c == '"' ? XR_JT_STRING : c == '{' ? XR_JT_OBJECT : c == '[' ? XR_JT_ARRAY
-            : c == 't' || c == 'f' ? XR_JT_BOOL : c == 'n' ? XR_JT_NULL : XR_JT_NUMBER;
-    m->name_raw = noff == SIZE_MAX;
-    m->name_off = m->name_raw ? (size_t)(p->name - f->json) : noff;
-    m->name_len = nlen;
-    m->raw_off = p->i;
-    m->str_off = SIZE_MAX;
-    m->str_len = 0;
-    /* Strings are unescaped now, in the same pass that checks them. */
-    if ((m->type == XR_JT_STRING ? string(p, &f->store, &m->str_off, &m->str_len)
-                                 : value(p, 1)) < 0)
-        return -1;
-    m->raw_len = p->i - m->raw_off;
-    f->n++;
-    return 0;
+    return s;
 }
 
 static int fields_index(xr_json_fields *f)
@@ -605,12 +795,14 @@ static int fields_index(xr_json_fields *f)
     /* Names and strings are unescaped into the store here, once: no
      * pointer into it is handed out before the index is complete. */
     f->store.len = 0;
-    parser p = {(const unsigned char *)f->json, f->len, 0, &f->store, NULL, NULL};
-    skip_ws(&p);
-    if (p.i == p.n || p.s[p.i] != '{' || list(&p, &f->store, 1, index_member, f) < 0)
+    parser p;
+    if (parser_start(&p, f->json, f->len, &f->store, 0) < 0)
         return -1;
-    skip_ws(&p);
-    return p.i == p.n ? 1 : -1;
+    const unsigned char *s = skip_ws(p.start, p.end);
+    if (s == p.end || *s != '{' || !(s = index_members(&p, s, f)))
+        return -1;
+    f->store.len = (size_t)(p.o - p.base);
+    return skip_ws(s, p.end) == p.end ? 1 : -1;
 }
 
 xr_json_member *xr_json_fields_get(xr_json_fields *f, const char *name, size_t nlen, int *state)

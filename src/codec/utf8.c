@@ -3,6 +3,10 @@
 
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 /*
  * Byte ranges from Unicode table 3-7 (well-formed UTF-8). The second byte
  * of E0, ED, F0 and F4 sequences has a narrower range: that is what rules
@@ -27,7 +31,12 @@ int xr_utf8_feed(xr_utf8 *u, const uint8_t *p, size_t n)
     size_t i = 0;
     while (i < n) {
         if (u->need == 0) {
-            /* Most chat text is ASCII: test eight bytes at a time. */
+            /* Most chat text is ASCII: test sixteen or eight bytes at a time. */
+#if defined(__SSE2__)
+            while (i + 16 <= n &&
+                   !_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + i))))
+                i += 16;
+#endif
             while (i + 8 <= n) {
                 uint64_t w;
                 memcpy(&w, p + i, 8);

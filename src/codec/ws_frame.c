@@ -5,6 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 void xr_ws_decoder_init(xr_ws_decoder *d, uint64_t max_frame,
                         uint64_t max_message, int expect_mask)
 {
@@ -46,22 +50,35 @@ int xr_ws_close_code_valid(unsigned code)
     return code >= 3000 && code <= 4999;
 }
 
-void xr_ws_mask(uint8_t *data, size_t len, const uint8_t mask[4], size_t offset)
+int xr_ws_mask(uint8_t *data, size_t len, const uint8_t mask[4], size_t offset)
 {
     uint8_t m[8];
     for (int i = 0; i < 8; i++)
         m[i] = mask[(offset + i) & 3];
-    uint64_t m64;
+    uint64_t m64, high = 0;
     memcpy(&m64, m, 8);
     size_t i = 0;
+#if defined(__SSE2__)
+    __m128i m128 = _mm_set1_epi64x((long long)m64), acc = _mm_setzero_si128();
+    for (; i + 16 <= len; i += 16) {
+        __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)(data + i)), m128);
+        _mm_storeu_si128((__m128i *)(void *)(data + i), v);
+        acc = _mm_or_si128(acc, v);
+    }
+    high = (uint64_t)_mm_movemask_epi8(acc);
+#endif
     for (; i + 8 <= len; i += 8) {
         uint64_t w;
         memcpy(&w, data + i, 8);
         w ^= m64;
         memcpy(data + i, &w, 8);
+        high |= w & UINT64_C(0x8080808080808080);
     }
-    for (; i < len; i++)
+    for (; i < len; i++) {
         data[i] ^= m[i & 7];
+        high |= data[i] & 0x80;
+    }
+    return high != 0;
 }
 
 xr_ws_status xr_ws_decode(xr_ws_decoder *d, uint8_t *buf, size_t len,
@@ -153,10 +170,12 @@ xr_ws_status xr_ws_decode(xr_ws_decoder *d, uint8_t *buf, size_t len,
             size_t have = len - hdr, from = (size_t)d->done;
             if (from == 0 && op != XR_WS_OP_CONT)
                 xr_utf8_init(&d->utf8);
-            if (mask)
-                xr_ws_mask(payload + from, have - from, mask, from);
+            /* Unmasking says whether all was ASCII: then, between code
+             * points, there is nothing to check. */
+            int high = mask ? xr_ws_mask(payload + from, have - from, mask, from) : 1;
             d->done = have;
-            if (!xr_utf8_feed(&d->utf8, payload + from, have - from))
+            if ((high || !xr_utf8_complete(&d->utf8)) &&
+                !xr_utf8_feed(&d->utf8, payload + from, have - from))
                 return fail(f, 1007, "text message is not valid UTF-8");
         }
         return XR_WS_NEED_MORE;
@@ -165,10 +184,11 @@ xr_ws_status xr_ws_decode(xr_ws_decoder *d, uint8_t *buf, size_t len,
     /* Bytes already unmasked and checked while the frame was arriving. */
     size_t from = (size_t)d->done;
     d->done = 0;
+    int high = 1;
     if (mask) {
         uint8_t m[4];
         memcpy(m, mask, 4);
-        xr_ws_mask(payload + from, (size_t)plen - from, m, from);
+        high = xr_ws_mask(payload + from, (size_t)plen - from, m, from);
     }
     f->size = hdr + (size_t)plen;
     f->opcode = (uint8_t)op;
@@ -188,7 +208,8 @@ xr_ws_status xr_ws_decode(xr_ws_decoder *d, uint8_t *buf, size_t len,
              * that shows it, not at the end of the message. */
             if (op != XR_WS_OP_CONT && from == 0)
                 xr_utf8_init(&d->utf8);
-            if (!xr_utf8_feed(&d->utf8, payload + from, (size_t)plen - from))
+            if ((high || !xr_utf8_complete(&d->utf8)) &&
+                !xr_utf8_feed(&d->utf8, payload + from, (size_t)plen - from))
                 return fail(f, 1007, "text message is not valid UTF-8");
             if (fin && !xr_utf8_complete(&d->utf8))
                 return fail(f, 1007, "text message ends inside a UTF-8 sequence");

@@ -89,8 +89,9 @@ size_t xr_ws_header(uint8_t out[XR_WS_MAX_HEADER], unsigned opcode, int fin,
                     uint64_t len, const uint8_t *mask);
 
 /* XORs data with the 4-byte mask; offset is the byte's position in the
- * payload (for masking in pieces). */
-void xr_ws_mask(uint8_t *data, size_t len, const uint8_t mask[4], size_t offset);
+ * payload (for masking in pieces). Nonzero when a byte it wrote is not
+ * ASCII (so text needs its UTF-8 checked). */
+int xr_ws_mask(uint8_t *data, size_t len, const uint8_t mask[4], size_t offset);
 
 /* Whether a code may appear in a close frame on the wire (section 7.4). */
 int xr_ws_close_code_valid(unsigned code);

@@ -174,6 +174,51 @@ static void test_invalid_utf8_is_1007_at_the_bad_fragment(void)
     CHECK_EQ(xr_ws_decode(&d, buf, n, &f), XR_WS_FRAME);
 }
 
+/* Unmasking tells the decoder whether a text frame was all ASCII, which
+ * lets it skip the UTF-8 check: never when a code point is still open. */
+static void test_mask_reports_non_ascii_and_ascii_cannot_finish_a_code_point(void)
+{
+    /* Every length across the 16- and 8-byte blocks, the odd byte anywhere. */
+    for (size_t n = 1; n <= 40; n++) {
+        for (size_t at = 0; at <= n; at++) {
+            uint8_t b[48];
+            memset(b, 'a', n);
+            if (at < n)
+                b[at] = 0xC3;
+            for (size_t off = 0; off < 4; off++) {
+                uint8_t m[48];
+                memcpy(m, b, n);
+                xr_ws_mask(m, n, MASK, off);    /* masked */
+                CHECK_EQ(xr_ws_mask(m, n, MASK, off) != 0, at < n);
+                CHECK(memcmp(m, b, n) == 0);
+            }
+        }
+    }
+    /* A fragment that ends inside a code point, then ASCII: invalid. */
+    uint8_t buf[64];
+    xr_ws_decoder d = dec();
+    xr_ws_frame f;
+    size_t n = mkframe(buf, 0, 0, XR_WS_OP_TEXT, "caf\xc3", 4, 1);
+    CHECK_EQ(xr_ws_decode(&d, buf, n, &f), XR_WS_FRAME);
+    n = mkframe(buf, 0, 0, XR_WS_OP_CONT, "e!", 2, 1);     /* at this fragment, not the last */
+    CHECK_EQ(xr_ws_decode(&d, buf, n, &f), XR_WS_ERROR);
+    CHECK_EQ(f.error_code, 1007);
+    /* The same while the frame is still arriving (checked as it comes). */
+    d = dec();
+    d.stream = 1;
+    n = mkframe(buf, 0, 0, XR_WS_OP_TEXT, "caf\xc3", 4, 1);
+    CHECK_EQ(xr_ws_decode(&d, buf, n, &f), XR_WS_FRAME);
+    n = mkframe(buf, 1, 0, XR_WS_OP_CONT, "e! and more", 11, 1);
+    CHECK_EQ(xr_ws_decode(&d, buf, n - 4, &f), XR_WS_ERROR);
+    CHECK_EQ(f.error_code, 1007);
+    /* And the good continuation passes. */
+    d = dec();
+    n = mkframe(buf, 0, 0, XR_WS_OP_TEXT, "caf\xc3", 4, 1);
+    CHECK_EQ(xr_ws_decode(&d, buf, n, &f), XR_WS_FRAME);
+    n = mkframe(buf, 1, 0, XR_WS_OP_CONT, "\xa9!", 2, 1);
+    CHECK_EQ(xr_ws_decode(&d, buf, n, &f), XR_WS_FRAME);
+}
+
 static void test_oversize_frame_and_message_are_1009(void)
 {
     uint8_t buf[64];
@@ -277,6 +322,7 @@ int main(void)
     RUN(test_control_frame_rules);
     RUN(test_fragmented_text_reassembly_rules);
     RUN(test_invalid_utf8_is_1007_at_the_bad_fragment);
+    RUN(test_mask_reports_non_ascii_and_ascii_cannot_finish_a_code_point);
     RUN(test_oversize_frame_and_message_are_1009);
     RUN(test_64bit_length_top_bit_is_1002);
     RUN(test_close_frame_validation);
