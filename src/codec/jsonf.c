@@ -31,6 +31,7 @@ typedef struct out {
     size_t cap, len;           /* len counts what did not fit too */
     xr_buf *b;                 /* growable when set */
     int oom;
+    int esc;                   /* the text escaped as the inside of a JSON string (b only) */
 } out;
 
 /* Whether n more bytes can be written at o->p + o->len. */
@@ -69,6 +70,21 @@ static inline void put_c(out *o, char c)
     if (room(o, 1))
         o->p[o->len] = c;
     o->len++;
+}
+
+/* Text, escaped in esc mode (which has a growable buffer). */
+static void put_text(out *o, const char *s, size_t n)
+{
+    if (!o->esc) {
+        put(o, s, n);
+        return;
+    }
+    size_t max = xr_json_escape_max(n);
+    if (max == SIZE_MAX || !room(o, max)) {
+        o->oom = 1;
+        return;
+    }
+    o->len = (size_t)(xr_json_escape(o->p + o->len, s, n) - o->p);
 }
 
 /*
@@ -149,17 +165,109 @@ static size_t quote_some(char *w, const unsigned char *p, size_t n, size_t *i, s
 static void quoted(out *o, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
-    put_c(o, '"');
+    /* Most strings need no escape: one run, copied between its quotes
+     * (each \" in esc mode). */
+    static const char mark[] = "\\\"";     /* its last byte, or both escaped */
+    size_t q = o->esc ? 2 : 1;
+    if (n <= QCHUNK && room(o, n + 2 * q + XR_JSON_COPY_SLACK)) {
+        char *w = o->p + o->len;
+        size_t run = xr_json_copy_run_ascii((unsigned char *)w + q, p, n);
+        if (run == n) {
+            memcpy(w, mark + 2 - q, q);
+            memcpy(w + q + n, mark + 2 - q, q);
+            o->len += n + 2 * q;
+            return;
+        }
+    }
+    put_text(o, "\"", 1);
     for (size_t i = 0; i < n;) {
         size_t limit = n - i > QCHUNK ? i + QCHUNK : n;
-        if (room(o, QBUF)) {
+        if (!o->esc && room(o, QBUF)) {
             o->len += quote_some(o->p + o->len, p, n, &i, limit);
         } else {
             char tmp[QBUF];
-            put(o, tmp, quote_some(tmp, p, n, &i, limit));
+            put_text(o, tmp, quote_some(tmp, p, n, &i, limit));
         }
     }
-    put_c(o, '"');
+    put_text(o, "\"", 1);
+}
+
+/* ---- the inside of a JSON string -------------------------------------- */
+
+char *xr_json_escape(char *o, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    for (;;) {
+        /* As the parser's string loop: blocks while they fit, then bytes;
+         * the stops of a block, once known, are walked without scanning
+         * it again (a '"' after another is the common case). */
+#if defined(__SSE2__)
+        while (end - p >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+            _mm_storeu_si128((__m128i *)(void *)o, v);
+            unsigned stop = xr_json_stops16(v, 0);
+            if (!stop) {
+                p += 16;
+                o += 16;
+                continue;
+            }
+            unsigned k = (unsigned)__builtin_ctz(stop);
+            p += k;
+            o += k;
+            while (*p == '"') {
+                *o++ = '\\';
+                *o++ = '"';
+                p++;
+                stop >>= k + 1;
+                if (!stop || end - p < 16)
+                    break;
+                _mm_storeu_si128((__m128i *)(void *)o,
+                                 _mm_loadu_si128((const __m128i *)(const void *)p));
+                k = (unsigned)__builtin_ctz(stop);
+                p += k;
+                o += k;
+            }
+            if (p < end && *p != '"' && !xr_json_plain(*p))
+                goto stopped;
+        }
+#endif
+        while (p < end && xr_json_plain(*p))
+            *o++ = (char)*p++;
+        if (p == end)
+            return o;
+#if defined(__SSE2__)
+    stopped:
+#endif
+        {
+            unsigned char c = *p++;
+            *o++ = '\\';
+            switch (c) {
+            case '"': *o++ = '"'; break;
+            case '\\': *o++ = '\\'; break;
+            case '\n': *o++ = 'n'; break;
+            case '\r': *o++ = 'r'; break;
+            case '\t': *o++ = 't'; break;
+            default:
+                *o++ = 'u'; *o++ = '0'; *o++ = '0';
+                *o++ = hex[c >> 4]; *o++ = hex[c & 15];
+            }
+        }
+    }
+}
+
+size_t xr_json_escape_max(size_t len)
+{
+    return len > (SIZE_MAX - XR_JSON_COPY_SLACK) / 6 ? SIZE_MAX : len * 6 + XR_JSON_COPY_SLACK;
+}
+
+int xr_buf_json_escaped(xr_buf *b, const char *s, size_t len)
+{
+    size_t max = xr_json_escape_max(len);
+    if (max == SIZE_MAX || xr_buf_reserve(b, max) < 0)
+        return -1;
+    b->len = (size_t)(xr_json_escape(b->p + b->len, s, len) - b->p);
+    return 0;
 }
 
 /* Numbers in the "C" locale whatever the application set: a German
@@ -203,7 +311,7 @@ static int format(out *o, const char *fmt, va_list ap)
     for (const char *f = fmt; *f; f++) {
         if (*f != '%') {
             const char *pct = strchrnul(f, '%');
-            put(o, f, (size_t)(pct - f));
+            put_text(o, f, (size_t)(pct - f));
             f = pct - 1;
             continue;
         }
@@ -237,7 +345,7 @@ static int format(out *o, const char *fmt, va_list ap)
                 return XR_JSONF_EARG;
             size_t n = prec >= 0 ? (size_t)prec : strlen(s);
             if (*f == 's')
-                put(o, s, n);
+                put_text(o, s, n);
             else
                 quoted(o, s, n);
             break;
@@ -289,7 +397,7 @@ static int format(out *o, const char *fmt, va_list ap)
 
 int xr_jsonf_v(char *dst, size_t cap, size_t *len, const char *fmt, va_list ap)
 {
-    out o = {dst, cap, 0, NULL, 0};
+    out o = {dst, cap, 0, NULL, 0, 0};
     int rc = format(&o, fmt, ap);
     if (rc < 0)
         return rc;
@@ -301,9 +409,9 @@ int xr_jsonf_v(char *dst, size_t cap, size_t *len, const char *fmt, va_list ap)
     return 0;
 }
 
-int xr_buf_jsonf_v(xr_buf *b, const char *fmt, va_list ap)
+static int buf_format(xr_buf *b, int esc, const char *fmt, va_list ap)
 {
-    out o = {b->p, b->cap, b->len, b, 0};
+    out o = {b->p, b->cap, b->len, b, 0, esc};
     int rc = format(&o, fmt, ap);
     /* The NUL after the text, not counted. */
     if (rc == 0 && !room(&o, 1))
@@ -313,6 +421,16 @@ int xr_buf_jsonf_v(xr_buf *b, const char *fmt, va_list ap)
     o.p[o.len] = '\0';
     b->len = o.len;
     return 0;
+}
+
+int xr_buf_jsonf_v(xr_buf *b, const char *fmt, va_list ap)
+{
+    return buf_format(b, 0, fmt, ap);
+}
+
+int xr_buf_jsonf_escaped_v(xr_buf *b, const char *fmt, va_list ap)
+{
+    return buf_format(b, 1, fmt, ap);
 }
 
 int xr_jsonf(char *buf, size_t cap, size_t *len, const char *fmt, ...)

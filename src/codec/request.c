@@ -13,48 +13,6 @@
 #include "codec/jsonscan.h"
 #include "xraptor.h"
 
-/* s escaped at o, which has room for 6 bytes a byte and the copy slack;
- * the end of what was written. */
-static char *escaped_at(char *o, const char *s, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0;; i++) {
-        size_t run = xr_json_copy_run((unsigned char *)o, p + i, len - i);
-        o += run;
-        i += run;
-        if (i == len)
-            return o;
-        unsigned char c = p[i];
-        *o++ = '\\';
-        switch (c) {
-        case '"': *o++ = '"'; break;
-        case '\\': *o++ = '\\'; break;
-        case '\n': *o++ = 'n'; break;
-        case '\r': *o++ = 'r'; break;
-        case '\t': *o++ = 't'; break;
-        default:
-            *o++ = 'u'; *o++ = '0'; *o++ = '0';
-            *o++ = hex[c >> 4]; *o++ = hex[c & 15];
-        }
-    }
-}
-
-/* What escaping len bytes may take, or SIZE_MAX when that overflows. */
-static size_t escaped_max(size_t len)
-{
-    return len > (SIZE_MAX - XR_JSON_COPY_SLACK) / 6 ? SIZE_MAX : len * 6 + XR_JSON_COPY_SLACK;
-}
-
-int xr_buf_json_escaped(xr_buf *b, const char *s, size_t len)
-{
-    size_t max = escaped_max(len);
-    if (max == SIZE_MAX || xr_buf_reserve(b, max) < 0)
-        return -1;
-    b->len = (size_t)(escaped_at(b->p + b->len, s, len) - b->p);
-    return 0;
-}
-
 static const struct { const char *name; size_t len; unsigned bit; } methods[] = {
     {"GET", 3, XR_GET}, {"POST", 4, XR_POST}, {"PUT", 3, XR_PUT}, {"SUB", 3, XR_SUB},
     {"UNSUB", 5, XR_UNSUB},
@@ -62,10 +20,24 @@ static const struct { const char *name; size_t len; unsigned bit; } methods[] = 
 
 unsigned xr_proto_method(const char *name, size_t len)
 {
+    /* As nearly every client writes them: compares of a constant size. */
+    switch (len) {
+    case 3:
+        if (memcmp(name, "GET", 3) == 0) return XR_GET;
+        if (memcmp(name, "PUT", 3) == 0) return XR_PUT;
+        if (memcmp(name, "SUB", 3) == 0) return XR_SUB;
+        break;
+    case 4:
+        if (memcmp(name, "POST", 4) == 0) return XR_POST;
+        break;
+    case 5:
+        if (memcmp(name, "UNSUB", 5) == 0) return XR_UNSUB;
+        break;
+    default:
+        return 0;
+    }
     /* Any case, as the Python X-raptor takes it: letters folded to upper. */
     char up[6];
-    if (len < 3 || len > 5)
-        return 0;
     for (size_t k = 0; k < len; k++)
         up[k] = (char)(name[k] >= 'a' && name[k] <= 'z' ? name[k] - 32 : name[k]);
     for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++)
@@ -85,6 +57,10 @@ const char *xr_proto_method_name(unsigned method)
 /* ---- the parser: strict JSON, one pass, no allocation once warm -------- */
 
 #define MAX_DEPTH 64
+
+/* The small steps between tokens: inlined into each loop, where the cursor
+ * stays in a register (a call would spill it and the registers around it). */
+#define STEP static inline __attribute__((always_inline))
 
 /*
  * One pass over a text, the cursor handed from step to step (each returns
@@ -126,9 +102,11 @@ static const unsigned char *eoi(parser *p)
     return fail(p, "unexpected end of input");
 }
 
-static inline const unsigned char *skip_ws(const unsigned char *s, const unsigned char *end)
+STEP const unsigned char *skip_ws(const unsigned char *s, const unsigned char *end)
 {
-    /* Compact JSON has none: one compare says so. */
+    /* Compact JSON has none, json.dumps one space: a compare or two. */
+    if (s < end && *s == ' ')
+        s++;
     while (s < end && *s <= ' ' && (*s == ' ' || *s == '\n' || *s == '\r' || *s == '\t'))
         s++;
     return s;
@@ -249,12 +227,14 @@ static const unsigned char *string_kept(parser *p, const unsigned char *s, size_
     s++;
     for (;;) {
 #if defined(__SSE2__)
+        /* stop: the stops of the block scanned last, bit j for s[j - k]. */
+        unsigned stop = 0, k = 0;
         while (end - s >= 16) {
             __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
             _mm_storeu_si128((__m128i *)(void *)o, v);
-            unsigned stop = xr_json_stops16(v, 0);
+            stop = xr_json_stops16(v, 0);
             if (stop) {
-                unsigned k = (unsigned)__builtin_ctz(stop);
+                k = (unsigned)__builtin_ctz(stop);
                 s += k;
                 o += k;
                 goto stopped;
@@ -277,6 +257,24 @@ static const unsigned char *string_kept(parser *p, const unsigned char *s, size_
         if (s < end && *s == '"') {     /* the escape of JSON in JSON */
             *o++ = '"';
             s++;
+#if defined(__SSE2__)
+            /* The block's other stops are known: copy on to the next one
+             * without scanning again. */
+            while (end - s >= 16) {
+                stop = stop >> (k + 2);
+                if (!stop)
+                    break;
+                _mm_storeu_si128((__m128i *)(void *)o,
+                                 _mm_loadu_si128((const __m128i *)(const void *)s));
+                k = (unsigned)__builtin_ctz(stop);
+                s += k;
+                o += k;
+                if (*s != '\\' || s + 1 == end || s[1] != '"')
+                    goto stopped;
+                *o++ = '"';
+                s += 2;
+            }
+#endif
         } else {
             char *w = o;        /* o's address is not taken: it stays in a register */
             if (!(s = escape(p, s, &w)))
@@ -334,7 +332,7 @@ static const unsigned char *literal(parser *p, const unsigned char *s, const cha
  * element follows; after each element list_next() eats the ',' (*more 1)
  * or the closing bracket (*more 0). Both leave s past any whitespace.
  */
-static inline const unsigned char *list_open(parser *p, const unsigned char *s, int *more)
+STEP const unsigned char *list_open(parser *p, const unsigned char *s, int *more)
 {
     unsigned char close = *s == '{' ? '}' : ']';
     s = skip_ws(s + 1, p->end);
@@ -342,7 +340,7 @@ static inline const unsigned char *list_open(parser *p, const unsigned char *s, 
     return *more ? s : s + 1;
 }
 
-static inline const unsigned char *list_next(parser *p, const unsigned char *s, unsigned char close,
+STEP const unsigned char *list_next(parser *p, const unsigned char *s, unsigned char close,
                                              int *more)
 {
     s = skip_ws(s, p->end);
@@ -361,7 +359,7 @@ static inline const unsigned char *list_next(parser *p, const unsigned char *s, 
 }
 
 /* The ':' after a member name, and the whitespace around it. */
-static inline const unsigned char *colon(parser *p, const unsigned char *s)
+STEP const unsigned char *colon(parser *p, const unsigned char *s)
 {
     if (s < p->end && *s == ':')
         return skip_ws(s + 1, p->end);
@@ -379,7 +377,7 @@ static inline const unsigned char *colon(parser *p, const unsigned char *s)
  * else it is unescaped into the store (*raw 0; the caller may take the
  * room back).
  */
-static inline const unsigned char *member_name(parser *p, const unsigned char *s, const char **name,
+STEP const unsigned char *member_name(parser *p, const unsigned char *s, const char **name,
                                                size_t *len, int *raw)
 {
     if (s == p->end)
@@ -707,37 +705,55 @@ void xr_proto_request_free(xr_proto_request *r)
     xr_buf_free(&r->store);
 }
 
-int xr_proto_response(xr_buf *out, const char *id, size_t id_len,
-                      const char *payload, size_t payload_len,
-                      const char *header_json, unsigned method)
+/* The response's pieces around its payload: the head ends inside the
+ * payload string, the tail closes it. */
+static const char head_a[] = "{\"request_id\":\"", head_b[] = "\",\"payload\":\"",
+                  tail_a[] = "\",\"header\":", tail_b[] = ",\"method\":\"", tail_c[] = "\"}";
+
+int xr_proto_response_head(xr_buf *out, const char *id, size_t id_len)
 {
-    static const char a[] = "{\"request_id\":\"", b[] = "\",\"payload\":\"",
-                      c[] = "\",\"header\":", d[] = ",\"method\":\"", e[] = "\"}";
+    size_t max = xr_json_escape_max(id_len);
+    if (max == SIZE_MAX || max > SIZE_MAX - sizeof head_a - sizeof head_b ||
+        xr_buf_reserve(out, max + sizeof head_a + sizeof head_b) < 0)
+        return -1;
+    char *o = out->p + out->len;
+    memcpy(o, head_a, sizeof head_a - 1);
+    o = xr_json_escape(o + sizeof head_a - 1, id, id_len);
+    memcpy(o, head_b, sizeof head_b - 1);
+    out->len = (size_t)(o + sizeof head_b - 1 - out->p);
+    return 0;
+}
+
+int xr_proto_response_tail(xr_buf *out, const char *header_json, unsigned method)
+{
     const char *m = xr_proto_method_name(method);
     if (!header_json)
         header_json = "{}";
     size_t hlen = strlen(header_json), mlen = strlen(m);
-    /* One reservation for the worst case, then straight writes. */
-    size_t idmax = escaped_max(id_len), pmax = escaped_max(payload_len);
-    size_t fixed = sizeof a + sizeof b + sizeof c + sizeof d + sizeof e + hlen + mlen;
-    if (idmax == SIZE_MAX || pmax == SIZE_MAX || pmax > SIZE_MAX - idmax - fixed ||
-        xr_buf_reserve(out, idmax + pmax + fixed) < 0)
+    if (xr_buf_reserve(out, sizeof tail_a + sizeof tail_b + sizeof tail_c + hlen + mlen) < 0)
         return -1;
     char *o = out->p + out->len;
-    memcpy(o, a, sizeof a - 1);
-    o = escaped_at(o + sizeof a - 1, id, id_len);
-    memcpy(o, b, sizeof b - 1);
-    o = escaped_at(o + sizeof b - 1, payload, payload_len);
-    memcpy(o, c, sizeof c - 1);
-    o += sizeof c - 1;
+    memcpy(o, tail_a, sizeof tail_a - 1);
+    o += sizeof tail_a - 1;
     memcpy(o, header_json, hlen);
     o += hlen;
-    memcpy(o, d, sizeof d - 1);
-    o += sizeof d - 1;
+    memcpy(o, tail_b, sizeof tail_b - 1);
+    o += sizeof tail_b - 1;
     memcpy(o, m, mlen);
     o += mlen;
-    memcpy(o, e, sizeof e - 1);
-    out->len = (size_t)(o + sizeof e - 1 - out->p);
+    memcpy(o, tail_c, sizeof tail_c - 1);
+    out->len = (size_t)(o + sizeof tail_c - 1 - out->p);
+    return 0;
+}
+
+int xr_proto_response(xr_buf *out, const char *id, size_t id_len,
+                      const char *payload, size_t payload_len,
+                      const char *header_json, unsigned method)
+{
+    if (xr_proto_response_head(out, id, id_len) < 0 ||
+        xr_buf_json_escaped(out, payload, payload_len) < 0 ||
+        xr_proto_response_tail(out, header_json, method) < 0)
+        return -1;
     return 0;
 }
 
@@ -814,7 +830,9 @@ xr_json_member *xr_json_fields_get(xr_json_fields *f, const char *name, size_t n
         return NULL;
     for (size_t k = f->n; k-- > 0;) {
         xr_json_member *m = &f->m[k];
-        if (m->name_len == nlen && memcmp(xr_json_member_name(f, m), name, nlen) == 0)
+        const char *mn = xr_json_member_name(f, m);
+        /* The first byte before a call: most names differ there or in length. */
+        if (m->name_len == nlen && (!nlen || (mn[0] == name[0] && memcmp(mn, name, nlen) == 0)))
             return m;
     }
     return NULL;

@@ -9,10 +9,8 @@
 
 #include <stddef.h>
 
+#include "codec/jsonf.h"
 #include "util/buf.h"
-
-/* Appends s as the inside of a JSON string (no quotes). */
-int xr_buf_json_escaped(xr_buf *b, const char *s, size_t len);
 
 #define XR_PROTO_MAX_HEADERS 32
 
@@ -107,8 +105,12 @@ void xr_proto_request_free(xr_proto_request *r);
 
 /*
  * Appends a response: {"request_id":…,"payload":…,"header":{…},"method":…}.
- * header_json is a JSON object text ("{}" when NULL).
+ * header_json is a JSON object text ("{}" when NULL). The head ends inside
+ * the payload string and the tail closes it, so a payload can be written
+ * escaped between them (xr_buf_jsonf_escaped_v).
  */
+int xr_proto_response_head(xr_buf *out, const char *id, size_t id_len);
+int xr_proto_response_tail(xr_buf *out, const char *header_json, unsigned method);
 int xr_proto_response(xr_buf *out, const char *id, size_t id_len,
                       const char *payload, size_t payload_len,
                       const char *header_json, unsigned method);

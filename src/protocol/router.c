@@ -320,13 +320,24 @@ static int format(xr_proto *pr, const char *fmt, va_list ap)
 
 int xr_replyf(xr_request *r, const char *fmt, ...)
 {
-    if (!r)
+    if (!r || !fmt)
         return XR_EINVAL;
+    /* Formatted straight into the response, escaped as its payload string:
+     * one pass, no payload copy. */
+    xr_buf *b = &r->pr->scratch;
+    b->len = 0;
     va_list ap;
     va_start(ap, fmt);
-    int rc = format(r->pr, fmt, ap);
+    int rc = xr_proto_response_head(b, r->p.id, r->p.id_len) < 0 ? XR_JSONF_ENOMEM
+           : xr_buf_jsonf_escaped_v(b, fmt, ap);
     va_end(ap);
-    return rc < 0 ? rc : xr_reply(r, r->pr->fmt.p, r->pr->fmt.len);
+    if (rc == 0 && xr_proto_response_tail(b, NULL, r->p.method) < 0)
+        rc = XR_JSONF_ENOMEM;
+    if (rc < 0)
+        return rc == XR_JSONF_ENOMEM ? XR_ENOMEM : XR_EINVAL;
+    r->replied = 1;
+    xr_conn *c = xr_request_conn(r);
+    return c ? xr_conn_send(c, XR_TEXT, b->p, b->len) : XR_ECLOSED;
 }
 
 int xr_proto_publishv(xr_proto *pr, const char *ch, size_t clen, const char *fmt, va_list ap)
