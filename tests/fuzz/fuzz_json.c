@@ -6,6 +6,7 @@
  * UTF-8, read back by our reader and by json-c as the same string, which
  * is the input itself when the input was UTF-8. The fields are reused
  * from input to input, as requests are. */
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,33 @@ static void reader(const uint8_t *data, size_t size)
     json_tokener_free(strict);
 }
 
+static int buf_jsonf(xr_buf *b, int escaped, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = escaped ? xr_buf_jsonf_escaped_v(b, fmt, ap) : xr_buf_jsonf_v(b, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* The growing writer says what the fixed one says; its escaped mode says
+ * that escaped (a reply written straight into its response), whatever the
+ * input: literal text, quoted and inserted strings alike. */
+static void writer_modes(const uint8_t *data, size_t size, const char *fixed, size_t flen)
+{
+    static xr_buf a, b, c;
+    a.len = b.len = c.len = 0;
+    ASSERT(buf_jsonf(&a, 0, "%.*Q", (int)size, (const char *)data) == 0);
+    ASSERT(a.len == flen && memcmp(a.p, fixed, flen) == 0 && a.p[a.len] == '\0');
+    const char *fmt = "{\"q\": %.*Q, \"s\": \"%.*s\", \"n\": %d}";
+    int half = (int)(size / 2);
+    a.len = 0;
+    ASSERT(buf_jsonf(&a, 0, fmt, (int)size, (const char *)data, half, (const char *)data, 7) == 0);
+    ASSERT(buf_jsonf(&b, 1, fmt, (int)size, (const char *)data, half, (const char *)data, 7) == 0);
+    ASSERT(xr_buf_json_escaped(&c, a.p, a.len) == 0);
+    ASSERT(b.len == c.len && memcmp(b.p, c.p, c.len) == 0 && b.p[b.len] == '\0');
+}
+
 static void writer(const uint8_t *data, size_t size)
 {
     static xr_buf out;
@@ -95,6 +123,7 @@ static void writer(const uint8_t *data, size_t size)
     tmp = malloc(len + 1);
     ASSERT(tmp && xr_jsonf(tmp, len + 1, &len, "%.*Q", (int)size, (const char *)data) == 0);
     ASSERT(strlen(tmp) == len && xr_buf_add(&out, tmp, len) == 0 && xr_buf_add(&out, "}", 1) == 0);
+    writer_modes(data, size, tmp, len);
     free(tmp);
     ASSERT(xr_utf8_valid((const uint8_t *)out.p, out.len));
     xr_json_fields_reset(&f, out.p, out.len);

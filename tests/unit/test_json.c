@@ -177,6 +177,51 @@ static void test_writer_conversions(void)
     }
 }
 
+static const char *fmt_buf(int escaped, const char *f, ...)
+{
+    static xr_buf b;
+    b.len = 0;
+    va_list ap;
+    va_start(ap, f);
+    int rc = escaped ? xr_buf_jsonf_escaped_v(&b, f, ap) : xr_buf_jsonf_v(&b, f, ap);
+    va_end(ap);
+    return rc == 0 && b.p[b.len] == '\0' && strlen(b.p) == b.len ? b.p : NULL;
+}
+
+/* The growing writer, and its escaped mode: the JSON text as the inside of
+ * a string (a reply written straight into its response). */
+static void test_writer_into_a_buffer_and_escaped(void)
+{
+    const char *f = "{\"a\": %Q, \"b\": %.*Q, \"r\": %s, \"n\": %d}";
+    CHECK_STR(fmt_buf(0, f, "x\"y\\z\n\x01", 3, "abcdef", "[1,\"2\"]", -5),
+              "{\"a\": \"x\\\"y\\\\z\\n\\u0001\", \"b\": \"abc\", \"r\": [1,\"2\"], \"n\": -5}");
+    CHECK_STR(fmt_buf(1, f, "x\"y\\z\n\x01", 3, "abcdef", "[1,\"2\"]", -5),
+              "{\\\"a\\\": \\\"x\\\\\\\"y\\\\\\\\z\\\\n\\\\u0001\\\", "
+              "\\\"b\\\": \\\"abc\\\", \\\"r\\\": [1,\\\"2\\\"], \\\"n\\\": -5}");
+    /* A plain string in one run, its quotes escaped; UTF-8 kept, invalid
+     * bytes replaced and the replacement escaped again. */
+    CHECK_STR(fmt_buf(1, "%Q", "plain"), "\\\"plain\\\"");
+    CHECK_STR(fmt_buf(1, "%Q", "\xc3\xa9\xff"), "\\\"\xc3\xa9\\\\ufffd\\\"");
+    CHECK_STR(fmt_buf(1, "100%% \t"), "100% \\t");
+    /* Longer than one block of the escaper, quotes a few bytes apart. */
+    char big[300], want[700];
+    size_t w = 0;
+    for (int i = 0; i < 299; i++) {
+        big[i] = i % 5 == 0 ? '"' : i % 97 == 1 ? '\n' : 'a' + i % 26;
+        if (big[i] == '"')
+            want[w++] = '\\', want[w++] = '"';
+        else if (big[i] == '\n')
+            want[w++] = '\\', want[w++] = 'n';
+        else
+            want[w++] = big[i];
+    }
+    big[299] = want[w] = '\0';
+    CHECK_STR(fmt_buf(1, "%s", big), want);
+    /* A format error is an error in both modes. */
+    CHECK(fmt_buf(1, "%x", 1) == NULL);
+    CHECK(fmt_buf(0, "%Q", (char *)NULL) == NULL);
+}
+
 /* Random bytes (ASCII, controls, UTF-8 of every length, invalid bytes)
  * through %.*Q, read back by python3's json: it must give exactly
  * bytes.decode("utf-8", "replace"). Then valid UTF-8 read back by our own
@@ -254,6 +299,7 @@ int main(void)
     RUN(test_types_numbers_and_depth);
     RUN(test_strings_stay_valid_while_others_are_read);
     RUN(test_writer_conversions);
+    RUN(test_writer_into_a_buffer_and_escaped);
     RUN(test_writer_round_trip_through_python);
     xr_json_fields_free(&F);
     return tap_done();
