@@ -53,10 +53,21 @@ int xr_ws_close_code_valid(unsigned code)
 int xr_ws_mask(uint8_t *data, size_t len, const uint8_t mask[4], size_t offset)
 {
     uint8_t m[8];
+    uint64_t m64, high = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* Byte i of the word is mask[(offset + i) & 3]: the mask rotated. */
+    uint32_t m32;
+    memcpy(&m32, mask, 4);
+    unsigned r = (unsigned)(offset & 3) * 8;
+    if (r)
+        m32 = m32 >> r | m32 << (32 - r);
+    m64 = (uint64_t)m32 << 32 | m32;
+    memcpy(m, &m64, 8);
+#else
     for (int i = 0; i < 8; i++)
         m[i] = mask[(offset + i) & 3];
-    uint64_t m64, high = 0;
     memcpy(&m64, m, 8);
+#endif
     size_t i = 0;
 #if defined(__SSE2__)
     __m128i m128 = _mm_set1_epi64x((long long)m64), acc = _mm_setzero_si128();

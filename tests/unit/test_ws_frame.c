@@ -188,7 +188,11 @@ static void test_mask_reports_non_ascii_and_ascii_cannot_finish_a_code_point(voi
             for (size_t off = 0; off < 4; off++) {
                 uint8_t m[48];
                 memcpy(m, b, n);
-                xr_ws_mask(m, n, MASK, off);    /* masked */
+                xr_ws_mask(m, n, MASK, off);    /* masked, as RFC 6455 5.3 says */
+                int same = 1;
+                for (size_t i = 0; i < n; i++)
+                    same &= m[i] == (uint8_t)(b[i] ^ MASK[(off + i) % 4]);
+                CHECK(same);
                 CHECK_EQ(xr_ws_mask(m, n, MASK, off) != 0, at < n);
                 CHECK(memcmp(m, b, n) == 0);
             }
