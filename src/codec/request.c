@@ -726,10 +726,17 @@ int xr_proto_response_head(xr_buf *out, const char *id, size_t id_len)
 
 int xr_proto_response_tail(xr_buf *out, const char *header_json, unsigned method)
 {
-    const char *m = xr_proto_method_name(method);
+    const char *m = "";
+    size_t mlen = 0;
+    for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++)
+        if (methods[k].bit == method) {
+            m = methods[k].name;
+            mlen = methods[k].len;
+        }
     if (!header_json)
         header_json = "{}";
-    size_t hlen = strlen(header_json), mlen = strlen(m);
+    size_t hlen = header_json[0] == '{' && header_json[1] == '}' && !header_json[2]
+                  ? 2 : strlen(header_json);
     if (xr_buf_reserve(out, sizeof tail_a + sizeof tail_b + sizeof tail_c + hlen + mlen) < 0)
         return -1;
     char *o = out->p + out->len;

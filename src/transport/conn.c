@@ -472,8 +472,18 @@ static int out_frame(xr_conn *c, unsigned op, const void *data, size_t len)
 {
     uint8_t h[XR_WS_MAX_HEADER];
     size_t hl = xr_ws_header(h, op, 1, len, NULL);
-    if (out_add(c, h, hl) < 0 || (len && out_add(c, data, len) < 0))
+    xr_seg *s = c->out.tail;
+    if (s && !s->ref && s->size - sizeof *s - s->off - s->len >= hl + len) {
+        /* Both in the block being filled: one copy each, no loop. */
+        char *o = s->data + s->off + s->len;
+        memcpy(o, h, hl);
+        if (len)
+            memcpy(o + hl, data, len);
+        s->len += hl + len;
+        c->out.len += hl + len;
+    } else if (out_add(c, h, hl) < 0 || (len && out_add(c, data, len) < 0)) {
         return XR_ENOMEM;
+    }
     xr_transport_mark(c->t, c);
     return XR_OK;
 }
