@@ -775,8 +775,16 @@ void xr_json_fields_reset(xr_json_fields *f, const char *json, size_t len)
     f->store.len = 0;
 }
 
+/*
+ * The index reads a copy of the text at the start of the store, so that a
+ * name or string without escapes is ended with a NUL where its closing
+ * quote was: found, not copied. One with escapes is unescaped into the
+ * rest of the store. Raw values (numbers, nested JSON) are read from the
+ * caller's text, which stays as it was.
+ */
 static const unsigned char *index_members(parser *p, const unsigned char *s, xr_json_fields *f)
 {
+    char *text = p->base;       /* the copy, p->start */
     int more;
     s = list_open(p, s, &more);
     while (more) {
@@ -793,17 +801,30 @@ static const unsigned char *index_members(parser *p, const unsigned char *s, xr_
         int raw;
         if (!(s = member_name(p, s, &name, &m->name_len, &raw)))
             return NULL;
-        m->name_raw = raw;
-        m->name_off = (size_t)(name - (raw ? f->json : p->base));
+        m->name_off = (size_t)(name - text);
+        if (raw)
+            text[m->name_off + m->name_len] = '\0';
         int c = s < p->end ? *s : 0;
         m->type = c == '"' ? XR_JT_STRING : c == '{' ? XR_JT_OBJECT : c == '[' ? XR_JT_ARRAY
                 : c == 't' || c == 'f' ? XR_JT_BOOL : c == 'n' ? XR_JT_NULL : XR_JT_NUMBER;
         m->raw_off = (size_t)(s - p->start);
         m->str_off = SIZE_MAX;
         m->str_len = 0;
-        /* Strings are unescaped now, in the same pass that checks them. */
-        if (!(s = m->type == XR_JT_STRING ? string_kept(p, s, &m->str_off, &m->str_len)
-                                          : value(p, s, 1)))
+        if (m->type == XR_JT_STRING) {
+            const unsigned char *q = s + 1;
+            size_t run = xr_json_plain_run(q, (size_t)(p->end - q), 0);
+            if (q + run < p->end && q[run] == '"') {
+                m->str_off = (size_t)(q - p->start);
+                m->str_len = run;
+                text[m->str_off + run] = '\0';
+                s = q + run + 1;
+            } else {
+                s = string_kept(p, s, &m->str_off, &m->str_len);
+            }
+        } else {
+            s = value(p, s, 1);
+        }
+        if (!s)
             return NULL;
         m->raw_len = (size_t)(s - p->start) - m->raw_off;
         f->n++;
@@ -815,11 +836,18 @@ static const unsigned char *index_members(parser *p, const unsigned char *s, xr_
 
 static int fields_index(xr_json_fields *f)
 {
-    /* Names and strings are unescaped into the store here, once: no
-     * pointer into it is handed out before the index is complete. */
+    /* Names and strings are ended or unescaped in the store here, once: no
+     * pointer into it is handed out before the index is complete. The
+     * copy, its NUL, then room for every string unescaped. */
     f->store.len = 0;
+    if (f->len > ((size_t)-1 - XR_JSON_COPY_SLACK - 2) / 3 ||
+        xr_buf_reserve(&f->store, 2 * f->len + 2 + XR_JSON_COPY_SLACK) < 0)
+        return -1;
+    memcpy(f->store.p, f->json, f->len);
+    f->store.p[f->len] = '\0';
+    f->store.len = f->len + 1;
     parser p;
-    if (parser_start(&p, f->json, f->len, &f->store, 0) < 0)
+    if (parser_start(&p, f->store.p, f->len, &f->store, 0) < 0)
         return -1;
     const unsigned char *s = skip_ws(p.start, p.end);
     if (s == p.end || *s != '{' || !(s = index_members(&p, s, f)))

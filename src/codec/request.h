@@ -31,8 +31,7 @@ enum { XR_JT_MISSING, XR_JT_NULL, XR_JT_BOOL, XR_JT_NUMBER, XR_JT_STRING, XR_JT_
        XR_JT_OBJECT };
 
 typedef struct xr_json_member {
-    size_t name_off, name_len;   /* in the text when name_raw, else unescaped in the store */
-    int name_raw;                /* the name had no escape: not copied */
+    size_t name_off, name_len;   /* NUL-terminated in the store */
     size_t raw_off, raw_len;     /* the value's JSON text in the indexed text */
     size_t str_off, str_len;     /* a string, unescaped in the store while indexing */
     int type;
@@ -40,9 +39,11 @@ typedef struct xr_json_member {
 
 /*
  * The top-level members of one JSON object text, indexed when first asked
- * for and kept until reset: names and string values are unescaped into the
- * store during the index, so pointers into it stay valid until the next
- * reset; a reused xr_json_fields allocates nothing once large enough.
+ * for and kept until reset: the store holds a copy of the text, where names
+ * and string values without escapes end with a NUL in place of their
+ * closing quote, and the others unescaped after it; pointers into it stay
+ * valid until the next reset; a reused xr_json_fields allocates nothing
+ * once large enough.
  */
 typedef struct xr_json_fields {
     xr_buf store;
@@ -62,7 +63,7 @@ xr_json_member *xr_json_fields_get(xr_json_fields *f, const char *name, size_t n
 /* A member's name (name_len bytes; not NUL-terminated). */
 static inline const char *xr_json_member_name(const xr_json_fields *f, const xr_json_member *m)
 {
-    return (m->name_raw ? f->json : f->store.p) + m->name_off;
+    return f->store.p + m->name_off;
 }
 /* A string member unescaped (NUL-terminated, in the store); -1 if not a string. */
 int xr_json_member_str(xr_json_fields *f, xr_json_member *m, const char **s, size_t *len);
