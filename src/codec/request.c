@@ -504,7 +504,7 @@ static int known_field(parser *p, const unsigned char *s, const unsigned char **
 }
 
 typedef struct fields {
-    int seen[F_N];              /* 0 absent, 1 good, -1 wrong type */
+    signed char seen[F_N];      /* 0 absent, 1 good, -1 wrong type */
     size_t off[F_N], len[F_N];
     const unsigned char *header_start, *header_end;    /* the header object in the input */
     int too_many;
@@ -611,7 +611,11 @@ int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
     r->header_json_len = 2;
     parser p;
     fields f;
-    memset(&f, 0, sizeof f);
+    /* Only what is read before it is written: a memset of the whole
+     * struct (rep stos) cost an eighth of a request's parse. */
+    memset(f.seen, 0, sizeof f.seen);
+    f.too_many = 0;
+    f.header_start = f.header_end = NULL;
     /* The header object's text is copied after the strings: room for it too. */
     if (parser_start(&p, data, len, &r->store, len + 1) < 0) {
         snprintf(err, errlen, "out of memory");
