@@ -232,8 +232,10 @@ char *xr_json_escape(char *o, const char *s, size_t len)
                 goto stopped;
         }
 #endif
-        while (p < end && xr_json_plain(*p))
-            *o++ = (char)*p++;
+        size_t run = xr_json_tail_run(p, end, (const unsigned char *)s);
+        xr_copy_small((unsigned char *)o, p, run);
+        o += run;
+        p += run;
         if (p == end)
             return o;
 #if defined(__SSE2__)

@@ -82,6 +82,43 @@ static inline size_t xr_json_plain_run(const unsigned char *s, size_t n, int asc
     return i;
 }
 
+/*
+ * The plain run at s when fewer than 16 bytes are left before end: found
+ * in the 16 bytes that end at end when they are readable (lo, where the
+ * readable text starts, is at least 16 before end), so that a short tail
+ * costs one block, not a loop a byte.
+ */
+static inline size_t xr_json_tail_run(const unsigned char *s, const unsigned char *end,
+                                      const unsigned char *lo)
+{
+    size_t rem = (size_t)(end - s), i = 0;
+#if defined(__SSE2__)
+    if (end - lo >= 16 && rem < 16) {
+        unsigned stop = xr_json_stops16(_mm_loadu_si128((const __m128i *)(const void *)(end - 16)), 0)
+                        >> (16 - rem);
+        return stop ? (size_t)__builtin_ctz(stop) : rem;
+    }
+#endif
+    while (i < rem && xr_json_plain(s[i]))
+        i++;
+    return i;
+}
+
+/* n bytes, fewer than 16, copied without a call: two moves that overlap. */
+static inline void xr_copy_small(unsigned char *d, const unsigned char *s, size_t n)
+{
+    if (n >= 8) {
+        memcpy(d, s, 8);
+        memcpy(d + n - 8, s + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(d, s, 4);
+        memcpy(d + n - 4, s + n - 4, 4);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            d[i] = s[i];
+    }
+}
+
 /* What xr_json_copy_run may write past the run. */
 #define XR_JSON_COPY_SLACK 16
 
