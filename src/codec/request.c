@@ -220,7 +220,7 @@ static const unsigned char *string_checked(parser *p, const unsigned char *s)
  * NUL after it: *off and *len say where. The hot loop of the parser: a
  * JSON-in-JSON payload stops it at every \" , so a stop must cost little.
  */
-static const unsigned char *string_kept(parser *p, const unsigned char *s, size_t *off, size_t *len)
+STEP const unsigned char *string_kept(parser *p, const unsigned char *s, size_t *off, size_t *len)
 {
     const unsigned char *end = p->end;
     char *o = p->o;
