@@ -109,6 +109,27 @@ static size_t utf8_seq(const unsigned char *p, size_t n, size_t *bad)
     return 0;
 }
 
+/* The escape of c (a '"', a '\\' or a control character) at w, as
+ * json.dumps writes it; the end of it. */
+static char *escape_char(char *w, unsigned char c)
+{
+    static const char hex[] = "0123456789abcdef";
+    static const char letter[32] = {['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r',
+                                    ['\t'] = 't'};
+    *w++ = '\\';
+    if (c == '"' || c == '\\') {
+        *w++ = (char)c;
+    } else if (c < 32 && letter[c]) {
+        *w++ = letter[c];
+    } else {
+        memcpy(w, "u00", 3);
+        w[3] = hex[c >> 4];
+        w[4] = hex[c & 15];
+        w += 5;
+    }
+    return w;
+}
+
 /* Input bytes quoted per pass: what one pass writes at most (6 bytes for
  * each, a whole UTF-8 sequence past the end, the copy slack) fits in QBUF. */
 #define QCHUNK 1024
@@ -118,7 +139,6 @@ static size_t utf8_seq(const unsigned char *p, size_t n, size_t *bad)
  * before it is finished); the bytes written. */
 static size_t quote_some(char *w, const unsigned char *p, size_t n, size_t *i, size_t limit)
 {
-    static const char hex[] = "0123456789abcdef";
     char *w0 = w;
     size_t k = *i;
     while (k < limit) {
@@ -141,21 +161,7 @@ static size_t quote_some(char *w, const unsigned char *p, size_t n, size_t *i, s
             }
             continue;
         }
-        *w++ = '\\';
-        switch (c) {
-        case '"': *w++ = '"'; break;
-        case '\\': *w++ = '\\'; break;
-        case '\n': *w++ = 'n'; break;
-        case '\r': *w++ = 'r'; break;
-        case '\t': *w++ = 't'; break;
-        case '\b': *w++ = 'b'; break;
-        case '\f': *w++ = 'f'; break;
-        default:
-            memcpy(w, "u00", 3);
-            w[3] = hex[c >> 4];
-            w[4] = hex[c & 15];
-            w += 5;
-        }
+        w = escape_char(w, c);
         k++;
     }
     *i = k;
@@ -196,7 +202,6 @@ static void quoted(out *o, const char *s, size_t n)
 
 char *xr_json_escape(char *o, const char *s, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
     for (;;) {
         /* As the parser's string loop: blocks while they fit, then bytes;
@@ -241,20 +246,7 @@ char *xr_json_escape(char *o, const char *s, size_t len)
 #if defined(__SSE2__)
     stopped:
 #endif
-        {
-            unsigned char c = *p++;
-            *o++ = '\\';
-            switch (c) {
-            case '"': *o++ = '"'; break;
-            case '\\': *o++ = '\\'; break;
-            case '\n': *o++ = 'n'; break;
-            case '\r': *o++ = 'r'; break;
-            case '\t': *o++ = 't'; break;
-            default:
-                *o++ = 'u'; *o++ = '0'; *o++ = '0';
-                *o++ = hex[c >> 4]; *o++ = hex[c & 15];
-            }
-        }
+        o = escape_char(o, *p++);
     }
 }
 
