@@ -98,16 +98,20 @@ static inline size_t xr_json_tail_run(const unsigned char *s, const unsigned cha
                         >> (16 - rem);
         return stop ? (size_t)__builtin_ctz(stop) : rem;
     }
+#else
+    (void)lo;
 #endif
     while (i < rem && xr_json_plain(s[i]))
         i++;
     return i;
 }
 
-/* n bytes, fewer than 16, copied without a call: two moves that overlap. */
+/* n bytes copied; up to 16 without a call: two moves that overlap. */
 static inline void xr_copy_small(unsigned char *d, const unsigned char *s, size_t n)
 {
-    if (n >= 8) {
+    if (n > 16) {
+        memcpy(d, s, n);
+    } else if (n >= 8) {
         memcpy(d, s, 8);
         memcpy(d + n - 8, s + n - 8, 8);
     } else if (n >= 4) {
