@@ -231,6 +231,7 @@ async def test_failover_a_master_dies_its_replica_takes_over_delivery_resumes():
             wait_until(lambda: cluster.subscribed({room: 1, other: 1}), 10, "subscribed")
             await stream.until(30, 300)
             cluster.node(victim).kill()
+            killed_at = stream.sent
             t0 = time.monotonic()
             # The other shard serves on while this one is down.
             await stream.wb.send(post("o", other, "b", "still here"))
@@ -242,15 +243,23 @@ async def test_failover_a_master_dies_its_replica_takes_over_delivery_resumes():
             heard = len(stream.got)
             await stream.until(heard + 1, stream.sent + 50)
             failover = time.monotonic() - t0
+            resumed_at = stream.sent
             await stream.until(len(stream.got) + 30, stream.sent + 300)
-            stream.check()
+            # Redis pub/sub keeps nothing: once the replica is promoted, B
+            # may publish there a moment before A's subscription has moved
+            # (each node learns the new map on its own), and the promoted
+            # master drops what it has no subscriber for. Only posts made
+            # from the kill until delivery resumed may be lost so, a few at
+            # most; every one after that arrives, once and in order.
+            lost = stream.check(may_lose=range(killed_at + 1, resumed_at + 1))
+            assert len(lost) <= 10, f"lost in the failover: {lost}"
             assert failover < 10, f"delivery resumed only after {failover:.1f} s"
     new_owner = cluster.owner(room)
     assert new_owner != victim
     assert f"shard 127.0.0.1:{new_owner} up" in a.log(), a.log()
     print(f"# master {victim} killed: its replica {new_owner} took over and delivery resumed "
           f"in {failover:.2f} s; {stream.sent} posted, {len(stream.refused)} refused, "
-          f"{len(stream.got)} heard")
+          f"{len(stream.got)} heard, {len(lost)} lost in the failover window")
 
 
 @test
