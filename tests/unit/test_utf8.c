@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <string.h>
 #include "codec/utf8.h"
 #include "tap.h"
 
@@ -63,9 +64,33 @@ static void test_incremental_across_split_points(void)
     CHECK(!xr_utf8_feed(&u, (const uint8_t *)"\xed\xa0", 2));
 }
 
+/* Long text takes a sixteen-byte ASCII test first: a bad byte or a good
+ * sequence anywhere, the tail included, must still be seen. */
+static void test_one_byte_anywhere_in_long_text(void)
+{
+    uint8_t b[64];
+    for (size_t n = 16; n <= 48; n++) {
+        memset(b, 'a', n);
+        CHECK(xr_utf8_valid(b, n));
+        for (size_t at = 0; at < n; at++) {
+            memset(b, 'a', n);
+            b[at] = 0xff;
+            CHECK(!xr_utf8_valid(b, n));
+            if (at + 1 < n) {
+                b[at] = 0xc3;
+                b[at + 1] = 0xa9;
+                CHECK(xr_utf8_valid(b, n));
+            }
+            b[at] = 0xe2;               /* cut at the end, or followed by ASCII */
+            CHECK(!xr_utf8_valid(b, at + 1));
+        }
+    }
+}
+
 int main(void)
 {
     RUN(test_ascii_and_multibyte_accepted);
+    RUN(test_one_byte_anywhere_in_long_text);
     RUN(test_overlong_forms_rejected);
     RUN(test_surrogates_and_beyond_max_rejected);
     RUN(test_truncated_and_stray_continuation_rejected);
