@@ -57,7 +57,7 @@ static inline int room(out *o, size_t n)
 static inline void put(out *o, const char *s, size_t n)
 {
     if (room(o, n)) {
-        memcpy(o->p + o->len, s, n);
+        xr_copy_small((unsigned char *)o->p + o->len, (const unsigned char *)s, n);
     } else if (o->len < o->cap) {
         size_t left = o->cap - o->len;
         memcpy(o->p + o->len, s, n < left ? n : left);

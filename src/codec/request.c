@@ -754,11 +754,11 @@ int xr_proto_response_tail(xr_buf *out, const char *header_json, unsigned method
     char *o = out->p + out->len;
     memcpy(o, tail_a, sizeof tail_a - 1);
     o += sizeof tail_a - 1;
-    memcpy(o, header_json, hlen);
+    xr_copy_small((unsigned char *)o, (const unsigned char *)header_json, hlen);
     o += hlen;
     memcpy(o, tail_b, sizeof tail_b - 1);
     o += sizeof tail_b - 1;
-    memcpy(o, m, mlen);
+    xr_copy_small((unsigned char *)o, (const unsigned char *)m, mlen);
     o += mlen;
     memcpy(o, tail_c, sizeof tail_c - 1);
     out->len = (size_t)(o + sizeof tail_c - 1 - out->p);
