@@ -40,8 +40,8 @@ ap.add_argument("--fanout", type=int, default=10000, help="fan-out subscribers")
 ap.add_argument("--out", default=None)
 ap.add_argument("--peer", default=None, help="directory with the uWebSockets peers")
 ap.add_argument("--syscalls", action="store_true", help="count server syscalls with perf")
-ap.add_argument("--turns", type=int, default=3,
-                help="echo/chat measured in turns, for their ratio (default 3)")
+ap.add_argument("--turns", type=int, default=5,
+                help="echo/chat measured in turns, for their ratio (default 5)")
 args = ap.parse_args()
 if args.turns < 1:
     ap.error("--turns must be at least 1")
