@@ -316,8 +316,9 @@ try:
             ratios.append(cv / ev)
     if ratios:
         each = " ".join(f"{r:.2f}" for r in ratios)
+        turns_ = f"{len(ratios)} turns" if len(ratios) > 1 else "1 turn"
         print(f"{'':<52} chat POST / echo 64 B = {statistics.median(ratios):.2f}x, median of "
-              f"{len(ratios)} turns ({each}; target >= 0.8x)")
+              f"{turns_} ({each}; target >= 0.8x)")
     row(f"fanout: room of {args.fanout} members, 1 publisher x 16", room, "per_second",
         "deliveries/s", peer=u_fan)
     row(f"fanout: one channel, {args.fanout} subscribers", fan, "per_second", "deliveries/s",
