@@ -123,23 +123,24 @@ static inline void xr_copy_small(unsigned char *d, const unsigned char *s, size_
     }
 }
 
-/* What xr_json_copy_run may write past the run. */
+/* What a block copy (xr_json_copy_run_ascii, the parser's and the escaper's loops)
+ * may write past the bytes it keeps. */
 #define XR_JSON_COPY_SLACK 16
 
 /*
- * The plain run of xr_json_plain_run (any bytes >= 0x80 included), copied
- * to d as it is found: each block is stored whole, so a short run costs no
- * memcpy call. d must have room for the run plus XR_JSON_COPY_SLACK bytes.
+ * The ASCII plain run (xr_json_plain_run with ascii_only: a writer that
+ * checks UTF-8 stops at bytes >= 0x80), copied to d as it is found: each
+ * block is stored whole, so a short run costs no memcpy call. d must have
+ * room for the run plus XR_JSON_COPY_SLACK bytes.
  */
-static inline size_t xr_json_copy_run_(unsigned char *d, const unsigned char *s, size_t n,
-                                        int ascii_only)
+static inline size_t xr_json_copy_run_ascii(unsigned char *d, const unsigned char *s, size_t n)
 {
     size_t i = 0;
 #if defined(__SSE2__)
     for (; i + 16 <= n; i += 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
         _mm_storeu_si128((__m128i *)(void *)(d + i), v);
-        unsigned stop = xr_json_stops16(v, ascii_only);
+        unsigned stop = xr_json_stops16(v, 1);
         if (stop)
             return i + (size_t)__builtin_ctz(stop);
     }
@@ -149,26 +150,14 @@ static inline size_t xr_json_copy_run_(unsigned char *d, const unsigned char *s,
         uint64_t v;
         memcpy(&v, s + i, 8);
         memcpy(d + i, &v, 8);
-        uint64_t stop = xr_json_stops(v, ascii_only);
+        uint64_t stop = xr_json_stops(v, 1);
         if (stop)
             return i + (size_t)__builtin_ctzll(stop) / 8;
     }
 #endif
-    for (; i < n && xr_json_plain(s[i]) && (!ascii_only || s[i] < 0x80); i++)
+    for (; i < n && xr_json_plain(s[i]) && s[i] < 0x80; i++)
         d[i] = s[i];
     return i;
-}
-
-static inline size_t xr_json_copy_run(unsigned char *d, const unsigned char *s, size_t n)
-{
-    return xr_json_copy_run_(d, s, n, 0);
-}
-
-/* The same, stopping at bytes >= 0x80 as well (for a writer that checks
- * UTF-8). */
-static inline size_t xr_json_copy_run_ascii(unsigned char *d, const unsigned char *s, size_t n)
-{
-    return xr_json_copy_run_(d, s, n, 1);
 }
 
 #endif

@@ -379,6 +379,19 @@ STEP const unsigned char *colon(parser *p, const unsigned char *s)
     return skip_ws(s + 1, p->end);
 }
 
+/* The string whose opening quote is at s when it has no escape: its length
+ * in *len and where it ends (past the closing quote); NULL when it has one,
+ * or a control character, or no end. */
+STEP const unsigned char *plain_string(const parser *p, const unsigned char *s, size_t *len)
+{
+    const unsigned char *q = s + 1;
+    size_t run = xr_json_plain_run(q, (size_t)(p->end - q), 0);
+    if (q + run == p->end || q[run] != '"')
+        return NULL;
+    *len = run;
+    return q + run + 1;
+}
+
 /*
  * A member's name at s and its ':', returning where the value starts. A
  * name without escapes is handed over where it stands in the text (*raw 1);
@@ -392,13 +405,11 @@ STEP const unsigned char *member_name(parser *p, const unsigned char *s, const c
         return eoi(p);
     if (*s != '"')
         return fail(p, "expected a member name");
-    const unsigned char *q = s + 1;
-    size_t run = xr_json_plain_run(q, (size_t)(p->end - q), 0);
-    if (q + run < p->end && q[run] == '"') {
-        *name = (const char *)q;
-        *len = run;
+    const unsigned char *after = plain_string(p, s, len);
+    if (after) {
+        *name = (const char *)s + 1;
         *raw = 1;
-        s = q + run + 1;
+        s = after;
     } else {
         size_t off;
         if (!(s = string_kept(p, s, &off, len)))
@@ -823,13 +834,11 @@ static const unsigned char *index_members(parser *p, const unsigned char *s, xr_
         m->str_off = SIZE_MAX;
         m->str_len = 0;
         if (m->type == XR_JT_STRING) {
-            const unsigned char *q = s + 1;
-            size_t run = xr_json_plain_run(q, (size_t)(p->end - q), 0);
-            if (q + run < p->end && q[run] == '"') {
-                m->str_off = (size_t)(q - p->start);
-                m->str_len = run;
-                text[m->str_off + run] = '\0';
-                s = q + run + 1;
+            const unsigned char *after = plain_string(p, s, &m->str_len);
+            if (after) {
+                m->str_off = (size_t)(s + 1 - p->start);
+                text[m->str_off + m->str_len] = '\0';
+                s = after;
             } else {
                 s = string_kept(p, s, &m->str_off, &m->str_len);
             }

@@ -115,12 +115,20 @@ static xr_seg *seg_link(xr_conn *c, xr_seg *s)
 }
 
 /* Copies n bytes to the end of the queue, filling the last block first. */
+/* Free bytes at the end of the block being filled (0: none, or bytes by
+ * reference). */
+static size_t tail_room(const xr_conn *c)
+{
+    const xr_seg *s = c->out.tail;
+    return s && !s->ref ? s->size - sizeof *s - s->off - s->len : 0;
+}
+
 static int out_add(xr_conn *c, const void *data, size_t n)
 {
     const char *p = data;
     while (n) {
         xr_seg *s = c->out.tail;
-        size_t room = s && !s->ref ? s->size - sizeof *s - s->off - s->len : 0;
+        size_t room = tail_room(c);
         if (!room) {
             /* Blocks double with the backlog: a burst stays a few blocks. */
             size_t want = n > c->out.len ? n : c->out.len;
@@ -472,9 +480,9 @@ static int out_frame(xr_conn *c, unsigned op, const void *data, size_t len)
 {
     uint8_t h[XR_WS_MAX_HEADER];
     size_t hl = xr_ws_header(h, op, 1, len, NULL);
-    xr_seg *s = c->out.tail;
-    if (s && !s->ref && s->size - sizeof *s - s->off - s->len >= hl + len) {
+    if (tail_room(c) >= hl + len) {
         /* Both in the block being filled: one copy each, no loop. */
+        xr_seg *s = c->out.tail;
         char *o = s->data + s->off + s->len;
         memcpy(o, h, hl);
         if (len)
