@@ -46,12 +46,22 @@ unsigned xr_proto_method(const char *name, size_t len)
     return 0;
 }
 
-const char *xr_proto_method_name(unsigned method)
+/* A method's name as on the wire and its length; "" for none. */
+static const char *method_name(unsigned method, size_t *len)
 {
     for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++)
-        if (methods[k].bit == method)
+        if (methods[k].bit == method) {
+            *len = methods[k].len;
             return methods[k].name;
+        }
+    *len = 0;
     return "";
+}
+
+const char *xr_proto_method_name(unsigned method)
+{
+    size_t len;
+    return method_name(method, &len);
 }
 
 /* ---- the parser: strict JSON, one pass, no allocation once warm -------- */
@@ -749,17 +759,12 @@ int xr_proto_response_head(xr_buf *out, const char *id, size_t id_len)
 
 int xr_proto_response_tail(xr_buf *out, const char *header_json, unsigned method)
 {
-    const char *m = "";
-    size_t mlen = 0;
-    for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++)
-        if (methods[k].bit == method) {
-            m = methods[k].name;
-            mlen = methods[k].len;
-        }
-    if (!header_json)
+    size_t mlen, hlen = 2;
+    const char *m = method_name(method, &mlen);
+    if (header_json)
+        hlen = strlen(header_json);
+    else
         header_json = "{}";
-    size_t hlen = header_json[0] == '{' && header_json[1] == '}' && !header_json[2]
-                  ? 2 : strlen(header_json);
     if (xr_buf_reserve(out, sizeof tail_a + sizeof tail_b + sizeof tail_c + hlen + mlen) < 0)
         return -1;
     char *o = out->p + out->len;

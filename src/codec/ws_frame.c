@@ -92,6 +92,13 @@ int xr_ws_mask(uint8_t *data, size_t len, const uint8_t mask[4], size_t offset)
     return high != 0;
 }
 
+/* Text bytes just unmasked, fed to the UTF-8 check; high: unmasking saw a
+ * byte >= 0x80. All ASCII between code points has nothing to check. */
+static int text_ok(xr_ws_decoder *d, int high, const uint8_t *p, size_t n)
+{
+    return (!high && xr_utf8_complete(&d->utf8)) || xr_utf8_feed(&d->utf8, p, n);
+}
+
 xr_ws_status xr_ws_decode(xr_ws_decoder *d, uint8_t *buf, size_t len,
                           xr_ws_frame *f)
 {
@@ -181,12 +188,9 @@ xr_ws_status xr_ws_decode(xr_ws_decoder *d, uint8_t *buf, size_t len,
             size_t have = len - hdr, from = (size_t)d->done;
             if (from == 0 && op != XR_WS_OP_CONT)
                 xr_utf8_init(&d->utf8);
-            /* Unmasking says whether all was ASCII: then, between code
-             * points, there is nothing to check. */
             int high = mask ? xr_ws_mask(payload + from, have - from, mask, from) : 1;
             d->done = have;
-            if ((high || !xr_utf8_complete(&d->utf8)) &&
-                !xr_utf8_feed(&d->utf8, payload + from, have - from))
+            if (!text_ok(d, high, payload + from, have - from))
                 return fail(f, 1007, "text message is not valid UTF-8");
         }
         return XR_WS_NEED_MORE;
@@ -219,8 +223,7 @@ xr_ws_status xr_ws_decode(xr_ws_decoder *d, uint8_t *buf, size_t len,
              * that shows it, not at the end of the message. */
             if (op != XR_WS_OP_CONT && from == 0)
                 xr_utf8_init(&d->utf8);
-            if ((high || !xr_utf8_complete(&d->utf8)) &&
-                !xr_utf8_feed(&d->utf8, payload + from, (size_t)plen - from))
+            if (!text_ok(d, high, payload + from, (size_t)plen - from))
                 return fail(f, 1007, "text message is not valid UTF-8");
             if (fin && !xr_utf8_complete(&d->utf8))
                 return fail(f, 1007, "text message ends inside a UTF-8 sequence");
