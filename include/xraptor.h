@@ -53,6 +53,7 @@ typedef enum { XR_LOG_TEXT, XR_LOG_JSON } xr_log_format;
 #define XR_MAX_LISTENERS 16
 #define XR_MAX_LIST 16
 #define XR_MAX_WORKERS 256
+#define XR_MAX_NAME 1024        /* the most --max-name-length allows */
 
 /*
  * Server options. xr_options_init() fills in every default; the strings are
@@ -131,6 +132,17 @@ typedef struct xr_options {
      * Channels then reach across processes only through a broker antenna,
      * so the protocol layer refuses memory:// with more than one. */
     unsigned workers;
+
+    /* What one peer can make the server hold (SECURITY.md lists each).
+     * Names of channels (a SUB's request_id), rooms and members are 1 to
+     * max_name_length bytes of UTF-8 without control characters; others
+     * are refused with an error answer (xr_publish, xr_room_join:
+     * XR_EINVAL). */
+    unsigned max_name_length;        /* 256 bytes, at most 1024 */
+    unsigned max_channels_per_conn;  /* SUBs one connection holds: 128 */
+    unsigned max_rooms_per_member;   /* rooms one member is in: 128 */
+    unsigned max_pending_requests;   /* one connection's requests still in
+                                      * handlers (xr_request_ref): 64 */
     /* New members go here, at the end. */
 } xr_options;
 

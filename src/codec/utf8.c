@@ -82,3 +82,34 @@ int xr_utf8_valid(const uint8_t *p, size_t n)
     xr_utf8_init(&u);
     return xr_utf8_feed(&u, p, n) && xr_utf8_complete(&u);
 }
+
+/*
+ * The one byte policy for names (channels, rooms, members): they reach
+ * brokers as subjects and keys, maps as keys and logs as text, so each
+ * is 1..max bytes of UTF-8 with no control character (C0, DEL) and in
+ * particular no NUL, which C strings on the way would cut short.
+ */
+int xr_name_check(const char *name, size_t n, size_t max)
+{
+    if (n == 0)
+        return XR_NAME_EMPTY;
+    if (n > max)
+        return XR_NAME_LONG;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c < 0x20 || c == 0x7f)
+            return XR_NAME_CONTROL;
+    }
+    return xr_utf8_valid((const uint8_t *)name, n) ? XR_NAME_OK : XR_NAME_UTF8;
+}
+
+const char *xr_name_problem(int rc)
+{
+    switch (rc) {
+    case XR_NAME_EMPTY: return "is empty";
+    case XR_NAME_LONG: return "is longer than --max-name-length";
+    case XR_NAME_CONTROL: return "holds a control character (NUL, newline, ESC, ...)";
+    case XR_NAME_UTF8: return "is not UTF-8";
+    default: return "is fine";
+    }
+}

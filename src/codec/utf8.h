@@ -25,4 +25,12 @@ static inline int xr_utf8_complete(const xr_utf8 *u) { return u->need == 0; }
 /* Whole-buffer check. */
 int xr_utf8_valid(const uint8_t *p, size_t n);
 
+/* Names of channels, rooms and members: 1..max bytes of UTF-8 without
+ * control characters. XR_NAME_OK, or what is wrong (xr_name_problem()
+ * says it in words, for an error answer). */
+enum { XR_NAME_OK = 0, XR_NAME_EMPTY = -1, XR_NAME_LONG = -2, XR_NAME_CONTROL = -3,
+       XR_NAME_UTF8 = -4 };
+int xr_name_check(const char *name, size_t n, size_t max);
+const char *xr_name_problem(int rc);
+
 #endif

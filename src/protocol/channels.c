@@ -341,14 +341,31 @@ static void room_leave(xr_proto *p, xr_room *room, const char *member, size_t le
     room_close_if_empty(p, room);
 }
 
+/*
+ * A room re-posts its messages to members it has no channel for, through
+ * the broker; a member that is itself a room here would post them back to
+ * this room's own subscription, round after round (and answer "alive" for
+ * itself, so it would never be pruned). Names of rooms and members are
+ * therefore kept apart on a node.
+ */
 int xr_proto_room_join(xr_proto *p, const char *name, const char *member)
 {
-    if (!p || !name || !member || !*name || !*member)
+    if (!p || !name || !member)
+        return XR_EINVAL;
+    size_t nl = strlen(name), ml = strlen(member);
+    if (xr_name_check(name, nl, p->o->max_name_length) != XR_NAME_OK ||
+        xr_name_check(member, ml, p->o->max_name_length) != XR_NAME_OK)
         return XR_EINVAL;
     if (!p->antenna)
         return XR_ESTATE;
-    size_t nl = strlen(name), ml = strlen(member);
+    if (xr_map_get(&p->rooms, member, ml) || xr_map_get(&p->memberships, name, nl))
+        return XR_EINVAL;
     xr_room *room = xr_map_get(&p->rooms, name, nl);
+    if (room && room_member(room, member, ml))
+        return XR_OK;
+    xr_membership *held = xr_map_get(&p->memberships, member, ml);
+    if (held && held->n >= p->o->max_rooms_per_member)
+        return XR_ELIMIT;
     if (!room) {
         room = calloc(1, sizeof *room);
         if (!room || !(room->e = xr_map_put(&p->rooms, name, nl, room))) {
@@ -358,8 +375,6 @@ int xr_proto_room_join(xr_proto *p, const char *name, const char *member)
         xr_map_init(&room->index);
         sub_ref(p, name, nl);
     }
-    if (room_member(room, member, ml))
-        return XR_OK;
     xr_membership *ms = xr_map_get(&p->memberships, member, ml);
     if (!ms) {
         ms = calloc(1, sizeof *ms);
@@ -521,9 +536,14 @@ static void channel_free(xr_channel *ch)
 
 int xr_channel_open(xr_proto *p, xr_pconn *pc, const char *name, size_t len)
 {
+    if (xr_name_check(name, len, p->o->max_name_length) != XR_NAME_OK)
+        return XR_EINVAL;
+    /* The walk is bounded by the cap below. */
     for (xr_receiver *r = pc->receivers; r; r = r->conn_next)
         if (r->ch->e->klen == len && memcmp(r->ch->e->key, name, len) == 0)
             return XR_OK;  /* the same SUB twice: still one receiver */
+    if (pc->n_receivers >= p->o->max_channels_per_conn)
+        return XR_ELIMIT;
     xr_channel *ch = xr_map_get(&p->channels, name, len);
     int fresh = !ch;
     if (fresh && !(ch = channel_new(p, name, len)))
@@ -547,6 +567,7 @@ int xr_channel_open(xr_proto *p, xr_pconn *pc, const char *name, size_t len)
     if (pc->receivers)
         pc->receivers->conn_prev = r;
     pc->receivers = r;
+    pc->n_receivers++;
     if (fresh) {
         sub_ref(p, name, len);
         member_here(p, ch);
@@ -561,6 +582,7 @@ static void receiver_remove(xr_proto *p, xr_pconn *pc, xr_receiver *r)
     if (r->next) r->next->prev = r->prev;
     if (r->conn_prev) r->conn_prev->conn_next = r->conn_next; else pc->receivers = r->conn_next;
     if (r->conn_next) r->conn_next->conn_prev = r->conn_prev;
+    pc->n_receivers--;
     free(r);
     if (--ch->n)
         return;
@@ -589,7 +611,8 @@ void xr_channels_conn_gone(xr_proto *p, xr_pconn *pc)
 
 int xr_proto_publish(xr_proto *p, const char *channel, size_t clen, const char *msg, size_t mlen)
 {
-    if (!p || !channel || !clen || (mlen && !msg))
+    if (!p || !channel || (mlen && !msg) ||
+        xr_name_check(channel, clen, p->o->max_name_length) != XR_NAME_OK)
         return XR_EINVAL;
     if (!p->antenna)
         return XR_ESTATE;

@@ -26,6 +26,7 @@ typedef struct xr_pconn {
     xr_conn *conn;
     unsigned refs;
     struct xr_receiver *receivers;  /* channels this connection SUBscribed */
+    size_t n_receivers;             /* at most o->max_channels_per_conn */
 } xr_pconn;
 
 struct xr_proto {
@@ -72,6 +73,8 @@ void xr_router_free(xr_proto *p);
 void xr_pconn_release(xr_pconn *pc);
 
 /* channels.c */
+/* XR_EINVAL for a name outside the name policy (xr_name_check), XR_ELIMIT
+ * when pc holds max_channels_per_conn already. */
 int xr_channel_open(xr_proto *p, xr_pconn *pc, const char *name, size_t len);
 void xr_channel_close(xr_proto *p, xr_pconn *pc, const char *name, size_t len);
 void xr_channels_conn_gone(xr_proto *p, xr_pconn *pc);

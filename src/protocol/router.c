@@ -411,18 +411,28 @@ int xr_reply(xr_request *r, const char *payload, size_t len)
                          NULL, r->p.method);
 }
 
-static void bad_request(xr_proto *pr, xr_conn *c, const xr_proto_request *p, const char *why)
+/* An answer that refuses a request: header {"error": kind}, the reason in
+ * the payload's message. kind is "bad_request" or "limit". */
+static void refuse(xr_proto *pr, xr_conn *c, const xr_proto_request *p, const char *kind,
+                   const char *why)
 {
     xr_buf msg = {0};
+    char header[48];
     static const char a[] = "{\"message\": \"", b[] = "\"}";
     pr->stats.requests[method_index(p->method)][XR_OUT_BAD_REQUEST]++;
-    XR_DEBUG(pr->log, "bad request: %s", why);
+    XR_DEBUG(pr->log, "request refused (%s): %s", kind, why);
+    snprintf(header, sizeof header, "{\"error\":\"%s\"}", kind);
     if (xr_buf_add(&msg, a, sizeof a - 1) == 0 &&
         xr_buf_json_escaped(&msg, why, strlen(why)) == 0 &&
         xr_buf_add(&msg, b, sizeof b - 1) == 0)
         send_response(pr, c, p->id ? p->id : "", p->id ? p->id_len : 0, msg.p, msg.len,
-                      "{\"error\":\"bad_request\"}", p->method);
+                      header, p->method);
     xr_buf_free(&msg);
+}
+
+static void bad_request(xr_proto *pr, xr_conn *c, const xr_proto_request *p, const char *why)
+{
+    refuse(pr, c, p, "bad_request", why);
 }
 
 /* The outcome of one request, for /metrics and for fail answers. */
@@ -470,6 +480,13 @@ void xr_proto_message(xr_proto *pr, xr_conn *c, xr_msg_type type, const char *da
         request_recycle(pr, r);
         return;
     }
+    /* Requests a handler keeps (xr_request_ref) hold memory until it
+     * answers: a connection may have only so many at once. */
+    if (h->refs - 1 >= pr->o->max_pending_requests) {
+        refuse(pr, c, &r->p, "limit", "too many requests in progress on this connection");
+        request_recycle(pr, r);
+        return;
+    }
     xr_json_fields_reset(&r->payload, r->p.payload, r->p.payload_len);
     xr_json_fields_reset(&r->header, r->p.header_json, r->p.header_json_len);
     r->refs = 1;
@@ -499,10 +516,25 @@ void xr_proto_message(xr_proto *pr, xr_conn *c, xr_msg_type type, const char *da
     }
     /* SUB: the id is a live channel before the handler runs, so nothing
      * published from inside the handler can be missed. */
-    if (r->p.method == XR_SUB && xr_channel_open(pr, h, r->p.id, r->p.id_len) < 0) {
-        outcome(r, XR_OUT_FAIL, 1);
-        xr_request_unref(r);
-        return;
+    if (r->p.method == XR_SUB) {
+        int rc = xr_channel_open(pr, h, r->p.id, r->p.id_len);
+        if (rc == XR_EINVAL || rc == XR_ELIMIT) {
+            char why[128];
+            if (rc == XR_EINVAL)
+                snprintf(why, sizeof why, "request_id %s: it cannot name a channel",
+                         xr_name_problem(xr_name_check(r->p.id, r->p.id_len,
+                                                       pr->o->max_name_length)));
+            refuse(pr, c, &r->p, rc == XR_EINVAL ? "bad_request" : "limit",
+                   rc == XR_EINVAL ? why : "this connection holds as many channels as "
+                   "--max-channels-per-connection allows");
+            xr_request_unref(r);
+            return;
+        }
+        if (rc < 0) {
+            outcome(r, XR_OUT_FAIL, 1);
+            xr_request_unref(r);
+            return;
+        }
     }
     int rc = e->fn(r, e->ud);
     outcome(r, rc < 0 ? XR_OUT_FAIL : XR_OUT_OK, rc < 0);

@@ -41,6 +41,10 @@ void xr_options_init_size(xr_options *caller, size_t size)
     o->compression_window_bits = 12;
     o->compression_level = 6;
     o->workers = 1;
+    o->max_name_length = 256;
+    o->max_channels_per_conn = 128;
+    o->max_rooms_per_member = 128;
+    o->max_pending_requests = 64;
     if (!caller || size < sizeof(size_t))
         return;
     memcpy(caller, o, size < sizeof *o ? size : sizeof *o);
@@ -137,6 +141,14 @@ static const flag flags[] = {
     {"max-connections", F_COUNT, OFF(max_connections), 0, 0, "N", "open WebSocket connections; beyond it upgrades get 503 (10000)"},
     {"max-connections-per-ip", F_COUNT, OFF(max_connections_per_ip), 0, 0, "N",
      "sockets one client address may hold; beyond, new ones are\nclosed at once (0: no limit, the default)"},
+    {"max-name-length", F_COUNT, OFF(max_name_length), 0, 0, "N",
+     "longest channel, room or member name in bytes, 1-1024 (256)"},
+    {"max-channels-per-connection", F_COUNT, OFF(max_channels_per_conn), 0, 0, "N",
+     "channels one connection may SUB to; beyond, SUB gets an\nerror answer (128)"},
+    {"max-rooms-per-member", F_COUNT, OFF(max_rooms_per_member), 0, 0, "N",
+     "rooms one member may be in; beyond, xr_room_join fails (128)"},
+    {"max-pending-requests", F_COUNT, OFF(max_pending_requests), 0, 0, "N",
+     "requests of one connection still held by handlers; beyond,\nnew ones get an error answer (64)"},
     {"handshake-timeout", F_TIME, OFF(handshake_timeout_ms), 0, 0, "SECS", "TLS + HTTP upgrade must complete within (10)"},
     {"ping-interval", F_TIME, OFF(ping_interval_ms), 0, 0, "SECS", "ping a client silent for this long; 0 disables (20)"},
     {"ping-timeout", F_TIME, OFF(ping_timeout_ms), 0, 0, "SECS", "close with 1011 when the pong is this late (20)"},
@@ -595,6 +607,12 @@ int xr_options_check(const xr_options *o, char *err, size_t errlen)
         return usage_error(err, errlen, "--max-header-size must be between 256 bytes and 1M");
     if (o->max_connections == 0)
         return usage_error(err, errlen, "--max-connections must be at least 1");
+    if (o->max_name_length < 1 || o->max_name_length > XR_MAX_NAME)
+        return usage_error(err, errlen, "--max-name-length must be between 1 and %d", XR_MAX_NAME);
+    if (o->max_channels_per_conn == 0 || o->max_rooms_per_member == 0 ||
+        o->max_pending_requests == 0)
+        return usage_error(err, errlen, "--max-channels-per-connection, --max-rooms-per-member "
+                           "and --max-pending-requests must be at least 1");
     if (o->ping_interval_ms && !o->ping_timeout_ms)
         return usage_error(err, errlen, "--ping-timeout must be above 0 while --ping-interval is on");
     if (o->handshake_timeout_ms == 0)

@@ -105,7 +105,7 @@ static void on_http(const xr_http_request *req, xr_http_reply *rep, void *ud)
     } else if (metrics) {
         xr_metrics_write(srv, rep->body);
         rep->ctype = "text/plain; version=0.0.4; charset=utf-8";
-    } else if (xr_static_find(srv, req->target, xr_http_path_len(req), rep->body,
+    } else if (xr_static_find(srv, req->target, xr_http_path_len(req), &rep->file,
                               &rep->ctype) < 0) {
         plain_error(rep, 404, "not found", NULL);
         return;
@@ -221,6 +221,7 @@ void xr_server_free(xr_server *srv)
     srv->draining = 0; /* no loopexit from the frees below */
     xr_transport_free(srv->t);
     xr_proto_free(srv->proto);
+    xr_static_free(srv);
     for (int k = 0; k < 3; k++)
         if (srv->signals[k])
             event_free(srv->signals[k]);

@@ -11,6 +11,7 @@
 #include "transport/transport.h"
 #include "util/buf.h"
 #include "util/log.h"
+#include "util/map.h"
 
 struct event;
 
@@ -41,6 +42,8 @@ struct xr_server {
     struct event *drain_timer;
     struct event *signals[3];
     char http_extra[96];            /* headers of plain HTTP answers */
+    xr_map static_cache;            /* file path -> its body (static.c) */
+    size_t static_cached;           /* bytes held there */
     char error[256];
 };
 
@@ -60,9 +63,21 @@ int xr_sd_listen_fds(int *fds, int *tls, size_t max, char *err, size_t errlen);
 /* /metrics and /health bodies. */
 void xr_metrics_write(const xr_server *srv, xr_buf *out);
 void xr_health_write(const xr_server *srv, xr_buf *out, int *status);
-/* Fills body with the file for a request path; 0, or -1 when none. */
-int xr_static_find(const xr_server *srv, const char *path, size_t len, xr_buf *body,
+/* static.c. Request paths longer than XR_STATIC_PATH are refused; files
+ * over XR_STATIC_MAX (or --max-output-buffer) are not served; the cache of
+ * file bodies holds at most XR_STATIC_CACHE bytes in XR_STATIC_CACHE_FILES. */
+#define XR_STATIC_PATH 512
+#define XR_STATIC_MAX (16u << 20)
+#define XR_STATIC_CACHE (64u << 20)
+#define XR_STATIC_CACHE_FILES 1024
+/* Whether a request path may name a file: [A-Za-z0-9._-/], no segment
+ * starting with '.', 1..XR_STATIC_PATH bytes. */
+int xr_static_path_ok(const char *p, size_t n);
+/* The body of the file for a request path (a reference for the caller) and
+ * its type; 0, or -1 when there is none. */
+int xr_static_find(xr_server *srv, const char *path, size_t len, struct xr_shared **body,
                    const char **ctype);
+void xr_static_free(xr_server *srv);
 
 /* options.c */
 /* Parses "123", "64k", "1M", "1MiB", "2G" into bytes. */

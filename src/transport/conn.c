@@ -660,20 +660,26 @@ static const char *status_text(int status)
 
 /* Every plain HTTP answer closes the connection: the port exists for
  * WebSocket, and one request per socket keeps the handshake path simple. */
+/* The body is body's bytes (copied: short texts) or file's (queued by
+ * reference: one copy however many clients fetch it). */
 static void http_reply(xr_conn *c, int status, const char *ctype, const char *extra,
-                       const xr_buf *body, int head_only)
+                       const xr_buf *body, xr_shared *file, int head_only)
 {
     xr_transport *t = c->t;
     char head[512];
+    size_t blen = file ? file->len : body->len;
     t->stats.http_requests_total++;
     if (status >= 400)
         t->stats.handshake_failures_total++;
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                      "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
-                     status, status_text(status), ctype, body->len, extra ? extra : "");
-    if (n < 0 || (size_t)n >= sizeof head ||
-        out_add(c, head, (size_t)n) < 0 || (!head_only && out_add(c, body->p, body->len) < 0)) {
+                     status, status_text(status), ctype, blen, extra ? extra : "");
+    int rc = n < 0 || (size_t)n >= sizeof head ? XR_EINVAL : out_add(c, head, (size_t)n);
+    if (rc == XR_OK && !head_only && blen)
+        rc = file ? out_ref(c, file) : out_add(c, body->p, body->len);
+    xr_shared_unref(file);
+    if (rc < 0) {
         xr_conn_destroy(c);
         return;
     }
@@ -690,7 +696,7 @@ static void http_error(xr_conn *c, int status, const char *reason)
     http_reply(c, status, "text/plain; charset=utf-8",
                status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
                : status == 405 ? "Allow: GET, HEAD\r\n" : NULL,
-               &t->http, 0);
+               &t->http, NULL, 0);
 }
 
 static void serve_plain(xr_conn *c, const xr_http_request *req)
@@ -701,11 +707,12 @@ static void serve_plain(xr_conn *c, const xr_http_request *req)
     if (t->hooks.http)
         t->hooks.http(req, &reply, t->ud);
     if (!reply.status) {
+        xr_shared_unref(reply.file);
         http_error(c, 426, "this is a WebSocket endpoint: send a GET with Upgrade: websocket");
         return;
     }
     int head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
-    http_reply(c, reply.status, reply.ctype, reply.extra, &t->http, head);
+    http_reply(c, reply.status, reply.ctype, reply.extra, &t->http, reply.file, head);
     if (t->http.cap > (1u << 20))
         xr_buf_free(&t->http);
 }

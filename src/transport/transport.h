@@ -57,6 +57,8 @@ typedef struct xr_http_reply {
     const char *ctype;
     const char *extra;              /* more header lines, each ending in CRLF */
     xr_buf *body;                   /* the transport's buffer: append to it */
+    xr_shared *file;                /* or a shared body, queued by reference
+                                     * (the transport takes this reference) */
 } xr_http_reply;
 
 /*

@@ -21,12 +21,38 @@ static void json_escaped(FILE *out, const char *s)
     }
 }
 
+/*
+ * Log lines carry names a peer chose (channels, paths, broker replies): a
+ * control byte in one would forge a line or drive the reader's terminal.
+ * Every message is made printable here, once, for every sink: bytes below
+ * 0x20 and DEL become \xNN (a backslash itself stays, it is harmless).
+ */
+static size_t printable(char *dst, size_t cap, const char *src)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (; *src && n + 5 <= cap; src++) {
+        unsigned char c = (unsigned char)*src;
+        if (c < 0x20 || c == 0x7f) {
+            dst[n++] = '\\';
+            dst[n++] = 'x';
+            dst[n++] = hex[c >> 4];
+            dst[n++] = hex[c & 15];
+        } else {
+            dst[n++] = (char)c;
+        }
+    }
+    dst[n] = '\0';
+    return n;
+}
+
 void xr_vlog(const xr_logger *log, xr_log_level level, const char *fmt, va_list ap)
 {
     if (log && level > log->level)
         return;
-    char msg[1024];
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    char raw[1024], msg[4 * sizeof raw + 1];
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    printable(msg, sizeof msg, raw);
     if (log && log->fn) {
         log->fn(level, log->worker, msg, log->fn_ud);
         return;

@@ -17,6 +17,10 @@ static const xr_logger quiet = {.level = XR_LOG_ERROR, .format = XR_LOG_TEXT};
 static void options(xr_options *o)
 {
     memset(o, 0, sizeof *o);
+    o->max_name_length = 256;
+    o->max_channels_per_conn = 128;
+    o->max_rooms_per_member = 128;
+    o->max_pending_requests = 64;
 }
 
 static int parse(const char *s, xr_proto_request *r, char *err)
@@ -203,7 +207,7 @@ static void test_room_refcounts_one_subscription_per_name(void)
     CHECK_EQ(srv->subs.count, 1);
     CHECK(xr_map_get(&srv->memberships, "m2", 2) == NULL);
     /* A member whose channel closes here leaves every room it was in. */
-    xr_pconn pc = {NULL, 1, NULL};
+    xr_pconn pc = {.conn = NULL, .refs = 1};
     CHECK_EQ(xr_proto_room_join(srv, "q", "m3"), XR_OK);
     CHECK_EQ(xr_channel_open(srv, &pc, "m1", 2), XR_OK);
     CHECK_EQ(xr_channel_open(srv, &pc, "m1", 2), XR_OK);   /* the same SUB twice */
@@ -219,6 +223,107 @@ static void test_room_refcounts_one_subscription_per_name(void)
     event_base_free(base);
 }
 
+/* Finding 2 of the attack review: a NUL in a SUB's id made a channel
+ * "A\0" whose room member was "A" (C strings), which no channel had: two
+ * such rooms re-posted each other's messages for ever. */
+static void test_names_outside_the_policy_refused(void)
+{
+    xr_options o;
+    char err[256], name[300];
+    options(&o);
+    struct event_base *base = event_base_new();
+    xr_proto *p = xr_proto_new(base, &o, &quiet, NULL);
+    CHECK_EQ(xr_proto_start(p, err, sizeof err), XR_OK);
+    xr_pconn pc = {.conn = NULL, .refs = 1};
+    CHECK_EQ(xr_channel_open(p, &pc, "A\0", 2), XR_EINVAL);
+    CHECK_EQ(xr_channel_open(p, &pc, "a\nb", 3), XR_EINVAL);
+    CHECK_EQ(xr_channel_open(p, &pc, "\x1b[31m", 5), XR_EINVAL);
+    CHECK_EQ(xr_channel_open(p, &pc, "a\x7f", 2), XR_EINVAL);
+    CHECK_EQ(xr_channel_open(p, &pc, "\xff", 1), XR_EINVAL);
+    CHECK_EQ(xr_channel_open(p, &pc, "", 0), XR_EINVAL);
+    memset(name, 'n', sizeof name);
+    CHECK_EQ(xr_channel_open(p, &pc, name, 257), XR_EINVAL);
+    CHECK_EQ(p->channels.count, 0);
+    CHECK_EQ(p->subs.count, 0);
+    CHECK_EQ(xr_channel_open(p, &pc, name, 256), XR_OK);
+    CHECK_EQ(xr_channel_open(p, &pc, "caf\xc3\xa9", 5), XR_OK);
+    CHECK_EQ(p->channels.count, 2);
+    CHECK_EQ(xr_proto_publish(p, "A\0", 2, "x", 1), XR_EINVAL);
+    CHECK_EQ(xr_proto_publish(p, name, 257, "x", 1), XR_EINVAL);
+    CHECK_EQ(xr_proto_publish(p, name, 256, "x", 1), XR_OK);
+    CHECK_EQ(xr_proto_room_join(p, "r\n", "m"), XR_EINVAL);
+    CHECK_EQ(xr_proto_room_join(p, "r", "m\x1b"), XR_EINVAL);
+    name[256] = '\0';
+    CHECK_EQ(xr_proto_room_join(p, name, "m"), XR_OK);
+    name[256] = 'n';
+    name[257] = '\0';
+    CHECK_EQ(xr_proto_room_join(p, name, "m"), XR_EINVAL);
+    CHECK_EQ(xr_proto_room_join(p, "r", name), XR_EINVAL);
+    CHECK(xr_map_get(&p->memberships, name, 257) == NULL);
+    xr_channels_conn_gone(p, &pc);
+    xr_proto_free(p);
+    event_base_free(base);
+}
+
+/* A member that is a room here would get the room's messages posted back
+ * to the room itself; names of rooms and members are kept apart. */
+static void test_rooms_cannot_feed_each_other(void)
+{
+    xr_options o;
+    char err[256];
+    options(&o);
+    struct event_base *base = event_base_new();
+    xr_proto *p = xr_proto_new(base, &o, &quiet, NULL);
+    CHECK_EQ(xr_proto_start(p, err, sizeof err), XR_OK);
+    CHECK_EQ(xr_proto_room_join(p, "A", "B"), XR_OK);
+    CHECK_EQ(xr_proto_room_join(p, "B", "A"), XR_EINVAL);   /* B is a member, A a room */
+    CHECK_EQ(xr_proto_room_join(p, "C", "A"), XR_EINVAL);   /* A is a room */
+    CHECK_EQ(xr_proto_room_join(p, "A", "A"), XR_EINVAL);
+    CHECK_EQ(p->rooms.count, 1);
+    CHECK_EQ(xr_proto_room_size(p, "A"), 1);
+    CHECK_EQ(xr_proto_room_leave(p, "A", "B"), XR_OK);
+    CHECK_EQ(xr_proto_room_join(p, "B", "A"), XR_OK);       /* apart again: fine */
+    xr_proto_free(p);
+    event_base_free(base);
+}
+
+/* Finding 4: what one connection can make a node hold is capped. */
+static void test_per_connection_and_member_caps(void)
+{
+    xr_options o;
+    char err[256], name[16];
+    options(&o);
+    o.max_channels_per_conn = 3;
+    o.max_rooms_per_member = 2;
+    struct event_base *base = event_base_new();
+    xr_proto *p = xr_proto_new(base, &o, &quiet, NULL);
+    CHECK_EQ(xr_proto_start(p, err, sizeof err), XR_OK);
+    xr_pconn pc = {.conn = NULL, .refs = 1}, other = {.conn = NULL, .refs = 1};
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof name, "c%d", i);
+        CHECK_EQ(xr_channel_open(p, &pc, name, strlen(name)), XR_OK);
+    }
+    CHECK_EQ(xr_channel_open(p, &pc, "c3", 2), XR_ELIMIT);
+    CHECK_EQ(xr_channel_open(p, &pc, "c1", 2), XR_OK);        /* held already */
+    CHECK_EQ(pc.n_receivers, 3);
+    CHECK_EQ(xr_channel_open(p, &other, "c3", 2), XR_OK);     /* per connection */
+    xr_channel_close(p, &pc, "c0", 2);
+    CHECK_EQ(pc.n_receivers, 2);
+    CHECK_EQ(xr_channel_open(p, &pc, "c3", 2), XR_OK);
+    CHECK_EQ(xr_proto_room_join(p, "r1", "c1"), XR_OK);
+    CHECK_EQ(xr_proto_room_join(p, "r2", "c1"), XR_OK);
+    CHECK_EQ(xr_proto_room_join(p, "r3", "c1"), XR_ELIMIT);
+    CHECK_EQ(xr_proto_room_join(p, "r1", "c1"), XR_OK);      /* in it already */
+    CHECK(xr_map_get(&p->rooms, "r3", 2) == NULL);
+    CHECK_EQ(xr_proto_room_join(p, "r3", "c2"), XR_OK);
+    xr_channels_conn_gone(p, &pc);
+    xr_channels_conn_gone(p, &other);
+    CHECK_EQ(pc.n_receivers, 0);
+    CHECK_EQ(p->rooms.count, 0);
+    xr_proto_free(p);
+    event_base_free(base);
+}
+
 int main(void)
 {
     RUN(test_request_parsed_and_method_case_insensitive);
@@ -229,5 +334,8 @@ int main(void)
     RUN(test_routes_unique_per_method);
     RUN(test_middleware_sorted_unique_and_regex_checked);
     RUN(test_room_refcounts_one_subscription_per_name);
+    RUN(test_names_outside_the_policy_refused);
+    RUN(test_rooms_cannot_feed_each_other);
+    RUN(test_per_connection_and_member_caps);
     return tap_done();
 }
