@@ -50,6 +50,7 @@ typedef struct name {
 typedef struct nameset {
     name **slots;
     size_t n_slots, count;
+    unsigned long long (*hash)(const void *data, size_t len);   /* the host's, keyed */
 } nameset;
 
 typedef struct kafka {
@@ -75,16 +76,15 @@ static uint64_t now_ms(void)
 
 /* ---- name sets ------------------------------------------------------------ */
 
-static uint32_t hash(const char *s, size_t n)
+static uint32_t hash(const nameset *st, const char *s, size_t n)
 {
-    uint32_t h = 2166136261u;
-    while (n--)
-        h = (h ^ (uint8_t)*s++) * 16777619u;
-    return h;
+    unsigned long long h = st->hash(s, n);
+    return (uint32_t)(h ^ h >> 32);
 }
 
-static int set_init(nameset *st)
+static int set_init(nameset *st, unsigned long long (*fn)(const void *, size_t))
 {
+    st->hash = fn;
     st->n_slots = 64;
     st->count = 0;
     st->slots = calloc(st->n_slots, sizeof *st->slots);
@@ -93,7 +93,7 @@ static int set_init(nameset *st)
 
 static name **set_find(const nameset *st, const char *s, size_t len)
 {
-    uint32_t h = hash(s, len);
+    uint32_t h = hash(st, s, len);
     name **p = &st->slots[h % st->n_slots];
     while (*p && !((*p)->hash == h && (*p)->len == len && memcmp((*p)->s, s, len) == 0))
         p = &(*p)->next;
@@ -108,7 +108,7 @@ static name *set_add(nameset *st, const char *s, size_t len)
     name *n = malloc(sizeof *n + len);
     if (!n)
         return NULL;
-    n->hash = hash(s, len);
+    n->hash = hash(st, s, len);
     n->len = len;
     n->seen_ms = 0;
     memcpy(n->s, s, len);
@@ -424,6 +424,11 @@ fail:
 static void *create(struct event_base *base, const char *url, const xr_antenna_host *host,
                     char *err, size_t errlen)
 {
+    if (!XR_ANTENNA_HOST_HAS(host, hash)) {
+        snprintf(err, errlen, "this module needs a libxraptor with antenna ABI 2.3 or later "
+                 "(its keyed hash)");
+        return NULL;
+    }
     kafka *k = calloc(1, sizeof *k);
     if (!k) {
         snprintf(err, errlen, "out of memory");
@@ -433,7 +438,7 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     k->host = *host;
     k->pipe_fd[0] = k->pipe_fd[1] = -1;
     if (parse_url(url, k->servers, sizeof k->servers, k->topic, sizeof k->topic, err, errlen) < 0 ||
-        set_init(&k->subs) < 0 || set_init(&k->presence) < 0) {
+        set_init(&k->subs, host->hash) < 0 || set_init(&k->presence, host->hash) < 0) {
         destroy(k);
         return NULL;
     }

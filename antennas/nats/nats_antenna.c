@@ -49,9 +49,15 @@ typedef struct item {
 typedef struct chan {
     struct chan *next;
     natsSubscription *sub, *probe;
+    uint32_t hash;
     size_t len;
     char name[];
 } chan;
+
+/* The longest channel name carried: its subject, base64url-encoded, stays
+ * well inside nats-server's 4096-byte control line (a longer SUB or PUB
+ * line makes the server drop the connection, and cnats gives it up). */
+#define NAME_MAX_BYTES 2048
 
 typedef struct probe {
     struct probe *next;
@@ -75,7 +81,8 @@ typedef struct nats_ant {
     item *head, *tail;
     int closing;
     /* loop only */
-    chan *chans;             /* few per node in practice: a list is enough */
+    chan **chans;            /* hashed by the host's keyed hash */
+    size_t n_chans, n_slots;
     natsInbox *inbox;
     natsSubscription *inbox_sub;
     probe *probes;
@@ -422,7 +429,16 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
 {
     if (check_url(url, err, errlen) < 0)
         return NULL;
+    if (!XR_ANTENNA_HOST_HAS(host, hash)) {
+        snprintf(err, errlen, "this module needs a libxraptor with antenna ABI 2.3 or later "
+                 "(its keyed hash)");
+        return NULL;
+    }
     nats_ant *a = calloc(1, sizeof *a);
+    if (a && !(a->chans = calloc(a->n_slots = 64, sizeof *a->chans))) {
+        free(a);
+        a = NULL;
+    }
     if (!a) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -489,12 +505,14 @@ static void destroy(void *self)
     pthread_mutex_lock(&a->mu);
     a->closing = 1;
     pthread_mutex_unlock(&a->mu);
-    for (chan *c = a->chans, *next; c; c = next) {
-        next = c->next;
-        natsSubscription_Destroy(c->sub);
-        natsSubscription_Destroy(c->probe);
-        free(c);
-    }
+    for (size_t i = 0; i < a->n_slots; i++)
+        for (chan *c = a->chans[i], *next; c; c = next) {
+            next = c->next;
+            natsSubscription_Destroy(c->sub);
+            natsSubscription_Destroy(c->probe);
+            free(c);
+        }
+    free(a->chans);
     natsSubscription_Destroy(a->inbox_sub);
     if (a->nc) {
         natsConnection_Close(a->nc);
@@ -523,17 +541,44 @@ static void destroy(void *self)
     free(a);
 }
 
+static uint32_t name_hash(const nats_ant *a, const char *name, size_t len)
+{
+    unsigned long long h = a->host.hash(name, len);
+    return (uint32_t)(h ^ h >> 32);
+}
+
 static chan **find(nats_ant *a, const char *name, size_t len)
 {
-    chan **p = &a->chans;
-    while (*p && !((*p)->len == len && memcmp((*p)->name, name, len) == 0))
+    uint32_t h = name_hash(a, name, len);
+    chan **p = &a->chans[h & (a->n_slots - 1)];
+    while (*p && !((*p)->hash == h && (*p)->len == len && memcmp((*p)->name, name, len) == 0))
         p = &(*p)->next;
     return p;
+}
+
+/* Doubles the table at load 1 (a failed grow keeps the old one). */
+static void grow(nats_ant *a)
+{
+    size_t n = a->n_slots * 2;
+    chan **v = calloc(n, sizeof *v);
+    if (!v)
+        return;
+    for (size_t i = 0; i < a->n_slots; i++)
+        for (chan *c = a->chans[i], *next; c; c = next) {
+            next = c->next;
+            c->next = v[c->hash & (n - 1)];
+            v[c->hash & (n - 1)] = c;
+        }
+    free(a->chans);
+    a->chans = v;
+    a->n_slots = n;
 }
 
 static int subscribe(void *self, const char *name, size_t len)
 {
     nats_ant *a = self;
+    if (len == 0 || len > NAME_MAX_BYTES)
+        return XR_EINVAL;
     if (*find(a, name, len))
         return 0;
     chan *c = calloc(1, sizeof *c + len);
@@ -552,9 +597,13 @@ static int subscribe(void *self, const char *name, size_t len)
         return XR_EANTENNA;
     }
     c->len = len;
+    c->hash = name_hash(a, name, len);
     memcpy(c->name, name, len);
-    c->next = a->chans;
-    a->chans = c;
+    chan **slot = &a->chans[c->hash & (a->n_slots - 1)];
+    c->next = *slot;
+    *slot = c;
+    if (++a->n_chans > a->n_slots)
+        grow(a);
     return 0;
 }
 
@@ -565,6 +614,7 @@ static int unsubscribe(void *self, const char *name, size_t len)
     if (!c)
         return 0;
     *p = c->next;
+    a->n_chans--;
     natsSubscription_Unsubscribe(c->sub);
     natsSubscription_Unsubscribe(c->probe);
     natsSubscription_Destroy(c->sub);
@@ -577,6 +627,8 @@ static int publish(void *self, const char *ch, size_t clen, const char *msg, siz
 {
     nats_ant *a = self;
     /* Down: fail now; cnats' reconnect buffer would hide the outage. */
+    if (clen == 0 || clen > NAME_MAX_BYTES)
+        return XR_EINVAL;
     if (!a->up || mlen > INT32_MAX)
         return XR_EANTENNA;
     char *subj = subject('c', ch, clen);
@@ -588,6 +640,8 @@ static int publish(void *self, const char *ch, size_t clen, const char *msg, siz
 static int is_alive(void *self, const char *ch, size_t len, xr_antenna_alive_cb done, void *arg)
 {
     nats_ant *a = self;
+    if (len == 0 || len > NAME_MAX_BYTES)
+        return XR_EINVAL;
     if (!a->up)
         return XR_EANTENNA;
     probe *p = calloc(1, sizeof *p);

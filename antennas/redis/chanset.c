@@ -4,16 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint32_t hash(const char *s, size_t n)
+static uint32_t hash(const chanset *s, const char *name, size_t n)
 {
-    uint32_t h = 5381;
-    while (n--)
-        h = h * 33 + (uint8_t)*s++;
-    return h;
+    unsigned long long h = s->hash(name, n);
+    return (uint32_t)(h ^ h >> 32);
 }
 
-int chanset_init(chanset *s)
+int chanset_init(chanset *s, chanset_hash_fn fn)
 {
+    s->hash = fn;
     s->count = 0;
     s->buckets = calloc(64, sizeof *s->buckets);
     s->n_buckets = s->buckets ? 64 : 0;
@@ -42,12 +41,12 @@ static chan **find(const chanset *s, const char *name, size_t len, uint32_t h)
 
 chan *chanset_find(const chanset *s, const char *name, size_t len)
 {
-    return *find(s, name, len, hash(name, len));
+    return *find(s, name, len, hash(s, name, len));
 }
 
 chan *chanset_add(chanset *s, const char *name, size_t len, int *fresh)
 {
-    uint32_t h = hash(name, len);
+    uint32_t h = hash(s, name, len);
     chan *c = *find(s, name, len, h);
     *fresh = 0;
     if (c)
@@ -83,7 +82,7 @@ chan *chanset_add(chanset *s, const char *name, size_t len, int *fresh)
 
 void chanset_del(chanset *s, const char *name, size_t len)
 {
-    chan **p = find(s, name, len, hash(name, len));
+    chan **p = find(s, name, len, hash(s, name, len));
     if (*p) {
         chan *c = *p;
         *p = c->next;

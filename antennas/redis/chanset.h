@@ -19,12 +19,16 @@ typedef struct chan {
     char name[];
 } chan;
 
+/* The host's keyed hash (xr_antenna_host.hash): names come from peers. */
+typedef unsigned long long (*chanset_hash_fn)(const void *data, size_t len);
+
 typedef struct chanset {
     chan **buckets;
     size_t n_buckets, count;
+    chanset_hash_fn hash;
 } chanset;
 
-int chanset_init(chanset *s);
+int chanset_init(chanset *s, chanset_hash_fn hash);
 void chanset_free(chanset *s);
 chan *chanset_find(const chanset *s, const char *name, size_t len);
 /* The channel, *fresh set when it was not there; NULL when out of memory. */

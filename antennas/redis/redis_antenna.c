@@ -295,6 +295,11 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 static void *create(struct event_base *base, const char *url, const xr_antenna_host *host,
                     char *err, size_t errlen)
 {
+    if (!XR_ANTENNA_HOST_HAS(host, hash)) {
+        snprintf(err, errlen, "this module needs a libxraptor with antenna ABI 2.3 or later "
+                 "(its keyed hash)");
+        return NULL;
+    }
     redis *r = calloc(1, sizeof *r);
     if (!r) {
         snprintf(err, errlen, "out of memory");
@@ -308,7 +313,7 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     r->host = *host;
     r->backoff_ms = BACKOFF_MIN_MS;
     r->retry = evtimer_new(base, on_retry, r);
-    if (chanset_init(&r->chans) < 0 || !r->retry) {
+    if (chanset_init(&r->chans, host->hash) < 0 || !r->retry) {
         chanset_free(&r->chans);
         if (r->retry)
             event_free(r->retry);

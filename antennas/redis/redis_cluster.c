@@ -1096,6 +1096,11 @@ static void destroy(void *self);
 static void *create(struct event_base *base, const char *url, const xr_antenna_host *host,
                     char *err, size_t errlen)
 {
+    if (!XR_ANTENNA_HOST_HAS(host, hash)) {
+        snprintf(err, errlen, "this module needs a libxraptor with antenna ABI 2.3 or later "
+                 "(its keyed hash)");
+        return NULL;
+    }
     cluster *cl = calloc(1, sizeof *cl);
     if (!cl) {
         snprintf(err, errlen, "out of memory");
@@ -1110,7 +1115,7 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     cl->refresh_ms = BACKOFF_MIN_MS;
     cl->refresh_ev = evtimer_new(base, on_refresh, cl);
     cl->tidy_ev = event_new(base, -1, 0, on_tidy, cl);
-    if (chanset_init(&cl->chans) < 0 || !cl->refresh_ev || !cl->tidy_ev) {
+    if (chanset_init(&cl->chans, host->hash) < 0 || !cl->refresh_ev || !cl->tidy_ev) {
         destroy(cl);
         snprintf(err, errlen, "out of memory");
         return NULL;

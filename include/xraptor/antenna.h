@@ -47,7 +47,7 @@ extern "C" {
 struct event_base;
 
 #define XR_ANTENNA_ABI 2        /* major: changes nobody built before can follow */
-#define XR_ANTENNA_ABI_MINOR 2  /* members appended within the major */
+#define XR_ANTENNA_ABI_MINOR 3  /* members appended within the major */
 
 /* Log levels as in xraptor.h: 0 error, 1 warn, 2 info, 3 debug. */
 typedef struct xr_antenna_host {
@@ -61,6 +61,13 @@ typedef struct xr_antenna_host {
     void (*log)(void *host, int level, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
     void *host;
+
+    /* ---- minor 3: use through XR_ANTENNA_HOST_HAS() ---- */
+
+    /* The host's keyed hash (SipHash-1-3 under a per-process secret key),
+     * for a module's own sets of channel names: names come from peers,
+     * and with an unkeyed hash they can be made to collide on purpose. */
+    unsigned long long (*hash)(const void *data, size_t len);
 } xr_antenna_host;
 
 typedef void (*xr_antenna_alive_cb)(int alive, void *arg);

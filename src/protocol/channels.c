@@ -16,6 +16,7 @@
 
 #include <event2/event.h>
 
+#include "util/hash.h"
 #include "util/shared.h"
 
 typedef struct xr_receiver {
@@ -236,6 +237,11 @@ static void on_antenna_log(void *host, int level, const char *fmt, ...)
     xr_vlog(p->log, level < 0 ? XR_LOG_ERROR : level > 3 ? XR_LOG_DEBUG : (xr_log_level)level,
             fmt, ap);
     va_end(ap);
+}
+
+static unsigned long long host_hash(const void *data, size_t len)
+{
+    return xr_hash(data, len);
 }
 
 /* Every post to the broker goes through here, so both counters see it. */
@@ -641,6 +647,7 @@ int xr_channels_init(xr_proto *p, char *err, size_t errlen)
     p->antenna_host.state = on_antenna_state;
     p->antenna_host.log = on_antenna_log;
     p->antenna_host.host = p;
+    p->antenna_host.hash = host_hash;
     p->antenna_host.size = sizeof p->antenna_host;
     char aerr[256] = "";
     p->antenna_self = p->antenna->create(p->base, url, &p->antenna_host, aerr, sizeof aerr);

@@ -1,48 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "util/map.h"
 
+#include "util/hash.h"
+
 #include <stdlib.h>
 #include <string.h>
 
-/*
- * Sixteen bytes a step in two lanes, each word folded in by a multiply (a
- * route or a room name costs a few multiplies, not one a byte, and the two
- * chains overlap); the tail read as one word that may overlap the words
- * before it; then mixed so that the low bits the slots use depend on every
- * byte.
- */
+/* Keys are names a peer chose: the keyed hash keeps them from colliding
+ * on purpose (util/hash.h). */
 static uint32_t hash(const char *k, size_t n)
 {
-    uint64_t a = 0x9E3779B97F4A7C15ull ^ n, b = 0xC2B2AE3D27D4EB4Full, w, w2;
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        memcpy(&w, k + i, 8);
-        memcpy(&w2, k + i + 8, 8);
-        a = (a ^ w) * 0xBF58476D1CE4E5B9ull;
-        b = (b ^ w2) * 0x94D049BB133111EBull;
-        a ^= a >> 31;
-        b ^= b >> 29;
-    }
-    if (n >= 8) {
-        if (i + 8 <= n) {
-            memcpy(&w, k + i, 8);
-            a = (a ^ w) * 0xBF58476D1CE4E5B9ull;
-            a ^= a >> 31;
-        }
-        memcpy(&w, k + n - 8, 8);           /* the last 8, overlapping */
-    } else if (n >= 4) {
-        uint32_t lo, hi;
-        memcpy(&lo, k, 4);
-        memcpy(&hi, k + n - 4, 4);
-        w = (uint64_t)hi << 32 | lo;
-    } else {
-        w = 0;
-        for (i = 0; i < n; i++)
-            w = w << 8 | (uint8_t)k[i];
-    }
-    uint64_t h = (a ^ b ^ w) * 0x94D049BB133111EBull;
-    h ^= h >> 29;
-    h *= 0xBF58476D1CE4E5B9ull;
+    uint64_t h = xr_hash(k, n);
     return (uint32_t)(h ^ h >> 32);
 }
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* A small string-keyed hash map (separate chaining, a word-at-a-time hash, doubling). Keys
+/* A small string-keyed hash map (separate chaining, a keyed SipHash, doubling). Keys
  * are byte strings with a length; the map copies them. */
 #ifndef XR_MAP_H
 #define XR_MAP_H
