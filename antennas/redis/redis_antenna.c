@@ -30,6 +30,14 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define SUBSCRIBE_BATCH 512
+/* A broker that is up but does not answer (stopped, swapping, a network
+ * that drops without a reset) must not make posts pile up here: past
+ * either bound posts fail, and with no reply for REPLY_TIMEOUT_MS while
+ * posts wait the connections are dropped and made again. */
+#define MAX_PENDING_POSTS 10000
+#define MAX_PENDING_BYTES (16u << 20)
+#define REPLY_TIMEOUT_MS 5000
+#define WATCHDOG_MS 500
 
 typedef struct config {
     char host[256];
@@ -50,6 +58,11 @@ typedef struct redis {
     unsigned backoff_ms;
     int destroying;
     chanset chans;
+    /* posts sent and not answered yet, and the watchdog over them */
+    size_t pend_n, pend_bytes;
+    unsigned long long answered, answered_seen;
+    unsigned stalled_ms;
+    struct event *watchdog;
 } redis;
 
 /* ---- URL ---------------------------------------------------------------- */
@@ -292,6 +305,8 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the ops ------------------------------------------------------------- */
 
+static void on_watchdog(evutil_socket_t fd, short what, void *arg);
+
 static void *create(struct event_base *base, const char *url, const xr_antenna_host *host,
                     char *err, size_t errlen)
 {
@@ -313,10 +328,15 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     r->host = *host;
     r->backoff_ms = BACKOFF_MIN_MS;
     r->retry = evtimer_new(base, on_retry, r);
-    if (chanset_init(&r->chans, host->hash) < 0 || !r->retry) {
+    r->watchdog = event_new(base, -1, EV_PERSIST, on_watchdog, r);
+    struct timeval wd = {0, WATCHDOG_MS * 1000};
+    if (chanset_init(&r->chans, host->hash) < 0 || !r->retry || !r->watchdog ||
+        event_add(r->watchdog, &wd) < 0) {
         chanset_free(&r->chans);
         if (r->retry)
             event_free(r->retry);
+        if (r->watchdog)
+            event_free(r->watchdog);
         free(r);
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -335,6 +355,8 @@ static void destroy(void *self)
     if (r->pub)
         redisAsyncFree(r->pub);
     event_free(r->retry);
+    if (r->watchdog)
+        event_free(r->watchdog);
     chanset_free(&r->chans);
     free(r);
 }
@@ -360,15 +382,58 @@ static int unsubscribe(void *self, const char *ch, size_t len)
     return 0;
 }
 
+/* A post's reply, or NULL when its connection went first: either way it
+ * no longer waits. */
+static void on_published(redisAsyncContext *ac, void *reply, void *arg)
+{
+    (void)reply;
+    redis *r = ac->data;
+    r->pend_n--;
+    r->pend_bytes -= (size_t)(uintptr_t)arg;
+    r->answered++;
+}
+
 static int publish(void *self, const char *ch, size_t clen, const char *msg, size_t mlen)
 {
     redis *r = self;
-    /* Down: fail now rather than queue without bound. */
-    if (!r->pub_ready)
+    /* Down, or too far behind: fail now rather than queue without bound. */
+    if (!r->pub_ready || r->pend_n >= MAX_PENDING_POSTS ||
+        r->pend_bytes + clen + mlen > MAX_PENDING_BYTES)
         return XR_EANTENNA;
     const char *argv[3] = {"PUBLISH", ch, msg};
     size_t argl[3] = {7, clen, mlen};
-    return redisAsyncCommandArgv(r->pub, NULL, NULL, 3, argv, argl) == REDIS_OK ? 0 : -1;
+    if (redisAsyncCommandArgv(r->pub, on_published, (void *)(uintptr_t)(clen + mlen), 3, argv,
+                              argl) != REDIS_OK)
+        return XR_EANTENNA;
+    r->pend_n++;
+    r->pend_bytes += clen + mlen;
+    return 0;
+}
+
+/* Posts waiting and no reply at all for REPLY_TIMEOUT_MS: the broker is
+ * hung. Free, not disconnect: hiredis would wait for the replies first. */
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    redis *r = arg;
+    if (!r->pend_n || r->answered != r->answered_seen) {
+        r->answered_seen = r->answered;
+        r->stalled_ms = 0;
+        return;
+    }
+    r->stalled_ms += WATCHDOG_MS;
+    if (r->stalled_ms < REPLY_TIMEOUT_MS || !r->pub)
+        return;
+    r->host.log(r->host.host, 1, "redis antenna: no reply for %u ms with %zu posts waiting: "
+                "reconnecting", r->stalled_ms, r->pend_n);
+    r->stalled_ms = 0;
+    redisAsyncContext *pub = r->pub;
+    int connected = r->pub_ready;
+    redisAsyncFree(pub);    /* its disconnect callback runs when it was connected */
+    if (!connected) {
+        r->pub = NULL;
+        schedule_retry(r);
+    }
 }
 
 typedef struct alive_q {

@@ -84,6 +84,7 @@ typedef struct conn {
     struct event *rd, *wr;
     char *in;
     size_t in_len, in_cap;
+    resp_reader reader;         /* its own: a reply may be cut between reads */
     /* out[done, sent) was written and awaits replies (cmd) or is gone (sub);
      * out[sent, len) is still to write. */
     char *out;
@@ -122,7 +123,6 @@ typedef struct cluster {
     unsigned refresh_ms;
     size_t next_ask;            /* round robin over seeds and nodes */
     int up, destroying;
-    resp_reader reader;
 } cluster;
 
 static void conn_close(conn *c, const char *why);
@@ -609,6 +609,7 @@ static void conn_free(conn *c)
     event_free(c->wr);
     close(c->fd);
     free(c->in);
+    resp_reader_free(&c->reader);
     free(c->out);
     free(c->q);
     free(c);
@@ -1046,7 +1047,6 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     conn *c = arg;
-    cluster *cl = c->node->cl;
     if (c->in_cap - c->in_len < 16384) {
         size_t cap = c->in_cap ? c->in_cap * 2 : 65536;
         char *in = realloc(c->in, cap);
@@ -1068,7 +1068,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     size_t at = 0;
     while (at < c->in_len && !c->closing) {
         size_t nv;
-        long used = resp_parse(&cl->reader, c->in + at, c->in_len - at, &nv);
+        long used = resp_parse(&c->reader, c->in + at, c->in_len - at, &nv);
         if (used == 0)
             break;
         if (used < 0) {
@@ -1076,9 +1076,9 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             return;
         }
         if (c->is_sub)
-            on_sub_reply(c, cl->reader.vals, nv);
+            on_sub_reply(c, c->reader.vals, nv);
         else
-            on_cmd_reply(c, cl->reader.vals, nv);
+            on_cmd_reply(c, c->reader.vals, nv);
         at += (size_t)used;
     }
     if (c->closing) {
@@ -1136,7 +1136,6 @@ static void destroy(void *self)
     if (cl->tidy_ev)
         event_free(cl->tidy_ev);
     chanset_free(&cl->chans);
-    resp_reader_free(&cl->reader);
     free(cl);
 }
 

@@ -4,8 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_DEPTH 8             /* CLUSTER SLOTS needs 3 */
-#define MAX_BULK (512u << 20)   /* Redis' own proto-max-bulk-len */
+#define MAX_BULK RESP_MAX_REPLY
 #define MAX_ELEMS (1 << 20)
 
 int resp_int(const char *p, const char *end, int64_t *out)
@@ -42,28 +41,49 @@ void resp_reader_free(resp_reader *r)
     free(r->vals);
     r->vals = NULL;
     r->cap = 0;
+    resp_reader_reset(r);
 }
 
+void resp_reader_reset(resp_reader *r)
+{
+    r->pos = r->nv = r->scan = 0;
+    r->depth = 0;
+}
+
+/*
+ * Incremental: a reply cut short by the end of the bytes leaves its state
+ * in the reader (the values so far, where the next one starts, the open
+ * arrays), and the next call goes on from there instead of from the
+ * reply's first byte, so a long reply costs its length once, not once per
+ * read. Values hold offsets until the reply is whole (the caller's buffer
+ * may move between reads), then pointers.
+ */
 long resp_parse(resp_reader *r, const char *p, size_t len, size_t *nvals)
 {
-    size_t i = 0, nv = 0;
-    int64_t left[MAX_DEPTH];
-    int depth = 0;
+    size_t i = r->pos, nv = r->nv;
+    int depth = r->depth;
+    int64_t *left = r->left;
     do {
-        if (i + 1 >= len)
-            return 0;
-        const char *line = p + i + 1, *cr = memchr(line, '\r', len - i - 1);
-        if (!cr || cr + 1 >= p + len)
-            return 0;
+        /* The value starting at i, if its line is all here: the search
+         * for its end goes on from where the last call stopped. */
+        size_t from = r->scan > i + 1 ? r->scan : i + 1;
+        const char *line = p + i + 1, *cr = from < len ? memchr(p + from, '\r', len - from) : NULL;
+        if (!cr || cr + 1 >= p + len) {
+            r->scan = cr ? (size_t)(cr - p) : len;
+            goto more;
+        }
+        r->scan = 0;
         if (cr[1] != '\n')
-            return -1;
-        resp_val *v = slot(r, nv++);
+            goto bad;
+        if (nv >= RESP_MAX_VALUES)
+            goto bad;
+        resp_val *v = slot(r, nv);
         if (!v)
-            return -1;
+            goto bad;
         v->type = p[i];
-        v->s = line;
+        v->off = i + 1;
         v->n = cr - line;
-        i = (size_t)(cr + 2 - p);
+        size_t next = (size_t)(cr + 2 - p);
         int whole = 1;
         switch (v->type) {
         case '+':
@@ -71,44 +91,62 @@ long resp_parse(resp_reader *r, const char *p, size_t len, size_t *nvals)
             break;
         case ':':
             if (resp_int(line, cr, &v->n) < 0)
-                return -1;
+                goto bad;
             break;
         case '$':
             if (resp_int(line, cr, &v->n) < 0 || v->n < -1 || v->n > (int64_t)MAX_BULK)
-                return -1;
+                goto bad;
             if (v->n == -1) {
                 v->type = 0;
                 break;
             }
-            if (len - i < (size_t)v->n + 2)
-                return 0;
-            v->s = p + i;
-            i += (size_t)v->n;
-            if (p[i] != '\r' || p[i + 1] != '\n')
-                return -1;
-            i += 2;
+            if (len - next < (size_t)v->n + 2)
+                goto more;
+            v->off = next;
+            next += (size_t)v->n;
+            if (p[next] != '\r' || p[next + 1] != '\n')
+                goto bad;
+            next += 2;
             break;
         case '*':
             if (resp_int(line, cr, &v->n) < 0 || v->n < -1 || v->n > MAX_ELEMS)
-                return -1;
+                goto bad;
             if (v->n == -1) {
                 v->type = 0;
             } else if (v->n > 0) {
-                if (depth == MAX_DEPTH)
-                    return -1;
+                if (depth == RESP_MAX_DEPTH)
+                    goto bad;
                 left[depth++] = v->n;
                 whole = 0;
             }
             break;
         default:
-            return -1;
+            goto bad;
         }
+        nv++;
+        i = next;
+        if (i > RESP_MAX_REPLY)
+            goto bad;
         if (whole)
             while (depth > 0 && --left[depth - 1] == 0)
                 depth--;
     } while (depth > 0);
+    for (size_t k = 0; k < nv; k++)
+        r->vals[k].s = p + r->vals[k].off;
     *nvals = nv;
+    resp_reader_reset(r);
     return (long)i;
+more:
+    /* A reply that is not whole within the bound never will be. */
+    if (len > RESP_MAX_REPLY)
+        goto bad;
+    r->pos = i;
+    r->nv = nv;
+    r->depth = depth;
+    return 0;
+bad:
+    resp_reader_reset(r);
+    return -1;
 }
 
 size_t resp_skip(const resp_val *v, size_t i)

@@ -12,27 +12,40 @@
 
 #define RESP_SLOTS 16384
 
+/* Bounds on one reply: bytes (a bulk string included), values, nesting. */
+#define RESP_MAX_REPLY (64u << 20)
+#define RESP_MAX_VALUES (1u << 20)
+#define RESP_MAX_DEPTH 8        /* CLUSTER SLOTS needs 3 */
+
 /* A reply value. Values are laid out in pre-order: an array's elements
  * follow it. Strings point into the parsed bytes. */
 typedef struct resp_val {
     char type;                  /* + - : $ *, or 0 for a null */
     const char *s;              /* + - $: the text */
     int64_t n;                  /* + - $: its length; *: elements; :: the value */
+    size_t off;                 /* s as an offset from the reply's start */
 } resp_val;
 
-/* The values of the last reply, reused from reply to reply. */
+/* The values of the last reply, reused from reply to reply, and how far a
+ * reply not yet whole was read: one reader per connection. */
 typedef struct resp_reader {
     resp_val *vals;
     size_t cap;
+    size_t pos, nv;             /* the reply in progress: bytes and values read */
+    size_t scan;                /* its next line's end not before this offset */
+    int depth;
+    int64_t left[RESP_MAX_DEPTH];
 } resp_reader;
 
 /* One whole reply from p[0, len) into r->vals: the bytes it took (nvals
- * values), 0 when more bytes are needed, -1 when they are not RESP or out
- * of memory. Nesting deeper than 8, bulk strings over 512 MiB and arrays
- * over 2^20 elements are refused. */
+ * values), 0 when more bytes are needed, -1 when they are not RESP, break
+ * a bound above, or memory ran out. After 0, call again with the same
+ * reply's bytes (p may have moved) and more of them: parsing goes on
+ * where it stopped. */
 long resp_parse(resp_reader *r, const char *p, size_t len, size_t *nvals);
+/* Forgets a reply in progress (a new connection). */
+void resp_reader_reset(resp_reader *r);
 void resp_reader_free(resp_reader *r);
-/* The index just past value i and its elements. */
 size_t resp_skip(const resp_val *v, size_t i);
 /* Whether v is the simple or bulk string s. */
 int resp_is(const resp_val *v, const char *s);

@@ -59,6 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* The first part alone, then the rest with what it left over: as
          * many replies, the same bytes. */
         for (size_t cut = 0; cut <= size; cut += 1 + size / 16) {
+            resp_reader_reset(&rd);
             size_t a, b, first = replies(&rd, data, cut, &a);
             uint8_t *rest = malloc(size - first + 1);
             ASSERT(rest);

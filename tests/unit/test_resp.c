@@ -148,7 +148,7 @@ static void test_cluster_slots(void)
 
 static int redirect(const char *text, int *ask, uint16_t *slot, char *host, int *port)
 {
-    resp_val v = {'-', text, (int64_t)strlen(text)};
+    resp_val v = {'-', text, (int64_t)strlen(text), 0};
     const char *h;
     size_t hl;
     if (resp_redirect(&v, ask, slot, &h, &hl, port) < 0)
@@ -180,6 +180,82 @@ static void test_moved_and_ask(void)
         CHECK_EQ(redirect(bad[k], &ask, &slot, host, &port), -1);
 }
 
+/* Finding 6 of the attack review: an unfinished reply was parsed again
+ * from its first byte on every read, and nothing bounded it: an endless
+ * CLUSTER SLOTS reply took 3.5 GiB and 73 s of CPU. */
+static void test_a_reply_cut_anywhere_goes_on_where_it_stopped(void)
+{
+    const char *msg = "*3\r\n$8\r\nsmessage\r\n$4\r\nroom\r\n$5\r\nh\r\ni!\r\n";
+    size_t len = strlen(msg), nv;
+    /* Two pieces, cut at every byte, the second in a buffer of its own
+     * (the caller's buffer moves between reads): the same reply. */
+    for (size_t cut = 0; cut <= len; cut++) {
+        char *moved = malloc(len);
+        resp_reader_reset(&rd);
+        long first = resp_parse(&rd, msg, cut, &nv);
+        CHECK_EQ(first, cut == len ? (long)len : 0);
+        if (cut == len) {
+            free(moved);
+            continue;
+        }
+        memcpy(moved, msg, len);
+        CHECK_EQ(resp_parse(&rd, moved, len, &nv), (long)len);
+        CHECK_EQ(nv, 4);
+        CHECK(resp_is(&rd.vals[2], "room"));
+        CHECK(rd.vals[3].s == moved + len - 7);
+        free(moved);
+    }
+    /* What was read is not read again: after whole values, the reader
+     * stands past them. */
+    resp_reader_reset(&rd);
+    CHECK_EQ(resp_parse(&rd, msg, 30, &nv), 0);
+    CHECK_EQ(rd.pos, 28);                       /* *3, smessage, room */
+    CHECK_EQ(rd.nv, 3);
+    /* A line without its end yet: its search goes on past what was seen. */
+    resp_reader_reset(&rd);
+    CHECK_EQ(resp_parse(&rd, "+abcdef", 7, &nv), 0);
+    CHECK_EQ(rd.scan, 7);
+    CHECK_EQ(resp_parse(&rd, "+abcdef\r\n", 9, &nv), 9);
+    CHECK_EQ(rd.scan, 0);
+}
+
+static void test_replies_are_bounded(void)
+{
+    size_t nv;
+    /* An endless array of small values: refused at RESP_MAX_VALUES. */
+    size_t n = 4 * (RESP_MAX_VALUES + 16) + 64, at = 0;
+    char *big = malloc(n);
+    at += (size_t)sprintf(big, "*1048576\r\n");
+    while (at + 4 <= n - 64)
+        at += (size_t)sprintf(big + at, "*1\r\n");   /* nests: refused at depth 8 */
+    resp_reader_reset(&rd);
+    CHECK_EQ(resp_parse(&rd, big, at, &nv), -1);
+    at = (size_t)sprintf(big, "*1048576\r\n");
+    for (size_t k = 0; k < 1048576 && at + 8 < n; k++)
+        at += (size_t)sprintf(big + at, "*2\r\n:1\r\n") - 4;  /* ":1" inside arrays of 2 */
+    resp_reader_reset(&rd);
+    long r = resp_parse(&rd, big, at, &nv);
+    CHECK(r <= 0);
+    CHECK(rd.nv <= RESP_MAX_VALUES);
+    free(big);
+    /* A reply longer than RESP_MAX_REPLY never completes: refused as soon
+     * as that many bytes are here, whatever its shape. */
+    size_t m = RESP_MAX_REPLY + 16;
+    char *line = malloc(m);
+    memset(line, 'x', m);
+    line[0] = '+';
+    resp_reader_reset(&rd);
+    CHECK_EQ(resp_parse(&rd, line, RESP_MAX_REPLY, &nv), 0);
+    CHECK_EQ(resp_parse(&rd, line, m, &nv), -1);
+    sprintf(line, "$%u\r\n", RESP_MAX_REPLY + 1);
+    resp_reader_reset(&rd);
+    CHECK_EQ(resp_parse(&rd, line, strlen(line), &nv), -1);
+    free(line);
+    /* After a refusal the reader starts afresh. */
+    CHECK_EQ(resp_parse(&rd, ":7\r\n", 4, &nv), 4);
+    CHECK_EQ(rd.vals[0].n, 7);
+}
+
 int main(void)
 {
     RUN(test_key_slots_as_redis_computes_them);
@@ -187,6 +263,8 @@ int main(void)
     RUN(test_bytes_that_are_not_resp_are_refused);
     RUN(test_cluster_slots);
     RUN(test_moved_and_ask);
+    RUN(test_a_reply_cut_anywhere_goes_on_where_it_stopped);
+    RUN(test_replies_are_bounded);
     resp_reader_free(&rd);
     return tap_done();
 }
