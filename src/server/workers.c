@@ -124,6 +124,7 @@ static pid_t spawn(xr_server *srv, worker *w, unsigned id, int *fds)
         unsetenv("NOTIFY_SOCKET");
         srv->worker = id;
         srv->log.worker = id;
+        xr_transport_set_worker(srv->t, id);
         if (event_reinit(srv->base) < 0) {
             XR_ERROR(&srv->log, "worker %u: cannot re-create the event loop after fork", id);
             _exit(1);
@@ -264,6 +265,7 @@ int xr_workers_run(xr_server *srv)
                 continue;   /* not ours (the application's own child) */
             ws[k].pid = 0;
             alive--;
+            xr_transport_worker_gone(srv->t, k + 1);
             char how[96];
             describe(status, how, sizeof how);
             int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;

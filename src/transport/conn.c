@@ -64,7 +64,8 @@ struct xr_conn {
     void *data;                   /* the application's (xr_conn_set_data) */
     void *slot;                   /* the layer above's */
     const char *protocol;
-    xr_map_entry *ip;             /* per-address count, when limited */
+    uint8_t ip[16];               /* the address counted in t->per_ip */
+    uint8_t ip_len;               /* 0: not counted */
     z_stream *inflater;           /* client context taken over: its own window */
     char *close_reason;           /* pending close notice (xr_conn_close) */
     uint64_t hs_deadline;
@@ -425,13 +426,8 @@ void xr_conn_destroy(xr_conn *c)
     notify_close(c, XR_CLOSE_ABNORMAL, NULL, 0);
     unmark(c);
     hs_remove(c);
-    if (c->ip) {
-        uintptr_t n = (uintptr_t)c->ip->value - 1;
-        if (n)
-            c->ip->value = (void *)n;
-        else
-            xr_map_del(&t->per_ip, c->ip->key, c->ip->klen);
-    }
+    if (c->ip_len)
+        xr_iplimit_put(t->per_ip, t->ip_table, c->ip, c->ip_len);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -1126,10 +1122,12 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 
 /* ---- accept and drain ------------------------------------------------- */
 
-void xr_conn_accept(xr_transport *t, int fd, int tls, xr_map_entry *ip)
+void xr_conn_accept(xr_transport *t, int fd, int tls, const void *ip, size_t iplen)
 {
     xr_conn *c = calloc(1, sizeof *c);
     if (!c) {
+        if (ip)
+            xr_iplimit_put(t->per_ip, t->ip_table, ip, iplen);
         evutil_closesocket(fd);
         return;
     }
@@ -1141,14 +1139,18 @@ void xr_conn_accept(xr_transport *t, int fd, int tls, xr_map_entry *ip)
             XR_WARN(t->log, "out of memory accepting a TLS connection");
             if (c->ssl)
                 SSL_free(c->ssl);
+            if (ip)
+                xr_iplimit_put(t->per_ip, t->ip_table, ip, iplen);
             evutil_closesocket(fd);
             free(c);
             return;
         }
         SSL_set_accept_state(c->ssl);
     }
-    if ((c->ip = ip))
-        ip->value = (void *)((uintptr_t)ip->value + 1);
+    if (ip) {
+        memcpy(c->ip, ip, iplen);
+        c->ip_len = (uint8_t)iplen;
+    }
 
     c->next = t->conns;
     if (t->conns)

@@ -8,6 +8,7 @@
 #include <openssl/ssl.h>
 
 #include "transport/transport.h"
+#include "util/iplimit.h"
 #include "codec/deflate.h"
 #include "codec/ws_frame.h"
 #include "util/map.h"
@@ -63,7 +64,8 @@ struct xr_transport {
     struct event *drain_ev;
     int draining;
 
-    xr_map per_ip;                  /* address bytes -> sockets open from it */
+    xr_iplimit *per_ip;             /* sockets per address, all workers; or NULL */
+    unsigned ip_table;              /* this process's table in it */
     xr_transport_stats stats;
 
     /* Every read lands here first; only an incomplete frame or head is
@@ -82,7 +84,8 @@ struct xr_transport {
 /* conn.c */
 /* Puts c on the list the flush step walks when the current callback ends. */
 void xr_transport_mark(xr_transport *t, xr_conn *c);
-void xr_conn_accept(xr_transport *t, int fd, int tls, xr_map_entry *ip);
+/* ip (iplen bytes), when given, was counted in t->per_ip for this socket. */
+void xr_conn_accept(xr_transport *t, int fd, int tls, const void *ip, size_t iplen);
 void xr_conn_destroy(xr_conn *c);
 void xr_conn_expire_handshakes(xr_transport *t);
 void xr_conn_drain(xr_conn *c);

@@ -99,29 +99,24 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
         evutil_closesocket(fd);
         return;
     }
-    xr_map_entry *ip = NULL;
-    if (t->o->max_connections_per_ip) {
-        /* Keyed by the raw address bytes, port left out. */
-        const void *addr = sa->sa_family == AF_INET6
-                           ? (const void *)&((struct sockaddr_in6 *)sa)->sin6_addr
-                           : (const void *)&((struct sockaddr_in *)sa)->sin_addr;
-        size_t alen = sa->sa_family == AF_INET6 ? 16 : 4;
-        uintptr_t n = (uintptr_t)xr_map_get(&t->per_ip, addr, alen);
-        if (n >= t->o->max_connections_per_ip) {
+    const void *addr = NULL;
+    size_t alen = 0;
+    if (t->per_ip) {
+        /* Keyed by the raw address bytes, port left out; counted for the
+         * whole server, every worker's sockets included. */
+        addr = sa->sa_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)sa)->sin6_addr
+                                         : (const void *)&((struct sockaddr_in *)sa)->sin_addr;
+        alen = sa->sa_family == AF_INET6 ? 16 : 4;
+        if (!xr_iplimit_take(t->per_ip, t->ip_table, addr, alen,
+                             t->o->max_connections_per_ip)) {
             t->stats.refused_per_ip_total++;
             evutil_closesocket(fd);
             return;
         }
-        if (!n && !(ip = xr_map_put(&t->per_ip, addr, alen, (void *)0))) {
-            evutil_closesocket(fd);
-            return;
-        }
-        if (n)
-            ip = xr_map_put(&t->per_ip, addr, alen, (void *)n);
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    xr_conn_accept(t, fd, li->tls, ip);
+    xr_conn_accept(t, fd, li->tls, addr, alen);
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg)

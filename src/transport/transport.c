@@ -69,7 +69,14 @@ xr_transport *xr_transport_new(struct event_base *base, const xr_options *o,
     if (hooks)
         t->hooks = *hooks;
     t->ud = ud;
-    xr_map_init(&t->per_ip);
+    /* Made before any worker forks, so that all of them share it: at most
+     * every socket of one worker (handshakes and open ones) per table. */
+    if (o->max_connections_per_ip &&
+        !(t->per_ip = xr_iplimit_new(2 * (size_t)o->max_connections, o->workers))) {
+        snprintf(err, errlen, "out of memory for the per-address counts");
+        xr_transport_free(t);
+        return NULL;
+    }
     if (o->tls_cert && !(t->tls = xr_tls_ctx_new(o->tls_cert, o->tls_key, o->tls_ciphers,
                                                  err, errlen))) {
         xr_transport_free(t);
@@ -116,13 +123,24 @@ void xr_transport_drop_all(xr_transport *t)
     }
 }
 
+void xr_transport_set_worker(xr_transport *t, unsigned worker)
+{
+    t->ip_table = worker ? worker - 1 : 0;
+}
+
+void xr_transport_worker_gone(xr_transport *t, unsigned worker)
+{
+    if (t->per_ip && worker)
+        xr_iplimit_reset(t->per_ip, worker - 1);
+}
+
 void xr_transport_free(xr_transport *t)
 {
     if (!t)
         return;
     xr_transport_drop_all(t);
     xr_transport_unlisten(t);
-    xr_map_clear(&t->per_ip);
+    xr_iplimit_free(t->per_ip);
     xr_buf_free(&t->zout);
     xr_buf_free(&t->zin);
     xr_buf_free(&t->http);

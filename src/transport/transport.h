@@ -99,6 +99,11 @@ void xr_transport_unlisten(xr_transport *t);
 /* The port the n-th listener is bound to, or -1. */
 int xr_transport_port(const xr_transport *t, size_t n);
 
+/* --workers: which worker (1..N) this process is, after its fork; and, in
+ * the supervisor, that worker N died (its sockets' counts go). */
+void xr_transport_set_worker(xr_transport *t, unsigned worker);
+void xr_transport_worker_gone(xr_transport *t, unsigned worker);
+
 /* Graceful stop, from the loop: no new connections, handshakes dropped,
  * close 1001 to every open connection. */
 void xr_transport_drain(xr_transport *t);

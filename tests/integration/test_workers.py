@@ -12,8 +12,8 @@ import time
 
 import websockets
 
-from xrtest import (CHAT, Broker, Server, get, make_cert, metrics, recv_json, request, resp,
-                    run, test, wait_until)
+from xrtest import (CHAT, Broker, Server, connect, get, make_cert, metrics, recv_json, request,
+                    resp, run, test, upgrade_request, wait_eof, wait_until, ws_open)
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -87,6 +87,75 @@ async def test_crashed_worker_is_restarted():
         async with websockets.connect(srv.url()) as ws:
             await ws.send("again")
             assert await ws.recv() == "again"
+
+
+@test
+def test_connections_per_ip_limit_holds_for_the_whole_server():
+    # Finding 9 of the attack review: the limit was per worker, so 3 with
+    # --workers 4 kept 12 of 40 sockets open.
+    with Server("--workers", "4", "--max-connections-per-ip", "3") as srv:
+        socks, kept = [], []
+        try:
+            for _ in range(40):
+                s = connect(srv.port)
+                s.sendall(upgrade_request())
+                socks.append(s)
+            for s in socks:
+                if not wait_eof(s, 0.3):
+                    kept.append(s)
+            # at most one over, for each worker that accepted at the same
+            # instant (SECURITY.md); sequential connects leave no such race
+            assert len(kept) == 3, f"{len(kept)} of 40 sockets kept open"
+            for s in kept:
+                s.close()
+            kept.clear()
+            # freed everywhere: three more fit again
+            wait_until(lambda: metrics_retry(srv.port) is not None, 5, "metrics")
+        finally:
+            for s in socks:
+                s.close()
+
+
+def metrics_retry(port):
+    try:
+        return metrics(port)
+    except (AssertionError, OSError):
+        return None
+
+
+@test
+def test_per_ip_counts_of_a_dead_worker_are_released():
+    with Server("--workers", "2", "--max-connections-per-ip", "4") as srv:
+        socks, fresh = [], []
+        try:
+            for _ in range(4):
+                socks.append(ws_open(srv.port))
+            assert wait_eof(connect(srv.port), 3), "a fifth socket was kept"
+            time.sleep(1.1)    # past the start-up grace: a crash is restarted
+            for pid in children(srv.proc.pid):
+                os.kill(pid, signal.SIGKILL)
+            for k in (1, 2):
+                srv.wait_log(rf"worker {k} \(pid \d+\) was killed by signal 9.*restarting", 10)
+            wait_until(lambda: len(children(srv.proc.pid)) == 2, 10, "workers restarted")
+            # the dead workers' four sockets count no more: four fit again
+            deadline = time.monotonic() + 10
+            while len(fresh) < 4 and time.monotonic() < deadline:
+                s = ws_open_or_none(srv.port)
+                if s:
+                    fresh.append(s)
+                else:
+                    time.sleep(0.1)
+            assert len(fresh) == 4, f"only {len(fresh)} of 4 sockets after the workers died"
+        finally:
+            for s in socks + fresh:
+                s.close()
+
+
+def ws_open_or_none(port):
+    try:
+        return ws_open(port, timeout=2)
+    except (AssertionError, OSError, EOFError):
+        return None
 
 
 @test
