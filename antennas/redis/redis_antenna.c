@@ -211,6 +211,8 @@ static void on_auth(redisAsyncContext *ac, void *reply, void *arg)
     }
 }
 
+static void on_pong(redisAsyncContext *ac, void *reply, void *arg);
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     redis *r = ac->data;
@@ -231,12 +233,23 @@ static void on_connect(const redisAsyncContext *ac, int status)
         else
             redisAsyncCommand(c, on_auth, r, "AUTH %s", r->cfg.password);
     }
+    if (ac != r->sub && r->cfg.db)
+        redisAsyncCommand(c, on_auth, r, "SELECT %d", r->cfg.db);
+    /* A TCP connect says only that the kernel took it (a stopped server's
+     * backlog does): the connection is ready when Redis answers. */
+    redisAsyncCommand(c, on_pong, r, "PING");
+}
+
+static void on_pong(redisAsyncContext *ac, void *reply, void *arg)
+{
+    redis *r = arg;
+    redisReply *rep = reply;
+    if (!rep || rep->type == REDIS_REPLY_ERROR)
+        return;     /* gone, or refused (on_auth disconnects) */
     if (ac == r->sub) {
         r->sub_ready = 1;
         resubscribe_all(r);
-    } else {
-        if (r->cfg.db)
-            redisAsyncCommand(c, on_auth, r, "SELECT %d", r->cfg.db);
+    } else if (ac == r->pub) {
         r->pub_ready = 1;
     }
     if (r->sub_ready && r->pub_ready)

@@ -89,6 +89,28 @@ def register(make_broker, url):
         wait_until(lambda: metrics(node.port)["xraptor_channels"] >= count, 10, "SUB registered")
 
     @test
+    async def test_names_past_the_limit_refused_broker_connection_kept():
+        # Finding 3 of the attack review: a 5000-byte SUB made the NATS SUB
+        # line exceed nats-server's control-line limit; the server dropped
+        # the connection and cnats gave it up for good.
+        broker = make_broker()
+        (a,) = nodes(broker, 1)
+        async with websockets.connect(a.url()) as wa:
+            for rid in ("x" * 5000, "a\u0000", "b\nWARN forged\u001b[31m"):
+                await wa.send(sub(rid, "room"))
+                r = await recv_json(wa)
+                assert r["header"] == {"error": "bad_request"}, r
+            await asyncio.sleep(0.3)
+            assert health(a.port)[0] == 200
+            assert "forged" not in a.log() and "\x1b" not in a.log()
+            await joined(a, wa, "x" * 256, "room", 1)
+            await wa.send(post("p", "room", "me", "still connected"))
+            assert (await recv_json(wa))["payload"] == '{"message": "Message sent"}'
+            r = await recv_json(wa, 10)
+            assert r["request_id"] == "x" * 256, r
+            assert health(a.port)[0] == 200
+
+    @test
     async def test_room_spans_three_nodes_each_message_once():
         broker = make_broker()
         a, b, c = nodes(broker, 3)

@@ -1,14 +1,18 @@
 # SPDX-License-Identifier: Apache-2.0
 """The Redis antenna with a real redis-server: multi-node rooms, order,
 broker loss and recovery (see multinode.py)."""
+import asyncio
+import json
 import os
 import shutil
+import signal
 import tempfile
 
 import websockets
 
-from multinode import register, sub
-from xrtest import CHAT, Broker, Server, health, resp, run, skip_all, test, wait_until
+from multinode import post, register, sub
+from xrtest import (CHAT, Broker, Server, health, recv_json, resp, run, skip_all, test,
+                    wait_until)
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -42,6 +46,47 @@ def clients(port, auth, **kw):
         if c.get("cmd") != "client|list":
             out.append(c)
     return out
+
+
+@test
+async def test_a_hung_broker_makes_posts_fail_with_memory_bounded():
+    # Finding 8 of the attack review: with Redis stopped (SIGSTOP: up but
+    # silent) every post was answered "Message sent" and queued: +200 MiB
+    # for 400 posts. Now at most 10 000 posts or 16 MiB wait for replies,
+    # and 5 s without one drops the connection: posts fail at once.
+    broker = Redis()
+    node = Server("--antenna", f"redis://127.0.0.1:{broker.port}", binary=CHAT)
+    wait_until(lambda: health(node.port)[0] == 200, 15, "antenna connected")
+    async with websockets.connect(node.url(), max_queue=None, max_size=None) as ws:
+        rss0 = node.rss_kib()
+        os.kill(broker.proc.pid, signal.SIGSTOP)
+        try:
+            big = "x" * 60000
+            n = 1000                        # 60 MB of posts
+            for i in range(n):
+                await ws.send(post(f"p{i}", "room", "c", big))
+            answers = [json.loads((await recv_json(ws, 20))["payload"])["message"]
+                       for _ in range(n)]
+            sent, failed = answers.count("Message sent"), answers.count("fail")
+            assert sent + failed == n and failed > 0 and sent * 60000 <= 17 << 20, (sent, failed)
+            grown = node.rss_kib() - rss0
+            assert grown < 40 * 1024, f"RSS grew by {grown} KiB while the broker hung"
+            # the silence is noticed within the reply timeout: down, and a
+            # post fails at once instead of waiting
+            wait_until(lambda: health(node.port)[0] == 503, 15, "503 while the broker is hung")
+            await ws.send(post("late", "room", "c", "while hung"))
+            assert (await recv_json(ws, 3))["payload"] == '{"message": "fail"}'
+            assert "no reply for" in node.log()
+        finally:
+            os.kill(broker.proc.pid, signal.SIGCONT)
+        wait_until(lambda: health(node.port)[0] == 200, 30, "recovered after SIGCONT")
+        for _ in range(50):
+            await ws.send(post("back", "room", "c", "after"))
+            if (await recv_json(ws, 5))["payload"] == '{"message": "Message sent"}':
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("posts still fail after the broker came back")
 
 
 @test

@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The util layer's defences: the keyed hash (SipHash against its published
+ * vectors), the whole-server per-address counts, log lines made printable. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util/hash.h"
+#include "util/iplimit.h"
+#include "util/log.h"
+#include "util/map.h"
+#include "tap.h"
+
+static void test_siphash_matches_the_reference_vectors(void)
+{
+    uint8_t k[16], m[16];
+    for (int i = 0; i < 16; i++)
+        k[i] = m[i] = (uint8_t)i;
+    /* Aumasson and Bernstein's SipHash-2-4 vectors, key 00..0f. */
+    CHECK(xr_siphash(k, 2, 4, m, 0) == 0x726fdb47dd0e0e31ull);
+    CHECK(xr_siphash(k, 2, 4, m, 1) == 0x74f839c593dc67fdull);
+    CHECK(xr_siphash(k, 2, 4, m, 15) == 0xa129ca6149be45e5ull);
+    /* The process key is secret: not the all-zero key, and stable. */
+    uint8_t zero[16] = {0};
+    CHECK(xr_hash("room", 4) != xr_siphash(zero, 1, 3, "room", 4));
+    CHECK(xr_hash("room", 4) == xr_hash("room", 4));
+    CHECK(xr_hash("room", 4) != xr_hash("rooM", 4));
+}
+
+/* Names that collide under an unkeyed hash (djb2: "Aa" and "BB") spread
+ * over a map like any others. */
+static void test_map_spreads_names_made_to_collide(void)
+{
+    xr_map m;
+    xr_map_init(&m);
+    char name[24];
+    for (unsigned i = 0; i < 4096; i++) {
+        for (int b = 0; b < 12; b++)
+            memcpy(name + 2 * b, (i >> b) & 1 ? "Aa" : "BB", 2);
+        CHECK(xr_map_put(&m, name, 24, (void *)(uintptr_t)(i + 1)) != NULL);
+    }
+    size_t longest = 0;
+    for (size_t s = 0; s < m.n_slots; s++) {
+        size_t n = 0;
+        for (xr_map_entry *e = m.slots[s]; e; e = e->next)
+            n++;
+        if (n > longest)
+            longest = n;
+    }
+    CHECK(longest < 16);
+    xr_map_clear(&m);
+}
+
+static void test_iplimit_counts_every_table(void)
+{
+    xr_iplimit *l = xr_iplimit_new(8, 3);
+    CHECK(l != NULL);
+    const uint8_t a[4] = {10, 0, 0, 1}, b[4] = {10, 0, 0, 2};
+    CHECK_EQ(xr_iplimit_take(l, 0, a, 4, 3), 1);
+    CHECK_EQ(xr_iplimit_take(l, 1, a, 4, 3), 1);
+    CHECK_EQ(xr_iplimit_take(l, 2, a, 4, 3), 1);
+    CHECK_EQ(xr_iplimit_count(l, a, 4), 3);
+    CHECK_EQ(xr_iplimit_take(l, 0, a, 4, 3), 0);     /* full over all workers */
+    CHECK_EQ(xr_iplimit_take(l, 1, b, 4, 3), 1);     /* another address */
+    xr_iplimit_put(l, 1, a, 4);
+    CHECK_EQ(xr_iplimit_count(l, a, 4), 2);
+    CHECK_EQ(xr_iplimit_take(l, 0, a, 4, 3), 1);
+    xr_iplimit_reset(l, 0);                          /* worker 0 died */
+    CHECK_EQ(xr_iplimit_count(l, a, 4), 1);
+    CHECK_EQ(xr_iplimit_count(l, b, 4), 1);
+    xr_iplimit_free(l);
+}
+
+/* Many addresses in a small table: deletions keep every other one
+ * findable (linear probing's backward shift). */
+static void test_iplimit_deletion_keeps_runs_whole(void)
+{
+    xr_iplimit *l = xr_iplimit_new(64, 1);
+    uint8_t addr[16] = {0};
+    for (unsigned i = 0; i < 100; i++) {
+        memcpy(addr, &i, sizeof i);
+        CHECK_EQ(xr_iplimit_take(l, 0, addr, 16, 2), 1);
+    }
+    for (unsigned i = 0; i < 100; i += 2) {
+        memcpy(addr, &i, sizeof i);
+        xr_iplimit_put(l, 0, addr, 16);
+    }
+    int ok = 1;
+    for (unsigned i = 0; i < 100; i++) {
+        memcpy(addr, &i, sizeof i);
+        ok &= xr_iplimit_count(l, addr, 16) == (i % 2 ? 1u : 0u);
+    }
+    CHECK(ok);
+    xr_iplimit_free(l);
+}
+
+/* The table is shared with processes forked after it was made. */
+static void test_iplimit_shared_across_fork(void)
+{
+    xr_iplimit *l = xr_iplimit_new(8, 2);
+    const uint8_t a[4] = {127, 0, 0, 1};
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(xr_iplimit_take(l, 1, a, 4, 5) == 1 ? 0 : 1);
+    int status;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_EQ(xr_iplimit_count(l, a, 4), 1);
+    xr_iplimit_free(l);
+}
+
+static char last[2048];
+static void capture(xr_log_level level, unsigned worker, const char *msg, void *ud)
+{
+    (void)level, (void)worker, (void)ud;
+    snprintf(last, sizeof last, "%s", msg);
+}
+
+/* Finding 3: a request_id with a newline and ESC went to the log raw. */
+static void test_log_lines_are_made_printable(void)
+{
+    xr_logger log = {.level = XR_LOG_DEBUG, .format = XR_LOG_TEXT, .fn = capture};
+    xr_log(&log, XR_LOG_WARN, "channel %s refused", "a\nWARN forged\x1b[31m\x7f");
+    CHECK_STR(last, "channel a\\x0aWARN forged\\x1b[31m\\x7f refused");
+    xr_log(&log, XR_LOG_INFO, "caf\xc3\xa9 \\ ok");
+    CHECK_STR(last, "caf\xc3\xa9 \\ ok");
+}
+
+int main(void)
+{
+    RUN(test_siphash_matches_the_reference_vectors);
+    RUN(test_map_spreads_names_made_to_collide);
+    RUN(test_iplimit_counts_every_table);
+    RUN(test_iplimit_deletion_keeps_runs_whole);
+    RUN(test_iplimit_shared_across_fork);
+    RUN(test_log_lines_are_made_printable);
+    return tap_done();
+}
