@@ -4,11 +4,17 @@
  * X-raptor's RedisAntenna: channel names are the raw request_id / room id and
  * bodies are the posted text, so nodes of both can share one Redis.
  *
- * Two connections on the server's libevent loop (hiredis' adapter): one in
- * subscriber mode carries every channel, the other publishes without
- * waiting for replies. Either dropping marks the antenna down; both are
- * re-made with capped exponential back-off and every live channel is
- * subscribed again.
+ * Two connections on the server's libevent loop: one in subscriber mode
+ * carries every channel, the other publishes (hiredis' async context and
+ * adapter) with a bounded number of posts awaiting replies. Either
+ * dropping marks the antenna down; both are re-made with capped
+ * exponential back-off and every live channel is subscribed again.
+ *
+ * The subscriber is a plain hiredis context driven by our own events, not
+ * an async one: hiredis' async subscriber keeps every channel in a dict
+ * under an unkeyed hash of the name, and names come from peers (a few
+ * thousand made to collide cost seconds of CPU). Replies are read with
+ * hiredis' reader and dispatched by us; the names live in our chanset.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -16,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
@@ -52,7 +59,10 @@ typedef struct redis {
     struct event_base *base;
     xr_antenna_host host;
     config cfg;
-    redisAsyncContext *sub, *pub;
+    redisAsyncContext *pub;
+    redisContext *sub;              /* subscriber: our events, hiredis' reader */
+    struct event *sub_rd, *sub_wr;
+    int sub_connected;              /* TCP connect finished */
     int sub_ready, pub_ready, up;
     struct event *retry;
     unsigned backoff_ms;
@@ -157,18 +167,40 @@ static void schedule_retry(redis *r)
     r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
 }
 
-/* Subscriber-mode replies: ["subscribe", ch, n], ["message", ch, body], ... */
-static void on_sub_reply(redisAsyncContext *ac, void *reply, void *arg)
+/* ---- the subscriber connection ------------------------------------------ */
+
+static void resubscribe_all(redis *r);
+
+static void sub_close(redis *r)
 {
-    (void)ac;
-    redis *r = arg;
-    redisReply *rep = reply;
-    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
+    if (!r->sub)
         return;
-    redisReply *kind = rep->element[0], *ch = rep->element[1], *body = rep->element[2];
-    if (kind->type == REDIS_REPLY_STRING && kind->len == 7 && memcmp(kind->str, "message", 7) == 0 &&
-        ch->type == REDIS_REPLY_STRING && body->type == REDIS_REPLY_STRING)
-        r->host.message(r->host.host, ch->str, (size_t)ch->len, body->str, (size_t)body->len);
+    event_free(r->sub_rd);
+    event_free(r->sub_wr);
+    redisFree(r->sub);
+    r->sub = NULL;
+    r->sub_rd = r->sub_wr = NULL;
+    r->sub_connected = r->sub_ready = 0;
+}
+
+static void sub_failed(redis *r, const char *why)
+{
+    r->host.log(r->host.host, 1, "redis antenna: subscriber connection lost: %s", why);
+    sub_close(r);
+    /* One gone means both are re-made: simpler than half a view. */
+    if (r->pub)
+        redisAsyncDisconnect(r->pub);
+    set_state(r);
+    schedule_retry(r);
+}
+
+static int sub_send(redis *r, int argc, const char **argv, const size_t *argl)
+{
+    if (redisAppendCommandArgv(r->sub, argc, argv, argl) != REDIS_OK)
+        return XR_ENOMEM;
+    if (r->sub_connected)
+        event_add(r->sub_wr, NULL);
+    return 0;
 }
 
 /* One SUBSCRIBE (or UNSUBSCRIBE) command for up to SUBSCRIBE_BATCH names. */
@@ -180,7 +212,7 @@ static int send_batch(redis *r, const char *verb, const char **names, const size
     argl[0] = strlen(verb);
     memcpy(argv + 1, names, (size_t)n * sizeof *names);
     memcpy(argl + 1, lens, (size_t)n * sizeof *lens);
-    return redisAsyncCommandArgv(r->sub, on_sub_reply, r, n + 1, argv, argl) == REDIS_OK ? 0 : -1;
+    return sub_send(r, n + 1, argv, argl);
 }
 
 static void resubscribe_all(redis *r)
@@ -200,13 +232,134 @@ static void resubscribe_all(redis *r)
         send_batch(r, "SUBSCRIBE", names, lens, n);
 }
 
+/* Subscriber replies, in order: +OK (AUTH), +PONG (ready), then
+ * ["subscribe", ch, n] and ["message", ch, body] arrays. 0, or -1 when
+ * the connection must go. */
+static int sub_reply(redis *r, const redisReply *rep)
+{
+    if (rep->type == REDIS_REPLY_ERROR) {
+        r->host.log(r->host.host, 0, "redis antenna: subscriber refused: %s", rep->str);
+        return -1;
+    }
+    if (rep->type == REDIS_REPLY_STATUS) {
+        if (!r->sub_ready && strcmp(rep->str, "PONG") == 0) {
+            r->sub_ready = 1;
+            resubscribe_all(r);
+            if (r->pub_ready)
+                r->backoff_ms = BACKOFF_MIN_MS;
+            set_state(r);
+        }
+        return 0;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
+        return 0;
+    redisReply *kind = rep->element[0], *ch = rep->element[1], *body = rep->element[2];
+    if (kind->type == REDIS_REPLY_STRING && kind->len == 7 && memcmp(kind->str, "message", 7) == 0 &&
+        ch->type == REDIS_REPLY_STRING && body->type == REDIS_REPLY_STRING)
+        r->host.message(r->host.host, ch->str, (size_t)ch->len, body->str, (size_t)body->len);
+    return 0;
+}
+
+static void on_sub_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    redis *r = arg;
+    if (redisBufferRead(r->sub) != REDIS_OK) {
+        sub_failed(r, r->sub->err ? r->sub->errstr : "closed");
+        return;
+    }
+    void *reply;
+    int rc;
+    while ((rc = redisGetReplyFromReader(r->sub, &reply)) == REDIS_OK && reply) {
+        int bad = sub_reply(r, reply);
+        freeReplyObject(reply);
+        if (bad < 0) {
+            sub_failed(r, "an error reply");
+            return;
+        }
+        if (!r->sub)
+            return;
+    }
+    if (rc != REDIS_OK)
+        sub_failed(r, r->sub->errstr[0] ? r->sub->errstr : "not a RESP reply");
+}
+
+static void on_sub_write(evutil_socket_t fd, short what, void *arg)
+{
+    redis *r = arg;
+    if (!r->sub_connected) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        if ((what & EV_TIMEOUT) || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+            r->host.log(r->host.host, 1, "redis antenna: cannot connect: %s",
+                        (what & EV_TIMEOUT) ? "timed out" : strerror(err));
+            sub_close(r);
+            schedule_retry(r);
+            return;
+        }
+        r->sub_connected = 1;
+        event_add(r->sub_rd, NULL);
+    }
+    int done = 0;
+    if (redisBufferWrite(r->sub, &done) != REDIS_OK) {
+        sub_failed(r, r->sub->errstr);
+        return;
+    }
+    if (!done)
+        event_add(r->sub_wr, NULL);
+}
+
+/* Connects without waiting; AUTH and PING are queued behind the connect,
+ * and the subscriber is ready when PING is answered. */
+static void sub_open(redis *r)
+{
+    redisContext *c = r->cfg.path[0] ? redisConnectUnixNonBlock(r->cfg.path)
+                                     : redisConnectNonBlock(r->cfg.host, r->cfg.port);
+    if (!c || c->err) {
+        r->host.log(r->host.host, 1, "redis antenna: cannot connect: %s",
+                    c ? c->errstr : "out of memory");
+        redisFree(c);
+        return;
+    }
+    r->sub = c;
+    r->sub_rd = event_new(r->base, c->fd, EV_READ | EV_PERSIST, on_sub_read, r);
+    r->sub_wr = event_new(r->base, c->fd, EV_WRITE, on_sub_write, r);
+    struct timeval tv = {BACKOFF_MAX_MS / 1000, 0};
+    if (!r->sub_rd || !r->sub_wr || event_add(r->sub_wr, &tv) < 0) {
+        if (r->sub_rd)
+            event_free(r->sub_rd);
+        if (r->sub_wr)
+            event_free(r->sub_wr);
+        r->sub_rd = r->sub_wr = NULL;
+        redisFree(c);
+        r->sub = NULL;
+        return;
+    }
+    if (r->cfg.password[0]) {
+        const char *argv[3] = {"AUTH"};
+        size_t argl[3] = {4};
+        int argc = 1;
+        if (r->cfg.user[0]) {
+            argv[argc] = r->cfg.user;
+            argl[argc++] = strlen(r->cfg.user);
+        }
+        argv[argc] = r->cfg.password;
+        argl[argc++] = strlen(r->cfg.password);
+        redisAppendCommandArgv(c, argc, argv, argl);
+    }
+    const char *ping = "PING";
+    size_t pingl = 4;
+    redisAppendCommandArgv(c, 1, &ping, &pingl);
+}
+
+/* ---- the publisher connection ----------------------------------------- */
+
 static void on_auth(redisAsyncContext *ac, void *reply, void *arg)
 {
     redis *r = arg;
     redisReply *rep = reply;
     if (rep && rep->type == REDIS_REPLY_ERROR) {
-        r->host.log(r->host.host, 0, "redis antenna: %s refused: %s",
-                    ac == r->sub ? "subscriber" : "publisher", rep->str);
+        r->host.log(r->host.host, 0, "redis antenna: publisher refused: %s", rep->str);
         redisAsyncDisconnect(ac);
     }
 }
@@ -219,10 +372,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     if (status != REDIS_OK) {
         r->host.log(r->host.host, 1, "redis antenna: cannot connect: %s", ac->errstr);
         /* hiredis frees the context after this callback. */
-        if (ac == r->sub)
-            r->sub = NULL;
-        else
-            r->pub = NULL;
+        r->pub = NULL;
         schedule_retry(r);
         return;
     }
@@ -233,7 +383,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         else
             redisAsyncCommand(c, on_auth, r, "AUTH %s", r->cfg.password);
     }
-    if (ac != r->sub && r->cfg.db)
+    if (r->cfg.db)
         redisAsyncCommand(c, on_auth, r, "SELECT %d", r->cfg.db);
     /* A TCP connect says only that the kernel took it (a stopped server's
      * backlog does): the connection is ready when Redis answers. */
@@ -246,12 +396,8 @@ static void on_pong(redisAsyncContext *ac, void *reply, void *arg)
     redisReply *rep = reply;
     if (!rep || rep->type == REDIS_REPLY_ERROR)
         return;     /* gone, or refused (on_auth disconnects) */
-    if (ac == r->sub) {
-        r->sub_ready = 1;
-        resubscribe_all(r);
-    } else if (ac == r->pub) {
+    if (ac == r->pub)
         r->pub_ready = 1;
-    }
     if (r->sub_ready && r->pub_ready)
         r->backoff_ms = BACKOFF_MIN_MS;
     set_state(r);
@@ -260,22 +406,14 @@ static void on_pong(redisAsyncContext *ac, void *reply, void *arg)
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     redis *r = ac->data;
-    if (ac == r->sub) {
-        r->sub = NULL;
-        r->sub_ready = 0;
-    } else {
-        r->pub = NULL;
-        r->pub_ready = 0;
-    }
+    r->pub = NULL;
+    r->pub_ready = 0;
     if (r->destroying)
         return;
     if (status != REDIS_OK)
         r->host.log(r->host.host, 1, "redis antenna: connection lost: %s", ac->errstr);
-    /* One gone means both are re-made: simpler than half a cluster view. */
-    if (ac == r->sub && r->pub)
-        redisAsyncDisconnect(r->pub);
-    else if (ac == r->pub && r->sub)
-        redisAsyncDisconnect(r->sub);
+    /* One gone means both are re-made: simpler than half a view. */
+    sub_close(r);
     set_state(r);
     schedule_retry(r);
 }
@@ -301,7 +439,7 @@ static redisAsyncContext *open_one(redis *r)
 static void connect_both(redis *r)
 {
     if (!r->sub)
-        r->sub = open_one(r);
+        sub_open(r);
     if (!r->pub)
         r->pub = open_one(r);
     if (!r->sub || !r->pub)
@@ -363,8 +501,7 @@ static void destroy(void *self)
     redis *r = self;
     r->destroying = 1;
     /* Free, not disconnect: no callback may run after destroy returns. */
-    if (r->sub)
-        redisAsyncFree(r->sub);
+    sub_close(r);
     if (r->pub)
         redisAsyncFree(r->pub);
     event_free(r->retry);

@@ -13,6 +13,7 @@
 #include "util/log.h"
 #include "util/map.h"
 #include "tap.h"
+#include "../../antennas/redis/chanset.h"
 
 static void test_siphash_matches_the_reference_vectors(void)
 {
@@ -52,6 +53,37 @@ static void test_map_spreads_names_made_to_collide(void)
     }
     CHECK(longest < 16);
     xr_map_clear(&m);
+}
+
+static unsigned long long host_hash(const void *p, size_t n)
+{
+    return xr_hash(p, n);
+}
+
+/* The Redis antennas' channel set, keyed by the host's hash (ABI 2.3):
+ * names equal under djb2, its old hash, spread like any others. */
+static void test_chanset_spreads_names_made_to_collide(void)
+{
+    chanset cs;
+    CHECK_EQ(chanset_init(&cs, host_hash), 0);
+    char name[24];
+    int fresh;
+    for (unsigned i = 0; i < 4096; i++) {
+        for (int b = 0; b < 12; b++)
+            memcpy(name + 2 * b, (i >> b) & 1 ? "Aa" : "BB", 2);
+        CHECK(chanset_add(&cs, name, 24, &fresh) != NULL && fresh);
+    }
+    size_t longest = 0;
+    for (size_t b = 0; b < cs.n_buckets; b++) {
+        size_t n = 0;
+        for (chan *c = cs.buckets[b]; c; c = c->next)
+            n++;
+        if (n > longest)
+            longest = n;
+    }
+    CHECK(longest < 16);
+    CHECK_EQ(cs.count, 4096);
+    chanset_free(&cs);
 }
 
 static void test_iplimit_counts_every_table(void)
@@ -133,6 +165,7 @@ int main(void)
 {
     RUN(test_siphash_matches_the_reference_vectors);
     RUN(test_map_spreads_names_made_to_collide);
+    RUN(test_chanset_spreads_names_made_to_collide);
     RUN(test_iplimit_counts_every_table);
     RUN(test_iplimit_deletion_keeps_runs_whole);
     RUN(test_iplimit_shared_across_fork);
