@@ -80,6 +80,15 @@ while True:
     time.sleep(0.1)
 with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
     assert b"<html" in r.read(), "the packaged chat page is not served"
+# The attack review's finding 1: this GET killed the packaged server
+# (_FORTIFY_SOURCE turned a stack overflow into SIGABRT). Every length.
+import socket
+for n in range(1, 530):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET /" + b"a" * n + b"/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = s.recv(64)
+    s.close()
+    assert head.startswith(b"HTTP/1.1 404") or head.startswith(b"HTTP/1.1 431"), (n, head)
 def req(rid, route, method, payload):
     return json.dumps({"request_id": rid, "payload": json.dumps(payload), "header": {},
                        "route": route, "method": method})

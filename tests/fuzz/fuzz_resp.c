@@ -2,8 +2,8 @@
 /* libFuzzer: whatever a Redis node might send the redis-cluster antenna.
  * Replies are taken one after another as the antenna does; each must lay
  * out as a whole tree, and CLUSTER SLOTS, MOVED/ASK and key slots must
- * stay in range. Fed whole and, for short inputs, in two pieces (a reply
- * split across reads must parse the same). */
+ * stay in range. Fed whole and, for short inputs, in two pieces and one
+ * byte at a time (a reply split across reads must parse the same). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +69,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             ASSERT(first + second == taken);
             ASSERT(a + b == whole);
         }
+    }
+    if (size <= 4096) {
+        /* One byte a read, as a slow node would send it: parsing goes on
+         * where it stopped and ends with the same replies. */
+        resp_reader_reset(&rd);
+        size_t at = 0, count = 0, nv;
+        for (size_t have = 1; have <= size; have++) {
+            long used;
+            while (at < have && (used = resp_parse(&rd, (const char *)data + at, have - at, &nv)) > 0) {
+                at += (size_t)used;
+                count++;
+            }
+        }
+        ASSERT(at == taken && count == whole);
     }
     resp_reader_free(&rd);
     return 0;

@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <xraptor.h>
 
 #include "server/server.h"
+#include "util/shared.h"
 #include "tap.h"
 
 static int parse(xr_options *o, char *err, int argc, char **argv)
@@ -162,9 +166,91 @@ static void test_every_string_option_at_its_maximum_is_kept(void)
     o.antenna_dir = "/tmp";
     xr_server *srv = xr_server_new(&o, err, sizeof err);
     CHECK(srv != NULL);
-    if (!srv)
+    if (!srv) {
         printf("#   %s\n", err);
+        return;
+    }
+    /* Kept: every value, as the server's own copy (the caller's strings
+     * may go once xr_server_new returns). */
+    const xr_options *so = &srv->opts;
+    CHECK_EQ(so->n_listen, XR_MAX_LIST);
+    CHECK_EQ(so->n_allowed_origins, XR_MAX_LIST);
+    CHECK_EQ(so->n_subprotocols, XR_MAX_LIST);
+    CHECK_EQ(so->n_static_dirs, XR_MAX_LIST);
+    int same = 1, copied = 1;
+    for (int k = 0; k < XR_MAX_LIST; k++) {
+        same &= strcmp(so->listen[k], names[0][k]) == 0 &&
+                strcmp(so->allowed_origins[k], names[1][k]) == 0 &&
+                strcmp(so->subprotocols[k], names[2][k]) == 0 &&
+                strcmp(so->static_dirs[k], names[3][k]) == 0;
+        copied &= so->listen[k] != names[0][k] && so->allowed_origins[k] != names[1][k] &&
+                  so->subprotocols[k] != names[2][k] && so->static_dirs[k] != names[3][k];
+    }
+    CHECK(same);
+    CHECK(copied);
+    CHECK_STR(so->tls_ciphers, "HIGH");
+    CHECK_STR(so->health_path, "/h");
+    CHECK_STR(so->metrics_path, "/m");
+    CHECK_STR(so->antenna, "memory://");
+    CHECK_STR(so->antenna_dir, "/tmp");
+    CHECK(so->tls_ciphers != o.tls_ciphers && so->antenna_dir != o.antenna_dir);
     xr_server_free(srv);
+}
+
+/* Finding 1 of the attack review: "/" + 510 x "a" + "/" passed the path
+ * check, then "index.html" was appended past the stack buffer. Every
+ * length up to the limit and past it, ending in "/" or not. */
+static void test_static_lookup_at_every_path_length(void)
+{
+    char dir[] = "/tmp/xraptor-static-XXXXXX", file[1200], path[700];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(file, sizeof file, "%s/index.html", dir);
+    FILE *f = fopen(file, "w");
+    fputs("root", f);
+    fclose(f);
+    /* A directory whose name, with "/index.html" appended, nears the limit. */
+    char deep[600];
+    memset(deep, 'd', 500);
+    deep[500] = '\0';
+    snprintf(file, sizeof file, "%s/%s", dir, deep);
+    CHECK(mkdir(file, 0700) == 0);
+    snprintf(file, sizeof file, "%s/%s/index.html", dir, deep);
+    f = fopen(file, "w");
+    fputs("deep", f);
+    fclose(f);
+    xr_options o;
+    char err[256];
+    xr_options_init(&o);
+    o.static_dirs[0] = dir;
+    o.n_static_dirs = 1;
+    xr_server *srv = xr_server_new(&o, err, sizeof err);
+    CHECK(srv != NULL);
+    int wrong = 0;
+    for (size_t n = 1; n <= XR_STATIC_PATH + 8; n++) {
+        for (int slash = 0; slash < 2; slash++) {
+            memset(path, 'a', n);
+            path[0] = '/';
+            if (slash)
+                path[n - 1] = '/';
+            xr_shared *body = NULL;
+            const char *ctype;
+            int rc = xr_static_find(srv, path, n, &body, &ctype);
+            int want = slash && n == 1 ? 0 : -1;     /* only "/" exists */
+            wrong += rc != want;
+            xr_shared_unref(body);
+        }
+        CHECK_EQ(xr_static_path_ok(path, n), n <= XR_STATIC_PATH);
+    }
+    CHECK_EQ(wrong, 0);
+    snprintf(path, sizeof path, "/%s/", deep);
+    xr_shared *body = NULL;
+    const char *ctype;
+    CHECK_EQ(xr_static_find(srv, path, strlen(path), &body, &ctype), 0);
+    CHECK(body && body->len == 4 && memcmp(body->data, "deep", 4) == 0);
+    xr_shared_unref(body);
+    xr_server_free(srv);
+    snprintf(file, sizeof file, "rm -rf '%s'", dir);
+    CHECK_EQ(system(file), 0);
 }
 
 static void test_raw_handler_and_routes_refused_together(void)
@@ -230,6 +316,7 @@ int main(void)
     RUN(test_listen_spec_forms);
     RUN(test_server_new_reports_bad_tls_files);
     RUN(test_every_string_option_at_its_maximum_is_kept);
+    RUN(test_static_lookup_at_every_path_length);
     RUN(test_raw_handler_and_routes_refused_together);
     return tap_done();
 }
