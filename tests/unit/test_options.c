@@ -210,12 +210,18 @@ static void test_static_lookup_at_every_path_length(void)
     fclose(f);
     /* A directory whose name, with "/index.html" appended, nears the limit. */
     char deep[600];
-    memset(deep, 'd', 500);
-    deep[500] = '\0';
+    memset(deep, 'd', 501);
+    deep[250] = '/';        /* a name has at most 255 bytes: two levels */
+    deep[501] = '\0';
+    snprintf(file, sizeof file, "%s/%.250s", dir, deep);
+    CHECK(mkdir(file, 0700) == 0);
     snprintf(file, sizeof file, "%s/%s", dir, deep);
     CHECK(mkdir(file, 0700) == 0);
     snprintf(file, sizeof file, "%s/%s/index.html", dir, deep);
     f = fopen(file, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
     fputs("deep", f);
     fclose(f);
     xr_options o;
@@ -235,7 +241,7 @@ static void test_static_lookup_at_every_path_length(void)
             xr_shared *body = NULL;
             const char *ctype;
             int rc = xr_static_find(srv, path, n, &body, &ctype);
-            int want = slash && n == 1 ? 0 : -1;     /* only "/" exists */
+            int want = n == 1 || (n == 2 && slash) ? 0 : -1;   /* "/" and "//" */
             wrong += rc != want;
             xr_shared_unref(body);
         }
