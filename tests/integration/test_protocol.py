@@ -158,6 +158,28 @@ async def test_several_requests_in_flight_answer_by_id():
 
 
 @test
+async def test_requests_held_by_handlers_are_capped_per_connection():
+    # A handler that answers later holds its request: one connection may
+    # have --max-pending-requests of them at once; beyond, an error answer
+    # at once, and the connection and the others go on.
+    with proto("--max-pending-requests", "3") as srv:
+        async with websockets.connect(srv.url()) as ws, websockets.connect(srv.url()) as other:
+            for i in range(5):
+                await ws.send(request(f"slow{i}", "/later", "POST"))
+            await other.send(request("o", "/later", "POST"))
+            got = [await recv_json(ws, 3) for _ in range(5)]
+            refused = [r for r in got if r["header"] == {"error": "limit"}]
+            assert sorted(r["request_id"] for r in refused) == ["slow3", "slow4"], got
+            assert "in progress" in json.loads(refused[0]["payload"])["message"]
+            later = [r["request_id"] for r in got if r["payload"] == '{"message": "later"}']
+            assert sorted(later) == ["slow0", "slow1", "slow2"], got
+            assert (await recv_json(other, 3))["payload"] == '{"message": "later"}'
+            # answered: room again
+            await ws.send(request("again", "/later", "POST"))
+            assert (await recv_json(ws, 3))["payload"] == '{"message": "later"}'
+
+
+@test
 async def test_async_reply_after_client_left_is_a_no_op():
     with proto() as srv:
         ws = await websockets.connect(srv.url())

@@ -222,21 +222,32 @@ static void test_a_reply_cut_anywhere_goes_on_where_it_stopped(void)
 static void test_replies_are_bounded(void)
 {
     size_t nv;
-    /* An endless array of small values: refused at RESP_MAX_VALUES. */
+    /* Arrays nested past RESP_MAX_DEPTH: refused. */
     size_t n = 4 * (RESP_MAX_VALUES + 16) + 64, at = 0;
     char *big = malloc(n);
-    at += (size_t)sprintf(big, "*1048576\r\n");
-    while (at + 4 <= n - 64)
-        at += (size_t)sprintf(big + at, "*1\r\n");   /* nests: refused at depth 8 */
+    for (int d = 0; d < RESP_MAX_DEPTH + 1; d++)
+        at += (size_t)sprintf(big + at, "*1\r\n");
+    at += (size_t)sprintf(big + at, ":1\r\n");
     resp_reader_reset(&rd);
     CHECK_EQ(resp_parse(&rd, big, at, &nv), -1);
-    at = (size_t)sprintf(big, "*1048576\r\n");
-    for (size_t k = 0; k < 1048576 && at + 8 < n; k++)
-        at += (size_t)sprintf(big + at, "*2\r\n:1\r\n") - 4;  /* ":1" inside arrays of 2 */
+    /* More values than RESP_MAX_VALUES in one reply (an array of 2^20
+     * arrays is allowed by the per-array limit): refused. */
+    at = (size_t)sprintf(big, "*%u\r\n", 1u << 20);
+    for (unsigned k = 0; k < (1u << 20); k++) {
+        memcpy(big + at, ":1\r\n", 4);
+        at += 4;
+    }
     resp_reader_reset(&rd);
-    long r = resp_parse(&rd, big, at, &nv);
-    CHECK(r <= 0);
-    CHECK(rd.nv <= RESP_MAX_VALUES);
+    CHECK_EQ(resp_parse(&rd, big, at, &nv), -1);
+    /* One value fewer fits. */
+    at = (size_t)sprintf(big, "*%u\r\n", (1u << 20) - 1);
+    for (unsigned k = 0; k < (1u << 20) - 1; k++) {
+        memcpy(big + at, ":1\r\n", 4);
+        at += 4;
+    }
+    resp_reader_reset(&rd);
+    CHECK_EQ(resp_parse(&rd, big, at, &nv), (long)at);
+    CHECK_EQ(nv, 1u << 20);
     free(big);
     /* A reply longer than RESP_MAX_REPLY never completes: refused as soon
      * as that many bytes are here, whatever its shape. */
