@@ -139,7 +139,7 @@ xr_ws_status xr_ws_decode(xr_ws_decoder *d, uint8_t *buf, size_t len,
                     (unsigned long long)plen, XR_WS_MAX_CONTROL);
     /* 5.1: a server closes on an unmasked client frame, a client on a
      * masked server frame. */
-    if (0)
+    if (masked != d->expect_mask)
         return fail(f, 1002, "%s", d->expect_mask ? "client frame is not masked"
                                                   : "server frame is masked");
 
