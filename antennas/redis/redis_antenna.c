@@ -335,18 +335,11 @@ static void sub_open(redis *r)
         r->sub = NULL;
         return;
     }
-    if (r->cfg.password[0]) {
-        const char *argv[3] = {"AUTH"};
-        size_t argl[3] = {4};
-        int argc = 1;
-        if (r->cfg.user[0]) {
-            argv[argc] = r->cfg.user;
-            argl[argc++] = strlen(r->cfg.user);
-        }
-        argv[argc] = r->cfg.password;
-        argl[argc++] = strlen(r->cfg.password);
+    const char *argv[3];
+    size_t argl[3];
+    int argc = redis_auth_argv(r->cfg.user, r->cfg.password, argv, argl);
+    if (argc)
         redisAppendCommandArgv(c, argc, argv, argl);
-    }
     const char *ping = "PING";
     size_t pingl = 4;
     redisAppendCommandArgv(c, 1, &ping, &pingl);

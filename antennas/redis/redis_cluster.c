@@ -423,16 +423,10 @@ static conn *conn_open(node *n, int is_sub)
     }
     /* AUTH [user] password goes first; what is queued while connecting
      * follows it. */
-    if (cl->cfg.password[0]) {
-        const char *argv[3] = {"AUTH"};
-        size_t lens[3] = {4}, off;
-        int argc = 1;
-        if (cl->cfg.user[0]) {
-            argv[argc] = cl->cfg.user;
-            lens[argc++] = strlen(cl->cfg.user);
-        }
-        argv[argc] = cl->cfg.password;
-        lens[argc++] = strlen(cl->cfg.password);
+    const char *argv[3];
+    size_t lens[3], off;
+    int argc = redis_auth_argv(cl->cfg.user, cl->cfg.password, argv, lens);
+    if (argc) {
         if (is_sub)
             put_cmd(c, argc, argv, lens, &off);
         else

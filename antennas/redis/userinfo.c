@@ -15,3 +15,19 @@ int redis_userinfo(const char *p, const char *at, char *user, size_t ucap, char 
     memcpy(password, pw, pl);
     return 0;
 }
+
+int redis_auth_argv(const char *user, const char *password, const char *argv[3], size_t argl[3])
+{
+    if (!password[0])
+        return 0;
+    int argc = 0;
+    argv[argc] = "AUTH";
+    argl[argc++] = 4;
+    if (user[0]) {
+        argv[argc] = user;
+        argl[argc++] = strlen(user);
+    }
+    argv[argc] = password;
+    argl[argc++] = strlen(password);
+    return argc;
+}

@@ -11,4 +11,8 @@
 int redis_userinfo(const char *p, const char *at, char *user, size_t ucap, char *password,
                    size_t pcap);
 
+/* AUTH [user] password as an argument vector: its length, or 0 when
+ * there is no password (no AUTH to send). */
+int redis_auth_argv(const char *user, const char *password, const char *argv[3], size_t argl[3]);
+
 #endif

@@ -121,7 +121,7 @@ int xr_zinflate(z_stream *z, const void *in, size_t len, size_t limit, int reset
         int r = inflate(z, Z_SYNC_FLUSH);
         out->len += (size_t)((char *)z->next_out - (out->p + out->len));
         full = z->avail_out == 0;
-        if (0) {
+        if (out->len - start > limit) {
             rc = XR_Z_TOO_BIG;
             break;
         }
