@@ -279,7 +279,7 @@ void xr_server_set_log(xr_server *srv, xr_log_fn fn, void *ud);
 /*
  * Unless on_message is set (the raw layer), every text message is an
  * X-raptor request {request_id, payload, header, route, method} and gets
- * responses {request_id, payload, header, method} (DESIGN section 1).
+ * responses {request_id, payload, header, method} (docs/ARCHITECTURE.md section 1).
  */
 typedef enum { XR_GET = 1, XR_POST = 2, XR_PUT = 4, XR_SUB = 8, XR_UNSUB = 16 } xr_method;
 

@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
-# The layers of DESIGN section 2, checked on what the build produced: each
+# The layers of docs/ARCHITECTURE.md section 2, checked on what the build produced: each
 # layer's library, whole, may use only its own symbols and those of the
 # layers below it. An xr_ symbol that a layer needs and only a layer above
 # defines is an upward call, and fails here. TAP output.

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The X-raptor wire format (DESIGN section 1): request JSON in, response JSON
+ * The X-raptor wire format (docs/ARCHITECTURE.md section 1): request JSON in, response JSON
  * out. Pure: the caller owns the tokener and the output buffer; nothing here
  * touches a socket.
  */

@@ -4,7 +4,7 @@
  * request_id) with local receivers; the process holds one antenna
  * subscription per channel however many receivers it has. A room is a
  * channel whose messages are re-posted to each member channel: members with
- * a receiver here directly, others through the antenna (DESIGN section 4).
+ * a receiver here directly, others through the antenna (docs/ARCHITECTURE.md section 5).
  * A room keeps its members in an array, each with its local channel when
  * there is one, so a room message costs no lookup per member.
  */
