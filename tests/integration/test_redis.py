@@ -70,7 +70,10 @@ async def test_a_hung_broker_makes_posts_fail_with_memory_bounded():
             sent, failed = answers.count("Message sent"), answers.count("fail")
             assert sent + failed == n and failed > 0 and sent * 60000 <= 17 << 20, (sent, failed)
             grown = node.rss_kib() - rss0
-            assert grown < 40 * 1024, f"RSS grew by {grown} KiB while the broker hung"
+            # ASan keeps freed memory in quarantine: RSS says nothing there
+            # (the count of posts let through above does).
+            if os.environ.get("XRAPTOR_SANITIZED") != "yes":
+                assert grown < 40 * 1024, f"RSS grew by {grown} KiB while the broker hung"
             # the silence is noticed within the reply timeout: down, and a
             # post fails at once instead of waiting
             wait_until(lambda: health(node.port)[0] == 503, 15, "503 while the broker is hung")
