@@ -391,6 +391,7 @@ static rd_kafka_t *client(kafka *k, rd_kafka_type_t type, char *err, size_t errl
         /* A bounded local queue: a slow broker fails publishes, never
          * grows memory without end. */
         SET("queue.buffering.max.messages", "100000");
+        SET("queue.buffering.max.kbytes", "16384");     /* 16 MiB, not librdkafka's 1 GiB */
     } else {
         /* A group of its own: this node gets every partition. */
         snprintf(group, sizeof group, "xraptor-%ld-%lx", (long)getpid(), (unsigned long)(uintptr_t)k);

@@ -59,6 +59,9 @@ typedef struct chan {
  * line makes the server drop the connection, and cnats gives it up). */
 #define NAME_MAX_BYTES 2048
 
+#define WRITE_DEADLINE_MS 250
+#define PING_INTERVAL_MS 2000
+
 typedef struct probe {
     struct probe *next;
     struct nats_ant *owner;
@@ -469,6 +472,14 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     if (s == NATS_OK) s = natsOptions_SetNoRandomize(a->opts, true);
     if (s == NATS_OK) s = natsOptions_SetName(a->opts, "xraptor");
     if (s == NATS_OK) s = natsOptions_SetTimeout(a->opts, 2000);
+    /* cnats writes from the caller's thread, which for a publish is the
+     * loop: with no deadline a server that stops reading (stopped, not
+     * closed) would block the whole node. A write that cannot finish in
+     * WRITE_DEADLINE_MS fails the connection instead (posts then fail
+     * until it is back), and pings find a silent server in seconds. */
+    if (s == NATS_OK) s = natsOptions_SetWriteDeadline(a->opts, WRITE_DEADLINE_MS);
+    if (s == NATS_OK) s = natsOptions_SetPingInterval(a->opts, PING_INTERVAL_MS);
+    if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(a->opts, 2);
     if (s == NATS_OK) s = natsOptions_SetAllowReconnect(a->opts, true);
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(a->opts, -1);
     if (s == NATS_OK) s = natsOptions_SetCustomReconnectDelay(a->opts, reconnect_delay, a);

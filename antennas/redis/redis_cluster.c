@@ -51,6 +51,13 @@
 #define BACKOFF_MAX_MS 5000
 #define REFRESH_MAX_MS 1000     /* a failover is noticed within this */
 #define CONNECT_TIMEOUT_MS 3000
+/* A shard that is up but does not answer must not make posts pile up: as
+ * redis:// does, posts fail past these bounds on what awaits replies, and
+ * a command connection with no reply for REPLY_TIMEOUT_MS is closed. */
+#define MAX_PENDING_POSTS 10000
+#define MAX_PENDING_BYTES (16u << 20)
+#define REPLY_TIMEOUT_MS 5000
+#define WATCHDOG_MS 500
 
 typedef struct seed {
     char host[256];
@@ -85,6 +92,8 @@ typedef struct conn {
     char *in;
     size_t in_len, in_cap;
     resp_reader reader;         /* its own: a reply may be cut between reads */
+    unsigned long long replies, replies_seen;   /* for the watchdog */
+    unsigned stalled_ms;
     /* out[done, sent) was written and awaits replies (cmd) or is gone (sub);
      * out[sent, len) is still to write. */
     char *out;
@@ -116,7 +125,7 @@ typedef struct cluster {
     node *owner[N_SLOTS];
     node *next_owner[N_SLOTS];  /* apply_slots' scratch */
     chanset chans;
-    struct event *refresh_ev, *tidy_ev;
+    struct event *refresh_ev, *tidy_ev, *watchdog;
     node *refreshing;           /* where a CLUSTER SLOTS is in flight */
     node *ask_first;            /* the node that just said a slot moved */
     int refresh_again;
@@ -871,6 +880,7 @@ static void on_cmd_reply(conn *c, const resp_val *v, size_t nv)
     }
     pending e = c->q[c->q_head++];
     c->out_done = e.off + e.len;
+    c->replies++;
     switch (e.kind) {
     case K_AUTH:
         if (v->type == '-') {
@@ -1087,6 +1097,26 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 
 static void destroy(void *self);
 
+/* Commands waiting and no reply at all for REPLY_TIMEOUT_MS: the shard is
+ * hung; its connection goes and is made again with back-off. */
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    cluster *cl = arg;
+    for (size_t i = 0; i < cl->n_nodes; i++) {
+        conn *c = cl->nodes[i]->cmd;
+        if (!c || !c->ready || c->q_head == c->q_len || c->replies != c->replies_seen) {
+            if (c) {
+                c->replies_seen = c->replies;
+                c->stalled_ms = 0;
+            }
+            continue;
+        }
+        if ((c->stalled_ms += WATCHDOG_MS) >= REPLY_TIMEOUT_MS)
+            conn_close(c, "no reply for 5 s with commands waiting: reconnecting");
+    }
+}
+
 static void *create(struct event_base *base, const char *url, const xr_antenna_host *host,
                     char *err, size_t errlen)
 {
@@ -1109,7 +1139,10 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     cl->refresh_ms = BACKOFF_MIN_MS;
     cl->refresh_ev = evtimer_new(base, on_refresh, cl);
     cl->tidy_ev = event_new(base, -1, 0, on_tidy, cl);
-    if (chanset_init(&cl->chans, host->hash) < 0 || !cl->refresh_ev || !cl->tidy_ev) {
+    cl->watchdog = event_new(base, -1, EV_PERSIST, on_watchdog, cl);
+    struct timeval wd = {0, WATCHDOG_MS * 1000};
+    if (chanset_init(&cl->chans, host->hash) < 0 || !cl->refresh_ev || !cl->tidy_ev ||
+        !cl->watchdog || event_add(cl->watchdog, &wd) < 0) {
         destroy(cl);
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -1129,6 +1162,8 @@ static void destroy(void *self)
         event_free(cl->refresh_ev);
     if (cl->tidy_ev)
         event_free(cl->tidy_ev);
+    if (cl->watchdog)
+        event_free(cl->watchdog);
     chanset_free(&cl->chans);
     free(cl);
 }
@@ -1165,8 +1200,10 @@ static int publish(void *self, const char *ch, size_t clen, const char *msg, siz
     cluster *cl = self;
     uint16_t slot = resp_key_slot(ch, clen);
     node *o = cl->owner[slot];
-    /* Its shard down or unknown: fail now rather than queue without bound. */
-    if (!o || !o->cmd || !o->cmd->ready) {
+    /* Its shard down or unknown, or too far behind: fail now rather than
+     * queue without bound. */
+    if (!o || !o->cmd || !o->cmd->ready || o->cmd->q_len - o->cmd->q_head >= MAX_PENDING_POSTS ||
+        o->cmd->out_len - o->cmd->out_done + clen + mlen > MAX_PENDING_BYTES) {
         if (o)
             o->publish_errors++;
         else

@@ -9,6 +9,9 @@ it, never on a fixed sleep), and url(broker) gives the --antenna URL."""
 import asyncio
 import contextlib
 import json
+import os
+import signal
+import time
 
 import websockets
 
@@ -77,6 +80,12 @@ async def streaming(url_a, url_b, room, timeout=30):
         yield a, b, Stream(wa, wb, room)
 
 
+def pause(broker, sig):
+    """SIGSTOP or SIGCONT to every process of a broker (a cluster's nodes)."""
+    for b in getattr(broker, "nodes", [broker]):
+        os.kill(b.proc.pid, sig)
+
+
 def register(make_broker, url):
     def nodes(broker, n, binary=CHAT, extra=()):
         out = [Server("--antenna", url(broker), *extra, binary=binary) for _ in range(n)]
@@ -109,6 +118,36 @@ def register(make_broker, url):
             r = await recv_json(wa, 10)
             assert r["request_id"] == "x" * 256, r
             assert health(a.port)[0] == 200
+
+    @test
+    async def test_a_hung_broker_never_freezes_the_node():
+        # A broker that stops answering without closing (SIGSTOP): with
+        # NATS the node once blocked in a socket write inside a post and
+        # stopped answering everyone; redis:// and redis-cluster:// queued
+        # posts without bound. Every post is answered (sent or fail), at
+        # most 16 MiB wait for the broker, /health answers at once, and the
+        # node recovers.
+        broker = make_broker()
+        (a,) = nodes(broker, 1)
+        async with websockets.connect(a.url(), max_queue=None, max_size=None) as wa:
+            pause(broker, signal.SIGSTOP)
+            try:
+                # 60 MB of posts: what waits for the broker is bounded
+                # (16 MiB in every antenna), the rest fails
+                big = "x" * 60000
+                for i in range(1000):
+                    await asyncio.wait_for(wa.send(post(f"h{i}", "hung", "me", big)), 5)
+                answers = [json.loads((await recv_json(wa, 10))["payload"])["message"]
+                           for _ in range(1000)]
+                assert set(answers) <= {"Message sent", "fail"}, set(answers)
+                sent = answers.count("Message sent")
+                assert sent * 60000 <= 17 << 20, f"{sent} posts of 60 kB queued for a hung broker"
+                t0 = time.monotonic()
+                health(a.port)
+                assert time.monotonic() - t0 < 2, "the node answered /health late"
+            finally:
+                pause(broker, signal.SIGCONT)
+            wait_until(lambda: health(a.port)[0] == 200, 30, "recovered")
 
     @test
     async def test_room_spans_three_nodes_each_message_once():
