@@ -64,8 +64,8 @@ struct xr_conn {
     void *data;                   /* the application's (xr_conn_set_data) */
     void *slot;                   /* the layer above's */
     const char *protocol;
-    uint8_t ip[16];               /* the address counted in t->per_ip */
-    uint8_t ip_len;               /* 0: not counted */
+    uint8_t *ip;                  /* length byte, then the address counted in
+                                   * t->per_ip; NULL when not limited */
     z_stream *inflater;           /* client context taken over: its own window */
     char *close_reason;           /* pending close notice (xr_conn_close) */
     uint64_t hs_deadline;
@@ -426,8 +426,10 @@ void xr_conn_destroy(xr_conn *c)
     notify_close(c, XR_CLOSE_ABNORMAL, NULL, 0);
     unmark(c);
     hs_remove(c);
-    if (c->ip_len)
-        xr_iplimit_put(t->per_ip, t->ip_table, c->ip, c->ip_len);
+    if (c->ip) {
+        xr_iplimit_put(t->per_ip, t->ip_table, c->ip + 1, c->ip[0]);
+        free(c->ip);
+    }
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -1147,9 +1149,12 @@ void xr_conn_accept(xr_transport *t, int fd, int tls, const void *ip, size_t ipl
         }
         SSL_set_accept_state(c->ssl);
     }
-    if (ip) {
-        memcpy(c->ip, ip, iplen);
-        c->ip_len = (uint8_t)iplen;
+    /* Kept aside, not in every connection: only a limited server pays. */
+    if (ip && (c->ip = malloc(1 + iplen))) {
+        c->ip[0] = (uint8_t)iplen;
+        memcpy(c->ip + 1, ip, iplen);
+    } else if (ip) {
+        xr_iplimit_put(t->per_ip, t->ip_table, ip, iplen);  /* uncounted: not remembered */
     }
 
     c->next = t->conns;
