@@ -22,6 +22,21 @@ def expect_close(srv, data, code, *, open_first=True):
 
 
 @test
+def test_empty_close_answered_without_a_status_code():
+    # RFC 6455 7.4.1: 1005 means "no status code" and must never be sent;
+    # a close without one is answered with one without one.
+    with Server() as srv:
+        s = ws_open(srv.port)
+        s.sendall(frame(8, b""))
+        assert read_close(s) == (None, "")
+        s.close()
+        s = ws_open(srv.port)
+        s.sendall(frame(8, close_payload(1000, b"bye")))
+        assert read_close(s) == (1000, "")
+        s.close()
+
+
+@test
 def test_unmasked_frame_gets_1002():
     with Server() as srv:
         code, reason = expect_close(srv, frame(1, "hi", mask=False), 1002)

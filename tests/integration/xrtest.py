@@ -286,14 +286,17 @@ def read_frame(sock):
 
 
 def read_close(sock, skip_data=True):
-    """Reads frames until a close frame; returns (code, reason) or None on EOF."""
+    """Reads frames until a close frame; returns (code, reason), (None, "")
+    for a close frame without a status code (never (1005, ""): 1005 must
+    not be sent, and a test must be able to tell), or None on EOF."""
     try:
         while True:
             fin, op, payload = read_frame(sock)
             if op == 8:
                 if len(payload) >= 2:
                     return struct.unpack("!H", payload[:2])[0], payload[2:].decode()
-                return 1005, ""
+                assert not payload, f"a close payload of one byte: {payload!r}"
+                return None, ""
             if not skip_data:
                 raise AssertionError(f"expected a close frame, got opcode {op}")
     except (EOFError, ConnectionResetError):

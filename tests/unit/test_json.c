@@ -174,6 +174,12 @@ static void test_writer_conversions(void)
         xr_json_member *m = get("{\"x\": 2.25}", "x", &state);
         CHECK(m && xr_json_member_double(&F, m, &d) == 0 && d == 2.25);
         setlocale(LC_NUMERIC, "C");
+    } else if (getenv("CI") && strcmp(getenv("CI"), "true") == 0) {
+        /* CI installs one (.ci/run): there, its absence is a failure. */
+        printf("#   no de_DE.UTF-8 or fr_FR.UTF-8 locale: the decimal-comma check cannot run\n");
+        CHECK(0);
+    } else {
+        printf("# decimal-comma check NOT RUN: no de_DE.UTF-8 or fr_FR.UTF-8 locale installed\n");
     }
 }
 
