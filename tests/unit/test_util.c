@@ -31,6 +31,28 @@ static void test_siphash_matches_the_reference_vectors(void)
     CHECK(xr_hash("room", 4) != xr_hash("rooM", 4));
 }
 
+/* The i-th of 4096 names of 24 bytes equal under djb2 ("Aa" and "BB"
+ * hash alike, so every string of twelve such pairs does). */
+static const char *djb2_twin(char name[24], unsigned i)
+{
+    for (int b = 0; b < 12; b++)
+        memcpy(name + 2 * b, (i >> b) & 1 ? "Aa" : "BB", 2);
+    return name;
+}
+
+/* The longest chain of a chained table (entries linked through next). */
+#define LONGEST_CHAIN(out, slots, n_slots, type)                  \
+    do {                                                          \
+        (out) = 0;                                                \
+        for (size_t s_ = 0; s_ < (n_slots); s_++) {               \
+            size_t n_ = 0;                                        \
+            for (type *e_ = (slots)[s_]; e_; e_ = e_->next)       \
+                n_++;                                             \
+            if (n_ > (out))                                       \
+                (out) = n_;                                       \
+        }                                                         \
+    } while (0)
+
 /* Names that collide under an unkeyed hash (djb2: "Aa" and "BB") spread
  * over a map like any others. */
 static void test_map_spreads_names_made_to_collide(void)
@@ -38,19 +60,10 @@ static void test_map_spreads_names_made_to_collide(void)
     xr_map m;
     xr_map_init(&m);
     char name[24];
-    for (unsigned i = 0; i < 4096; i++) {
-        for (int b = 0; b < 12; b++)
-            memcpy(name + 2 * b, (i >> b) & 1 ? "Aa" : "BB", 2);
-        CHECK(xr_map_put(&m, name, 24, (void *)(uintptr_t)(i + 1)) != NULL);
-    }
-    size_t longest = 0;
-    for (size_t s = 0; s < m.n_slots; s++) {
-        size_t n = 0;
-        for (xr_map_entry *e = m.slots[s]; e; e = e->next)
-            n++;
-        if (n > longest)
-            longest = n;
-    }
+    for (unsigned i = 0; i < 4096; i++)
+        CHECK(xr_map_put(&m, djb2_twin(name, i), 24, (void *)(uintptr_t)(i + 1)) != NULL);
+    size_t longest;
+    LONGEST_CHAIN(longest, m.slots, m.n_slots, xr_map_entry);
     CHECK(longest < 16);
     xr_map_clear(&m);
 }
@@ -68,19 +81,10 @@ static void test_chanset_spreads_names_made_to_collide(void)
     CHECK_EQ(chanset_init(&cs, host_hash), 0);
     char name[24];
     int fresh;
-    for (unsigned i = 0; i < 4096; i++) {
-        for (int b = 0; b < 12; b++)
-            memcpy(name + 2 * b, (i >> b) & 1 ? "Aa" : "BB", 2);
-        CHECK(chanset_add(&cs, name, 24, &fresh) != NULL && fresh);
-    }
-    size_t longest = 0;
-    for (size_t b = 0; b < cs.n_buckets; b++) {
-        size_t n = 0;
-        for (chan *c = cs.buckets[b]; c; c = c->next)
-            n++;
-        if (n > longest)
-            longest = n;
-    }
+    for (unsigned i = 0; i < 4096; i++)
+        CHECK(chanset_add(&cs, djb2_twin(name, i), 24, &fresh) != NULL && fresh);
+    size_t longest;
+    LONGEST_CHAIN(longest, cs.buckets, cs.n_buckets, chan);
     CHECK(longest < 16);
     CHECK_EQ(cs.count, 4096);
     chanset_free(&cs);
