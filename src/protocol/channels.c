@@ -369,8 +369,8 @@ int xr_proto_room_join(xr_proto *p, const char *name, const char *member)
     xr_room *room = xr_map_get(&p->rooms, name, nl);
     if (room && room_member(room, member, ml))
         return XR_OK;
-    xr_membership *held = xr_map_get(&p->memberships, member, ml);
-    if (held && held->n >= p->o->max_rooms_per_member)
+    xr_membership *ms = xr_map_get(&p->memberships, member, ml);
+    if (ms && ms->n >= p->o->max_rooms_per_member)
         return XR_ELIMIT;
     if (!room) {
         room = calloc(1, sizeof *room);
@@ -381,7 +381,6 @@ int xr_proto_room_join(xr_proto *p, const char *name, const char *member)
         xr_map_init(&room->index);
         sub_ref(p, name, nl);
     }
-    xr_membership *ms = xr_map_get(&p->memberships, member, ml);
     if (!ms) {
         ms = calloc(1, sizeof *ms);
         if (!ms || !xr_map_put(&p->memberships, member, ml, ms)) {

@@ -1127,11 +1127,13 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 void xr_conn_accept(xr_transport *t, int fd, int tls, const void *ip, size_t iplen)
 {
     xr_conn *c = calloc(1, sizeof *c);
-    if (!c) {
-        if (ip)
-            xr_iplimit_put(t->per_ip, t->ip_table, ip, iplen);
-        evutil_closesocket(fd);
-        return;
+    /* The counted address is kept aside, not in every connection: only a
+     * limited server pays for it. */
+    if (!c || (ip && !(c->ip = malloc(1 + iplen))))
+        goto fail;
+    if (ip) {
+        c->ip[0] = (uint8_t)iplen;
+        memcpy(c->ip + 1, ip, iplen);
     }
     c->t = t;
     c->fd = fd;
@@ -1139,22 +1141,9 @@ void xr_conn_accept(xr_transport *t, int fd, int tls, const void *ip, size_t ipl
         c->ssl = SSL_new(t->tls);
         if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
             XR_WARN(t->log, "out of memory accepting a TLS connection");
-            if (c->ssl)
-                SSL_free(c->ssl);
-            if (ip)
-                xr_iplimit_put(t->per_ip, t->ip_table, ip, iplen);
-            evutil_closesocket(fd);
-            free(c);
-            return;
+            goto fail;
         }
         SSL_set_accept_state(c->ssl);
-    }
-    /* Kept aside, not in every connection: only a limited server pays. */
-    if (ip && (c->ip = malloc(1 + iplen))) {
-        c->ip[0] = (uint8_t)iplen;
-        memcpy(c->ip + 1, ip, iplen);
-    } else if (ip) {
-        xr_iplimit_put(t->per_ip, t->ip_table, ip, iplen);  /* uncounted: not remembered */
     }
 
     c->next = t->conns;
@@ -1176,6 +1165,18 @@ void xr_conn_accept(xr_transport *t, int fd, int tls, const void *ip, size_t ipl
     if (t->hs_head == c)
         hs_arm(t);
     rewatch(c);
+    return;
+fail:
+    /* Out of memory: the socket goes, and its address's count with it. */
+    if (c) {
+        if (c->ssl)
+            SSL_free(c->ssl);
+        free(c->ip);
+        free(c);
+    }
+    if (ip)
+        xr_iplimit_put(t->per_ip, t->ip_table, ip, iplen);
+    evutil_closesocket(fd);
 }
 
 void xr_conn_drain(xr_conn *c)

@@ -33,17 +33,35 @@ struct xr_iplimit {
 #define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define READ_TRIES 64
 
+/* An address as the slots hold it, and where its probe starts: made once
+ * per call, whatever the number of tables it is looked up in. */
+typedef struct ipkey {
+    uint64_t w0, w1;
+    uint32_t alen;
+    size_t home;
+} ipkey;
+
 static table *table_of(const xr_iplimit *l, unsigned worker)
 {
-    return (table *)(void *)(l->base + (size_t)worker * l->table_len);
+    return (table *)(void *)(l->base + (size_t)(worker < l->workers ? worker : 0) * l->table_len);
 }
 
-static void words(const void *addr, size_t alen, uint64_t *w0, uint64_t *w1)
+static size_t home(const xr_iplimit *l, uint64_t w0, uint64_t w1, uint32_t alen)
+{
+    uint64_t k[3] = {w0, w1, alen};
+    return (size_t)xr_hash(k, sizeof k) & l->mask;
+}
+
+static ipkey key_of(const xr_iplimit *l, const void *addr, size_t alen)
 {
     uint8_t b[16] = {0};
-    memcpy(b, addr, alen > 16 ? 16 : alen);
-    memcpy(w0, b, 8);
-    memcpy(w1, b + 8, 8);
+    ipkey k;
+    k.alen = (uint32_t)(alen > 16 ? 16 : alen);
+    memcpy(b, addr, k.alen);
+    memcpy(&k.w0, b, 8);
+    memcpy(&k.w1, b + 8, 8);
+    k.home = home(l, k.w0, k.w1, k.alen);
+    return k;
 }
 
 xr_iplimit *xr_iplimit_new(size_t sockets, unsigned workers)
@@ -77,34 +95,27 @@ void xr_iplimit_free(xr_iplimit *l)
         munmap(l, l->map_len);
 }
 
-static size_t home(const xr_iplimit *l, uint64_t w0, uint64_t w1, size_t alen)
-{
-    uint64_t k[3] = {w0, w1, alen};
-    return (size_t)xr_hash(k, sizeof k) & l->mask;
-}
-
 /* The slot holding the address in t, or the free one where it would go. */
-static size_t find(const xr_iplimit *l, const table *t, uint64_t w0, uint64_t w1, size_t alen)
+static size_t find(const xr_iplimit *l, const table *t, const ipkey *k)
 {
-    size_t i = home(l, w0, w1, alen);
+    size_t i = k->home;
     for (size_t probes = 0; probes <= l->mask; probes++, i = (i + 1) & l->mask) {
         const slot *s = &t->slots[i];
-        if (!LOAD(&s->count) || (LOAD(&s->w0) == w0 && LOAD(&s->w1) == w1 &&
-                                 LOAD(&s->alen) == alen))
+        if (!LOAD(&s->count) || (LOAD(&s->w0) == k->w0 && LOAD(&s->w1) == k->w1 &&
+                                 LOAD(&s->alen) == k->alen))
             return i;
     }
     return SIZE_MAX;
 }
 
 /* The count of addr in another worker's table, read without a lock. */
-static unsigned read_count(const xr_iplimit *l, const table *t, uint64_t w0, uint64_t w1,
-                           size_t alen)
+static unsigned read_count(const xr_iplimit *l, const table *t, const ipkey *k)
 {
     for (int tries = 0; tries < READ_TRIES; tries++) {
         uint32_t s1 = __atomic_load_n(&t->seq, __ATOMIC_ACQUIRE);
         if (s1 & 1)
             continue;
-        size_t i = find(l, t, w0, w1, alen);
+        size_t i = find(l, t, k);
         unsigned n = i == SIZE_MAX ? 0 : LOAD(&t->slots[i].count);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (LOAD(&t->seq) == s1)
@@ -113,14 +124,18 @@ static unsigned read_count(const xr_iplimit *l, const table *t, uint64_t w0, uin
     return 0;   /* a writer kept changing it: it is one socket off at most */
 }
 
+static unsigned count(const xr_iplimit *l, const ipkey *k)
+{
+    unsigned n = 0;
+    for (unsigned w = 0; w < l->workers; w++)
+        n += read_count(l, table_of(l, w), k);
+    return n;
+}
+
 unsigned xr_iplimit_count(const xr_iplimit *l, const void *addr, size_t alen)
 {
-    uint64_t w0, w1;
-    words(addr, alen, &w0, &w1);
-    unsigned n = 0;
-    for (unsigned k = 0; k < l->workers; k++)
-        n += read_count(l, table_of(l, k), w0, w1, alen);
-    return n;
+    ipkey k = key_of(l, addr, alen);
+    return count(l, &k);
 }
 
 static void write_begin(table *t)
@@ -137,20 +152,19 @@ static void write_end(table *t)
 int xr_iplimit_take(xr_iplimit *l, unsigned worker, const void *addr, size_t alen,
                     unsigned max)
 {
-    uint64_t w0, w1;
-    words(addr, alen, &w0, &w1);
-    if (xr_iplimit_count(l, addr, alen) >= max)
+    ipkey k = key_of(l, addr, alen);
+    if (count(l, &k) >= max)
         return 0;
-    table *t = table_of(l, worker < l->workers ? worker : 0);
-    size_t i = find(l, t, w0, w1, alen);
+    table *t = table_of(l, worker);
+    size_t i = find(l, t, &k);
     if (i == SIZE_MAX)
         return 0;   /* every slot taken: more addresses than sockets allowed */
     slot *s = &t->slots[i];
     write_begin(t);
     if (!s->count) {
-        STORE(&s->w0, w0);
-        STORE(&s->w1, w1);
-        STORE(&s->alen, (uint32_t)alen);
+        STORE(&s->w0, k.w0);
+        STORE(&s->w1, k.w1);
+        STORE(&s->alen, k.alen);
     }
     STORE(&s->count, s->count + 1);
     write_end(t);
@@ -159,10 +173,9 @@ int xr_iplimit_take(xr_iplimit *l, unsigned worker, const void *addr, size_t ale
 
 void xr_iplimit_put(xr_iplimit *l, unsigned worker, const void *addr, size_t alen)
 {
-    uint64_t w0, w1;
-    words(addr, alen, &w0, &w1);
-    table *t = table_of(l, worker < l->workers ? worker : 0);
-    size_t i = find(l, t, w0, w1, alen);
+    ipkey k = key_of(l, addr, alen);
+    table *t = table_of(l, worker);
+    size_t i = find(l, t, &k);
     if (i == SIZE_MAX || !t->slots[i].count)
         return;
     write_begin(t);
