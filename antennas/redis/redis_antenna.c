@@ -31,20 +31,13 @@
 #include <xraptor/antenna.h>
 
 #include "chanset.h"
+#include "stall.h"
 #include "userinfo.h"
 
 #define EXPORT __attribute__((visibility("default")))
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define SUBSCRIBE_BATCH 512
-/* A broker that is up but does not answer (stopped, swapping, a network
- * that drops without a reset) must not make posts pile up here: past
- * either bound posts fail, and with no reply for REPLY_TIMEOUT_MS while
- * posts wait the connections are dropped and made again. */
-#define MAX_PENDING_POSTS 10000
-#define MAX_PENDING_BYTES (16u << 20)
-#define REPLY_TIMEOUT_MS 5000
-#define WATCHDOG_MS 500
 
 typedef struct config {
     char host[256];
@@ -70,8 +63,7 @@ typedef struct redis {
     chanset chans;
     /* posts sent and not answered yet, and the watchdog over them */
     size_t pend_n, pend_bytes;
-    unsigned long long answered, answered_seen;
-    unsigned stalled_ms;
+    stall replies;
     struct event *watchdog;
 } redis;
 
@@ -533,7 +525,7 @@ static void on_published(redisAsyncContext *ac, void *reply, void *arg)
     redis *r = ac->data;
     r->pend_n--;
     r->pend_bytes -= (size_t)(uintptr_t)arg;
-    r->answered++;
+    r->replies.replies++;
 }
 
 static int publish(void *self, const char *ch, size_t clen, const char *msg, size_t mlen)
@@ -559,17 +551,10 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     redis *r = arg;
-    if (!r->pend_n || r->answered != r->answered_seen) {
-        r->answered_seen = r->answered;
-        r->stalled_ms = 0;
-        return;
-    }
-    r->stalled_ms += WATCHDOG_MS;
-    if (r->stalled_ms < REPLY_TIMEOUT_MS || !r->pub)
+    if (!stall_tick(&r->replies, r->pend_n > 0) || !r->pub)
         return;
     r->host.log(r->host.host, 1, "redis antenna: no reply for %u ms with %zu posts waiting: "
-                "reconnecting", r->stalled_ms, r->pend_n);
-    r->stalled_ms = 0;
+                "reconnecting", REPLY_TIMEOUT_MS, r->pend_n);
     redisAsyncContext *pub = r->pub;
     int connected = r->pub_ready;
     redisAsyncFree(pub);    /* its disconnect callback runs when it was connected */

@@ -41,6 +41,7 @@
 #include <xraptor/antenna.h>
 
 #include "chanset.h"
+#include "stall.h"
 #include "resp.h"
 #include "userinfo.h"
 
@@ -51,13 +52,6 @@
 #define BACKOFF_MAX_MS 5000
 #define REFRESH_MAX_MS 1000     /* a failover is noticed within this */
 #define CONNECT_TIMEOUT_MS 3000
-/* A shard that is up but does not answer must not make posts pile up: as
- * redis:// does, posts fail past these bounds on what awaits replies, and
- * a command connection with no reply for REPLY_TIMEOUT_MS is closed. */
-#define MAX_PENDING_POSTS 10000
-#define MAX_PENDING_BYTES (16u << 20)
-#define REPLY_TIMEOUT_MS 5000
-#define WATCHDOG_MS 500
 
 typedef struct seed {
     char host[256];
@@ -92,8 +86,7 @@ typedef struct conn {
     char *in;
     size_t in_len, in_cap;
     resp_reader reader;         /* its own: a reply may be cut between reads */
-    unsigned long long replies, replies_seen;   /* for the watchdog */
-    unsigned stalled_ms;
+    stall replies;              /* for the watchdog (stall.h) */
     /* out[done, sent) was written and awaits replies (cmd) or is gone (sub);
      * out[sent, len) is still to write. */
     char *out;
@@ -880,7 +873,7 @@ static void on_cmd_reply(conn *c, const resp_val *v, size_t nv)
     }
     pending e = c->q[c->q_head++];
     c->out_done = e.off + e.len;
-    c->replies++;
+    c->replies.replies++;
     switch (e.kind) {
     case K_AUTH:
         if (v->type == '-') {
@@ -1105,14 +1098,7 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     cluster *cl = arg;
     for (size_t i = 0; i < cl->n_nodes; i++) {
         conn *c = cl->nodes[i]->cmd;
-        if (!c || !c->ready || c->q_head == c->q_len || c->replies != c->replies_seen) {
-            if (c) {
-                c->replies_seen = c->replies;
-                c->stalled_ms = 0;
-            }
-            continue;
-        }
-        if ((c->stalled_ms += WATCHDOG_MS) >= REPLY_TIMEOUT_MS)
+        if (c && stall_tick(&c->replies, c->ready && c->q_head != c->q_len))
             conn_close(c, "no reply for 5 s with commands waiting: reconnecting");
     }
 }

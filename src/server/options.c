@@ -140,7 +140,7 @@ static const flag flags[] = {
     {"max-header-size", F_SIZE, OFF(max_header_size), 0, 0, "SIZE", "largest HTTP request head; bigger gets 431 (8KiB)"},
     {"max-connections", F_COUNT, OFF(max_connections), 0, 0, "N", "open WebSocket connections; beyond it upgrades get 503 (10000)"},
     {"max-connections-per-ip", F_COUNT, OFF(max_connections_per_ip), 0, 0, "N",
-     "sockets one client address may hold; beyond, new ones are\nclosed at once (0: no limit, the default)"},
+     "sockets one client address may hold in the whole server (all\n--workers); beyond, new ones are closed at once (0: no limit,\nthe default)"},
     {"max-name-length", F_COUNT, OFF(max_name_length), 0, 0, "N",
      "longest channel, room or member name in bytes, 1-1024 (256)"},
     {"max-channels-per-connection", F_COUNT, OFF(max_channels_per_conn), 0, 0, "N",
