@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "util/iplimit.h"
 
+#include <limits.h>
+#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -108,27 +110,41 @@ static size_t find(const xr_iplimit *l, const table *t, const ipkey *k)
     return SIZE_MAX;
 }
 
-/* The count of addr in another worker's table, read without a lock. */
-static unsigned read_count(const xr_iplimit *l, const table *t, const ipkey *k)
+/* The count of addr in worker t's table, read without a lock: 1 and *n,
+ * or 0 when its writer stayed inside a change for every try (preempted
+ * there, or dead there until the supervisor empties its table). */
+static int read_count(const xr_iplimit *l, const table *t, const ipkey *k, unsigned *n)
 {
     for (int tries = 0; tries < READ_TRIES; tries++) {
         uint32_t s1 = __atomic_load_n(&t->seq, __ATOMIC_ACQUIRE);
-        if (s1 & 1)
+        if (s1 & 1) {
+            /* The writer is a process that may be off the CPU: give it
+             * the CPU rather than spin through every try at once. */
+            if (tries >= READ_TRIES / 4)
+                sched_yield();
             continue;
+        }
         size_t i = find(l, t, k);
-        unsigned n = i == SIZE_MAX ? 0 : LOAD(&t->slots[i].count);
+        unsigned c = i == SIZE_MAX ? 0 : LOAD(&t->slots[i].count);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        if (LOAD(&t->seq) == s1)
-            return n;
+        if (LOAD(&t->seq) == s1) {
+            *n = c;
+            return 1;
+        }
     }
-    return 0;   /* a writer kept changing it: it is one socket off at most */
+    return 0;
 }
 
+/* Sockets from k over every table; UINT_MAX when one could not be read. */
 static unsigned count(const xr_iplimit *l, const ipkey *k)
 {
     unsigned n = 0;
-    for (unsigned w = 0; w < l->workers; w++)
-        n += read_count(l, table_of(l, w), k);
+    for (unsigned w = 0; w < l->workers; w++) {
+        unsigned c;
+        if (!read_count(l, table_of(l, w), k, &c))
+            return UINT_MAX;
+        n += c;
+    }
     return n;
 }
 
@@ -149,33 +165,28 @@ static void write_end(table *t)
     __atomic_store_n(&t->seq, t->seq + 1, __ATOMIC_RELEASE);
 }
 
-int xr_iplimit_take(xr_iplimit *l, unsigned worker, const void *addr, size_t alen,
-                    unsigned max)
+/* One more in worker's own table: 0 when its every slot is taken. */
+static int add(xr_iplimit *l, table *t, const ipkey *k)
 {
-    ipkey k = key_of(l, addr, alen);
-    if (count(l, &k) >= max)
-        return 0;
-    table *t = table_of(l, worker);
-    size_t i = find(l, t, &k);
+    size_t i = find(l, t, k);
     if (i == SIZE_MAX)
-        return 0;   /* every slot taken: more addresses than sockets allowed */
+        return 0;   /* more addresses than sockets allowed */
     slot *s = &t->slots[i];
     write_begin(t);
     if (!s->count) {
-        STORE(&s->w0, k.w0);
-        STORE(&s->w1, k.w1);
-        STORE(&s->alen, k.alen);
+        STORE(&s->w0, k->w0);
+        STORE(&s->w1, k->w1);
+        STORE(&s->alen, k->alen);
     }
     STORE(&s->count, s->count + 1);
     write_end(t);
     return 1;
 }
 
-void xr_iplimit_put(xr_iplimit *l, unsigned worker, const void *addr, size_t alen)
+/* One fewer in t: the slot empties with its last socket. */
+static void drop(xr_iplimit *l, table *t, const ipkey *k)
 {
-    ipkey k = key_of(l, addr, alen);
-    table *t = table_of(l, worker);
-    size_t i = find(l, t, &k);
+    size_t i = find(l, t, k);
     if (i == SIZE_MAX || !t->slots[i].count)
         return;
     write_begin(t);
@@ -206,12 +217,41 @@ void xr_iplimit_put(xr_iplimit *l, unsigned worker, const void *addr, size_t ale
     write_end(t);
 }
 
+int xr_iplimit_take(xr_iplimit *l, unsigned worker, const void *addr, size_t alen,
+                    unsigned max)
+{
+    ipkey k = key_of(l, addr, alen);
+    table *t = table_of(l, worker);
+    /* Count first, then look: of two workers taking the same address at
+     * once, each sees the other's socket (the fence orders every table's
+     * count after the own one), so the server never holds more than max.
+     * Both may refuse at the edge; a client retries, a flood cannot pass. */
+    if (!add(l, t, &k))
+        return 0;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    unsigned n = count(l, &k);
+    if (n != UINT_MAX && n <= max)
+        return 1;
+    drop(l, t, &k);
+    return 0;
+}
+
+void xr_iplimit_put(xr_iplimit *l, unsigned worker, const void *addr, size_t alen)
+{
+    ipkey k = key_of(l, addr, alen);
+    drop(l, table_of(l, worker), &k);
+}
+
 void xr_iplimit_reset(xr_iplimit *l, unsigned worker)
 {
     if (worker >= l->workers)
         return;
     table *t = table_of(l, worker);
-    write_begin(t);
+    /* Its writer may have died inside a change (seq odd): the table ends
+     * even whatever its sequence was. */
+    uint32_t s = LOAD(&t->seq) | 1;
+    STORE(&t->seq, s);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
     memset(t->slots, 0, (l->mask + 1) * sizeof(slot));
-    write_end(t);
+    __atomic_store_n(&t->seq, s + 1, __ATOMIC_RELEASE);
 }

@@ -6,9 +6,11 @@
  * worker that only that worker writes, read by all under a sequence lock,
  * so accepting never waits on a lock another process could die holding.
  * A dead worker's table is emptied by the supervisor (its sockets died
- * with it). Two workers accepting the same address at the same instant
- * may each let one more in: the limit can be passed by at most one per
- * worker, for a moment.
+ * with it). A take counts the socket first and then sums every table, so
+ * workers accepting the same address at the same instant see each other
+ * and the limit is never passed; at the edge both may refuse. A table
+ * whose writer stays inside a change (preempted, or died there until the
+ * supervisor empties it) cannot be read: takes are refused meanwhile.
  */
 #ifndef XR_UTIL_IPLIMIT_H
 #define XR_UTIL_IPLIMIT_H

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -148,6 +149,49 @@ static void test_iplimit_shared_across_fork(void)
     xr_iplimit_free(l);
 }
 
+/* Finding 9 again: four workers taking the same address at the same
+ * instant never hold more than the limit between them (the first fix
+ * checked, then counted: each racing worker let one more in). Each
+ * process holds what it took in a shared tally while it holds it. */
+static void test_iplimit_racing_workers_never_pass_the_limit(void)
+{
+    enum { WORKERS = 4, ROUNDS = 200000, MAX = 2 };
+    xr_iplimit *l = xr_iplimit_new(8, WORKERS);
+    unsigned *shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(l != NULL && shared != MAP_FAILED);
+    unsigned *held = &shared[0], *most = &shared[1], *taken = &shared[2], *go = &shared[3];
+    const uint8_t a[4] = {192, 0, 2, 7};
+    pid_t pids[WORKERS];
+    for (unsigned w = 0; w < WORKERS; w++) {
+        if ((pids[w] = fork()) == 0) {
+            while (!__atomic_load_n(go, __ATOMIC_ACQUIRE))
+                ;   /* all start together, or they would take in turn */
+            for (int r = 0; r < ROUNDS; r++) {
+                if (!xr_iplimit_take(l, w, a, 4, MAX))
+                    continue;
+                unsigned now = __atomic_add_fetch(held, 1, __ATOMIC_SEQ_CST);
+                unsigned seen = __atomic_load_n(most, __ATOMIC_RELAXED);
+                while (now > seen &&
+                       !__atomic_compare_exchange_n(most, &seen, now, 0, __ATOMIC_SEQ_CST,
+                                                    __ATOMIC_RELAXED))
+                    ;
+                __atomic_add_fetch(taken, 1, __ATOMIC_RELAXED);
+                __atomic_sub_fetch(held, 1, __ATOMIC_SEQ_CST);
+                xr_iplimit_put(l, w, a, 4);
+            }
+            _exit(0);
+        }
+    }
+    __atomic_store_n(go, 1, __ATOMIC_RELEASE);
+    for (unsigned w = 0; w < WORKERS; w++)
+        waitpid(pids[w], NULL, 0);
+    CHECK(*most <= MAX);
+    CHECK(*taken >= ROUNDS / 10);                 /* the race was run, not refused */
+    CHECK_EQ(xr_iplimit_count(l, a, 4), 0);       /* every take was put back */
+    munmap(shared, 4096);
+    xr_iplimit_free(l);
+}
+
 static char last[2048];
 static void capture(xr_log_level level, unsigned worker, const char *msg, void *ud)
 {
@@ -173,6 +217,7 @@ int main(void)
     RUN(test_iplimit_counts_every_table);
     RUN(test_iplimit_deletion_keeps_runs_whole);
     RUN(test_iplimit_shared_across_fork);
+    RUN(test_iplimit_racing_workers_never_pass_the_limit);
     RUN(test_log_lines_are_made_printable);
     return tap_done();
 }
