@@ -6,25 +6,88 @@
 # that is not in its file exactly once, or a mutant that does not build
 # fails the run. One line per mutant; the last says how many were killed.
 #   mutants.sh BUILDDIR SRCDIR [FILTER]   (FILTER: only lines containing it)
+# MUTANT_JOBS (default: the CPUs, at most 4) mutants run at once, each
+# shard in a copy of the tree of its own (make distdir, configured as
+# BUILDDIR was): a mutant changes a source file, which no other shard
+# may see. Mutants mostly wait on their tests, so shards overlap well.
+#   mutants.sh BUILDDIR SRCDIR FILTER SHARD SHARDS COUNTS   (one shard: internal)
 set -u
 build=$1 src=$2 filter=${3:-}
-list="$src/tests/mutants.txt"
 py=${PYTHON3:-/usr/bin/python3}
 jobs=$(nproc 2>/dev/null || echo 2)
+
+if [ $# -lt 6 ]; then
+    shards=${MUTANT_JOBS:-$jobs}
+    [ "$shards" -gt 4 ] && shards=4
+    [ "$shards" -lt 1 ] && shards=1
+    work=$(mktemp -d /tmp/xraptor-mutants.XXXXXX)
+    trap 'rm -rf "$work"' EXIT INT TERM
+    make -s -j"$jobs" -C "$build" all >/dev/null 2>&1 || { echo "mutants: the unmutated tree does not build"; exit 1; }
+    # Shard 0 is the tree itself; the others are built from copies while it
+    # starts (one job each: shard 0 has the CPUs while they wait on tests).
+    trees="$build|$src"
+    args=$(cd "$build" && ./config.status --config)
+    i=1
+    while [ "$i" -lt "$shards" ]; do
+        if ! { make -s -C "$build" distdir distdir="$work/src$i" >"$work/prep$i.log" 2>&1 \
+               && mkdir "$work/build$i" \
+               && (cd "$work/build$i" && eval "\"$work/src$i/configure\" $args" >>"$work/prep$i.log" 2>&1); }; then
+            tail -20 "$work/prep$i.log"
+            echo "mutants: shard $i's tree could not be made"
+            exit 1
+        fi
+        trees="$trees $work/build$i|$work/src$i"
+        i=$((i + 1))
+    done
+    # The shards print to this output (a line is one write: lines do not
+    # mix) and leave their counts in a file each.
+    pids="" i=0
+    for t in $trees; do
+        sh "$0" "${t%%|*}" "${t#*|}" "$filter" "$i" "$shards" "$work/counts$i" &
+        pids="$pids $!"
+        i=$((i + 1))
+    done
+    trap 'kill $pids 2>/dev/null; wait; rm -rf "$work"; exit 1' INT TERM
+    for pid in $pids; do
+        wait "$pid"
+    done
+    n=0 killed=0 bad=0 i=0
+    while [ "$i" -lt "$shards" ]; do
+        set -- $(cat "$work/counts$i" 2>/dev/null)
+        if [ $# -ne 3 ]; then
+            echo "mutants: shard $i did not finish"
+            bad=$((bad + 1))
+        else
+            n=$((n + $1)) killed=$((killed + $2)) bad=$((bad + $3))
+        fi
+        i=$((i + 1))
+    done
+    echo "mutants: $killed of $n killed, $bad survived or broken ($shards shards)"
+    [ "$bad" -eq 0 ] && [ "$n" -gt 0 ]
+    exit $?
+fi
+
+shard=$4 shards=$5 counts=$6
+list="$src/tests/mutants.txt"
 backup=$(mktemp)
 current=""
 restore() {
     [ -n "$current" ] && cp "$backup" "$current"
     current=""
 }
-trap 'restore; rm -f "$backup"' EXIT INT TERM
+trap 'restore; rm -f "$backup"' EXIT
+trap 'exit 1' INT TERM
+# A copy's first build; the tree itself is built already.
 make -s -j"$jobs" -C "$build" all >/dev/null 2>&1 || { echo "mutants: the unmutated tree does not build"; exit 1; }
-n=0 killed=0 bad=0
+n=0 killed=0 bad=0 index=0
 # Fields are separated by " | "; "\n" inside a field is a newline.
 while IFS= read -r line; do
     case $line in ''|'#'*) continue ;; esac
     [ -n "$filter" ] && case $line in *"$filter"*) ;; *) continue ;; esac
+    index=$((index + 1))
+    [ $(((index - 1) % shards)) -eq "$shard" ] || continue
     n=$((n + 1))
+    t0=$(date +%s)
     file=$(printf '%s' "$line" | awk -F' [|] ' '{print $1}')
     tests=$(printf '%s' "$line" | awk -F' [|] ' '{print $4}')
     only=$(printf '%s' "$line" | awk -F' [|] ' '{print $5}')
@@ -41,13 +104,13 @@ if text.count(old) != 1:
 open(f, "w").write(text.replace(old, new))
 PY
     then
-        echo "mutant $n: $file: BAD PATTERN"
+        echo "mutant $index: $file: BAD PATTERN"
         bad=$((bad + 1))
         restore
         continue
     fi
     if ! make -s -j"$jobs" -C "$build" all >"$build/mutant.log" 2>&1; then
-        echo "mutant $n: $file: DOES NOT BUILD"
+        echo "mutant $index: $file: DOES NOT BUILD"
         tail -5 "$build/mutant.log"
         bad=$((bad + 1))
         restore
@@ -74,19 +137,18 @@ PY
     fi
     if XRAPTOR_TEST_FILTER="$only" timeout 40 make -j"$jobs" -C "$build" "$@" \
             >"$build/mutant.log" 2>&1; then
-        echo "mutant $n: $file: SURVIVED ($tests all passed)"
+        echo "mutant $index: $file: SURVIVED ($tests all passed)"
         bad=$((bad + 1))
     elif grep -q '^SKIP:' "$build/mutant.log"; then
         # A test that did not run killed nothing, whatever else failed.
-        echo "mutant $n: $file: NOT TESTED ($(grep -m1 '^SKIP:' "$build/mutant.log" | cut -c1-100))"
+        echo "mutant $index: $file: NOT TESTED ($(grep -m1 '^SKIP:' "$build/mutant.log" | cut -c1-100))"
         bad=$((bad + 1))
     else
         killed=$((killed + 1))
         why=$(grep -m1 '^FAIL:\|^ERROR:' "$build/mutant.log" | cut -c1-100)
-        echo "mutant $n: $file: killed (${why:-the tests did not build or did not finish})"
+        echo "mutant $index: $file: killed in $(($(date +%s) - t0)) s (${why:-the tests did not build or did not finish})"
     fi
     restore
 done < "$list"
 make -s -C "$build" all >/dev/null 2>&1
-echo "mutants: $killed of $n killed, $bad survived or broken"
-[ "$bad" -eq 0 ] && [ "$n" -gt 0 ]
+echo "$n $killed $bad" >"$counts"
