@@ -27,10 +27,19 @@ if [ $# -lt 6 ]; then
     # starts (one job each: shard 0 has the CPUs while they wait on tests).
     trees="$build|$src"
     args=$(cd "$build" && ./config.status --config)
+    # distdir makes the copy in the build tree (its subdirectories are
+    # reached by relative paths), under a name no other run uses.
+    copy=mutants-tree-$$
+    if [ "$shards" -gt 1 ] && ! { make -s -C "$build" distdir distdir="$copy" >"$work/prep.log" 2>&1 \
+            && mv "$build/$copy" "$work/tree"; }; then
+        tail -20 "$work/prep.log"
+        rm -rf "${build:?}/$copy"
+        echo "mutants: make distdir failed"
+        exit 1
+    fi
     i=1
     while [ "$i" -lt "$shards" ]; do
-        if ! { make -s -C "$build" distdir distdir="$work/src$i" >"$work/prep$i.log" 2>&1 \
-               && mkdir "$work/build$i" \
+        if ! { cp -a "$work/tree" "$work/src$i" && mkdir "$work/build$i" \
                && (cd "$work/build$i" && eval "\"$work/src$i/configure\" $args" >>"$work/prep$i.log" 2>&1); }; then
             tail -20 "$work/prep$i.log"
             echo "mutants: shard $i's tree could not be made"

@@ -75,6 +75,9 @@ def test_origin_allow_list_refuses_others_with_403():
         assert status == 403 and b"origin" in body, (status, body)
         status, _, _ = http_request(srv.port, upgrade_request())
         assert status == 403
+        for forged in ("https://chat.example.evil.test", "https://chat.exampl", ""):
+            status, _, _ = http_request(srv.port, upgrade_request(extra=f"Origin: {forged}\r\n"))
+            assert status == 403, (forged, status)
         s = ws_open(srv.port, extra="Origin: https://chat.example\r\n")
         s.close()
 

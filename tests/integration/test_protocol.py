@@ -214,6 +214,26 @@ async def test_sub_then_publish_reaches_client_until_unsub():
 
 
 @test
+async def test_sub_delivery_escapes_the_request_id_and_payload():
+    # The channel's id and the message are written into every delivery:
+    # an id with a quote or a backslash must stay one JSON string, never
+    # break the frame or inject members.
+    ids = ['q"uote', "back\\slash", 'x","method":"GET', "caf\u00e9 \u2603"]
+    with proto() as srv:
+        async with websockets.connect(srv.url()) as sub, websockets.connect(srv.url()) as pub:
+            for rid in ids:
+                await sub.send(request(rid, "/stream", "SUB"))
+                r = await recv_json(sub)
+                assert r["request_id"] == rid and r["payload"] == '{"message": "subscribed"}', r
+            for rid in ids:
+                await pub.send(request("p", "/publish", "POST", f'{rid}|said "hi" \\ there'))
+                assert (await recv_json(pub))["payload"] == "published"
+                r = await recv_json(sub)
+                assert r == {"request_id": rid, "payload": 'said "hi" \\ there', "header": {},
+                             "method": "SUB"}, r
+
+
+@test
 async def test_disconnect_closes_channels_and_leaves_rooms():
     with proto() as srv:
         ws = await websockets.connect(srv.url())

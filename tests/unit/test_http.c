@@ -144,6 +144,16 @@ static void test_origin_allow_list(void)
              XR_HTTP_UPGRADE);
     CHECK_EQ(classify(UPGRADE_HEAD "Origin: https://evil.example\r\n\r\n", NULL, 0, origins, 2, &hs), 403);
     CHECK_EQ(classify(UPGRADE_HEAD "\r\n", NULL, 0, origins, 2, &hs), 403);
+    /* Whole origins only: a page on a host that starts or ends like an
+     * allowed one is another site (cross-site WebSocket hijacking). */
+    CHECK_EQ(classify(UPGRADE_HEAD "Origin: https://chat.example.evil.test\r\n\r\n", NULL, 0, origins, 2,
+                      &hs), 403);
+    CHECK_EQ(classify(UPGRADE_HEAD "Origin: https://chat.exampl\r\n\r\n", NULL, 0, origins, 2, &hs), 403);
+    CHECK_EQ(classify(UPGRADE_HEAD "Origin: \r\n\r\n", NULL, 0, origins, 2, &hs), 403);
+    CHECK_EQ(classify(UPGRADE_HEAD "Origin: null\r\n\r\n", NULL, 0, origins, 2, &hs), 403);
+    /* Scheme and host compare without case (RFC 6454 4). */
+    CHECK_EQ(classify(UPGRADE_HEAD "Origin: HTTPS://Chat.Example\r\n\r\n", NULL, 0, origins, 2, &hs),
+             XR_HTTP_UPGRADE);
     /* No list: any origin, or none. */
     CHECK_EQ(classify(UPGRADE_HEAD "Origin: https://evil.example\r\n\r\n", NULL, 0, NULL, 0, &hs),
              XR_HTTP_UPGRADE);

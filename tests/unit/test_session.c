@@ -41,7 +41,7 @@ typedef struct session {
     int hook_inside_send;       /* a hook ran while in_send was set */
     int written_inside_send;    /* the peer could read during a send */
     /* what the message hook does */
-    enum { H_NONE, H_ECHO, H_CLOSE, H_FLOOD } on_message;
+    enum { H_NONE, H_ECHO, H_CLOSE, H_FLOOD, H_AS_TEXT } on_message;
     int send_rc[4];
     uint8_t out[1 << 16];       /* bytes the transport wrote, unread */
     size_t out_len;
@@ -86,6 +86,13 @@ static void hook_message(xr_conn *c, xr_msg_type type, const char *data, size_t 
             s->send_rc[i] = xr_conn_send(c, XR_BINARY, big, sizeof big);
         break;
     }
+    case H_AS_TEXT:
+        /* The bytes of a binary message sent back as text, then as
+         * binary: a text frame must be UTF-8 (RFC 6455 8.1), so the first
+         * is refused and nothing of it queued. */
+        s->send_rc[0] = xr_conn_send(c, XR_TEXT, data, len);
+        s->send_rc[1] = xr_conn_send(c, XR_BINARY, data, len);
+        break;
     case H_NONE:
         break;
     }
@@ -249,6 +256,31 @@ static void test_handshake_then_echo_is_queued_and_written_after_the_hook(void)
     CHECK(expect_frame(&s, XR_WS_OP_TEXT, "hello", 5));
     CHECK_EQ(s.out_len, 0);
     session_free(&s);
+}
+
+static void test_text_sent_must_be_utf8(void)
+{
+    static const struct { const char *bytes; size_t len; int rc; } cases[] = {
+        {"\xff\xfe", 2, XR_EINVAL},           /* never in UTF-8 */
+        {"caf\xc3", 4, XR_EINVAL},             /* cut inside a character */
+        {"\xc0\x80", 2, XR_EINVAL},           /* overlong NUL */
+        {"\xed\xa0\x80", 3, XR_EINVAL},       /* a UTF-16 surrogate */
+        {"\xf4\x90\x80\x80", 4, XR_EINVAL},   /* past U+10FFFF */
+        {"caf\xc3\xa9 \xe2\x98\x83", 9, XR_OK},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        session s;
+        open_session(&s, 1 << 20, 0);
+        s.on_message = H_AS_TEXT;
+        send_frame(&s, 1, XR_WS_OP_BINARY, cases[i].bytes, cases[i].len);
+        CHECK_EQ(s.send_rc[0], cases[i].rc);
+        CHECK_EQ(s.send_rc[1], XR_OK);
+        if (cases[i].rc == XR_OK)
+            CHECK(expect_frame(&s, XR_WS_OP_TEXT, cases[i].bytes, cases[i].len));
+        CHECK(expect_frame(&s, XR_WS_OP_BINARY, cases[i].bytes, cases[i].len));
+        CHECK_EQ(s.out_len, 0);
+        session_free(&s);
+    }
 }
 
 static void test_pipelined_messages_answered_in_one_burst_in_order(void)
@@ -446,6 +478,7 @@ int main(void)
     RUN(test_app_close_deferred_to_the_loop);
     RUN(test_slow_reader_closed_1008_from_the_loop_not_inside_the_send);
     RUN(test_invalid_utf8_fails_before_the_frame_is_complete);
+    RUN(test_text_sent_must_be_utf8);
     RUN(test_unmasked_client_frame_is_a_protocol_error);
     RUN(test_silent_peer_pinged_then_closed_1011);
     RUN(test_destroyed_connection_reports_1006_then_gone);
