@@ -402,7 +402,7 @@ static int load_config(xr_options *o, const char *path, const size_t *base, char
             *eq = '\0';
             v = trim(eq + 1);
             if (*v == '"') {
-                char *close = strrchr(v + 1, '"');
+                char *close = strchr(v + 1, '"');
                 const char *after = close ? trim(close + 1) : NULL;
                 if (!close || (*after && *after != '#'))
                     return config_error(err, errlen, path, line, "unterminated quoted value");

@@ -10,7 +10,7 @@ import tempfile
 import websockets
 
 from xrtest import (CHAT, ECHO, Server, client_ctx, echo_ok, free_port, get, health,
-                    make_cert, run, test, wait_port)
+                    make_cert, read_frame, run, test, wait_port, ws_open)
 
 MODULES = os.environ.get("XRAPTOR_TEST_MODULES", "")
 ANTENNA_PATH = os.environ.get("XRAPTOR_ANTENNA_PATH", "")
@@ -209,18 +209,21 @@ async def test_config_file_every_flag_comments_and_the_command_line_wins():
 listen = 127.0.0.1:{a}
 listen = 127.0.0.1:{b}     # repeated: both
 max-message-size = 1k
-subprotocol = "v2 #beta"
+subprotocol = "v2#beta"   # quoted: "#" is part of the value
 --subprotocol = v1
 compression
 
-ping-interval = 0
+ping-interval = 200ms
 """)
-        # The file alone: both listeners, its limits, its subprotocols.
+        # The file alone: both listeners, its limits, its subprotocols in
+        # its order, its switch, its ping interval.
         srv = Server("--config", conf, port=a, listen=False)
         wait_port(b)
-        async with websockets.connect(f"ws://127.0.0.1:{b}/", subprotocols=["v1"],
+        assert echo_ok(a)
+        async with websockets.connect(f"ws://127.0.0.1:{b}/", subprotocols=["v1", "v2#beta"],
                                       max_size=None) as ws:
-            assert ws.subprotocol == "v1"
+            assert ws.subprotocol == "v2#beta", ws.subprotocol
+            assert "permessage-deflate" in ws.response_headers.get("Sec-WebSocket-Extensions", "")
             await ws.send("x" * 1024)
             assert await ws.recv() == "x" * 1024
             await ws.send("x" * 1025)
@@ -229,6 +232,10 @@ ping-interval = 0
                 raise AssertionError("a message over the file's max-message-size was echoed")
             except websockets.ConnectionClosed as e:
                 assert e.rcvd.code == 1009, e
+        raw = ws_open(a)
+        raw.settimeout(2)
+        assert read_frame(raw)[1] == 0x9, "no ping after the file's ping-interval"
+        raw.close()
         srv.stop()
         # The command line wins: its --listen replaces the file's list, its
         # --max-message-size the file's.

@@ -11,8 +11,8 @@ import tempfile
 import websockets
 
 from multinode import post, register, sub
-from xrtest import (CHAT, Broker, Server, health, recv_json, resp, run, skip_all, test,
-                    wait_until)
+from xrtest import (CHAT, PROTOSERVER, Broker, Server, health, recv_json, request, resp, run,
+                    skip_all, test, wait_until)
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -134,6 +134,45 @@ async def test_url_forms_password_user_database_and_unix_socket():
                 wait_until(lambda: resp(0, "PUBSUB", "NUMSUB", "bare-room", unix=plain)[1] == 1,
                            10, "SUB over the unix socket")
         bare.stop()
+
+@test
+async def test_broker_errors_and_outage_never_prune_room_members():
+    # A room member with no channel on this node is pruned only when Redis
+    # says nobody listens (PUBSUB NUMSUB 0). An error reply (-LOADING after
+    # a restart, -NOPERM here, where an ACL takes the command away) or no
+    # reply at all (the broker down) says nothing: the member stays.
+    redis = Broker(lambda port: [REDIS, "--port", str(port), "--bind", "127.0.0.1",
+                                 "--save", "", "--appendonly", "no",
+                                 "--user", "node", "on", ">node-pw", "~*", "&*", "+@all"])
+    url = f"redis://node:node-pw@127.0.0.1:{redis.port}"
+    try:
+        with Server("--antenna", url, "--room-check-interval", "0.2", binary=PROTOSERVER) as a:
+            wait_until(lambda: health(a.port)[0] == 200, 10, "antenna connected")
+            async with websockets.connect(a.url()) as ws:
+                async def call(rid, route, method, body):
+                    await ws.send(request(rid, route, method, body))
+                    return (await recv_json(ws))["payload"]
+
+                async def size_after(seconds):
+                    await asyncio.sleep(seconds)
+                    return await call("s", "/room/size", "GET", "hall")
+                # The broker answers: a ghost is pruned within a few checks.
+                assert await call("j", "/room/join", "POST", "hall|ghost-1") == "ok"
+                for _ in range(50):
+                    if await size_after(0.1) == "0":
+                        break
+                assert await size_after(0) == "0", "a ghost was not pruned"
+                # The broker refuses NUMSUB: five checks later, still there.
+                resp(redis.port, "ACL", "SETUSER", "node", "-pubsub|numsub")
+                assert await call("j", "/room/join", "POST", "hall|ghost-2") == "ok"
+                assert await size_after(1.0) == "1", "pruned on an error reply"
+                # The broker is down: still there.
+                redis.stop()
+                wait_until(lambda: health(a.port)[0] == 503, 10, "503 while down")
+                assert await size_after(1.0) == "1", "pruned while the broker was down"
+    finally:
+        redis.stop()
+
 
 if __name__ == "__main__":
     if not shutil.which(REDIS):

@@ -49,6 +49,36 @@ def test_tls12_accepted_and_health_served_over_https():
 
 
 @test
+def test_tls12_default_suites_are_forward_secret_aead_only():
+    # SECURITY.md: for TLS 1.2, ECDHE with AES-GCM or ChaCha20-Poly1305
+    # only. A client offering one suite at a time finds exactly those.
+    refused = ("AES128-GCM-SHA256", "AES256-GCM-SHA384",   # RSA key exchange: no FS
+               "AES128-SHA", "AES256-SHA256",               # and CBC
+               "ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-SHA384",   # FS, but CBC
+               "DHE-RSA-AES128-GCM-SHA256")                 # finite-field DH
+    accepted = ("ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384",
+                "ECDHE-RSA-CHACHA20-POLY1305")
+    with TlsServer() as srv:
+        def offer(suite):
+            ctx = client_ctx(srv.cert)
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            ctx.set_ciphers(suite + ":@SECLEVEL=0")
+            try:
+                s = connect(srv.port, tls_ctx=ctx)
+            except ssl.SSLError as e:
+                assert "HANDSHAKE_FAILURE" in str(e) or "NO_SHARED_CIPHER" in str(e), (suite, e)
+                return None
+            got = s.cipher()[0]
+            s.close()
+            return got
+        for suite in refused:
+            assert offer(suite) is None, f"TLS 1.2 accepted {suite}"
+        for suite in accepted:
+            assert offer(suite) == suite, suite
+        assert echo_ok(srv.port, tls_ctx=srv.ctx)
+
+
+@test
 def test_tls11_client_refused_with_a_protocol_version_alert():
     # Ciphers as permissive as OpenSSL allows (also --tls-ciphers' first
     # test): what refuses TLS 1.1 here is the TLS 1.2 minimum alone.
