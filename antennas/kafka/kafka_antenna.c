@@ -425,11 +425,8 @@ fail:
 static void *create(struct event_base *base, const char *url, const xr_antenna_host *host,
                     char *err, size_t errlen)
 {
-    if (!XR_ANTENNA_HOST_HAS(host, hash)) {
-        snprintf(err, errlen, "this module needs a libxraptor with antenna ABI 2.3 or later "
-                 "(its keyed hash)");
+    if (xr_antenna_host_complete(host, err, errlen) < 0)
         return NULL;
-    }
     kafka *k = calloc(1, sizeof *k);
     if (!k) {
         snprintf(err, errlen, "out of memory");

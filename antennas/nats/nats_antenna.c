@@ -432,11 +432,8 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
 {
     if (check_url(url, err, errlen) < 0)
         return NULL;
-    if (!XR_ANTENNA_HOST_HAS(host, hash)) {
-        snprintf(err, errlen, "this module needs a libxraptor with antenna ABI 2.3 or later "
-                 "(its keyed hash)");
+    if (xr_antenna_host_complete(host, err, errlen) < 0)
         return NULL;
-    }
     nats_ant *a = calloc(1, sizeof *a);
     if (a && !(a->chans = calloc(a->n_slots = 64, sizeof *a->chans))) {
         free(a);

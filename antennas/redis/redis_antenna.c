@@ -14,7 +14,7 @@
  * an async one: hiredis' async subscriber keeps every channel in a dict
  * under an unkeyed hash of the name, and names come from peers (a few
  * thousand made to collide cost seconds of CPU). Replies are read with
- * hiredis' reader and dispatched by us; the names live in our chanset.
+ * hiredis' reader and dispatched by us; the names live in the host's set.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -30,7 +30,6 @@
 #include <hiredis/hiredis.h>
 #include <xraptor/antenna.h>
 
-#include "chanset.h"
 #include "stall.h"
 #include "userinfo.h"
 
@@ -60,7 +59,7 @@ typedef struct redis {
     struct event *retry;
     unsigned backoff_ms;
     int destroying;
-    chanset chans;
+    xr_antenna_names *chans;        /* live channels, the host's keyed set */
     /* posts sent and not answered yet, and the watchdog over them */
     size_t pend_n, pend_bytes;
     stall replies;
@@ -154,9 +153,9 @@ static void schedule_retry(redis *r)
 {
     if (r->destroying || evtimer_pending(r->retry, NULL))
         return;
-    struct timeval tv = {r->backoff_ms / 1000, (r->backoff_ms % 1000) * 1000};
+    unsigned ms = r->host.backoff(&r->backoff_ms, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(r->retry, &tv);
-    r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
 }
 
 /* ---- the subscriber connection ------------------------------------------ */
@@ -212,9 +211,9 @@ static void resubscribe_all(redis *r)
     const char *names[SUBSCRIBE_BATCH];
     size_t lens[SUBSCRIBE_BATCH];
     int n = 0;
-    CHANSET_EACH(&r->chans, c) {
-        names[n] = c->name;
-        lens[n++] = c->len;
+    for (xr_antenna_cursor c = {0}; r->host.names_next(r->chans, &c);) {
+        names[n] = c.name;
+        lens[n++] = c.len;
         if (n == SUBSCRIBE_BATCH) {
             send_batch(r, "SUBSCRIBE", names, lens, n);
             n = 0;
@@ -238,7 +237,7 @@ static int sub_reply(redis *r, const redisReply *rep)
             r->sub_ready = 1;
             resubscribe_all(r);
             if (r->pub_ready)
-                r->backoff_ms = BACKOFF_MIN_MS;
+                r->backoff_ms = 0;
             set_state(r);
         }
         return 0;
@@ -384,7 +383,7 @@ static void on_pong(redisAsyncContext *ac, void *reply, void *arg)
     if (ac == r->pub)
         r->pub_ready = 1;
     if (r->sub_ready && r->pub_ready)
-        r->backoff_ms = BACKOFF_MIN_MS;
+        r->backoff_ms = 0;
     set_state(r);
 }
 
@@ -446,11 +445,8 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg);
 static void *create(struct event_base *base, const char *url, const xr_antenna_host *host,
                     char *err, size_t errlen)
 {
-    if (!XR_ANTENNA_HOST_HAS(host, hash)) {
-        snprintf(err, errlen, "this module needs a libxraptor with antenna ABI 2.3 or later "
-                 "(its keyed hash)");
+    if (xr_antenna_host_complete(host, err, errlen) < 0)
         return NULL;
-    }
     redis *r = calloc(1, sizeof *r);
     if (!r) {
         snprintf(err, errlen, "out of memory");
@@ -462,13 +458,12 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     }
     r->base = base;
     r->host = *host;
-    r->backoff_ms = BACKOFF_MIN_MS;
     r->retry = evtimer_new(base, on_retry, r);
     r->watchdog = event_new(base, -1, EV_PERSIST, on_watchdog, r);
     struct timeval wd = {0, WATCHDOG_MS * 1000};
-    if (chanset_init(&r->chans, host->hash) < 0 || !r->retry || !r->watchdog ||
+    if (!(r->chans = host->names_new()) || !r->retry || !r->watchdog ||
         event_add(r->watchdog, &wd) < 0) {
-        chanset_free(&r->chans);
+        host->names_free(r->chans);
         if (r->retry)
             event_free(r->retry);
         if (r->watchdog)
@@ -492,18 +487,19 @@ static void destroy(void *self)
     event_free(r->retry);
     if (r->watchdog)
         event_free(r->watchdog);
-    chanset_free(&r->chans);
+    r->host.names_free(r->chans);
     free(r);
 }
 
 static int subscribe(void *self, const char *ch, size_t len)
 {
     redis *r = self;
-    int fresh;
-    if (!chanset_add(&r->chans, ch, len, &fresh))
+    if (r->host.names_find(r->chans, ch, len))
+        return 0;
+    if (r->host.names_put(r->chans, ch, len, NULL) < 0)
         return XR_ENOMEM;
     /* While down it is only remembered: the reconnect subscribes it. */
-    if (fresh && r->sub_ready)
+    if (r->sub_ready)
         return send_batch(r, "SUBSCRIBE", &ch, &len, 1);
     return 0;
 }
@@ -511,7 +507,7 @@ static int subscribe(void *self, const char *ch, size_t len)
 static int unsubscribe(void *self, const char *ch, size_t len)
 {
     redis *r = self;
-    chanset_del(&r->chans, ch, len);
+    r->host.names_del(r->chans, ch, len);
     if (r->sub_ready)
         return send_batch(r, "UNSUBSCRIBE", &ch, &len, 1);
     return 0;
@@ -609,9 +605,9 @@ static size_t describe(void *self, char *buf, size_t len)
 {
     redis *r = self;
     int n = r->cfg.path[0]
-            ? snprintf(buf, len, "redis at %s, %zu channel(s)", r->cfg.path, r->chans.count)
+            ? snprintf(buf, len, "redis at %s, %zu channel(s)", r->cfg.path, r->host.names_count(r->chans))
             : snprintf(buf, len, "redis at %s:%d, %zu channel(s)", r->cfg.host, r->cfg.port,
-                       r->chans.count);
+                       r->host.names_count(r->chans));
     return n < 0 ? 0 : (size_t)n;
 }
 #endif

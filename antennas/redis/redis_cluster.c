@@ -40,7 +40,6 @@
 #include <event2/event.h>
 #include <xraptor/antenna.h>
 
-#include "chanset.h"
 #include "stall.h"
 #include "resp.h"
 #include "userinfo.h"
@@ -117,7 +116,7 @@ typedef struct cluster {
     size_t n_nodes, cap_nodes;
     node *owner[N_SLOTS];
     node *next_owner[N_SLOTS];  /* apply_slots' scratch */
-    chanset chans;
+    xr_antenna_names *chans;        /* name -> chan, the host's keyed set */
     struct event *refresh_ev, *tidy_ev, *watchdog;
     node *refreshing;           /* where a CLUSTER SLOTS is in flight */
     node *ask_first;            /* the node that just said a slot moved */
@@ -126,6 +125,26 @@ typedef struct cluster {
     size_t next_ask;            /* round robin over seeds and nodes */
     int up, destroying;
 } cluster;
+
+/* A live channel: the slot that places it and the master it is
+ * subscribed on now (NULL: none yet). */
+typedef struct chan {
+    uint16_t slot;
+    void *at;
+    size_t len;
+    char name[];
+} chan;
+
+static chan *chan_find(const cluster *cl, const char *name, size_t len)
+{
+    void **v = cl->host.names_find(cl->chans, name, len);
+    return v ? *v : NULL;
+}
+
+/* Every live channel; the loop's body may not add or remove one. */
+#define EACH_CHAN(cl, ch)                                                     \
+    for (xr_antenna_cursor cur_ = {0}; (cl)->host.names_next((cl)->chans, &cur_);) \
+        for (chan *ch = cur_.value; ch; ch = NULL)
 
 static void conn_close(conn *c, const char *why);
 static void conn_drop_pending(conn *c);
@@ -477,7 +496,7 @@ static void node_state(node *n)
         n->reconnects += n->ever_up;
         n->ever_up = 1;
         n->failing = 0;
-        n->backoff_ms = BACKOFF_MIN_MS;
+        n->backoff_ms = 0;
     }
     report(cl);
 }
@@ -486,9 +505,9 @@ static void node_retry_later(node *n)
 {
     if (n->cl->destroying || evtimer_pending(n->retry, NULL))
         return;
-    struct timeval tv = {n->backoff_ms / 1000, (n->backoff_ms % 1000) * 1000};
+    unsigned ms = n->cl->host.backoff(&n->backoff_ms, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(n->retry, &tv);
-    n->backoff_ms = n->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : n->backoff_ms * 2;
 }
 
 static void send_sub(conn *c, const char *verb, const chan *ch)
@@ -519,14 +538,14 @@ static void place(cluster *cl, chan *ch)
 
 static void reconcile(cluster *cl)
 {
-    CHANSET_EACH(&cl->chans, ch)
+    EACH_CHAN(cl, ch)
         place(cl, ch);
 }
 
 /* Channels subscribed on n are no longer (its subscriber is gone). */
 static void forget_channels(cluster *cl, const node *n)
 {
-    CHANSET_EACH(&cl->chans, ch)
+    EACH_CHAN(cl, ch)
         if (ch->at == n)
             ch->at = NULL;
 }
@@ -594,7 +613,6 @@ static node *node_get(cluster *cl, const char *host, size_t hlen, int port)
     memcpy(n->host, h, hlen + 1);
     n->port = port;
     snprintf(n->name, sizeof n->name, strchr(h, ':') ? "[%s]:%d" : "%s:%d", h, port);
-    n->backoff_ms = BACKOFF_MIN_MS;
     cl->nodes[cl->n_nodes++] = n;
     return n;
 }
@@ -927,7 +945,7 @@ static void on_sub_reply(conn *c, const resp_val *v, size_t nv)
         } else if (resp_is(&v[1], "sunsubscribe") && v[2].type == '$') {
             /* Pushed when the channel's slot left this master (a reshard,
              * a failover): where it went is in the next slot map. */
-            chan *ch = chanset_find(&cl->chans, v[2].s, (size_t)v[2].n);
+            chan *ch = chan_find(cl, v[2].s, (size_t)v[2].n);
             cl->host.log(cl->host.host, 3, "redis-cluster antenna: %s unsubscribed %.*s%s",
                          n->name, (int)v[2].n, v[2].s, ch && ch->at == n ? "" : " (asked)");
             if (ch && ch->at == n) {
@@ -1106,11 +1124,8 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 static void *create(struct event_base *base, const char *url, const xr_antenna_host *host,
                     char *err, size_t errlen)
 {
-    if (!XR_ANTENNA_HOST_HAS(host, hash)) {
-        snprintf(err, errlen, "this module needs a libxraptor with antenna ABI 2.3 or later "
-                 "(its keyed hash)");
+    if (xr_antenna_host_complete(host, err, errlen) < 0)
         return NULL;
-    }
     cluster *cl = calloc(1, sizeof *cl);
     if (!cl) {
         snprintf(err, errlen, "out of memory");
@@ -1127,7 +1142,7 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     cl->tidy_ev = event_new(base, -1, 0, on_tidy, cl);
     cl->watchdog = event_new(base, -1, EV_PERSIST, on_watchdog, cl);
     struct timeval wd = {0, WATCHDOG_MS * 1000};
-    if (chanset_init(&cl->chans, host->hash) < 0 || !cl->refresh_ev || !cl->tidy_ev ||
+    if (!(cl->chans = host->names_new()) || !cl->refresh_ev || !cl->tidy_ev ||
         !cl->watchdog || event_add(cl->watchdog, &wd) < 0) {
         destroy(cl);
         snprintf(err, errlen, "out of memory");
@@ -1150,19 +1165,25 @@ static void destroy(void *self)
         event_free(cl->tidy_ev);
     if (cl->watchdog)
         event_free(cl->watchdog);
-    chanset_free(&cl->chans);
+    if (cl->chans)
+        EACH_CHAN(cl, ch)
+            free(ch);
+    cl->host.names_free(cl->chans);
     free(cl);
 }
 
 static int subscribe(void *self, const char *name, size_t len)
 {
     cluster *cl = self;
-    int fresh;
-    chan *ch = chanset_add(&cl->chans, name, len, &fresh);
-    if (!ch)
-        return XR_ENOMEM;
-    if (!fresh)
+    if (chan_find(cl, name, len))
         return 0;
+    chan *ch = calloc(1, sizeof *ch + len + 1);
+    if (!ch || cl->host.names_put(cl->chans, name, len, ch) < 0) {
+        free(ch);
+        return XR_ENOMEM;
+    }
+    memcpy(ch->name, name, len);
+    ch->len = len;
     ch->slot = resp_key_slot(name, len);
     place(cl, ch);
     return 0;
@@ -1171,13 +1192,14 @@ static int subscribe(void *self, const char *name, size_t len)
 static int unsubscribe(void *self, const char *name, size_t len)
 {
     cluster *cl = self;
-    chan *ch = chanset_find(&cl->chans, name, len);
+    chan *ch = chan_find(cl, name, len);
     if (!ch)
         return 0;
     node *at = ch->at;
     if (at && at->sub)
         send_sub(at->sub, "SUNSUBSCRIBE", ch);
-    chanset_del(&cl->chans, name, len);
+    cl->host.names_del(cl->chans, name, len);
+    free(ch);
     return 0;
 }
 
@@ -1226,7 +1248,7 @@ static size_t describe(void *self, char *buf, size_t len)
     cluster *cl = self;
     int total, up = shards_up(cl, &total);
     int n = snprintf(buf, len, "redis cluster, %d of %d shard(s) up, %zu channel(s)", up, total,
-                     cl->chans.count);
+                     cl->host.names_count(cl->chans));
     return n < 0 ? 0 : (size_t)n;
 }
 
@@ -1240,7 +1262,7 @@ static void parts(void *self, xr_antenna_part_cb each, void *arg)
         xr_antenna_part p = {.size = sizeof p, .name = n->name, .up = n->up,
                              .published = n->published, .publish_errors = n->publish_errors,
                              .received = n->received, .reconnects = n->reconnects};
-        CHANSET_EACH(&cl->chans, ch)
+        EACH_CHAN(cl, ch)
             p.channels += ch->at == n;
         each(arg, &p);
     }

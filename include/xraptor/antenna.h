@@ -37,6 +37,7 @@
 #define XRAPTOR_ANTENNA_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include <xraptor/errors.h>
 
@@ -47,9 +48,28 @@ extern "C" {
 struct event_base;
 
 #define XR_ANTENNA_ABI 2        /* major: changes nobody built before can follow */
-#define XR_ANTENNA_ABI_MINOR 3  /* members appended within the major */
+#define XR_ANTENNA_ABI_MINOR 4  /* members appended within the major */
 
-/* Log levels as in xraptor.h: 0 error, 1 warn, 2 info, 3 debug. */
+/* The levels of host->log(), as in xraptor.h. */
+#define XR_ANTENNA_LOG_ERROR 0
+#define XR_ANTENNA_LOG_WARN 1
+#define XR_ANTENNA_LOG_INFO 2
+#define XR_ANTENNA_LOG_DEBUG 3
+
+/* A set of names (channel names: bytes that come from peers), each with
+ * a value of the module's, kept by the host (minor 4). */
+typedef struct xr_antenna_names xr_antenna_names;
+
+/* Where a walk through a set stands: start from {0}; each step fills
+ * name, len and value. */
+typedef struct xr_antenna_cursor {
+    size_t slot;
+    const void *at;
+    const char *name;       /* NUL-terminated copy, valid while in the set */
+    size_t len;
+    void *value;
+} xr_antenna_cursor;
+
 typedef struct xr_antenna_host {
     size_t size;            /* sizeof(xr_antenna_host) as the host was built */
     /* A message arrived on a subscribed channel. Bytes are valid only
@@ -68,6 +88,36 @@ typedef struct xr_antenna_host {
      * for a module's own sets of channel names: names come from peers,
      * and with an unkeyed hash they can be made to collide on purpose. */
     unsigned long long (*hash)(const void *data, size_t len);
+
+    /* ---- minor 4: use through XR_ANTENNA_HOST_HAS() ---- */
+
+    /* The host's monotonic clock, in milliseconds. */
+    unsigned long long (*now_ms)(void);
+    /* Reconnect back-off: the delay to wait now, in ms; *state_ms moves on
+     * (doubled from min_ms up to max_ms; 0 starts at min_ms). The delay is
+     * *state_ms less up to a quarter at random, so that nodes cut off
+     * together do not all come back in the same millisecond. Set
+     * *state_ms to 0 once connected. */
+    unsigned (*backoff)(unsigned *state_ms, unsigned min_ms, unsigned max_ms);
+    /* A wake-up for the threads a broker's client library runs: a
+     * non-blocking descriptor any thread may write bytes to, after which
+     * fn(arg) runs on the loop's thread (once for all the bytes written
+     * meanwhile; a full pipe means a wake-up is pending already). The
+     * host closes it after destroy() returns. -1 when none can be made. */
+    int (*wakeup)(void *host, void (*fn)(void *arg), void *arg);
+    /* Sets of names hashed with the keyed hash above. names_new: NULL when
+     * out of memory. names_find: the value's slot, or NULL. names_put:
+     * adds or replaces, 0 or XR_ENOMEM. names_del: the value it held, or
+     * NULL. names_next: 1 and the next name in *c, 0 at the end; the set
+     * may lose c's current name during a walk, nothing else. names_free:
+     * the names go, the values are the module's. */
+    xr_antenna_names *(*names_new)(void);
+    void **(*names_find)(const xr_antenna_names *s, const char *name, size_t len);
+    int (*names_put)(xr_antenna_names *s, const char *name, size_t len, void *value);
+    void *(*names_del)(xr_antenna_names *s, const char *name, size_t len);
+    size_t (*names_count)(const xr_antenna_names *s);
+    int (*names_next)(const xr_antenna_names *s, xr_antenna_cursor *c);
+    void (*names_free)(xr_antenna_names *s);
 } xr_antenna_host;
 
 typedef void (*xr_antenna_alive_cb)(int alive, void *arg);
@@ -142,6 +192,18 @@ typedef struct xr_antenna_ops {
     ((ops)->size >= offsetof(xr_antenna_ops, member) + sizeof((ops)->member) && (ops)->member)
 #define XR_ANTENNA_HOST_HAS(host, member) \
     ((host)->size >= offsetof(xr_antenna_host, member) + sizeof((host)->member) && (host)->member)
+
+/* For a module that uses every host member this header declares: 0 when
+ * the host has them all, else XR_EINVAL with the reason in err. Call it
+ * first in create(). */
+static inline int xr_antenna_host_complete(const xr_antenna_host *host, char *err, size_t errlen)
+{
+    if (XR_ANTENNA_HOST_HAS(host, names_free))
+        return 0;
+    snprintf(err, errlen, "this module needs a libxraptor with antenna ABI %d.%d or later",
+             XR_ANTENNA_ABI, XR_ANTENNA_ABI_MINOR);
+    return XR_EINVAL;
+}
 
 /* The one symbol a module exports. */
 typedef const xr_antenna_ops *(*xr_antenna_entry_fn)(void);

@@ -244,6 +244,12 @@ static unsigned long long host_hash(const void *data, size_t len)
     return xr_hash(data, len);
 }
 
+static int host_wakeup(void *host, void (*fn)(void *arg), void *arg)
+{
+    xr_proto *p = host;
+    return xr_wakeup_new(p->base, &p->wakeups, fn, arg);
+}
+
 /* Every post to the broker goes through here, so both counters see it. */
 static int antenna_publish(xr_proto *p, const char *ch, size_t clen,
                            const char *msg, size_t mlen)
@@ -647,12 +653,15 @@ int xr_channels_init(xr_proto *p, char *err, size_t errlen)
     p->antenna_host.log = on_antenna_log;
     p->antenna_host.host = p;
     p->antenna_host.hash = host_hash;
+    xr_antenna_host_services(&p->antenna_host);
+    p->antenna_host.wakeup = host_wakeup;
     p->antenna_host.size = sizeof p->antenna_host;
     char aerr[256] = "";
     p->antenna_self = p->antenna->create(p->base, url, &p->antenna_host, aerr, sizeof aerr);
     if (!p->antenna_self) {
         snprintf(err, errlen, "antenna %s: %s", url, aerr);
         /* Leave no half-loaded antenna behind for a later attempt. */
+        xr_wakeups_free(&p->wakeups);
         xr_antenna_close(p->antenna_dl);
         p->antenna_dl = NULL;
         p->antenna = NULL;
@@ -682,6 +691,8 @@ void xr_channels_free(xr_proto *p)
     if (p->antenna && p->antenna_self)
         p->antenna->destroy(p->antenna_self);
     p->antenna_self = NULL;
+    /* Its threads are joined by now: nobody writes to these any more. */
+    xr_wakeups_free(&p->wakeups);
     for (e = xr_map_first(&p->rooms, &it); e; e = xr_map_next(&p->rooms, e, &it))
         room_free(e->value);
     for (e = xr_map_first(&p->memberships, &it); e; e = xr_map_next(&p->memberships, e, &it))

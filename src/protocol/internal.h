@@ -64,6 +64,7 @@ struct xr_proto {
     void *antenna_self;
     void *antenna_dl;
     xr_antenna_host antenna_host;
+    struct xr_wakeup *wakeups;      /* the antenna's, closed after it is destroyed */
     int antenna_up, antenna_was_up;
     char *antenna_url;
 };
@@ -71,6 +72,14 @@ struct xr_proto {
 /* router.c */
 void xr_router_free(xr_proto *p);
 void xr_pconn_release(xr_pconn *pc);
+
+/* antenna_host.c: what the host table lends modules (ABI minor 4) */
+typedef struct xr_wakeup xr_wakeup;
+void xr_antenna_host_services(xr_antenna_host *h);
+/* The write end of a new wake-up pipe whose bytes make fn(arg) run on
+ * base's loop; -1 with errno. */
+int xr_wakeup_new(struct event_base *base, xr_wakeup **list, void (*fn)(void *), void *arg);
+void xr_wakeups_free(xr_wakeup **list);
 
 /* channels.c */
 /* XR_EINVAL for a name outside the name policy (xr_name_check), XR_ELIMIT

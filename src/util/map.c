@@ -45,10 +45,16 @@ static xr_map_entry **find(const xr_map *m, const char *key, size_t klen, uint32
     return p;
 }
 
-void *xr_map_get(const xr_map *m, const char *key, size_t klen)
+xr_map_entry *xr_map_find(const xr_map *m, const char *key, size_t klen)
 {
     xr_map_entry **p = find(m, key, klen, hash(key, klen));
-    return p && *p ? (*p)->value : NULL;
+    return p ? *p : NULL;
+}
+
+void *xr_map_get(const xr_map *m, const char *key, size_t klen)
+{
+    xr_map_entry *e = xr_map_find(m, key, klen);
+    return e ? e->value : NULL;
 }
 
 static int grow(xr_map *m)

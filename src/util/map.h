@@ -25,6 +25,8 @@ void xr_map_init(xr_map *m);
 /* Frees the entries (not the values). */
 void xr_map_clear(xr_map *m);
 void *xr_map_get(const xr_map *m, const char *key, size_t klen);
+/* The entry of key, or NULL: its value may be changed in place. */
+xr_map_entry *xr_map_find(const xr_map *m, const char *key, size_t klen);
 /* Inserts or replaces; returns the entry (its key is stable) or NULL. */
 xr_map_entry *xr_map_put(xr_map *m, const char *key, size_t klen, void *value);
 /* Removes; returns the old value or NULL. */

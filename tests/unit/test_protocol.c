@@ -2,7 +2,9 @@
 /* The request parser and response writer (pure), and the registries of the
  * router and rooms through the protocol layer alone: this test links the
  * protocol, transport, codec and util libraries, not the server's. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <xraptor.h>
@@ -324,6 +326,81 @@ static void test_per_connection_and_member_caps(void)
     event_base_free(base);
 }
 
+/* What the host lends antenna modules (ABI 2.4). */
+static int woken;
+static void on_woken(void *arg)
+{
+    woken += *(int *)arg;
+}
+
+static void test_antenna_host_services(void)
+{
+    xr_antenna_host h;
+    memset(&h, 0, sizeof h);
+    xr_antenna_host_services(&h);
+    /* Sets of names: put, find, replace, walk while deleting, count. */
+    xr_antenna_names *s = h.names_new();
+    CHECK(s != NULL);
+    int v[100];
+    char name[16];
+    for (int i = 0; i < 100; i++) {
+        v[i] = i;
+        int n = snprintf(name, sizeof name, "ch\x01%d", i);   /* any bytes */
+        CHECK_EQ(h.names_put(s, name, (size_t)n, &v[i]), XR_OK);
+    }
+    CHECK_EQ(h.names_count(s), 100);
+    void **slot = h.names_find(s, "ch\x01" "42", 5);
+    CHECK(slot && *slot == &v[42]);
+    CHECK(h.names_find(s, "ch\x01" "420", 6) == NULL);
+    int seen = 0, sum = 0;
+    for (xr_antenna_cursor c = {0}; h.names_next(s, &c);) {
+        seen++;
+        sum += *(int *)c.value;
+        CHECK(c.len == strlen(c.name));
+        if (*(int *)c.value % 2)        /* the current one may go */
+            CHECK(h.names_del(s, c.name, c.len) == c.value);
+    }
+    CHECK_EQ(seen, 100);
+    CHECK_EQ(sum, 4950);
+    CHECK_EQ(h.names_count(s), 50);
+    CHECK(h.names_del(s, "nope", 4) == NULL);
+    h.names_free(s);
+    /* Back-off: from min, doubling to max, never more than the step and
+     * at most a quarter less; 0 starts again. */
+    unsigned st = 0, prev = 0;
+    for (int i = 0; i < 12; i++) {
+        unsigned step = st < 100 ? 100 : st;
+        unsigned d = h.backoff(&st, 100, 5000);
+        CHECK(d <= step && d >= step - step / 4);
+        CHECK(st >= prev && st <= 5000);
+        prev = st;
+    }
+    CHECK_EQ(st, 5000);
+    st = 0;
+    CHECK(h.backoff(&st, 100, 5000) <= 100);
+    CHECK_EQ(st, 200);
+    unsigned long long t0 = h.now_ms();
+    CHECK(t0 > 0 && h.now_ms() >= t0);
+    /* A wake-up: bytes from another thread (here this one) make one call
+     * on the loop; the pipe goes with the list. */
+    struct event_base *base = event_base_new();
+    xr_wakeup *list = NULL;
+    int one = 1;
+    int fd = xr_wakeup_new(base, &list, on_woken, &one);
+    CHECK(fd >= 0);
+    CHECK_EQ(write(fd, "abc", 3), 3);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    CHECK_EQ(woken, 1);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    CHECK_EQ(woken, 1);                 /* nothing written since */
+    CHECK_EQ(write(fd, "d", 1), 1);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    CHECK_EQ(woken, 2);
+    xr_wakeups_free(&list);
+    CHECK(list == NULL);
+    event_base_free(base);
+}
+
 int main(void)
 {
     RUN(test_request_parsed_and_method_case_insensitive);
@@ -337,5 +414,6 @@ int main(void)
     RUN(test_names_outside_the_policy_refused);
     RUN(test_rooms_cannot_feed_each_other);
     RUN(test_per_connection_and_member_caps);
+    RUN(test_antenna_host_services);
     return tap_done();
 }

@@ -14,7 +14,6 @@
 #include "util/log.h"
 #include "util/map.h"
 #include "tap.h"
-#include "../../antennas/redis/chanset.h"
 
 static void test_siphash_matches_the_reference_vectors(void)
 {
@@ -67,28 +66,6 @@ static void test_map_spreads_names_made_to_collide(void)
     LONGEST_CHAIN(longest, m.slots, m.n_slots, xr_map_entry);
     CHECK(longest < 16);
     xr_map_clear(&m);
-}
-
-static unsigned long long host_hash(const void *p, size_t n)
-{
-    return xr_hash(p, n);
-}
-
-/* The Redis antennas' channel set, keyed by the host's hash (ABI 2.3):
- * names equal under djb2, its old hash, spread like any others. */
-static void test_chanset_spreads_names_made_to_collide(void)
-{
-    chanset cs;
-    CHECK_EQ(chanset_init(&cs, host_hash), 0);
-    char name[24];
-    int fresh;
-    for (unsigned i = 0; i < 4096; i++)
-        CHECK(chanset_add(&cs, djb2_twin(name, i), 24, &fresh) != NULL && fresh);
-    size_t longest;
-    LONGEST_CHAIN(longest, cs.buckets, cs.n_buckets, chan);
-    CHECK(longest < 16);
-    CHECK_EQ(cs.count, 4096);
-    chanset_free(&cs);
 }
 
 static void test_iplimit_counts_every_table(void)
@@ -213,7 +190,6 @@ int main(void)
 {
     RUN(test_siphash_matches_the_reference_vectors);
     RUN(test_map_spreads_names_made_to_collide);
-    RUN(test_chanset_spreads_names_made_to_collide);
     RUN(test_iplimit_counts_every_table);
     RUN(test_iplimit_deletion_keeps_runs_whole);
     RUN(test_iplimit_shared_across_fork);
