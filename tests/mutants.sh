@@ -5,7 +5,8 @@
 # line names, and restores the file. A mutant the tests survive, a pattern
 # that is not in its file exactly once, or a mutant that does not build
 # fails the run. One line per mutant; the last says how many were killed.
-#   mutants.sh BUILDDIR SRCDIR [FILTER]   (FILTER: only lines containing it)
+#   mutants.sh BUILDDIR SRCDIR [FILTER]   (FILTER: only lines containing it,
+#                                          or numbers as make mutants prints them: 12,40)
 # MUTANT_JOBS (default: the CPUs, at most 4) mutants run at once, each
 # shard in a copy of the tree of its own (make distdir, configured as
 # BUILDDIR was): a mutant changes a source file, which no other shard
@@ -92,8 +93,12 @@ n=0 killed=0 bad=0 index=0
 # Fields are separated by " | "; "\n" inside a field is a newline.
 while IFS= read -r line; do
     case $line in ''|'#'*) continue ;; esac
-    [ -n "$filter" ] && case $line in *"$filter"*) ;; *) continue ;; esac
     index=$((index + 1))
+    case $filter in
+        '') ;;
+        *[!0-9,]*) case $line in *"$filter"*) ;; *) continue ;; esac ;;
+        *) case ",$filter," in *",$index,"*) ;; *) continue ;; esac ;;
+    esac
     [ $(((index - 1) % shards)) -eq "$shard" ] || continue
     n=$((n + 1))
     t0=$(date +%s)

@@ -10,7 +10,7 @@
  *
  * Every node consumes all partitions from the end (live pub/sub, no replay)
  * in a consumer group of its own. librdkafka's threads do the broker I/O;
- * its queues signal a pipe (rd_kafka_queue_io_event_enable) and the
+ * its queues signal the host's wake-up (rd_kafka_queue_io_event_enable) and the
  * server's loop serves them with non-blocking polls, so every callback —
  * messages, delivery reports, rebalances, statistics — runs on the loop.
  *
@@ -21,12 +21,10 @@
  * cut off) answers "alive": it does not know enough to prune.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -39,119 +37,20 @@
 #define POLL_BUDGET 10000
 #define PRESENCE_HEADER "xraptor-presence"
 
-typedef struct name {
-    struct name *next;
-    uint32_t hash;
-    uint64_t seen_ms;        /* presence set: last heartbeat naming it */
-    size_t len;
-    char s[];
-} name;
-
-typedef struct nameset {
-    name **slots;
-    size_t n_slots, count;
-    unsigned long long (*hash)(const void *data, size_t len);   /* the host's, keyed */
-} nameset;
-
 typedef struct kafka {
     struct event_base *base;
     xr_antenna_host host;
     rd_kafka_t *prod, *cons;
     char topic[250];
     char servers[512];
-    int pipe_fd[2];
-    struct event *wake, *beat, *beat_soon;
-    nameset subs;            /* channels subscribed on this node */
-    nameset presence;        /* channels any node announced */
+    int wake_fd;             /* the host's wake-up, written by librdkafka */
+    struct event *beat, *beat_soon;
+    /* The host's keyed sets of names: */
+    xr_antenna_names *subs;      /* channels subscribed on this node */
+    xr_antenna_names *presence;  /* channels any node announced -> uint64_t ms last seen */
     int broker_up, assigned, up;
     uint64_t up_since_ms;    /* presence is only known a TTL after this */
 } kafka;
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* ---- name sets ------------------------------------------------------------ */
-
-static uint32_t hash(const nameset *st, const char *s, size_t n)
-{
-    unsigned long long h = st->hash(s, n);
-    return (uint32_t)(h ^ h >> 32);
-}
-
-static int set_init(nameset *st, unsigned long long (*fn)(const void *, size_t))
-{
-    st->hash = fn;
-    st->n_slots = 64;
-    st->count = 0;
-    st->slots = calloc(st->n_slots, sizeof *st->slots);
-    return st->slots ? 0 : -1;
-}
-
-static name **set_find(const nameset *st, const char *s, size_t len)
-{
-    uint32_t h = hash(st, s, len);
-    name **p = &st->slots[h % st->n_slots];
-    while (*p && !((*p)->hash == h && (*p)->len == len && memcmp((*p)->s, s, len) == 0))
-        p = &(*p)->next;
-    return p;
-}
-
-static name *set_add(nameset *st, const char *s, size_t len)
-{
-    name **p = set_find(st, s, len);
-    if (*p)
-        return *p;
-    name *n = malloc(sizeof *n + len);
-    if (!n)
-        return NULL;
-    n->hash = hash(st, s, len);
-    n->len = len;
-    n->seen_ms = 0;
-    memcpy(n->s, s, len);
-    n->next = NULL;
-    *p = n;
-    st->count++;
-    /* Grow at load 1: rehash every entry. */
-    if (st->count > st->n_slots) {
-        size_t ns = st->n_slots * 2;
-        name **slots = calloc(ns, sizeof *slots);
-        if (slots) {
-            for (size_t i = 0; i < st->n_slots; i++)
-                for (name *e = st->slots[i], *next; e; e = next) {
-                    next = e->next;
-                    e->next = slots[e->hash % ns];
-                    slots[e->hash % ns] = e;
-                }
-            free(st->slots);
-            st->slots = slots;
-            st->n_slots = ns;
-        }
-    }
-    return n;
-}
-
-static void set_del(nameset *st, name **p)
-{
-    name *n = *p;
-    *p = n->next;
-    free(n);
-    st->count--;
-}
-
-static void set_free(nameset *st)
-{
-    for (size_t i = 0; st->slots && i < st->n_slots; i++)
-        for (name *e = st->slots[i], *next; e; e = next) {
-            next = e->next;
-            free(e);
-        }
-    free(st->slots);
-    st->slots = NULL;
-}
 
 /* ---- URL ------------------------------------------------------------------ */
 
@@ -201,7 +100,7 @@ static void update_state(kafka *k, const char *why)
         return;
     k->up = up;
     if (up)
-        k->up_since_ms = now_ms();
+        k->up_since_ms = k->host.now_ms();
     char detail[1400];
     snprintf(detail, sizeof detail, "kafka at %s, topic %s%s%s", k->servers, k->topic,
              why ? ": " : "", why ? why : "");
@@ -259,16 +158,21 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static void on_presence(kafka *k, const uint8_t *p, size_t n)
 {
-    uint64_t now = now_ms();
+    uint64_t now = k->host.now_ms();
     size_t i = 0;
     while (i + 4 <= n) {
         uint32_t len = (uint32_t)p[i] << 24 | (uint32_t)p[i + 1] << 16 | (uint32_t)p[i + 2] << 8 | p[i + 3];
         i += 4;
         if (len > n - i)
             return;  /* malformed: ignore the rest */
-        name *e = set_add(&k->presence, (const char *)p + i, len);
-        if (e)
-            e->seen_ms = now;
+        void **seen = k->host.names_find(k->presence, (const char *)p + i, len);
+        uint64_t *ms = seen ? *seen : malloc(sizeof *ms);
+        if (ms && !seen && k->host.names_put(k->presence, (const char *)p + i, len, ms) < 0) {
+            free(ms);
+            ms = NULL;
+        }
+        if (ms)
+            *ms = now;
         i += len;
     }
 }
@@ -289,18 +193,21 @@ static void on_message(kafka *k, rd_kafka_message_t *m)
         return;
     }
     /* Every node reads the whole topic; only our channels go further. */
-    if (m->key && *set_find(&k->subs, m->key, m->key_len))
+    if (m->key && k->host.names_find(k->subs, m->key, m->key_len))
         k->host.message(k->host.host, m->key, m->key_len, m->payload ? m->payload : "", m->len);
 }
 
-static void on_wake(evutil_socket_t fd, short what, void *arg)
+static void wake_again(kafka *k)
 {
-    (void)what;
+    ssize_t w;
+    do
+        w = write(k->wake_fd, "1", 1);
+    while (w < 0 && errno == EINTR);
+}
+
+static void on_wake(void *arg)
+{
     kafka *k = arg;
-    char buf[64];
-    if (fd >= 0)
-        while (read(fd, buf, sizeof buf) > 0)
-            ;
     rd_kafka_poll(k->prod, 0);
     int budget = POLL_BUDGET;
     rd_kafka_message_t *m;
@@ -311,7 +218,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     /* More waiting: come back next iteration instead of starving the loop
      * (the pipe only signals an empty queue becoming non-empty). */
     if (budget < 0)
-        event_active(k->wake, EV_READ, 0);
+        wake_again(k);
 }
 
 /* ---- presence heartbeats -------------------------------------------------- */
@@ -326,36 +233,32 @@ static void send_presence(kafka *k, const uint8_t *buf, size_t n)
 
 static void heartbeat(kafka *k)
 {
-    uint64_t now = now_ms();
+    uint64_t now = k->host.now_ms();
     /* Forget what nobody announced for a while. */
-    for (size_t i = 0; i < k->presence.n_slots; i++)
-        for (name **p = &k->presence.slots[i]; *p;)
-            if (now - (*p)->seen_ms > PRESENCE_TTL_MS)
-                set_del(&k->presence, p);
-            else
-                p = &(*p)->next;
-    if (!k->up || !k->subs.count)
+    for (xr_antenna_cursor c = {0}; k->host.names_next(k->presence, &c);)
+        if (now - *(uint64_t *)c.value > PRESENCE_TTL_MS)
+            free(k->host.names_del(k->presence, c.name, c.len));
+    if (!k->up || !k->host.names_count(k->subs))
         return;
     /* Names, each with a 4-byte length, in messages of at most 64 KiB. */
     size_t cap = 65536, n = 0;
     uint8_t *buf = malloc(cap);
     if (!buf)
         return;
-    for (size_t i = 0; i < k->subs.n_slots; i++)
-        for (name *e = k->subs.slots[i]; e; e = e->next) {
-            if (4 + e->len > cap)
-                continue;  /* a name that long cannot be announced */
-            if (n + 4 + e->len > cap) {
-                send_presence(k, buf, n);
-                n = 0;
-            }
-            buf[n++] = (uint8_t)(e->len >> 24);
-            buf[n++] = (uint8_t)(e->len >> 16);
-            buf[n++] = (uint8_t)(e->len >> 8);
-            buf[n++] = (uint8_t)e->len;
-            memcpy(buf + n, e->s, e->len);
-            n += e->len;
+    for (xr_antenna_cursor e = {0}; k->host.names_next(k->subs, &e);) {
+        if (4 + e.len > cap)
+            continue;  /* a name that long cannot be announced */
+        if (n + 4 + e.len > cap) {
+            send_presence(k, buf, n);
+            n = 0;
         }
+        buf[n++] = (uint8_t)(e.len >> 24);
+        buf[n++] = (uint8_t)(e.len >> 16);
+        buf[n++] = (uint8_t)(e.len >> 8);
+        buf[n++] = (uint8_t)e.len;
+        memcpy(buf + n, e.name, e.len);
+        n += e.len;
+    }
     send_presence(k, buf, n);
     free(buf);
 }
@@ -434,14 +337,12 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     }
     k->base = base;
     k->host = *host;
-    k->pipe_fd[0] = k->pipe_fd[1] = -1;
     if (parse_url(url, k->servers, sizeof k->servers, k->topic, sizeof k->topic, err, errlen) < 0 ||
-        set_init(&k->subs, host->hash) < 0 || set_init(&k->presence, host->hash) < 0) {
+        !(k->subs = host->names_new()) || !(k->presence = host->names_new())) {
         destroy(k);
         return NULL;
     }
-    if (pipe2(k->pipe_fd, O_NONBLOCK | O_CLOEXEC) != 0 ||
-        !(k->wake = event_new(base, k->pipe_fd[0], EV_READ | EV_PERSIST, on_wake, k)) ||
+    if ((k->wake_fd = host->wakeup(host->host, on_wake, k)) < 0 ||
         !(k->beat = event_new(base, -1, EV_PERSIST, on_beat, k)) ||
         !(k->beat_soon = evtimer_new(base, on_beat, k))) {
         snprintf(err, errlen, "kafka antenna: cannot set up: %s", strerror(errno));
@@ -463,18 +364,17 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
         destroy(k);
         return NULL;
     }
-    /* librdkafka writes a byte on the pipe whenever a queue gets work. */
+    /* librdkafka writes a byte on the wake-up whenever a queue gets work. */
     rd_kafka_queue_t *q = rd_kafka_queue_get_main(k->prod);
-    rd_kafka_queue_io_event_enable(q, k->pipe_fd[1], "1", 1);
+    rd_kafka_queue_io_event_enable(q, k->wake_fd, "1", 1);
     rd_kafka_queue_destroy(q);
     q = rd_kafka_queue_get_consumer(k->cons);
-    rd_kafka_queue_io_event_enable(q, k->pipe_fd[1], "1", 1);
+    rd_kafka_queue_io_event_enable(q, k->wake_fd, "1", 1);
     rd_kafka_queue_destroy(q);
     struct timeval tv = {HEARTBEAT_MS / 1000, (HEARTBEAT_MS % 1000) * 1000};
-    event_add(k->wake, NULL);
     event_add(k->beat, &tv);
     /* Serve anything queued before the fd was set. */
-    event_active(k->wake, EV_READ, 0);
+    wake_again(k);
     return k;
 }
 
@@ -490,26 +390,24 @@ static void destroy(void *self)
         /* Leaving the group politely can block; the group is ours alone and
          * expires by itself. */
         rd_kafka_destroy_flags(k->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-    if (k->wake)
-        event_free(k->wake);
     if (k->beat)
         event_free(k->beat);
     if (k->beat_soon)
         event_free(k->beat_soon);
-    for (int i = 0; i < 2; i++)
-        if (k->pipe_fd[i] >= 0)
-            close(k->pipe_fd[i]);
-    set_free(&k->subs);
-    set_free(&k->presence);
+    if (k->presence)
+        for (xr_antenna_cursor c = {0}; k->host.names_next(k->presence, &c);)
+            free(c.value);
+    k->host.names_free(k->subs);
+    k->host.names_free(k->presence);
     free(k);
 }
 
 static int subscribe(void *self, const char *ch, size_t len)
 {
     kafka *k = self;
-    if (*set_find(&k->subs, ch, len))
+    if (k->host.names_find(k->subs, ch, len))
         return 0;
-    if (!set_add(&k->subs, ch, len))
+    if (k->host.names_put(k->subs, ch, len, NULL) < 0)
         return XR_ENOMEM;
     /* Announce it soon, so other nodes do not take it for dead. */
     struct timeval tv = {0, 50000};
@@ -521,9 +419,7 @@ static int subscribe(void *self, const char *ch, size_t len)
 static int unsubscribe(void *self, const char *ch, size_t len)
 {
     kafka *k = self;
-    name **p = set_find(&k->subs, ch, len);
-    if (*p)
-        set_del(&k->subs, p);
+    k->host.names_del(k->subs, ch, len);
     return 0;
 }
 
@@ -560,14 +456,15 @@ static int is_alive(void *self, const char *ch, size_t len, xr_antenna_alive_cb 
     alive_answer *a = malloc(sizeof *a);
     if (!a)
         return XR_ENOMEM;
-    name *e = *set_find(&k->presence, ch, len);
-    uint64_t now = now_ms();
+    void **seen = k->host.names_find(k->presence, ch, len);
+    uint64_t now = k->host.now_ms();
     a->done = done;
     a->arg = arg;
     /* "Nobody listens" needs a full TTL of listening to the heartbeats;
      * before that, or while cut off, assume the best: never prune on
      * missing knowledge. */
-    a->alive = *set_find(&k->subs, ch, len) || (e && now - e->seen_ms <= PRESENCE_TTL_MS) ||
+    a->alive = k->host.names_find(k->subs, ch, len) ||
+               (seen && now - *(uint64_t *)*seen <= PRESENCE_TTL_MS) ||
                !k->up || now - k->up_since_ms < PRESENCE_TTL_MS;
     struct timeval tv = {0, 0};
     if (event_base_once(k->base, -1, EV_TIMEOUT, answer, a, &tv) != 0) {

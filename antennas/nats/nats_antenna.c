@@ -7,8 +7,9 @@
  * lock-enabled libevent (evthread_use_pthreads before the server's event
  * base exists), which would put a mutex on every event operation of every
  * WebSocket connection. So cnats keeps its threads, and every callback it
- * makes is turned into an item on a mutex-protected queue and a byte on a
- * pipe; the server's loop drains the queue and only then calls the host.
+ * makes is turned into an item on a mutex-protected queue and a byte on
+ * the host's wake-up; the server's loop drains the queue and only then
+ * calls the host.
  * No cnats thread ever touches xraptor state.
  *
  * Subjects: a channel made only of [A-Za-z0-9_-] is "xr.c.<name>"; any
@@ -18,7 +19,6 @@
  * "no responders" status, or no answer within 1 s, means nobody listens.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,12 +46,9 @@ typedef struct item {
     char data[];             /* IT_MSG: channel then message; IT_ERROR: text */
 } item;
 
+/* A live channel's two subscriptions: its messages and presence probes. */
 typedef struct chan {
-    struct chan *next;
     natsSubscription *sub, *probe;
-    uint32_t hash;
-    size_t len;
-    char name[];
 } chan;
 
 /* The longest channel name carried: its subject, base64url-encoded, stays
@@ -78,14 +75,12 @@ typedef struct nats_ant {
     natsConnection *nc;
     int up;
     /* cnats threads -> loop */
-    int pipe_fd[2];
-    struct event *wake;
+    int wake_fd;             /* the host's wake-up */
     pthread_mutex_t mu;
     item *head, *tail;
     int closing;
     /* loop only */
-    chan **chans;            /* hashed by the host's keyed hash */
-    size_t n_chans, n_slots;
+    xr_antenna_names *chans; /* name -> chan, the host's keyed set */
     natsInbox *inbox;
     natsSubscription *inbox_sub;
     probe *probes;
@@ -240,7 +235,7 @@ static void push(nats_ant *a, item *it)
     if (wake) {
         ssize_t w;
         do
-            w = write(a->pipe_fd[1], "x", 1);
+            w = write(a->wake_fd, "x", 1);
         while (w < 0 && errno == EINTR);
     }
 }
@@ -367,13 +362,9 @@ static void finish_probe(nats_ant *a, probe *p, int alive)
     done(alive, arg);
 }
 
-static void on_wake(evutil_socket_t fd, short what, void *arg)
+static void on_wake(void *arg)
 {
-    (void)what;
     nats_ant *a = arg;
-    char buf[64];
-    while (read(fd, buf, sizeof buf) > 0)
-        ;
     pthread_mutex_lock(&a->mu);
     item *it = a->head, *next;
     a->head = a->tail = NULL;
@@ -435,7 +426,7 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     if (xr_antenna_host_complete(host, err, errlen) < 0)
         return NULL;
     nats_ant *a = calloc(1, sizeof *a);
-    if (a && !(a->chans = calloc(a->n_slots = 64, sizeof *a->chans))) {
+    if (a && !(a->chans = host->names_new())) {
         free(a);
         a = NULL;
     }
@@ -445,14 +436,11 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     }
     a->base = base;
     a->host = *host;
-    a->pipe_fd[0] = a->pipe_fd[1] = -1;
     pthread_mutex_init(&a->mu, NULL);
     const char *h = strrchr(url + 7, '@');
     snprintf(a->server, sizeof a->server, "nats at %s", h ? h + 1 : url + 7);
-    if (pipe2(a->pipe_fd, O_NONBLOCK | O_CLOEXEC) != 0 ||
-        !(a->wake = event_new(base, a->pipe_fd[0], EV_READ | EV_PERSIST, on_wake, a)) ||
-        event_add(a->wake, NULL) != 0) {
-        snprintf(err, errlen, "nats antenna: cannot set up its wake-up pipe: %s", strerror(errno));
+    if ((a->wake_fd = host->wakeup(host->host, on_wake, a)) < 0) {
+        snprintf(err, errlen, "nats antenna: cannot set up its wake-up: %s", strerror(errno));
         destroy(a);
         return NULL;
     }
@@ -513,14 +501,13 @@ static void destroy(void *self)
     pthread_mutex_lock(&a->mu);
     a->closing = 1;
     pthread_mutex_unlock(&a->mu);
-    for (size_t i = 0; i < a->n_slots; i++)
-        for (chan *c = a->chans[i], *next; c; c = next) {
-            next = c->next;
-            natsSubscription_Destroy(c->sub);
-            natsSubscription_Destroy(c->probe);
-            free(c);
-        }
-    free(a->chans);
+    for (xr_antenna_cursor k = {0}; a->host.names_next(a->chans, &k);) {
+        chan *c = k.value;
+        natsSubscription_Destroy(c->sub);
+        natsSubscription_Destroy(c->probe);
+        free(c);
+    }
+    a->host.names_free(a->chans);
     natsSubscription_Destroy(a->inbox_sub);
     if (a->nc) {
         natsConnection_Close(a->nc);
@@ -535,51 +522,13 @@ static void destroy(void *self)
         next = it->next;
         free(it);
     }
-    if (a->wake)
-        event_free(a->wake);
     /* cnats keeps library-wide threads and state; the module is unloaded
      * after this, so release them, waiting for its threads to end. Only
      * then is `a` freed: a closed or disconnected callback may still be on
      * its way from one of those threads (it finds `closing` set). */
     nats_CloseAndWait(2000);
-    for (int k = 0; k < 2; k++)
-        if (a->pipe_fd[k] >= 0)
-            close(a->pipe_fd[k]);
     pthread_mutex_destroy(&a->mu);
     free(a);
-}
-
-static uint32_t name_hash(const nats_ant *a, const char *name, size_t len)
-{
-    unsigned long long h = a->host.hash(name, len);
-    return (uint32_t)(h ^ h >> 32);
-}
-
-static chan **find(nats_ant *a, const char *name, size_t len)
-{
-    uint32_t h = name_hash(a, name, len);
-    chan **p = &a->chans[h & (a->n_slots - 1)];
-    while (*p && !((*p)->hash == h && (*p)->len == len && memcmp((*p)->name, name, len) == 0))
-        p = &(*p)->next;
-    return p;
-}
-
-/* Doubles the table at load 1 (a failed grow keeps the old one). */
-static void grow(nats_ant *a)
-{
-    size_t n = a->n_slots * 2;
-    chan **v = calloc(n, sizeof *v);
-    if (!v)
-        return;
-    for (size_t i = 0; i < a->n_slots; i++)
-        for (chan *c = a->chans[i], *next; c; c = next) {
-            next = c->next;
-            c->next = v[c->hash & (n - 1)];
-            v[c->hash & (n - 1)] = c;
-        }
-    free(a->chans);
-    a->chans = v;
-    a->n_slots = n;
 }
 
 static int subscribe(void *self, const char *name, size_t len)
@@ -587,9 +536,9 @@ static int subscribe(void *self, const char *name, size_t len)
     nats_ant *a = self;
     if (len == 0 || len > NAME_MAX_BYTES)
         return XR_EINVAL;
-    if (*find(a, name, len))
+    if (a->host.names_find(a->chans, name, len))
         return 0;
-    chan *c = calloc(1, sizeof *c + len);
+    chan *c = calloc(1, sizeof *c);
     char *subj = subject('c', name, len), *psubj = subject('p', name, len);
     natsStatus s = c && subj && psubj ? NATS_OK : NATS_NO_MEMORY;
     /* cnats keeps subscriptions across reconnects itself. */
@@ -597,32 +546,25 @@ static int subscribe(void *self, const char *name, size_t len)
     if (s == NATS_OK) s = natsConnection_Subscribe(&c->probe, a->nc, psubj, on_probe, a);
     free(subj);
     free(psubj);
+    if (s == NATS_OK && a->host.names_put(a->chans, name, len, c) < 0)
+        s = NATS_NO_MEMORY;
     if (s != NATS_OK) {
         if (c) {
             natsSubscription_Destroy(c->sub);
+            natsSubscription_Destroy(c->probe);
             free(c);
         }
-        return XR_EANTENNA;
+        return s == NATS_NO_MEMORY ? XR_ENOMEM : XR_EANTENNA;
     }
-    c->len = len;
-    c->hash = name_hash(a, name, len);
-    memcpy(c->name, name, len);
-    chan **slot = &a->chans[c->hash & (a->n_slots - 1)];
-    c->next = *slot;
-    *slot = c;
-    if (++a->n_chans > a->n_slots)
-        grow(a);
     return 0;
 }
 
 static int unsubscribe(void *self, const char *name, size_t len)
 {
     nats_ant *a = self;
-    chan **p = find(a, name, len), *c = *p;
+    chan *c = a->host.names_del(a->chans, name, len);
     if (!c)
         return 0;
-    *p = c->next;
-    a->n_chans--;
     natsSubscription_Unsubscribe(c->sub);
     natsSubscription_Unsubscribe(c->probe);
     natsSubscription_Destroy(c->sub);

@@ -274,9 +274,11 @@ async def test_port_in_use_and_bad_flags_fail_before_forking():
 
 @test
 async def test_memory_antenna_refused_with_workers():
-    s = Server("--workers", "2", binary=CHAT, expect_start=False)
-    assert s.wait() == 1
-    assert "needs a broker antenna" in s.log() and "redis://" in s.log(), s.log()
+    # The default antenna, and memory:// asked for by name.
+    for extra in ((), ("--antenna", "memory://")):
+        s = Server("--workers", "2", *extra, binary=CHAT, expect_start=False)
+        assert s.wait() == 1
+        assert "needs a broker antenna" in s.log() and "redis://" in s.log(), s.log()
 
 
 @test

@@ -22,6 +22,13 @@ static int status_of(const char *s)
     return parse(s, &req, &err) < 0 ? err.status : 0;
 }
 
+static const char *reason_of(const char *s)
+{
+    xr_http_request req;
+    xr_http_error err = {0, NULL};
+    return parse(s, &req, &err) < 0 && err.reason ? err.reason : "";
+}
+
 /* Classifies a complete head; returns the kind, or the status if REJECT. */
 static int classify(const char *s, const char *const *sub, size_t nsub,
                     const char *const *orig, size_t norig, xr_ws_handshake *hs)
@@ -75,6 +82,8 @@ static void test_malformed_heads_rejected(void)
     CHECK_EQ(status_of("GET / HTTP/1.1\r\nHost: a\n\r\n"), 400);
     CHECK_EQ(status_of("GET / HTTP/1.1\r\nHost : a\r\n\r\n"), 400);
     CHECK_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\n b\r\n\r\n"), 400); /* folding */
+    CHECK_STR(reason_of("GET / HTTP/1.1\r\nHost: a\r\n\tb\r\n\r\n"), "obsolete header line folding");
+    CHECK_STR(reason_of("GET / HTTP/1.1\r\nHost : a\r\n\r\n"), "malformed header name");
     CHECK_EQ(status_of("GET / HTTP/1.1\r\nX: a\x01z\r\n\r\n"), 400);
     CHECK_EQ(status_of("GET / HTTP/1.1\r\n: a\r\n\r\n"), 400);
     CHECK_EQ(status_of("GET /\x7f HTTP/1.1\r\n\r\n"), 400);
