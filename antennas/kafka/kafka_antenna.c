@@ -31,7 +31,6 @@
 #include <librdkafka/rdkafka.h>
 #include <xraptor/antenna.h>
 
-#define EXPORT __attribute__((visibility("default")))
 #define HEARTBEAT_MS 2000
 #define PRESENCE_TTL_MS (3 * HEARTBEAT_MS)
 #define POLL_BUDGET 10000
@@ -479,23 +478,5 @@ static int connected(void *self)
     return ((kafka *)self)->up;
 }
 
-static const xr_antenna_ops ops = {
-    .abi = XR_ANTENNA_ABI,
-    .minor = XR_ANTENNA_ABI_MINOR,
-    .size = sizeof(xr_antenna_ops),
-    .scheme = "kafka",
-    .description = "Kafka (librdkafka): one topic, channel = message key; presence heartbeats",
-    .create = create,
-    .destroy = destroy,
-    .subscribe = subscribe,
-    .unsubscribe = unsubscribe,
-    .publish = publish,
-    .is_alive = is_alive,
-    .connected = connected,
-    .check_url = check_url,
-};
-
-EXPORT const xr_antenna_ops *xr_antenna_entry(void)
-{
-    return &ops;
-}
+XR_ANTENNA_MODULE("kafka",
+                  "Kafka (librdkafka): one topic, channel = message key; presence heartbeats")

@@ -30,7 +30,6 @@
 #include <nats/nats.h>
 #include <xraptor/antenna.h>
 
-#define EXPORT __attribute__((visibility("default")))
 #define PROBE_TIMEOUT_MS 1000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -625,23 +624,5 @@ static int connected(void *self)
     return ((nats_ant *)self)->up;
 }
 
-static const xr_antenna_ops ops = {
-    .abi = XR_ANTENNA_ABI,
-    .minor = XR_ANTENNA_ABI_MINOR,
-    .size = sizeof(xr_antenna_ops),
-    .scheme = "nats",
-    .description = "NATS subjects (cnats); presence probes for is_alive",
-    .create = create,
-    .destroy = destroy,
-    .subscribe = subscribe,
-    .unsubscribe = unsubscribe,
-    .publish = publish,
-    .is_alive = is_alive,
-    .connected = connected,
-    .check_url = check_url,
-};
-
-EXPORT const xr_antenna_ops *xr_antenna_entry(void)
-{
-    return &ops;
-}
+XR_ANTENNA_MODULE("nats",
+                  "NATS subjects (cnats); presence probes for is_alive")

@@ -33,7 +33,6 @@
 #include "stall.h"
 #include "userinfo.h"
 
-#define EXPORT __attribute__((visibility("default")))
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define SUBSCRIBE_BATCH 512
@@ -617,26 +616,6 @@ static int connected(void *self)
     return ((redis *)self)->up;
 }
 
-static const xr_antenna_ops ops = {
-    .abi = XR_ANTENNA_ABI,
-    .minor = XR_ANTENNA_ABI_MINOR,
-    .size = sizeof(xr_antenna_ops),
-    .scheme = "redis",
-    .description = "Redis pub/sub (hiredis); shares channels with Python X-raptor nodes",
-    .create = create,
-    .destroy = destroy,
-    .subscribe = subscribe,
-    .unsubscribe = unsubscribe,
-    .publish = publish,
-    .is_alive = is_alive,
-    .connected = connected,
-    .check_url = check_url,
-#if XR_ANTENNA_ABI_MINOR >= 1
-    .describe = describe,
-#endif
-};
-
-EXPORT const xr_antenna_ops *xr_antenna_entry(void)
-{
-    return &ops;
-}
+XR_ANTENNA_MODULE("redis",
+                  "Redis pub/sub (hiredis); shares channels with Python X-raptor nodes",
+                  .describe = describe)

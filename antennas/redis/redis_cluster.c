@@ -44,7 +44,6 @@
 #include "resp.h"
 #include "userinfo.h"
 
-#define EXPORT __attribute__((visibility("default")))
 #define N_SLOTS RESP_SLOTS
 #define MAX_SEEDS 16
 #define BACKOFF_MIN_MS 100
@@ -1268,25 +1267,6 @@ static void parts(void *self, xr_antenna_part_cb each, void *arg)
     }
 }
 
-static const xr_antenna_ops ops = {
-    .abi = XR_ANTENNA_ABI,
-    .minor = XR_ANTENNA_ABI_MINOR,
-    .size = sizeof(xr_antenna_ops),
-    .scheme = "redis-cluster",
-    .description = "Redis Cluster sharded pub/sub (SSUBSCRIBE/SPUBLISH, Redis >= 7)",
-    .create = create,
-    .destroy = destroy,
-    .subscribe = subscribe,
-    .unsubscribe = unsubscribe,
-    .publish = publish,
-    .is_alive = is_alive,
-    .connected = connected,
-    .check_url = check_url,
-    .describe = describe,
-    .parts = parts,
-};
-
-EXPORT const xr_antenna_ops *xr_antenna_entry(void)
-{
-    return &ops;
-}
+XR_ANTENNA_MODULE("redis-cluster",
+                  "Redis Cluster sharded pub/sub (SSUBSCRIBE/SPUBLISH, Redis >= 7)",
+                  .describe = describe, .parts = parts)

@@ -209,6 +209,32 @@ static inline int xr_antenna_host_complete(const xr_antenna_host *host, char *er
 typedef const xr_antenna_ops *(*xr_antenna_entry_fn)(void);
 const xr_antenna_ops *xr_antenna_entry(void);
 
+/* A module's table and its xr_antenna_entry(), from functions named as the
+ * members (create, destroy, subscribe, unsubscribe, publish, is_alive,
+ * connected, check_url): the scheme, the description, then any optional
+ * members as designators:
+ *   XR_ANTENNA_MODULE("redis", "Redis pub/sub", .describe = describe)
+ * Built with -fvisibility=hidden, the entry stays the one visible symbol. */
+#define XR_ANTENNA_MODULE(scheme_, ...)                                       \
+    static const xr_antenna_ops xr_antenna_ops_ = {                          \
+        .abi = XR_ANTENNA_ABI,                                               \
+        .minor = XR_ANTENNA_ABI_MINOR,                                       \
+        .size = sizeof(xr_antenna_ops),                                      \
+        .scheme = scheme_,                                                   \
+        .create = create,                                                    \
+        .destroy = destroy,                                                  \
+        .subscribe = subscribe,                                              \
+        .unsubscribe = unsubscribe,                                          \
+        .publish = publish,                                                  \
+        .is_alive = is_alive,                                                \
+        .connected = connected,                                              \
+        .check_url = check_url,                                              \
+        .description = __VA_ARGS__};                                         \
+    __attribute__((visibility("default"))) const xr_antenna_ops *xr_antenna_entry(void) \
+    {                                                                        \
+        return &xr_antenna_ops_;                                             \
+    }
+
 #ifdef __cplusplus
 }
 #endif
