@@ -124,7 +124,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         k->broker_up = 0;
         update_state(k, reason);
     }
-    k->host.log(k->host.host, 3, "kafka antenna: %s", reason);
+    k->host.log(k->host.host, XR_ANTENNA_LOG_DEBUG, "kafka antenna: %s", reason);
 }
 
 /* librdkafka's own log lines, routed through its main queue so that they
@@ -133,7 +133,7 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 {
     kafka *k = rd_kafka_opaque(rk);
     /* syslog levels: 0-3 errors, 4 warning, 5-6 notice/info, 7 debug */
-    k->host.log(k->host.host, level <= 3 ? 1 : 3, "kafka antenna: %s: %s", fac, buf);
+    k->host.log(k->host.host, level <= 3 ? XR_ANTENNA_LOG_WARN : XR_ANTENNA_LOG_DEBUG, "kafka antenna: %s: %s", fac, buf);
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -180,7 +180,7 @@ static void on_message(kafka *k, rd_kafka_message_t *m)
 {
     if (m->err) {
         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            k->host.log(k->host.host, 1, "kafka antenna: consume: %s", rd_kafka_message_errstr(m));
+            k->host.log(k->host.host, XR_ANTENNA_LOG_WARN, "kafka antenna: consume: %s", rd_kafka_message_errstr(m));
         return;
     }
     rd_kafka_headers_t *hdrs;
@@ -300,7 +300,7 @@ static rd_kafka_t *client(kafka *k, rd_kafka_type_t type, char *err, size_t errl
         SET("group.id", group);
         /* Named in the log: an operator (or a test) finding the group's
          * coordinator on the cluster needs it. */
-        k->host.log(k->host.host, 2, "kafka antenna: consumer group %s", group);
+        k->host.log(k->host.host, XR_ANTENNA_LOG_INFO, "kafka antenna: consumer group %s", group);
         SET("enable.auto.commit", "false");
         SET("auto.offset.reset", "latest");
         SET("fetch.wait.max.ms", "10");

@@ -378,11 +378,11 @@ static void on_wake(void *arg)
             if (strncmp(a->last_error, it->data, sizeof a->last_error - 1) != 0) {
                 snprintf(a->last_error, sizeof a->last_error, "%s", it->data);
                 if (it->alive)
-                    a->host.log(a->host.host, 0, "nats antenna: %s: gave up: %s (cnats drops a "
+                    a->host.log(a->host.host, XR_ANTENNA_LOG_ERROR, "nats antenna: %s: gave up: %s (cnats drops a "
                                 "server that refuses the URL's user:password; fix it and "
                                 "restart)", a->server, it->data);
                 else
-                    a->host.log(a->host.host, 1, "nats antenna: %s: %s", a->server, it->data);
+                    a->host.log(a->host.host, XR_ANTENNA_LOG_WARN, "nats antenna: %s: %s", a->server, it->data);
             }
             break;
         case IT_UP:

@@ -175,7 +175,7 @@ static void sub_close(redis *r)
 
 static void sub_failed(redis *r, const char *why)
 {
-    r->host.log(r->host.host, 1, "redis antenna: subscriber connection lost: %s", why);
+    r->host.log(r->host.host, XR_ANTENNA_LOG_WARN, "redis antenna: subscriber connection lost: %s", why);
     sub_close(r);
     /* One gone means both are re-made: simpler than half a view. */
     if (r->pub)
@@ -228,7 +228,7 @@ static void resubscribe_all(redis *r)
 static int sub_reply(redis *r, const redisReply *rep)
 {
     if (rep->type == REDIS_REPLY_ERROR) {
-        r->host.log(r->host.host, 0, "redis antenna: subscriber refused: %s", rep->str);
+        r->host.log(r->host.host, XR_ANTENNA_LOG_ERROR, "redis antenna: subscriber refused: %s", rep->str);
         return -1;
     }
     if (rep->type == REDIS_REPLY_STATUS) {
@@ -281,7 +281,7 @@ static void on_sub_write(evutil_socket_t fd, short what, void *arg)
         int err = 0;
         socklen_t len = sizeof err;
         if ((what & EV_TIMEOUT) || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
-            r->host.log(r->host.host, 1, "redis antenna: cannot connect: %s",
+            r->host.log(r->host.host, XR_ANTENNA_LOG_WARN, "redis antenna: cannot connect: %s",
                         (what & EV_TIMEOUT) ? "timed out" : strerror(err));
             sub_close(r);
             schedule_retry(r);
@@ -306,7 +306,7 @@ static void sub_open(redis *r)
     redisContext *c = r->cfg.path[0] ? redisConnectUnixNonBlock(r->cfg.path)
                                      : redisConnectNonBlock(r->cfg.host, r->cfg.port);
     if (!c || c->err) {
-        r->host.log(r->host.host, 1, "redis antenna: cannot connect: %s",
+        r->host.log(r->host.host, XR_ANTENNA_LOG_WARN, "redis antenna: cannot connect: %s",
                     c ? c->errstr : "out of memory");
         redisFree(c);
         return;
@@ -342,7 +342,7 @@ static void on_auth(redisAsyncContext *ac, void *reply, void *arg)
     redis *r = arg;
     redisReply *rep = reply;
     if (rep && rep->type == REDIS_REPLY_ERROR) {
-        r->host.log(r->host.host, 0, "redis antenna: publisher refused: %s", rep->str);
+        r->host.log(r->host.host, XR_ANTENNA_LOG_ERROR, "redis antenna: publisher refused: %s", rep->str);
         redisAsyncDisconnect(ac);
     }
 }
@@ -353,7 +353,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 {
     redis *r = ac->data;
     if (status != REDIS_OK) {
-        r->host.log(r->host.host, 1, "redis antenna: cannot connect: %s", ac->errstr);
+        r->host.log(r->host.host, XR_ANTENNA_LOG_WARN, "redis antenna: cannot connect: %s", ac->errstr);
         /* hiredis frees the context after this callback. */
         r->pub = NULL;
         schedule_retry(r);
@@ -394,7 +394,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     if (r->destroying)
         return;
     if (status != REDIS_OK)
-        r->host.log(r->host.host, 1, "redis antenna: connection lost: %s", ac->errstr);
+        r->host.log(r->host.host, XR_ANTENNA_LOG_WARN, "redis antenna: connection lost: %s", ac->errstr);
     /* One gone means both are re-made: simpler than half a view. */
     sub_close(r);
     set_state(r);
@@ -408,7 +408,7 @@ static redisAsyncContext *open_one(redis *r)
     if (!ac)
         return NULL;
     if (ac->err) {
-        r->host.log(r->host.host, 1, "redis antenna: cannot connect: %s", ac->errstr);
+        r->host.log(r->host.host, XR_ANTENNA_LOG_WARN, "redis antenna: cannot connect: %s", ac->errstr);
         redisAsyncFree(ac);
         return NULL;
     }
@@ -548,7 +548,7 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     redis *r = arg;
     if (!stall_tick(&r->replies, r->pend_n > 0) || !r->pub)
         return;
-    r->host.log(r->host.host, 1, "redis antenna: no reply for %u ms with %zu posts waiting: "
+    r->host.log(r->host.host, XR_ANTENNA_LOG_WARN, "redis antenna: no reply for %u ms with %zu posts waiting: "
                 "reconnecting", REPLY_TIMEOUT_MS, r->pend_n);
     redisAsyncContext *pub = r->pub;
     int connected = r->pub_ready;

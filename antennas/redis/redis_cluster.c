@@ -397,7 +397,7 @@ static int resolve(const char *host, int port, struct sockaddr_storage *ss, sock
 /* Said once per outage (at warn); the retries after it at debug. */
 static void connect_failed(node *n, int err)
 {
-    n->cl->host.log(n->cl->host.host, n->failing++ ? 3 : 1,
+    n->cl->host.log(n->cl->host.host, n->failing++ ? XR_ANTENNA_LOG_DEBUG : XR_ANTENNA_LOG_WARN,
                     "redis-cluster antenna: cannot connect to %s: %s", n->name, strerror(err));
 }
 
@@ -407,7 +407,7 @@ static conn *conn_open(node *n, int is_sub)
     struct sockaddr_storage ss;
     socklen_t sl;
     if (resolve(n->host, n->port, &ss, &sl) < 0) {
-        cl->host.log(cl->host.host, n->failing++ ? 3 : 1, "redis-cluster antenna: cannot resolve %s",
+        cl->host.log(cl->host.host, n->failing++ ? XR_ANTENNA_LOG_DEBUG : XR_ANTENNA_LOG_WARN, "redis-cluster antenna: cannot resolve %s",
                      n->host);
         return NULL;
     }
@@ -489,7 +489,7 @@ static void node_state(node *n)
         return;
     n->up = up;
     if (n->slots)
-        cl->host.log(cl->host.host, up ? 2 : 1, "redis-cluster antenna: shard %s %s (%d slots)",
+        cl->host.log(cl->host.host, up ? XR_ANTENNA_LOG_INFO : XR_ANTENNA_LOG_WARN, "redis-cluster antenna: shard %s %s (%d slots)",
                      n->name, up ? "up" : "down", n->slots);
     if (up) {
         n->reconnects += n->ever_up;
@@ -530,7 +530,7 @@ static void place(cluster *cl, chan *ch)
         send_sub(o->sub, "SSUBSCRIBE", ch);
         ch->at = o;
     }
-    cl->host.log(cl->host.host, 3, "redis-cluster antenna: channel %.*s (slot %u) %s -> %s",
+    cl->host.log(cl->host.host, XR_ANTENNA_LOG_DEBUG, "redis-cluster antenna: channel %.*s (slot %u) %s -> %s",
                  (int)ch->len, ch->name, ch->slot, at ? at->name : "none",
                  ch->at ? ((node *)ch->at)->name : "none");
 }
@@ -710,7 +710,7 @@ static void ask_slots(cluster *cl)
         return;
     }
     cl->refreshing = via;
-    cl->host.log(cl->host.host, 3, "redis-cluster antenna: CLUSTER SLOTS asked of %s", via->name);
+    cl->host.log(cl->host.host, XR_ANTENNA_LOG_DEBUG, "redis-cluster antenna: CLUSTER SLOTS asked of %s", via->name);
 }
 
 static void on_refresh(evutil_socket_t fd, short what, void *arg)
@@ -775,7 +775,7 @@ static void apply_slots(cluster *cl, node *via, const resp_val *v, size_t nv)
     memset(map, 0, sizeof cl->next_owner);
     ranges_ctx x = {cl, via};
     if (resp_slot_ranges(v, nv, take_range, &x) < 0) {
-        cl->host.log(cl->host.host, 1, "redis-cluster antenna: %s: CLUSTER SLOTS reply not "
+        cl->host.log(cl->host.host, XR_ANTENNA_LOG_WARN, "redis-cluster antenna: %s: CLUSTER SLOTS reply not "
                      "understood (or out of memory); asking again", via->name);
         refresh_later(cl);
         return;
@@ -846,12 +846,12 @@ static void publish_redirected(conn *c, const pending *e, const resp_val *v)
     node *to = redirect_target(cl, c, v, &ask, &slot);
     if (!to || to == from) {
         from->publish_errors++;
-        cl->host.log(cl->host.host, 1, "redis-cluster antenna: %s refused a post: %.*s",
+        cl->host.log(cl->host.host, XR_ANTENNA_LOG_WARN, "redis-cluster antenna: %s refused a post: %.*s",
                      from->name, (int)v->n, v->s);
         schedule_refresh(cl, 0);
         return;
     }
-    cl->host.log(cl->host.host, 3, "redis-cluster antenna: post %s by %s: %.*s",
+    cl->host.log(cl->host.host, XR_ANTENNA_LOG_DEBUG, "redis-cluster antenna: post %s by %s: %.*s",
                  ask ? "asked elsewhere" : "moved", from->name, (int)v->n, v->s);
     if (!ask)
         set_owner(cl, slot, to);
@@ -883,7 +883,7 @@ static void on_cmd_reply(conn *c, const resp_val *v, size_t nv)
 {
     cluster *cl = c->node->cl;
     if (c->q_head == c->q_len) {
-        cl->host.log(cl->host.host, 1, "redis-cluster antenna: %s: a reply nobody asked for",
+        cl->host.log(cl->host.host, XR_ANTENNA_LOG_WARN, "redis-cluster antenna: %s: a reply nobody asked for",
                      c->node->name);
         c->closing = 1;
         return;
@@ -894,7 +894,7 @@ static void on_cmd_reply(conn *c, const resp_val *v, size_t nv)
     switch (e.kind) {
     case K_AUTH:
         if (v->type == '-') {
-            cl->host.log(cl->host.host, 0, "redis-cluster antenna: %s refused: %.*s",
+            cl->host.log(cl->host.host, XR_ANTENNA_LOG_ERROR, "redis-cluster antenna: %s refused: %.*s",
                          c->node->name, (int)v->n, v->s);
             c->closing = 1;
         }
@@ -910,7 +910,7 @@ static void on_cmd_reply(conn *c, const resp_val *v, size_t nv)
         if (v->type == '*') {
             apply_slots(cl, c->node, v, nv);
         } else {
-            cl->host.log(cl->host.host, 1, "redis-cluster antenna: %s: CLUSTER SLOTS: %.*s",
+            cl->host.log(cl->host.host, XR_ANTENNA_LOG_WARN, "redis-cluster antenna: %s: CLUSTER SLOTS: %.*s",
                          c->node->name, v->type == '-' ? (int)v->n : 0, v->s);
             refresh_later(cl);
         }
@@ -945,7 +945,7 @@ static void on_sub_reply(conn *c, const resp_val *v, size_t nv)
             /* Pushed when the channel's slot left this master (a reshard,
              * a failover): where it went is in the next slot map. */
             chan *ch = chan_find(cl, v[2].s, (size_t)v[2].n);
-            cl->host.log(cl->host.host, 3, "redis-cluster antenna: %s unsubscribed %.*s%s",
+            cl->host.log(cl->host.host, XR_ANTENNA_LOG_DEBUG, "redis-cluster antenna: %s unsubscribed %.*s%s",
                          n->name, (int)v[2].n, v[2].s, ch && ch->at == n ? "" : " (asked)");
             if (ch && ch->at == n) {
                 ch->at = NULL;
@@ -969,7 +969,7 @@ static void on_sub_reply(conn *c, const resp_val *v, size_t nv)
             /* A refused AUTH leaves the connection useless: closed, retried. */
             int auth = v->n >= 6 && (memcmp(v->s, "WRONGP", 6) == 0 ||
                                      memcmp(v->s, "NOAUTH", 6) == 0);
-            cl->host.log(cl->host.host, auth ? 0 : 1,
+            cl->host.log(cl->host.host, auth ? XR_ANTENNA_LOG_ERROR : XR_ANTENNA_LOG_WARN,
                          "redis-cluster antenna: %s (subscriber) refused: %.*s", n->name,
                          (int)v->n, v->s);
             c->closing = auth;
@@ -1004,7 +1004,7 @@ static void conn_close(conn *c, const char *why)
     else
         n->sub = NULL;
     if (why && n->slots)
-        cl->host.log(cl->host.host, 1, "redis-cluster antenna: %s: %s", n->name, why);
+        cl->host.log(cl->host.host, XR_ANTENNA_LOG_WARN, "redis-cluster antenna: %s: %s", n->name, why);
     if (c->is_sub) {
         forget_channels(cl, n);
     } else {
