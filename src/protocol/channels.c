@@ -103,57 +103,39 @@ static int enqueue(xr_proto *p, int room, const char *name, size_t len, xr_share
     return XR_OK;
 }
 
-/*
- * n messages for one channel. Sends only queue and never call back, and
- * xr_conn_uncork never destroys, so the lists walked here cannot change
- * under the walk. Each receiver gets its n messages, then they are written
- * before the next receiver's: one output block serves them all in turn.
- */
-static void deliver(xr_proto *p, xr_channel *ch, xr_pending *run, size_t n)
+/* The receivers of ch as fan-out targets, after those already in
+ * p->targets; -1 when out of memory. */
+static int add_targets(xr_proto *p, const xr_channel *ch)
 {
-    xr_receiver *r = ch->head;
-    if (!r->next) {
-        xr_conn *c = r->pc->conn;
-        for (size_t k = 0; k < n; k++)
-            if (xr_conn_send_shared(c, ch->prefix, ch->plen, run[k].tail) == XR_OK)
-                p->stats.deliveries++;
-        xr_conn_uncork(c);
-        return;
+    for (const xr_receiver *r = ch->head; r; r = r->next) {
+        if (p->n_targets == p->cap_targets) {
+            size_t cap = p->cap_targets ? p->cap_targets * 2 : 64;
+            xr_fanout_target *v = realloc(p->targets, cap * sizeof *v);
+            if (!v)
+                return -1;
+            p->targets = v;
+            p->cap_targets = cap;
+        }
+        p->targets[p->n_targets++] = (xr_fanout_target){r->pc->conn, ch->prefix, ch->plen};
     }
-    /* Every receiver of one channel gets the same bytes: each whole frame
-     * is built once (compressing receivers still take prefix and tail). */
-    if (n > p->cap_frames) {
-        xr_shared **v = realloc(p->frames, n * sizeof *v);
+    return 0;
+}
+
+/* The run's messages to every target gathered: the transport frames them. */
+static void fan_out(xr_proto *p, const xr_pending *run, size_t n)
+{
+    if (n > p->cap_bodies) {
+        xr_shared **v = realloc(p->bodies, n * sizeof *v);
         if (!v)
             return;
-        p->frames = v;
-        p->cap_frames = n;
-    }
-    for (size_t k = 0; k < n; k++) {
-        xr_shared *tail = run[k].tail, *frame;
-        size_t plen = ch->plen + tail->len;
-        uint8_t h[XR_WS_MAX_HEADER];
-        size_t hl = xr_ws_header(h, XR_WS_OP_TEXT, 1, plen, NULL);
-        if ((frame = p->frames[k] = xr_shared_new(NULL, hl + plen))) {
-            memcpy(frame->data, h, hl);
-            memcpy(frame->data + hl, ch->prefix, ch->plen);
-            memcpy(frame->data + hl + ch->plen, tail->data, tail->len);
-        }
-    }
-    for (; r; r = r->next) {
-        xr_conn *c = r->pc->conn;
-        for (size_t k = 0; k < n; k++) {
-            size_t plen = ch->plen + run[k].tail->len;
-            int rc = p->frames[k] && !xr_conn_wants_deflate(c, plen)
-                     ? xr_conn_send_frame(c, p->frames[k], plen)
-                     : xr_conn_send_shared(c, ch->prefix, ch->plen, run[k].tail);
-            if (rc == XR_OK)
-                p->stats.deliveries++;
-        }
-        xr_conn_uncork(c);
+        p->bodies = v;
+        p->cap_bodies = n;
     }
     for (size_t k = 0; k < n; k++)
-        xr_shared_unref(p->frames[k]);
+        p->bodies[k] = run[k].tail;
+    if (p->n_targets)
+        p->stats.deliveries += xr_fanout(xr_conn_transport(p->targets[0].conn), p->targets,
+                                         p->n_targets, p->bodies, n);
 }
 
 static int same_target(const xr_proto *p, const xr_pending *a, const xr_pending *b)
@@ -173,16 +155,22 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
         for (j = i + 1; j < p->n_pending && same_target(p, run, &p->pending[j]); j++)
             ;
         const char *name = p->pending_names.p + run->noff;
+        /* Who receives: a channel's receivers, or a room's members on this
+         * node (no broker round trip), each with its own prefix. */
+        p->n_targets = 0;
+        int ok = 0;
         if (!run->room) {
             xr_channel *ch = xr_map_get(&p->channels, name, run->nlen);
-            if (ch)
-                deliver(p, ch, run, j - i);
-            continue;
+            ok = ch && add_targets(p, ch) == 0;
+        } else {
+            xr_room *room = xr_map_get(&p->rooms, name, run->nlen);
+            ok = room != NULL;
+            for (size_t m = 0; ok && m < room->n; m++)
+                if (room->v[m].ch)
+                    ok = add_targets(p, room->v[m].ch) == 0;
         }
-        xr_room *room = xr_map_get(&p->rooms, name, run->nlen);
-        for (size_t m = 0; room && m < room->n; m++)
-            if (room->v[m].ch)
-                deliver(p, room->v[m].ch, run, j - i);  /* here: no broker round trip */
+        if (ok)
+            fan_out(p, run, j - i);
     }
     for (size_t i = 0; i < p->n_pending; i++)
         xr_shared_unref(p->pending[i].tail);
@@ -715,9 +703,12 @@ void xr_channels_free(xr_proto *p)
     p->pending = NULL;
     p->n_pending = p->cap_pending = 0;
     xr_buf_free(&p->pending_names);
-    free(p->frames);
-    p->frames = NULL;
-    p->cap_frames = 0;
+    free(p->targets);
+    p->targets = NULL;
+    p->n_targets = p->cap_targets = 0;
+    free(p->bodies);
+    p->bodies = NULL;
+    p->cap_bodies = 0;
     xr_antenna_close(p->antenna_dl);
     p->antenna_dl = NULL;
     free(p->antenna_url);

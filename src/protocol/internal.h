@@ -57,8 +57,11 @@ struct xr_proto {
     struct xr_pending *pending;
     size_t n_pending, cap_pending;
     xr_buf pending_names;           /* their targets' names, back to back */
-    struct xr_shared **frames;      /* whole frames of one run, reused */
-    size_t cap_frames;
+    /* who receives one run, and its bodies: xr_fanout's arguments, reused */
+    xr_fanout_target *targets;
+    size_t n_targets, cap_targets;
+    struct xr_shared **bodies;
+    size_t cap_bodies;
     struct event *drain_ev;
     const xr_antenna_ops *antenna;
     void *antenna_self;

@@ -1260,19 +1260,19 @@ int xr_conn_close(xr_conn *c, int code, const char *reason)
     return XR_OK;
 }
 
-/* The tail compressed once for every receiver with a 15-bit window. */
-static xr_shared *deflated_tail(xr_transport *t, xr_shared *tail)
+/* The body compressed once for every receiver with a 15-bit window. */
+static xr_shared *deflated_body(xr_transport *t, xr_shared *body, xr_zbody *zb)
 {
-    if (!tail->deflate_tried) {
-        tail->deflate_tried = 1;
+    if (!zb->tried) {
+        zb->tried = 1;
         z_stream *z = deflater_for(t, 15);
         t->zout.len = 0;
         t->stats.z_runs += z != NULL;
-        if (z && xr_zdeflate(z, tail->data, tail->len, NULL, 0, &t->zout) == XR_Z_OK &&
-            t->zout.len < tail->len)
-            tail->deflated = xr_shared_new(t->zout.p, t->zout.len);
+        if (z && xr_zdeflate(z, body->data, body->len, NULL, 0, &t->zout) == XR_Z_OK &&
+            t->zout.len < body->len)
+            zb->z = xr_shared_new(t->zout.p, t->zout.len);
     }
-    return tail->deflated;
+    return zb->z;
 }
 
 /* Shared bytes: copied when small, referenced when large. */
@@ -1286,13 +1286,14 @@ static int out_shared(xr_conn *c, xr_shared *s)
  * the prefix, then the shared compressed tail. Receivers with a smaller
  * window get their own compression. 1: send it plain.
  */
-static int send_shared_deflated(xr_conn *c, const char *prefix, size_t plen, xr_shared *tail)
+static int send_shared_deflated(xr_conn *c, const char *prefix, size_t plen, xr_shared *tail,
+                                xr_zbody *zb)
 {
     xr_transport *t = c->t;
     uint8_t h[XR_WS_MAX_HEADER + XR_Z_STORED_HEADER];
     xr_shared *z = NULL;
     if (c->pmd.server_bits == 15 && plen <= 0xFFFF) {
-        if (!(z = deflated_tail(t, tail)))
+        if (!(z = deflated_body(t, tail, zb)))
             return 1;               /* does not shrink: plain for everyone */
     } else {
         size_t zlen;
@@ -1315,13 +1316,15 @@ static int send_shared_deflated(xr_conn *c, const char *prefix, size_t plen, xr_
     return XR_OK;
 }
 
-int xr_conn_send_shared(xr_conn *c, const char *prefix, size_t plen, xr_shared *tail)
+int xr_conn_send_shared(xr_conn *c, const char *prefix, size_t plen, xr_shared *tail,
+                        xr_zbody *zb)
 {
     int rc = sendable(c);
     if (rc < 0)
         return rc;
     size_t len = plen + tail->len;
-    if (xr_conn_wants_deflate(c, len) && (rc = send_shared_deflated(c, prefix, plen, tail)) <= 0)
+    if (xr_conn_wants_deflate(c, len) &&
+        (rc = send_shared_deflated(c, prefix, plen, tail, zb)) <= 0)
         return counted(c, rc, len);
     uint8_t h[XR_WS_MAX_HEADER];
     size_t hl = xr_ws_header(h, XR_WS_OP_TEXT, 1, len, NULL);

@@ -79,7 +79,19 @@ struct xr_transport {
     z_stream *inflater;             /* clients without context takeover */
     xr_buf zout, zin;
     xr_buf http;                    /* body of a plain HTTP answer */
+
+    /* xr_fanout's scratch, reused: whole frames and compressed bodies */
+    struct xr_shared **fan_frames;
+    struct xr_zbody *fan_z;
+    size_t fan_cap;
 };
+
+/* A fan-out body compressed once for every receiver with a 15-bit window:
+ * tried, and z when it shrank. Held for the length of one xr_fanout. */
+typedef struct xr_zbody {
+    xr_shared *z;
+    int tried;
+} xr_zbody;
 
 /* conn.c */
 /* Puts c on the list the flush step walks when the current callback ends. */
@@ -92,6 +104,17 @@ void xr_conn_drain(xr_conn *c);
 /* Writes what c has queued and acts on a pending close (flush step). */
 void xr_conn_flush(xr_conn *c);
 xr_conn *xr_conn_next(const xr_conn *c);
+/* The parts of xr_fanout (fanout.c). One text frame: prefix then body (a
+ * large body referenced, not copied; compressed through zb when c
+ * compresses with a 15-bit window). */
+int xr_conn_send_shared(xr_conn *c, const char *prefix, size_t plen, xr_shared *body,
+                        xr_zbody *zb);
+/* A whole frame, header included, that other receivers share. */
+int xr_conn_send_frame(xr_conn *c, xr_shared *frame, size_t payload_len);
+/* Writes what is queued for c now; never calls back, never destroys. */
+void xr_conn_uncork(xr_conn *c);
+/* Whether a message of len bytes goes to c compressed. */
+int xr_conn_wants_deflate(const xr_conn *c, size_t len);
 
 /* tls.c */
 SSL_CTX *xr_tls_ctx_new(const char *cert, const char *key, const char *ciphers,

@@ -144,6 +144,8 @@ void xr_transport_free(xr_transport *t)
     xr_buf_free(&t->zout);
     xr_buf_free(&t->zin);
     xr_buf_free(&t->http);
+    free(t->fan_frames);
+    free(t->fan_z);
     for (int k = 0; k < 16; k++)
         xr_zdeflate_free(t->deflaters[k]);
     xr_zinflate_free(t->inflater);

@@ -129,22 +129,25 @@ xr_transport *xr_conn_transport(const xr_conn *c);
 /* The layer above's per-connection state (NULL until it sets one). */
 void *xr_conn_slot(const xr_conn *c);
 void xr_conn_set_slot(xr_conn *c, void *slot);
-/* One text frame whose payload is prefix then tail; a large tail is
- * referenced, not copied. */
-int xr_conn_send_shared(xr_conn *c, const char *prefix, size_t plen, xr_shared *tail);
-/* A whole frame (header included): the fan-out of one channel, where every
- * receiver gets the very same bytes. */
-int xr_conn_send_frame(xr_conn *c, xr_shared *frame, size_t payload_len);
 /*
- * Writes what is queued for c now instead of at the end of the callback:
- * for a fan-out that gives each receiver all its messages at once, so one
- * output block, hot in the cache, serves receiver after receiver. Only
- * from a callback of the loop's own (never inside an application's); it
- * never calls back and never destroys c (a broken socket goes at the next
- * flush step).
+ * Fan-out: n text messages, each a target's own prefix then a body shared
+ * by every target (bodies[k]), to n_to targets. Each target gets all n,
+ * then is written at once, so one output block, hot in the cache, serves
+ * target after target. Targets in a row with the same prefix (one
+ * channel's receivers) share each whole frame, built once; a body is
+ * compressed once for every target with a 15-bit window (the prefix goes
+ * in front as a stored DEFLATE block), others compress their own. Sends
+ * only queue: nothing is called back and no connection is destroyed here
+ * (a broken socket goes at the next flush step). Only from a callback of
+ * the loop's own. Returns the messages queued.
  */
-void xr_conn_uncork(xr_conn *c);
-/* Whether a message of len bytes goes to c compressed. */
-int xr_conn_wants_deflate(const xr_conn *c, size_t len);
+typedef struct xr_fanout_target {
+    xr_conn *conn;
+    const char *prefix;
+    size_t plen;
+} xr_fanout_target;
+
+size_t xr_fanout(xr_transport *t, const xr_fanout_target *to, size_t n_to,
+                 xr_shared *const *bodies, size_t n);
 
 #endif

@@ -14,8 +14,6 @@ xr_shared *xr_shared_new(const void *data, size_t len)
         return NULL;
     s->size = size;
     s->refs = 1;
-    s->deflate_tried = 0;
-    s->deflated = NULL;
     s->len = len;
     if (data && len)
         memcpy(s->data, data, len);
@@ -24,8 +22,6 @@ xr_shared *xr_shared_new(const void *data, size_t len)
 
 void xr_shared_unref(xr_shared *s)
 {
-    if (s && --s->refs == 0) {
-        xr_shared_unref(s->deflated);
+    if (s && --s->refs == 0)
         xr_pool_put(s, s->size);
-    }
 }

@@ -9,9 +9,7 @@
 
 typedef struct xr_shared {
     unsigned refs;
-    unsigned deflate_tried : 1;
     size_t size;                    /* the block's, for the pool */
-    struct xr_shared *deflated;     /* the same bytes compressed (transport's cache) */
     size_t len;
     char data[];
 } xr_shared;
