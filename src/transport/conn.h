@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* One connection's state, shared by the files that make up its life:
+ * conn.c (events, frames in, close, lifetime), out.c (the output queue and
+ * the sending calls), handshake.c (the HTTP head: plain answers and the
+ * upgrade). Nothing outside the transport includes it. */
+#ifndef XR_TRANSPORT_CONN_H
+#define XR_TRANSPORT_CONN_H
+
+#include "transport/internal.h"
+
+enum {
+    ST_HANDSHAKE, /* TLS and/or HTTP request head not complete yet */
+    ST_OPEN,      /* WebSocket open */
+    ST_CLOSING,   /* we sent a close frame and wait for the peer's */
+    ST_FLUSH      /* last bytes going out, then lingering close */
+};
+
+/* Which timeout the socket's event carries. */
+enum { TMO_NONE, TMO_PING, TMO_PONG, TMO_CLOSE };
+
+/* Reading pauses while this much output is queued, so a client that sends
+ * faster than it reads is slowed by TCP instead of growing our buffers. */
+#define XR_PAUSE_BYTES (256u << 10)
+
+/* Shared payloads smaller than this are copied next to what is queued: a
+ * reference is a segment of its own and an iovec of its own. */
+#define XR_SHARE_MIN (8u << 10)
+
+/* Bytes read per readiness event before other sockets get their turn. */
+#define XR_READ_BUDGET (256u << 10)
+
+#define XR_IOV 64
+
+/* The largest TLS record's plaintext (RFC 8446 5.1). */
+#define XR_TLS_RECORD 16384
+
+struct xr_conn {
+    xr_transport *t;
+    struct event ev;              /* the socket; flags and timeout in watching/tmo */
+    xr_conn *prev, *next;         /* t->conns */
+    xr_conn *hs_prev, *hs_next;   /* t->hs_head while in handshake */
+    SSL *ssl;                     /* wss:// */
+    xr_out out;
+    uint8_t *in;                  /* an incomplete head or frame, kept between reads */
+    size_t in_len, in_cap;
+    xr_buf msg;                   /* fragments of the message being reassembled */
+    void *data;                   /* the application's (xr_conn_set_data) */
+    void *slot;                   /* the layer above's */
+    const char *protocol;
+    uint8_t *ip;                  /* length byte, then the address counted in
+                                   * t->per_ip; NULL when not limited */
+    z_stream *inflater;           /* client context taken over: its own window */
+    char *close_reason;           /* pending close notice (xr_conn_close) */
+    uint64_t hs_deadline;
+    xr_ws_decoder dec;
+    xr_pmd pmd;                   /* permessage-deflate terms, when deflate */
+    uint32_t dirty;               /* index + 1 in t->dirty, 0 when not there */
+    int fd;
+    uint16_t close_code;          /* pending close notice */
+    uint8_t state;
+    uint8_t watching;             /* EV_READ | EV_WRITE as added */
+    uint8_t tmo;
+    unsigned added : 1;           /* ev is pending */
+    unsigned upgraded : 1;        /* counted in n_open */
+    unsigned closed_cb : 1;       /* the close hook has run */
+    unsigned notify : 1;          /* a close notice waits for the loop */
+    unsigned slow : 1;            /* output over max_output_buffer: close 1008 */
+    unsigned ping_out : 1;        /* a keepalive ping awaits its pong */
+    unsigned busy : 1;            /* inside our event callback: destroy later */
+    unsigned dead : 1;            /* destroyed while busy */
+    unsigned paused : 1;          /* reading stopped by output backlog */
+    unsigned shut : 1;            /* write side shut down, lingering */
+    unsigned in_hs : 1;           /* linked in the handshake list */
+    unsigned deflate : 1;         /* permessage-deflate negotiated */
+    unsigned tls_wants_write : 1; /* SSL_read needs the socket writable */
+    unsigned held : 1;            /* whole frames wait in c->in for the backlog */
+    unsigned broken : 1;          /* a write failed: destroyed at the flush step */
+};
+
+/* conn.c */
+size_t xr_conn_pause_at(const xr_conn *c);
+void xr_conn_rewatch(xr_conn *c);
+void xr_conn_hs_remove(xr_conn *c);
+/* Everything is queued: write it, then close (lingering). */
+void xr_conn_finish(xr_conn *c);
+
+/* out.c */
+int xr_out_add(xr_conn *c, const void *data, size_t n);
+int xr_out_ref(xr_conn *c, xr_shared *sh);
+void xr_out_clear(xr_conn *c);
+/* Writes what the kernel takes: 1 when the queue is empty, 0 when the
+ * socket is full, -1 when the connection is broken. */
+int xr_out_write(xr_conn *c);
+int xr_out_frame(xr_conn *c, unsigned op, const void *data, size_t len);
+/* A data message, compressed when that was agreed and pays off. */
+int xr_out_message(xr_conn *c, unsigned op, const void *data, size_t len);
+
+/* handshake.c */
+/* Reads an HTTP head from p (avail bytes): answers a plain request or
+ * upgrades; returns the bytes used, 0 while the head is incomplete. */
+size_t xr_conn_head(xr_conn *c, const uint8_t *p, size_t avail);
+void xr_conn_http_error(xr_conn *c, int status, const char *reason);
+
+#endif
