@@ -18,7 +18,7 @@ static const struct { const char *name; size_t len; unsigned bit; } methods[] = 
     {"UNSUB", 5, XR_UNSUB},
 };
 
-unsigned xr_proto_method(const char *name, size_t len)
+unsigned xr_wire_method(const char *name, size_t len)
 {
     /* As nearly every client writes them: compares of a constant size. */
     switch (len) {
@@ -58,7 +58,7 @@ static const char *method_name(unsigned method, size_t *len)
     return "";
 }
 
-const char *xr_proto_method_name(unsigned method)
+const char *xr_wire_method_name(unsigned method)
 {
     size_t len;
     return method_name(method, &len);
@@ -543,7 +543,7 @@ typedef struct fields {
  * value of another type is checked and left to xr_header_* (read from the
  * whole object's text), its entry says NULL, so that the last of repeated
  * names wins whatever their types. */
-static const unsigned char *header_object(parser *p, const unsigned char *s, xr_proto_request *r,
+static const unsigned char *header_object(parser *p, const unsigned char *s, xr_wire_request *r,
                                           fields *f)
 {
     r->n_headers = 0;
@@ -571,12 +571,12 @@ static const unsigned char *header_object(parser *p, const unsigned char *s, xr_
         if (!(s = str ? string_kept(p, s, &voff, &vlen) : value(p, s, 2)) ||
             !(s = list_next(p, s, '}', &more)))
             return NULL;
-        if (r->n_headers == XR_PROTO_MAX_HEADERS) {
+        if (r->n_headers == XR_WIRE_MAX_HEADERS) {
             f->too_many = 1;
             p->o = mark;
             continue;
         }
-        xr_proto_header *h = &r->headers[r->n_headers++];
+        xr_wire_header *h = &r->headers[r->n_headers++];
         h->name = p->base + noff;
         h->name_len = nlen;
         h->value = str ? p->base + voff : NULL;
@@ -588,7 +588,7 @@ static const unsigned char *header_object(parser *p, const unsigned char *s, xr_
 
 /* The members of the request object: the five fields are kept (the last
  * of repeated ones wins), anything else is checked and skipped. */
-static const unsigned char *request_object(parser *p, const unsigned char *s, xr_proto_request *r,
+static const unsigned char *request_object(parser *p, const unsigned char *s, xr_wire_request *r,
                                            fields *f)
 {
     int more;
@@ -626,7 +626,7 @@ static const unsigned char *request_object(parser *p, const unsigned char *s, xr
     return s;
 }
 
-int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
+int xr_wire_parse(const char *data, size_t len, xr_wire_request *r,
                    char *err, size_t errlen)
 {
     /* Only what a previous parse left matters; the header slots are
@@ -710,11 +710,11 @@ int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
     p.o += hlen + 1;
     r->store.len = (size_t)(p.o - base);
     if (f.too_many) {
-        snprintf(err, errlen, "more than %d headers", XR_PROTO_MAX_HEADERS);
+        snprintf(err, errlen, "more than %d headers", XR_WIRE_MAX_HEADERS);
         return -1;
     }
     const char *mname = base + f.off[F_METHOD];
-    r->method = xr_proto_method(mname, f.len[F_METHOD]);
+    r->method = xr_wire_method(mname, f.len[F_METHOD]);
     if (!r->method) {
         snprintf(err, errlen, "unknown method '%.16s' (expected GET, POST, PUT, SUB or UNSUB)",
                  mname);
@@ -723,7 +723,7 @@ int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
     return 0;
 }
 
-const char *xr_proto_header_get(const xr_proto_request *r, const char *name)
+const char *xr_wire_header_get(const xr_wire_request *r, const char *name)
 {
     size_t n = strlen(name);
     /* The last of repeated names wins, as in a JSON object. */
@@ -733,7 +733,7 @@ const char *xr_proto_header_get(const xr_proto_request *r, const char *name)
     return NULL;
 }
 
-void xr_proto_request_free(xr_proto_request *r)
+void xr_wire_request_free(xr_wire_request *r)
 {
     xr_buf_free(&r->store);
 }
@@ -743,7 +743,7 @@ void xr_proto_request_free(xr_proto_request *r)
 static const char head_a[] = "{\"request_id\":\"", head_b[] = "\",\"payload\":\"",
                   tail_a[] = "\",\"header\":", tail_b[] = ",\"method\":\"", tail_c[] = "\"}";
 
-int xr_proto_response_head(xr_buf *out, const char *id, size_t id_len)
+int xr_wire_response_head(xr_buf *out, const char *id, size_t id_len)
 {
     size_t max = xr_json_escape_max(id_len);
     if (max == SIZE_MAX || max > SIZE_MAX - sizeof head_a - sizeof head_b ||
@@ -757,7 +757,7 @@ int xr_proto_response_head(xr_buf *out, const char *id, size_t id_len)
     return 0;
 }
 
-int xr_proto_response_tail(xr_buf *out, const char *header_json, unsigned method)
+int xr_wire_response_tail(xr_buf *out, const char *header_json, unsigned method)
 {
     size_t mlen, hlen = 2;
     const char *m = method_name(method, &mlen);
@@ -781,13 +781,13 @@ int xr_proto_response_tail(xr_buf *out, const char *header_json, unsigned method
     return 0;
 }
 
-int xr_proto_response(xr_buf *out, const char *id, size_t id_len,
+int xr_wire_response(xr_buf *out, const char *id, size_t id_len,
                       const char *payload, size_t payload_len,
                       const char *header_json, unsigned method)
 {
-    if (xr_proto_response_head(out, id, id_len) < 0 ||
+    if (xr_wire_response_head(out, id, id_len) < 0 ||
         xr_buf_json_escaped(out, payload, payload_len) < 0 ||
-        xr_proto_response_tail(out, header_json, method) < 0)
+        xr_wire_response_tail(out, header_json, method) < 0)
         return -1;
     return 0;
 }
@@ -833,12 +833,12 @@ static const unsigned char *index_members(parser *p, const unsigned char *s, xr_
         if (raw)
             text[m->name_off + m->name_len] = '\0';
         int c = s < p->end ? *s : 0;
-        m->type = c == '"' ? XR_JT_STRING : c == '{' ? XR_JT_OBJECT : c == '[' ? XR_JT_ARRAY
-                : c == 't' || c == 'f' ? XR_JT_BOOL : c == 'n' ? XR_JT_NULL : XR_JT_NUMBER;
+        m->type = c == '"' ? XR_JSON_STRING : c == '{' ? XR_JSON_OBJECT : c == '[' ? XR_JSON_ARRAY
+                : c == 't' || c == 'f' ? XR_JSON_BOOL : c == 'n' ? XR_JSON_NULL : XR_JSON_NUMBER;
         m->raw_off = (size_t)(s - p->start);
         m->str_off = SIZE_MAX;
         m->str_len = 0;
-        if (m->type == XR_JT_STRING) {
+        if (m->type == XR_JSON_STRING) {
             const unsigned char *after = plain_string(p, s, &m->str_len);
             if (after) {
                 m->str_off = (size_t)(s + 1 - p->start);
@@ -901,7 +901,7 @@ xr_json_member *xr_json_fields_get(xr_json_fields *f, const char *name, size_t n
 
 int xr_json_member_str(xr_json_fields *f, xr_json_member *m, const char **s, size_t *len)
 {
-    if (m->type != XR_JT_STRING)
+    if (m->type != XR_JSON_STRING)
         return -1;
     *s = f->store.p + m->str_off;
     if (len)
@@ -913,7 +913,7 @@ int xr_json_member_str(xr_json_fields *f, xr_json_member *m, const char **s, siz
  * longer than any double needs (JSON allows any length). */
 static int number_text(const xr_json_fields *f, const xr_json_member *m, char *buf, size_t cap)
 {
-    if (m->type != XR_JT_NUMBER || m->raw_len >= cap)
+    if (m->type != XR_JSON_NUMBER || m->raw_len >= cap)
         return -1;
     memcpy(buf, f->json + m->raw_off, m->raw_len);
     buf[m->raw_len] = '\0';
@@ -923,7 +923,7 @@ static int number_text(const xr_json_fields *f, const xr_json_member *m, char *b
 int xr_json_member_int(const xr_json_fields *f, const xr_json_member *m, long long *v)
 {
     char buf[32];
-    if (m->type != XR_JT_NUMBER)
+    if (m->type != XR_JSON_NUMBER)
         return -1;
     if (number_text(f, m, buf, sizeof buf) < 0 || strpbrk(buf, ".eE"))
         return -2;
@@ -938,7 +938,7 @@ int xr_json_member_int(const xr_json_fields *f, const xr_json_member *m, long lo
 int xr_json_member_double(const xr_json_fields *f, const xr_json_member *m, double *v)
 {
     char buf[400];
-    if (m->type != XR_JT_NUMBER)
+    if (m->type != XR_JSON_NUMBER)
         return -1;
     if (number_text(f, m, buf, sizeof buf) < 0)
         return -2;

@@ -11,24 +11,23 @@
 
 #include "codec/jsonf.h"
 #include "util/buf.h"
+#include "xraptor.h"
 
-#define XR_PROTO_MAX_HEADERS 32
+#define XR_WIRE_MAX_HEADERS 32
 
-typedef struct xr_proto_header {
+typedef struct xr_wire_header {
     const char *name, *value;    /* NUL-terminated, in store; value NULL: not a string */
     size_t name_len, value_len;
-} xr_proto_header;
+} xr_wire_header;
 
 /*
  * A parsed request. The strings are unescaped and NUL-terminated in store,
  * which keeps its memory from request to request: parsing a request into a
- * reused xr_proto_request allocates nothing once store is large enough.
+ * reused xr_wire_request allocates nothing once store is large enough.
  */
 /* ---- the members of a JSON object (xr_payload_*, xr_header_*) ---------- */
 
-/* Value types, as xr_json_type in xraptor.h. */
-enum { XR_JT_MISSING, XR_JT_NULL, XR_JT_BOOL, XR_JT_NUMBER, XR_JT_STRING, XR_JT_ARRAY,
-       XR_JT_OBJECT };
+/* A member's type is an xr_json_type (xraptor.h). */
 
 typedef struct xr_json_member {
     size_t name_off, name_len;   /* NUL-terminated in the store */
@@ -72,7 +71,7 @@ int xr_json_member_int(const xr_json_fields *f, const xr_json_member *m, long lo
 int xr_json_member_double(const xr_json_fields *f, const xr_json_member *m, double *v);
 void xr_json_fields_free(xr_json_fields *f);
 
-typedef struct xr_proto_request {
+typedef struct xr_wire_request {
     xr_buf store;
     const char *id;              /* NULL when it could not be read */
     size_t id_len;
@@ -81,15 +80,15 @@ typedef struct xr_proto_request {
     const char *payload;
     size_t payload_len;
     size_t n_headers;            /* the "header" object's string members */
-    xr_proto_header headers[XR_PROTO_MAX_HEADERS];
+    xr_wire_header headers[XR_WIRE_MAX_HEADERS];
     const char *header_json;     /* the whole "header" object, any member type */
     size_t header_json_len;
     unsigned method;             /* one XR_GET..XR_UNSUB bit */
-} xr_proto_request;
+} xr_wire_request;
 
 /* Method names as on the wire (upper case) and their bits. */
-unsigned xr_proto_method(const char *name, size_t len);
-const char *xr_proto_method_name(unsigned method);
+unsigned xr_wire_method(const char *name, size_t len);
+const char *xr_wire_method_name(unsigned method);
 
 /*
  * Parses one request: strict JSON (RFC 8259), one object, members in any
@@ -97,12 +96,12 @@ const char *xr_proto_method_name(unsigned method);
  * Returns 0, or -1 with a message saying exactly what is wrong in err;
  * r->id is set when the id could be read. r may be reused without freeing.
  */
-int xr_proto_parse(const char *data, size_t len, xr_proto_request *r,
+int xr_wire_parse(const char *data, size_t len, xr_wire_request *r,
                    char *err, size_t errlen);
 /* The value of a header, or NULL. */
-const char *xr_proto_header_get(const xr_proto_request *r, const char *name);
+const char *xr_wire_header_get(const xr_wire_request *r, const char *name);
 /* Frees the store; r may be parsed into again. */
-void xr_proto_request_free(xr_proto_request *r);
+void xr_wire_request_free(xr_wire_request *r);
 
 /*
  * Appends a response: {"request_id":…,"payload":…,"header":{…},"method":…}.
@@ -110,9 +109,9 @@ void xr_proto_request_free(xr_proto_request *r);
  * the payload string and the tail closes it, so a payload can be written
  * escaped between them (xr_buf_jsonf_escaped_v).
  */
-int xr_proto_response_head(xr_buf *out, const char *id, size_t id_len);
-int xr_proto_response_tail(xr_buf *out, const char *header_json, unsigned method);
-int xr_proto_response(xr_buf *out, const char *id, size_t id_len,
+int xr_wire_response_head(xr_buf *out, const char *id, size_t id_len);
+int xr_wire_response_tail(xr_buf *out, const char *header_json, unsigned method);
+int xr_wire_response(xr_buf *out, const char *id, size_t id_len,
                       const char *payload, size_t payload_len,
                       const char *header_json, unsigned method);
 

@@ -24,13 +24,13 @@ struct xr_request {
     xr_proto *pr;
     xr_pconn *h;
     struct xr_request *next_free;   /* in pr->free_requests */
-    xr_proto_request p;
+    xr_wire_request p;
     xr_json_fields payload, header; /* xr_payload_*, xr_header_*: indexed when asked */
 };
 
 static void request_free(xr_request *r)
 {
-    xr_proto_request_free(&r->p);
+    xr_wire_request_free(&r->p);
     xr_json_fields_free(&r->payload);
     xr_json_fields_free(&r->header);
     free(r);
@@ -183,7 +183,7 @@ const char *xr_request_payload(const xr_request *r, size_t *len)
 
 const char *xr_request_header(const xr_request *r, const char *name)
 {
-    return name ? xr_proto_header_get(&r->p, name) : NULL;
+    return name ? xr_wire_header_get(&r->p, name) : NULL;
 }
 
 /* ---- members of the payload and header objects ------------------------ */
@@ -328,10 +328,10 @@ int xr_replyf(xr_request *r, const char *fmt, ...)
     b->len = 0;
     va_list ap;
     va_start(ap, fmt);
-    int rc = xr_proto_response_head(b, r->p.id, r->p.id_len) < 0 ? XR_JSONF_ENOMEM
+    int rc = xr_wire_response_head(b, r->p.id, r->p.id_len) < 0 ? XR_JSONF_ENOMEM
            : xr_buf_jsonf_escaped_v(b, fmt, ap);
     va_end(ap);
-    if (rc == 0 && xr_proto_response_tail(b, NULL, r->p.method) < 0)
+    if (rc == 0 && xr_wire_response_tail(b, NULL, r->p.method) < 0)
         rc = XR_JSONF_ENOMEM;
     if (rc < 0)
         return rc == XR_JSONF_ENOMEM ? XR_ENOMEM : XR_EINVAL;
@@ -394,7 +394,7 @@ static int send_response(xr_proto *pr, xr_conn *c, const char *id, size_t id_len
                          const char *payload, size_t len, const char *header, unsigned method)
 {
     pr->scratch.len = 0;
-    if (xr_proto_response(&pr->scratch, id, id_len, payload, len, header, method) < 0)
+    if (xr_wire_response(&pr->scratch, id, id_len, payload, len, header, method) < 0)
         return XR_ENOMEM;
     return xr_conn_send(c, XR_TEXT, pr->scratch.p, pr->scratch.len);
 }
@@ -413,7 +413,7 @@ int xr_reply(xr_request *r, const char *payload, size_t len)
 
 /* An answer that refuses a request: header {"error": kind}, the reason in
  * the payload's message. kind is "bad_request" or "limit". */
-static void refuse(xr_proto *pr, xr_conn *c, const xr_proto_request *p, const char *kind,
+static void refuse(xr_proto *pr, xr_conn *c, const xr_wire_request *p, const char *kind,
                    const char *why)
 {
     xr_buf msg = {0};
@@ -430,7 +430,7 @@ static void refuse(xr_proto *pr, xr_conn *c, const xr_proto_request *p, const ch
     xr_buf_free(&msg);
 }
 
-static void bad_request(xr_proto *pr, xr_conn *c, const xr_proto_request *p, const char *why)
+static void bad_request(xr_proto *pr, xr_conn *c, const xr_wire_request *p, const char *why)
 {
     refuse(pr, c, p, "bad_request", why);
 }
@@ -475,7 +475,7 @@ void xr_proto_message(xr_proto *pr, xr_conn *c, xr_msg_type type, const char *da
         request_recycle(pr, r);
         return;
     }
-    if (xr_proto_parse(data, len, &r->p, err, sizeof err) < 0) {
+    if (xr_wire_parse(data, len, &r->p, err, sizeof err) < 0) {
         bad_request(pr, c, &r->p, err);
         request_recycle(pr, r);
         return;

@@ -24,13 +24,13 @@
 static int type_of(json_object *v)
 {
     switch (json_object_get_type(v)) {
-    case json_type_null: return XR_JT_NULL;
-    case json_type_boolean: return XR_JT_BOOL;
+    case json_type_null: return XR_JSON_NULL;
+    case json_type_boolean: return XR_JSON_BOOL;
     case json_type_double:
-    case json_type_int: return XR_JT_NUMBER;
-    case json_type_string: return XR_JT_STRING;
-    case json_type_array: return XR_JT_ARRAY;
-    default: return XR_JT_OBJECT;
+    case json_type_int: return XR_JSON_NUMBER;
+    case json_type_string: return XR_JSON_STRING;
+    case json_type_array: return XR_JSON_ARRAY;
+    default: return XR_JSON_OBJECT;
     }
 }
 
@@ -61,7 +61,7 @@ static void reader(const uint8_t *data, size_t size)
         json_object *v;
         ASSERT(json_object_object_get_ex(ref, name, &v));
         ASSERT(type_of(v) == last->type);
-        if (last->type == XR_JT_STRING) {
+        if (last->type == XR_JSON_STRING) {
             const char *s;
             size_t len;
             ASSERT(xr_json_member_str(&f, last, &s, &len) == 0 && s[len] == '\0');
@@ -69,11 +69,11 @@ static void reader(const uint8_t *data, size_t size)
                    memcmp(json_object_get_string(v), s, len) == 0);
         }
         long long i;
-        if (last->type == XR_JT_NUMBER && xr_json_member_int(&f, last, &i) == 0 &&
+        if (last->type == XR_JSON_NUMBER && xr_json_member_int(&f, last, &i) == 0 &&
             json_object_is_type(v, json_type_int))
             ASSERT(json_object_get_int64(v) == i || i == INT64_MIN || i == INT64_MAX);
         double d;
-        if (last->type == XR_JT_NUMBER && xr_json_member_double(&f, last, &d) == 0 &&
+        if (last->type == XR_JSON_NUMBER && xr_json_member_double(&f, last, &d) == 0 &&
             json_object_is_type(v, json_type_double))
             ASSERT(json_object_get_double(v) == d);
     }

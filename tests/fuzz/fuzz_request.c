@@ -34,8 +34,8 @@ static int same(json_object *o, const char *key, const char *s, size_t n)
                        memcmp(json_object_get_string(v), s, n) == 0));
 }
 
-/* The last header of that name (as xr_proto_header_get finds it), or NULL. */
-static const xr_proto_header *header(const xr_proto_request *r, const char *name, size_t n)
+/* The last header of that name (as xr_wire_header_get finds it), or NULL. */
+static const xr_wire_header *header(const xr_wire_request *r, const char *name, size_t n)
 {
     for (size_t k = r->n_headers; k-- > 0;)
         if (r->headers[k].name_len == n && memcmp(r->headers[k].name, name, n) == 0)
@@ -47,9 +47,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static xr_proto_request r;
+    static xr_wire_request r;
     char err[160] = "";
-    int rc = xr_proto_parse((const char *)data, size, &r, err, sizeof err);
+    int rc = xr_wire_parse((const char *)data, size, &r, err, sizeof err);
     if (rc < 0) {
         ASSERT(err[0]);
         return 0;
@@ -57,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     quirky = jsonc_quirky(data, size);
     unsigned m = r.method;
     ASSERT(m && (m & (m - 1)) == 0 && m <= XR_UNSUB);
-    ASSERT(r.id && r.route && r.payload && r.n_headers <= XR_PROTO_MAX_HEADERS);
+    ASSERT(r.id && r.route && r.payload && r.n_headers <= XR_WIRE_MAX_HEADERS);
     ASSERT(r.route[r.route_len] == '\0' && r.id[r.id_len] == '\0');
     /* A reference reading: json-c, strict. */
     json_tokener *strict = json_tokener_new_ex(MAX_DEPTH_REF);
@@ -70,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ASSERT(same(ref, "payload", r.payload, r.payload_len));
     json_object *jm, *jh;
     ASSERT(json_object_object_get_ex(ref, "method", &jm) && json_object_is_type(jm, json_type_string));
-    ASSERT(strcasecmp(json_object_get_string(jm), xr_proto_method_name(m)) == 0);
+    ASSERT(strcasecmp(json_object_get_string(jm), xr_wire_method_name(m)) == 0);
     /* Names with a NUL cannot be looked up by json-c's C-string keys. */
     int plain_names = 1;
     for (size_t k = 0; k < r.n_headers; k++)
@@ -80,8 +80,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ASSERT(json_object_is_type(jh, json_type_object));
         size_t distinct = 0;
         json_object_object_foreach(jh, key, val) {
-            const xr_proto_header *h = header(&r, key, strlen(key));
-            ASSERT(h && xr_proto_header_get(&r, key) == h->value);
+            const xr_wire_header *h = header(&r, key, strlen(key));
+            ASSERT(h && xr_wire_header_get(&r, key) == h->value);
             if (!json_object_is_type(val, json_type_string)) {
                 ASSERT(!h->value);  /* the last is not a string: no string value */
                 distinct++;
@@ -102,13 +102,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_object_put(ref);
     json_tokener_free(strict);
     xr_buf out = {0};
-    ASSERT(xr_proto_response(&out, r.id, r.id_len, r.payload, r.payload_len, NULL, m) == 0);
+    ASSERT(xr_wire_response(&out, r.id, r.id_len, r.payload, r.payload_len, NULL, m) == 0);
     json_tokener *t2 = json_tokener_new();
     json_object *back = json_tokener_parse_ex(t2, out.p, (int)out.len);
     ASSERT(back && json_tokener_get_error(t2) == json_tokener_success);
     ASSERT(same(back, "request_id", r.id, r.id_len));
     ASSERT(same(back, "payload", r.payload, r.payload_len));
-    ASSERT(same(back, "method", xr_proto_method_name(m), strlen(xr_proto_method_name(m))));
+    ASSERT(same(back, "method", xr_wire_method_name(m), strlen(xr_wire_method_name(m))));
     json_object_put(back);
     json_tokener_free(t2);
     xr_buf_free(&out);

@@ -70,10 +70,10 @@ static void test_last_of_repeated_members_wins_and_missing_is_null(void)
 static void test_types_numbers_and_depth(void)
 {
     static const struct { const char *json; int type; } cases[] = {
-        {"{\"x\": null}", XR_JT_NULL}, {"{\"x\": true}", XR_JT_BOOL},
-        {"{\"x\": false}", XR_JT_BOOL}, {"{\"x\": -1.5e-3}", XR_JT_NUMBER},
-        {"{\"x\": \"s\"}", XR_JT_STRING}, {"{\"x\": [1, [2]]}", XR_JT_ARRAY},
-        {"{\"x\": {\"y\": {}}}", XR_JT_OBJECT},
+        {"{\"x\": null}", XR_JSON_NULL}, {"{\"x\": true}", XR_JSON_BOOL},
+        {"{\"x\": false}", XR_JSON_BOOL}, {"{\"x\": -1.5e-3}", XR_JSON_NUMBER},
+        {"{\"x\": \"s\"}", XR_JSON_STRING}, {"{\"x\": [1, [2]]}", XR_JSON_ARRAY},
+        {"{\"x\": {\"y\": {}}}", XR_JSON_OBJECT},
     };
     int state;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

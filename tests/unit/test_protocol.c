@@ -25,17 +25,17 @@ static void options(xr_options *o)
     o->max_pending_requests = 64;
 }
 
-static int parse(const char *s, xr_proto_request *r, char *err)
+static int parse(const char *s, xr_wire_request *r, char *err)
 {
     memset(r, 0, sizeof *r);
-    return xr_proto_parse(s, strlen(s), r, err, 160);
+    return xr_wire_parse(s, strlen(s), r, err, 160);
 }
 
 #define GOOD_TAIL ",\"route\":\"/r\",\"payload\":\"p\",\"method\":\"GET\",\"header\":{}}"
 
 static void test_strings_unescaped_and_unknown_members_skipped(void)
 {
-    xr_proto_request r;
+    xr_wire_request r;
     char err[160];
     CHECK_EQ(parse(" {\"x\":[1,-2.5e+3,{\"a\":[true,false,null]},\"s\\\"\"],"
                    "\"request_id\":\"a\\u00e9\\ud83d\\ude00\\n\\/\\\"\","
@@ -46,19 +46,19 @@ static void test_strings_unescaped_and_unknown_members_skipped(void)
     CHECK_EQ(r.payload_len, 8);
     CHECK(memcmp(r.payload, "caf\xc3\xa9 \0!", 8) == 0);
     CHECK_STR(r.route, "/new");              /* the last repeated member wins */
-    CHECK_STR(xr_proto_header_get(&r, "k"), "2");
-    CHECK_STR(xr_proto_header_get(&r, "t"), "x");
-    CHECK(xr_proto_header_get(&r, "nope") == NULL);
+    CHECK_STR(xr_wire_header_get(&r, "k"), "2");
+    CHECK_STR(xr_wire_header_get(&r, "t"), "x");
+    CHECK(xr_wire_header_get(&r, "nope") == NULL);
     CHECK_EQ(r.method, XR_POST);
     /* Parsing again into the same request reuses its store. */
     char *store = r.store.p;
     size_t cap = r.store.cap;
     for (int i = 0; i < 100; i++)
-        CHECK_EQ(xr_proto_parse("{\"request_id\":\"b\"" GOOD_TAIL,
+        CHECK_EQ(xr_wire_parse("{\"request_id\":\"b\"" GOOD_TAIL,
                                 strlen("{\"request_id\":\"b\"" GOOD_TAIL), &r, err, 160), 0);
     CHECK(r.store.p == store && r.store.cap == cap);
     CHECK_STR(r.id, "b");
-    xr_proto_request_free(&r);
+    xr_wire_request_free(&r);
 }
 
 static void test_strict_json_refused(void)
@@ -75,43 +75,43 @@ static void test_strict_json_refused(void)
         "{\"request_id\":\"a\"", "{", "", "   ",
     };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
-        xr_proto_request r;
+        xr_wire_request r;
         char err[160];
         if (parse(bad[k], &r, err) != -1 || !strstr(err, "not valid JSON"))
             printf("#   accepted or misreported %s: %s\n", bad[k], err), tap_cur_failed = 1;
-        xr_proto_request_free(&r);
+        xr_wire_request_free(&r);
     }
     /* Deep nesting is refused, not recursed into without end. */
     char deep[400];
     memset(deep, '[', sizeof deep);
     memcpy(deep, "{\"x\":", 5);
     deep[sizeof deep - 1] = '\0';
-    xr_proto_request r;
+    xr_wire_request r;
     char err[160];
     CHECK_EQ(parse(deep, &r, err), -1);
     CHECK(strstr(err, "nested too deep") != NULL);
-    xr_proto_request_free(&r);
-    /* At most XR_PROTO_MAX_HEADERS headers. */
+    xr_wire_request_free(&r);
+    /* At most XR_WIRE_MAX_HEADERS headers. */
     char many[4096] = "{\"request_id\":\"a\",\"route\":\"/\",\"payload\":\"\",\"method\":\"GET\",\"header\":{";
-    for (int i = 0; i <= XR_PROTO_MAX_HEADERS; i++)
+    for (int i = 0; i <= XR_WIRE_MAX_HEADERS; i++)
         snprintf(many + strlen(many), sizeof many - strlen(many), "%s\"h%d\":\"v\"", i ? "," : "", i);
     strcat(many, "}}");
     CHECK_EQ(parse(many, &r, err), -1);
     CHECK(strstr(err, "more than 32 headers") != NULL);
     CHECK_STR(r.id, "a");
-    xr_proto_request_free(&r);
+    xr_wire_request_free(&r);
 }
 
 static void test_request_parsed_and_method_case_insensitive(void)
 {
-    xr_proto_request r;
+    xr_wire_request r;
     char err[160];
     CHECK_EQ(parse("{\"request_id\":\"r1\",\"payload\":\"{}\",\"header\":{\"token\":\"t\"},"
                    "\"route\":\"/x\",\"method\":\"unsub\"}", &r, err), 0);
     CHECK_EQ(r.method, XR_UNSUB);
     CHECK_EQ(r.id_len, 2);
     CHECK_STR(r.route, "/x");
-    xr_proto_request_free(&r);
+    xr_wire_request_free(&r);
 }
 
 static void test_bad_requests_explained(void)
@@ -131,20 +131,20 @@ static void test_bad_requests_explained(void)
          "data after the object", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        xr_proto_request r;
+        xr_wire_request r;
         char err[160];
         CHECK_EQ(parse(cases[i].in, &r, err), -1);
         if (!strstr(err, cases[i].words))
             printf("#   case %zu: expected \"%s\" in \"%s\"\n", i, cases[i].words, err), tap_cur_failed = 1;
         CHECK_EQ(r.id != NULL, cases[i].has_id);
-        xr_proto_request_free(&r);
+        xr_wire_request_free(&r);
     }
 }
 
 static void test_response_escapes_and_upper_cases(void)
 {
     xr_buf b = {0};
-    CHECK_EQ(xr_proto_response(&b, "i\"d", 3, "a\nb\x01", 4, NULL, XR_SUB), 0);
+    CHECK_EQ(xr_wire_response(&b, "i\"d", 3, "a\nb\x01", 4, NULL, XR_SUB), 0);
     CHECK_EQ(xr_buf_add(&b, "", 1), 0);
     CHECK_STR(b.p, "{\"request_id\":\"i\\\"d\",\"payload\":\"a\\nb\\u0001\",\"header\":{},\"method\":\"SUB\"}");
     xr_buf_free(&b);
