@@ -62,7 +62,7 @@ int main(int argc, char **argv)
     int rc = xr_options_from_args(&opts, argc, argv, "xraptor-bench-server",
                                   "xraptor-bench-server: routes for xraptor-bench (POST /echo, "
                                   "SUB /fanout, SUB /room, POST /publish).");
-    if (rc >= 0)
+    if (rc != XR_GO_ON)
         return rc;
     char err[512];
     xr_server *srv = xr_server_new(&opts, err, sizeof err);

@@ -166,9 +166,11 @@ void xr_options_usage(FILE *out, const char *prog);
 
 /*
  * The usual main(): parse, and on --help/--version/bad flag print to
- * stdout/stderr. Returns -1 to go on, or the exit status the program should
- * return now (0 after help or version, 2 after a bad flag).
+ * stdout/stderr. Returns XR_GO_ON to go on, or the exit status the program
+ * should return now (0 after help or version, 2 after a bad flag or any
+ * other failure): it never returns an XR_E* code.
  */
+#define XR_GO_ON (-1)
 int xr_options_from_args(xr_options *opts, int argc, char **argv,
                          const char *prog, const char *summary);
 

@@ -61,7 +61,7 @@ int main(int argc, char **argv)
     opts.n_static_dirs = 2;
     int rc = xr_options_from_args(&opts, argc, argv, "xraptor-chat",
                                   "xraptor-chat: the X-raptor chat example; open http://HOST:PORT/ for its page.");
-    if (rc >= 0)
+    if (rc != XR_GO_ON)
         return rc;
     char err[512];
     xr_server *srv = xr_server_new(&opts, err, sizeof err);

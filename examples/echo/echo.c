@@ -23,7 +23,7 @@ int main(int argc, char **argv)
     xr_options_init(&opts);
     int rc = xr_options_from_args(&opts, argc, argv, "xraptor-echo",
                                   "xraptor-echo: a WebSocket server that echoes every message.");
-    if (rc >= 0)
+    if (rc != XR_GO_ON)
         return rc;
 
     char err[512];

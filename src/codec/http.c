@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include <openssl/evp.h>
+#include <xraptor/errors.h>
 
 /* RFC 7230 tchar: the characters of a method or header name. */
 static int is_tchar(unsigned char c)
@@ -25,7 +26,7 @@ static long bad(xr_http_error *err, int status, const char *reason)
 {
     err->status = status;
     err->reason = reason;
-    return -1;
+    return XR_EINVAL;
 }
 
 long xr_http_parse(const char *buf, size_t len, xr_http_request *req,

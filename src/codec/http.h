@@ -36,7 +36,7 @@ typedef struct xr_http_error {
 /*
  * Parses the request head at the start of buf (request line, headers, empty
  * line; CRLF line ends only). Returns the head's length when complete, 0 when
- * more bytes are needed (the caller enforces its size limit), or -1 with err
+ * more bytes are needed (the caller enforces its size limit), or XR_EINVAL with err
  * set. Line folding, bare LF, control bytes and malformed tokens are errors.
  */
 long xr_http_parse(const char *buf, size_t len, xr_http_request *req,

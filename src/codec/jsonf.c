@@ -259,7 +259,7 @@ int xr_buf_json_escaped(xr_buf *b, const char *s, size_t len)
 {
     size_t max = xr_json_escape_max(len);
     if (max == SIZE_MAX || xr_buf_reserve(b, max) < 0)
-        return -1;
+        return XR_ENOMEM;
     b->len = (size_t)(xr_json_escape(b->p + b->len, s, len) - b->p);
     return 0;
 }

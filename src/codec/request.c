@@ -94,7 +94,7 @@ static int parser_start(parser *p, const char *s, size_t n, xr_buf *store, size_
     p->why = NULL;
     if (n > ((size_t)-1 - XR_JSON_COPY_SLACK - 1) / 2 ||
         xr_buf_reserve(store, n + 1 + XR_JSON_COPY_SLACK + extra) < 0)
-        return -1;
+        return XR_ENOMEM;
     p->base = store->p;
     p->o = store->p + store->len;
     return 0;
@@ -130,6 +130,7 @@ STEP const unsigned char *skip_ws(const unsigned char *s, const unsigned char *e
     return skip_ws_run(s, end);
 }
 
+/* Whether s starts with four hex digits; their value in *v. */
 static int hex4(const unsigned char *s, unsigned *v)
 {
     *v = 0;
@@ -138,10 +139,10 @@ static int hex4(const unsigned char *s, unsigned *v)
         if (c >= '0' && c <= '9') d = c - '0';
         else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
         else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-        else return -1;
+        else return 0;
         *v = *v << 4 | d;
     }
-    return 0;
+    return 1;
 }
 
 /* A \u escape, s after the 'u': one code point (a surrogate pair joined)
@@ -151,7 +152,7 @@ static const unsigned char *unicode_escape(parser *p, const unsigned char *s, ch
     unsigned cp, lo;
     if (p->end - s < 4)
         return eoi(p);
-    if (hex4(s, &cp) < 0)
+    if (!hex4(s, &cp))
         return fail(p, "invalid \\u escape");
     s += 4;
     if (cp >= 0xDC00 && cp <= 0xDFFF)
@@ -161,7 +162,7 @@ static const unsigned char *unicode_escape(parser *p, const unsigned char *s, ch
             return fail(p, "invalid \\u escape (lone high surrogate)");
         if (p->end - s < 6)
             return eoi(p);
-        if (hex4(s + 2, &lo) < 0)
+        if (!hex4(s + 2, &lo))
             return fail(p, "invalid \\u escape");
         if (lo < 0xDC00 || lo > 0xDFFF)
             return fail(p, "invalid \\u escape (lone high surrogate)");
@@ -491,15 +492,19 @@ static int field_of(const char *n, size_t len)
     }
 }
 
+/* known_field's outcomes besides a field: the general path reads the
+ * name, or the text is already wrong there. */
+enum { FIELD_OTHER = -1, FIELD_BAD = -2 };
+
 /* The five names as they nearly always come, quotes included, read at s
- * straight from the text: the field, *after past its ':'; -1 otherwise
- * (an escaped or unknown name, or too near the end: the general path). */
+ * straight from the text: the field, *after past its ':'; FIELD_OTHER for
+ * an escaped or unknown name, or one too near the end. */
 static int known_field(parser *p, const unsigned char *s, const unsigned char **after)
 {
     int k;
     size_t n;
     if (p->end - s < 13)
-        return -1;
+        return FIELD_OTHER;
     switch (s[1]) {
     case 'r':
         if (memcmp(s, "\"request_id\"", 12) == 0)
@@ -507,28 +512,28 @@ static int known_field(parser *p, const unsigned char *s, const unsigned char **
         else if (memcmp(s, "\"route\"", 7) == 0)
             k = F_ROUTE, n = 7;
         else
-            return -1;
+            return FIELD_OTHER;
         break;
     case 'p':
         if (memcmp(s, "\"payload\"", 9) != 0)
-            return -1;
+            return FIELD_OTHER;
         k = F_PAYLOAD, n = 9;
         break;
     case 'm':
         if (memcmp(s, "\"method\"", 8) != 0)
-            return -1;
+            return FIELD_OTHER;
         k = F_METHOD, n = 8;
         break;
     case 'h':
         if (memcmp(s, "\"header\"", 8) != 0)
-            return -1;
+            return FIELD_OTHER;
         k = F_HEADER, n = 8;
         break;
     default:
-        return -1;
+        return FIELD_OTHER;
     }
     if (!(*after = colon(p, s + n)))
-        return -2;
+        return FIELD_BAD;
     return k;
 }
 
@@ -595,8 +600,8 @@ static const unsigned char *request_object(parser *p, const unsigned char *s, xr
     s = list_open(p, s, &more);
     while (more) {
         const unsigned char *v;
-        int k = s < p->end && *s == '"' ? known_field(p, s, &v) : -1;
-        if (k == -2)
+        int k = s < p->end && *s == '"' ? known_field(p, s, &v) : FIELD_OTHER;
+        if (k == FIELD_BAD)
             return NULL;
         if (k < 0) {
             const char *name;
@@ -648,30 +653,30 @@ int xr_wire_parse(const char *data, size_t len, xr_wire_request *r,
     /* The header object's text is copied after the strings: room for it too. */
     if (parser_start(&p, data, len, &r->store, len + 1) < 0) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return XR_ENOMEM;
     }
     const unsigned char *s = skip_ws(p.start, p.end);
     if (s == p.end) {
         snprintf(err, errlen, "request is not valid JSON: unexpected end of input");
-        return -1;
+        return XR_EJSON;
     }
     if (*s != '{') {
         /* Valid JSON but not an object, or not JSON at all. */
         if ((s = value(&p, s, 0))) {
             if (skip_ws(s, p.end) == p.end) {
                 snprintf(err, errlen, "request must be a JSON object");
-                return -1;
+                return XR_EJSON;
             }
             p.why = "data after the value";
         }
         snprintf(err, errlen, "request is not valid JSON: %s", p.why);
-        return -1;
+        return XR_EJSON;
     }
     if ((s = request_object(&p, s, r, &f)) && skip_ws(s, p.end) != p.end)
         p.why = "data after the object";
     if (p.why) {
         snprintf(err, errlen, "request is not valid JSON: %s", p.why);
-        return -1;
+        return XR_EJSON;
     }
     const char *base = p.base;
     if (f.seen[F_ID] == 1) {
@@ -681,11 +686,11 @@ int xr_wire_parse(const char *data, size_t len, xr_wire_request *r,
     for (int k = 0; k < F_HEADER; k++) {
         if (!f.seen[k]) {
             snprintf(err, errlen, "missing field '%s'", field_names[k]);
-            return -1;
+            return XR_EJSON;
         }
         if (f.seen[k] < 0) {
             snprintf(err, errlen, "field '%s' must be a string", field_names[k]);
-            return -1;
+            return XR_EJSON;
         }
     }
     r->route = base + f.off[F_ROUTE];
@@ -694,11 +699,11 @@ int xr_wire_parse(const char *data, size_t len, xr_wire_request *r,
     r->payload_len = f.len[F_PAYLOAD];
     if (!f.seen[F_HEADER]) {
         snprintf(err, errlen, "missing field 'header'");
-        return -1;
+        return XR_EJSON;
     }
     if (f.seen[F_HEADER] < 0) {
         snprintf(err, errlen, "field 'header' must be an object");
-        return -1;
+        return XR_EJSON;
     }
     /* The header object's text, kept for its members of other types, in
      * the room reserved for it. */
@@ -711,14 +716,14 @@ int xr_wire_parse(const char *data, size_t len, xr_wire_request *r,
     r->store.len = (size_t)(p.o - base);
     if (f.too_many) {
         snprintf(err, errlen, "more than %d headers", XR_WIRE_MAX_HEADERS);
-        return -1;
+        return XR_EJSON;
     }
     const char *mname = base + f.off[F_METHOD];
     r->method = xr_wire_method(mname, f.len[F_METHOD]);
     if (!r->method) {
         snprintf(err, errlen, "unknown method '%.16s' (expected GET, POST, PUT, SUB or UNSUB)",
                  mname);
-        return -1;
+        return XR_EJSON;
     }
     return 0;
 }
@@ -748,7 +753,7 @@ int xr_wire_response_head(xr_buf *out, const char *id, size_t id_len)
     size_t max = xr_json_escape_max(id_len);
     if (max == SIZE_MAX || max > SIZE_MAX - sizeof head_a - sizeof head_b ||
         xr_buf_reserve(out, max + sizeof head_a + sizeof head_b) < 0)
-        return -1;
+        return XR_ENOMEM;
     char *o = out->p + out->len;
     memcpy(o, head_a, sizeof head_a - 1);
     o = xr_json_escape(o + sizeof head_a - 1, id, id_len);
@@ -766,7 +771,7 @@ int xr_wire_response_tail(xr_buf *out, const char *header_json, unsigned method)
     else
         header_json = "{}";
     if (xr_buf_reserve(out, sizeof tail_a + sizeof tail_b + sizeof tail_c + hlen + mlen) < 0)
-        return -1;
+        return XR_ENOMEM;
     char *o = out->p + out->len;
     memcpy(o, tail_a, sizeof tail_a - 1);
     o += sizeof tail_a - 1;
@@ -788,7 +793,7 @@ int xr_wire_response(xr_buf *out, const char *id, size_t id_len,
     if (xr_wire_response_head(out, id, id_len) < 0 ||
         xr_buf_json_escaped(out, payload, payload_len) < 0 ||
         xr_wire_response_tail(out, header_json, method) < 0)
-        return -1;
+        return XR_ENOMEM;
     return 0;
 }
 
@@ -860,6 +865,10 @@ static const unsigned char *index_members(parser *p, const unsigned char *s, xr_
     return s;
 }
 
+/* FIELDS_READ, or XR_ENOMEM / XR_EJSON: the state the index keeps (0:
+ * not read yet). */
+enum { FIELDS_READ = 1 };
+
 static int fields_index(xr_json_fields *f)
 {
     /* Names and strings are ended or unescaped in the store here, once: no
@@ -868,18 +877,18 @@ static int fields_index(xr_json_fields *f)
     f->store.len = 0;
     if (f->len > ((size_t)-1 - XR_JSON_COPY_SLACK - 2) / 3 ||
         xr_buf_reserve(&f->store, 2 * f->len + 2 + XR_JSON_COPY_SLACK) < 0)
-        return -1;
+        return XR_ENOMEM;
     memcpy(f->store.p, f->json, f->len);
     f->store.p[f->len] = '\0';
     f->store.len = f->len + 1;
     parser p;
     if (parser_start(&p, f->store.p, f->len, &f->store, 0) < 0)
-        return -1;
+        return XR_ENOMEM;
     const unsigned char *s = skip_ws(p.start, p.end);
     if (s == p.end || *s != '{' || !(s = index_members(&p, s, f)))
-        return -1;
+        return XR_EJSON;
     f->store.len = (size_t)(p.o - p.base);
-    return skip_ws(s, p.end) == p.end ? 1 : -1;
+    return skip_ws(s, p.end) == p.end ? FIELDS_READ : XR_EJSON;
 }
 
 xr_json_member *xr_json_fields_get(xr_json_fields *f, const char *name, size_t nlen, int *state)
@@ -902,19 +911,19 @@ xr_json_member *xr_json_fields_get(xr_json_fields *f, const char *name, size_t n
 int xr_json_member_str(xr_json_fields *f, xr_json_member *m, const char **s, size_t *len)
 {
     if (m->type != XR_JSON_STRING)
-        return -1;
+        return XR_ETYPE;
     *s = f->store.p + m->str_off;
     if (len)
         *len = m->str_len;
     return 0;
 }
 
-/* The number's text NUL-terminated in buf, or -1 if it is not a number or
- * longer than any double needs (JSON allows any length). */
+/* The number's text NUL-terminated in buf, or XR_ETYPE if it is not a
+ * number or longer than any double needs (JSON allows any length). */
 static int number_text(const xr_json_fields *f, const xr_json_member *m, char *buf, size_t cap)
 {
     if (m->type != XR_JSON_NUMBER || m->raw_len >= cap)
-        return -1;
+        return XR_ETYPE;
     memcpy(buf, f->json + m->raw_off, m->raw_len);
     buf[m->raw_len] = '\0';
     return 0;
@@ -924,13 +933,13 @@ int xr_json_member_int(const xr_json_fields *f, const xr_json_member *m, long lo
 {
     char buf[32];
     if (m->type != XR_JSON_NUMBER)
-        return -1;
+        return XR_ETYPE;
     if (number_text(f, m, buf, sizeof buf) < 0 || strpbrk(buf, ".eE"))
-        return -2;
+        return XR_ETYPE;
     errno = 0;
     long long n = strtoll(buf, NULL, 10);
     if (errno)
-        return -2;
+        return XR_ETYPE;
     *v = n;
     return 0;
 }
@@ -939,13 +948,13 @@ int xr_json_member_double(const xr_json_fields *f, const xr_json_member *m, doub
 {
     char buf[400];
     if (m->type != XR_JSON_NUMBER)
-        return -1;
+        return XR_ETYPE;
     if (number_text(f, m, buf, sizeof buf) < 0)
-        return -2;
+        return XR_ETYPE;
     locale_t c = xr_c_locale();
     double d = c ? strtod_l(buf, NULL, c) : strtod(buf, NULL);
     if (!isfinite(d))
-        return -2;
+        return XR_ETYPE;
     *v = d;
     return 0;
 }

@@ -50,23 +50,24 @@ typedef struct xr_json_fields {
     size_t n, cap;
     const char *json;            /* the text (not owned) */
     size_t len;
-    int state;                   /* 0 not indexed, 1 indexed, -1 not an object */
+    int state;                   /* 0 not indexed, 1 indexed, or XR_EJSON / XR_ENOMEM */
 } xr_json_fields;
 
 /* Sets the text to read; nothing is parsed yet. */
 void xr_json_fields_reset(xr_json_fields *f, const char *json, size_t len);
 /* The member called name (the last one when repeated, as Python's json
- * keeps), NULL when missing; *state is -1 when the text is not one strict
- * JSON object (or memory ran out), else 1. */
+ * keeps), NULL when missing; *state is XR_EJSON when the text is not one
+ * strict JSON object (XR_ENOMEM when memory ran out), else 1. */
 xr_json_member *xr_json_fields_get(xr_json_fields *f, const char *name, size_t nlen, int *state);
 /* A member's name (name_len bytes; not NUL-terminated). */
 static inline const char *xr_json_member_name(const xr_json_fields *f, const xr_json_member *m)
 {
     return f->store.p + m->name_off;
 }
-/* A string member unescaped (NUL-terminated, in the store); -1 if not a string. */
+/* A string member unescaped (NUL-terminated, in the store); XR_ETYPE if not a string. */
 int xr_json_member_str(xr_json_fields *f, xr_json_member *m, const char **s, size_t *len);
-/* Numbers in the "C" locale: -1 not a number, -2 not an integer that fits. */
+/* Numbers in the "C" locale: XR_ETYPE when not a number (for _int: not an
+ * integer that fits). */
 int xr_json_member_int(const xr_json_fields *f, const xr_json_member *m, long long *v);
 int xr_json_member_double(const xr_json_fields *f, const xr_json_member *m, double *v);
 void xr_json_fields_free(xr_json_fields *f);

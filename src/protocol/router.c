@@ -196,7 +196,7 @@ static xr_json_member *member(xr_json_fields *f, const char *name, int *rc)
         return NULL;
     }
     xr_json_member *m = xr_json_fields_get(f, name, strlen(name), &state);
-    *rc = state < 0 ? XR_EJSON : m ? XR_OK : XR_ENOENT;
+    *rc = state < 0 ? state : m ? XR_OK : XR_ENOENT;
     return m;
 }
 
@@ -213,22 +213,21 @@ static int field_str(xr_json_fields *f, const char *name, const char **s, size_t
     xr_json_member *m = member(f, name, &rc);
     if (!m)
         return rc;
-    rc = xr_json_member_str(f, m, s, len);
-    return rc == 0 ? XR_OK : rc == -1 ? XR_ETYPE : XR_ENOMEM;
+    return xr_json_member_str(f, m, s, len);
 }
 
 static int field_int(xr_json_fields *f, const char *name, long long *v)
 {
     int rc;
     xr_json_member *m = member(f, name, &rc);
-    return !m ? rc : xr_json_member_int(f, m, v) == 0 ? XR_OK : XR_ETYPE;
+    return !m ? rc : xr_json_member_int(f, m, v);
 }
 
 static int field_num(xr_json_fields *f, const char *name, double *v)
 {
     int rc;
     xr_json_member *m = member(f, name, &rc);
-    return !m ? rc : xr_json_member_double(f, m, v) == 0 ? XR_OK : XR_ETYPE;
+    return !m ? rc : xr_json_member_double(f, m, v);
 }
 
 static int field_bool(xr_json_fields *f, const char *name, int *v)

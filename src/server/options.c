@@ -67,29 +67,29 @@ int xr_parse_size(const char *s, size_t *out)
 {
     char *end;
     if (!s || *s < '0' || *s > '9')
-        return -1;
+        return XR_EINVAL;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno)
-        return -1;
+        return XR_EINVAL;
     unsigned shift = 0;
     if (*end) {
         switch (*end) {
         case 'k': case 'K': shift = 10; break;
         case 'm': case 'M': shift = 20; break;
         case 'g': case 'G': shift = 30; break;
-        default: return -1;
+        default: return XR_EINVAL;
         }
         end++;
         if (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0)
             end += strlen(end);
         if (*end)
-            return -1;
+            return XR_EINVAL;
     }
     /* 4 GiB is far beyond any sane per-connection limit; refusing more
      * keeps size arithmetic free of overflow everywhere else. */
     if (v > (UINT64_C(4) << 30) >> shift)
-        return -1;
+        return XR_EINVAL;
     *out = (size_t)(v << shift);
     return 0;
 }
@@ -98,17 +98,17 @@ int xr_parse_duration(const char *s, unsigned *ms)
 {
     char *end;
     if (!s || ((*s < '0' || *s > '9') && *s != '.'))
-        return -1;
+        return XR_EINVAL;
     errno = 0;
     double v = strtod(s, &end);
     if (errno || end == s)
-        return -1;
+        return XR_EINVAL;
     if (strcmp(end, "ms") == 0)
         v /= 1000.0;
     else if (*end && strcmp(end, "s") != 0)
-        return -1;
+        return XR_EINVAL;
     if (!(v >= 0.0) || v > 86400.0)
-        return -1;
+        return XR_EINVAL;
     *ms = (unsigned)(v * 1000.0 + 0.5);
     return 0;
 }
@@ -557,7 +557,7 @@ int xr_options_from_args(xr_options *o, int argc, char **argv,
         fprintf(stderr, "%s: %s\n", prog, err);
         return 2;
     }
-    return -1;
+    return XR_GO_ON;
 }
 
 const char *xr_version(void)

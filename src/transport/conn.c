@@ -284,7 +284,7 @@ void xr_conn_flush(xr_conn *c)
         notify_close(c, c->close_code, r, r ? strlen(r) : 0);
         free(r);
     }
-    if (c->out.len && xr_out_write(c) < 0) {
+    if (c->out.len && xr_out_write(c) == XR_OUT_BROKEN) {
         xr_conn_destroy(c);
         return;
     }
@@ -316,9 +316,9 @@ void xr_conn_uncork(xr_conn *c)
         c->state != ST_OPEN || c->paused || (c->watching & EV_WRITE))
         return;
     int r = xr_out_write(c);
-    if (r < 0)
+    if (r == XR_OUT_BROKEN)
         c->broken = 1;
-    else if (r == 1)
+    else if (r == XR_OUT_DONE)
         unmark(c);
 }
 
@@ -479,7 +479,7 @@ static int keep(xr_conn *c, const uint8_t *p, size_t n)
             size_t cap = n < 4096 ? 4096 : n;
             uint8_t *q = malloc(cap);
             if (!q)
-                return -1;
+                return XR_ENOMEM;
             free(c->in);
             c->in = q;
             c->in_cap = cap;
@@ -509,13 +509,16 @@ static int in_room(xr_conn *c)
         return 0;
     uint8_t *q = realloc(c->in, want);
     if (!q)
-        return -1;
+        return XR_ENOMEM;
     c->in = q;
     c->in_cap = want;
     return 0;
 }
 
-/* One read: > 0 bytes, 0 at EOF, -1 when nothing is there, -2 on error. */
+/* sock_read's outcomes besides bytes (> 0) and EOF (0). */
+enum { READ_AGAIN = -1, READ_FAILED = -2 };
+
+/* One read: bytes, 0 at EOF, READ_AGAIN when nothing is there, READ_FAILED. */
 static ssize_t sock_read(xr_conn *c, uint8_t *p, size_t cap)
 {
     xr_transport *t = c->t;
@@ -523,7 +526,8 @@ static ssize_t sock_read(xr_conn *c, uint8_t *p, size_t cap)
         ssize_t n = recv(c->fd, p, cap, 0);
         if (n >= 0)
             return n;
-        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -1 : -2;
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? READ_AGAIN
+                                                                          : READ_FAILED;
     }
     ERR_clear_error();
     int n = SSL_read(c->ssl, p, cap > INT_MAX ? INT_MAX : (int)cap);
@@ -531,10 +535,10 @@ static ssize_t sock_read(xr_conn *c, uint8_t *p, size_t cap)
         return n;
     switch (SSL_get_error(c->ssl, n)) {
     case SSL_ERROR_WANT_READ:
-        return -1;
+        return READ_AGAIN;
     case SSL_ERROR_WANT_WRITE:
         c->tls_wants_write = 1;
-        return -1;
+        return READ_AGAIN;
     case SSL_ERROR_ZERO_RETURN:
         return 0;
     default: {
@@ -546,7 +550,7 @@ static ssize_t sock_read(xr_conn *c, uint8_t *p, size_t cap)
             XR_DEBUG(t->log, "TLS handshake failed: %s", buf);
         }
         ERR_clear_error();
-        return -2;
+        return READ_FAILED;
     }
     }
 }
@@ -581,7 +585,7 @@ static void read_some(xr_conn *c)
             cap = t->rbuf_cap;
         }
         ssize_t n = sock_read(c, p, cap);
-        if (n == -1)
+        if (n == READ_AGAIN)
             return;
         if (n <= 0) {
             /* EOF or error: a handshake that broke counts as failed. */
@@ -637,7 +641,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
     if (what & EV_TIMEOUT) {
         on_timeout(c);
     } else {
-        if ((what & EV_WRITE) && c->out.len && xr_out_write(c) < 0)
+        if ((what & EV_WRITE) && c->out.len && xr_out_write(c) == XR_OUT_BROKEN)
             xr_conn_destroy(c);
         if (!c->dead && ((what & EV_READ) || c->tls_wants_write))
             read_some(c);

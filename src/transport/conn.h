@@ -88,8 +88,9 @@ void xr_conn_finish(xr_conn *c);
 int xr_out_add(xr_conn *c, const void *data, size_t n);
 int xr_out_ref(xr_conn *c, xr_shared *sh);
 void xr_out_clear(xr_conn *c);
-/* Writes what the kernel takes: 1 when the queue is empty, 0 when the
- * socket is full, -1 when the connection is broken. */
+/* Writes what the kernel takes: XR_OUT_DONE when the queue is empty,
+ * XR_OUT_FULL when the socket is full, XR_OUT_BROKEN. */
+enum { XR_OUT_BROKEN = -1, XR_OUT_FULL = 0, XR_OUT_DONE = 1 };
 int xr_out_write(xr_conn *c);
 int xr_out_frame(xr_conn *c, unsigned op, const void *data, size_t len);
 /* A data message, compressed when that was agreed and pays off. */

@@ -162,9 +162,9 @@ int xr_out_write(xr_conn *c)
             }
             int e = SSL_get_error(c->ssl, w);
             if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
-                return 0;
+                return XR_OUT_FULL;
             XR_DEBUG(t->log, "TLS write failed (error %d): closing", e);
-            return -1;
+            return XR_OUT_BROKEN;
         }
         struct iovec iov[XR_IOV];
         int n = 0;
@@ -179,18 +179,18 @@ int xr_out_write(xr_conn *c)
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
+                return XR_OUT_FULL;
             XR_DEBUG(t->log, "write failed: %s", strerror(errno));
-            return -1;
+            return XR_OUT_BROKEN;
         }
         size_t total = 0;
         for (int k = 0; k < n; k++)
             total += iov[k].iov_len;
         out_consume(c, (size_t)w);
         if ((size_t)w < total)
-            return 0;
+            return XR_OUT_FULL;
     }
-    return 1;
+    return XR_OUT_DONE;
 }
 
 
@@ -358,10 +358,13 @@ static int out_shared(xr_conn *c, xr_shared *s)
     return s->len < XR_SHARE_MIN ? xr_out_add(c, s->data, s->len) : xr_out_ref(c, s);
 }
 
+/* send_shared_deflated's outcome besides XR_OK and XR_E*. */
+enum { SEND_PLAIN = 1 };
+
 /*
  * prefix + tail compressed for c: a stored (uncompressed) DEFLATE block with
  * the prefix, then the shared compressed tail. Receivers with a smaller
- * window get their own compression. 1: send it plain.
+ * window get their own compression. SEND_PLAIN: it does not shrink.
  */
 static int send_shared_deflated(xr_conn *c, const char *prefix, size_t plen, xr_shared *tail,
                                 xr_zbody *zb)
@@ -371,12 +374,12 @@ static int send_shared_deflated(xr_conn *c, const char *prefix, size_t plen, xr_
     xr_shared *z = NULL;
     if (c->pmd.server_bits == 15 && plen <= 0xFFFF) {
         if (!(z = deflated_body(t, tail, zb)))
-            return 1;               /* does not shrink: plain for everyone */
+            return SEND_PLAIN;               /* does not shrink: plain for everyone */
     } else {
         size_t zlen;
         const char *d = deflated(c, prefix, plen, tail->data, tail->len, &zlen);
         if (!d)
-            return 1;
+            return SEND_PLAIN;
         int rc = xr_out_frame(c, XR_WS_OP_TEXT | XR_WS_RSV1, d, zlen);
         if (rc == XR_OK)
             count_deflated(t, plen + tail->len, zlen);
@@ -401,7 +404,7 @@ int xr_conn_send_shared(xr_conn *c, const char *prefix, size_t plen, xr_shared *
         return rc;
     size_t len = plen + tail->len;
     if (xr_conn_wants_deflate(c, len) &&
-        (rc = send_shared_deflated(c, prefix, plen, tail, zb)) <= 0)
+        (rc = send_shared_deflated(c, prefix, plen, tail, zb)) != SEND_PLAIN)
         return counted(c, rc, len);
     uint8_t h[XR_WS_MAX_HEADER];
     size_t hl = xr_ws_header(h, XR_WS_OP_TEXT, 1, len, NULL);

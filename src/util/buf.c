@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "util/buf.h"
 
+#include <xraptor/errors.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,19 +11,19 @@
 int xr_buf_grow(xr_buf *b, size_t extra)
 {
     if (b->cap - b->len >= extra)
-        return 0;
+        return XR_OK;
     size_t cap = b->cap ? b->cap : 256;
     while (cap - b->len < extra) {
         if (cap > ((size_t)-1) / 2)
-            return -1;
+            return XR_ENOMEM;
         cap *= 2;
     }
     char *p = realloc(b->p, cap);
     if (!p)
-        return -1;
+        return XR_ENOMEM;
     b->p = p;
     b->cap = cap;
-    return 0;
+    return XR_OK;
 }
 
 int xr_buf_printf(xr_buf *b, const char *fmt, ...)
@@ -31,17 +33,17 @@ int xr_buf_printf(xr_buf *b, const char *fmt, ...)
     int n = vsnprintf(b->cap > b->len ? b->p + b->len : NULL, b->cap - b->len, fmt, ap);
     va_end(ap);
     if (n < 0)
-        return -1;
+        return XR_EINVAL;
     if ((size_t)n >= b->cap - b->len) {
         /* Did not fit: grow (room for the NUL too) and format again. */
         if (xr_buf_reserve(b, (size_t)n + 1) < 0)
-            return -1;
+            return XR_ENOMEM;
         va_start(ap, fmt);
         vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
         va_end(ap);
     }
     b->len += (size_t)n;
-    return 0;
+    return XR_OK;
 }
 
 void xr_buf_free(xr_buf *b)

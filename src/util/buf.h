@@ -6,30 +6,31 @@
 #include <stddef.h>
 #include <string.h>
 
+#include <xraptor/errors.h>
+
 typedef struct xr_buf {
     char *p;
     size_t len, cap;
 } xr_buf;
 
-/* The slow path of xr_buf_reserve: 0, or -1 when out of memory. */
+/* The slow path of xr_buf_reserve: XR_OK, or XR_ENOMEM. */
 int xr_buf_grow(xr_buf *b, size_t extra);
 
-/* Room for extra more bytes: 0, or -1 when out of memory (b is then
- * unchanged). Inline: the hot paths call it per string and nearly always
+/* Room for extra more bytes: XR_OK, or XR_ENOMEM (b is then unchanged). Inline: the hot paths call it per string and nearly always
  * have the room already. */
 static inline int xr_buf_reserve(xr_buf *b, size_t extra)
 {
-    return b->cap - b->len >= extra ? 0 : xr_buf_grow(b, extra);
+    return b->cap - b->len >= extra ? XR_OK : xr_buf_grow(b, extra);
 }
 
 static inline int xr_buf_add(xr_buf *b, const void *data, size_t len)
 {
     if (xr_buf_reserve(b, len) < 0)
-        return -1;
+        return XR_ENOMEM;
     if (len)
         memcpy(b->p + b->len, data, len);
     b->len += len;
-    return 0;
+    return XR_OK;
 }
 int xr_buf_printf(xr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void xr_buf_free(xr_buf *b);

@@ -3,6 +3,8 @@
 
 #include "util/hash.h"
 
+#include <xraptor/errors.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,7 +64,7 @@ static int grow(xr_map *m)
     size_t n = m->n_slots ? m->n_slots * 2 : 16;
     xr_map_entry **slots = calloc(n, sizeof *slots);
     if (!slots)
-        return -1;
+        return XR_ENOMEM;
     for (size_t i = 0; i < m->n_slots; i++) {
         xr_map_entry *e = m->slots[i], *next;
         for (; e; e = next) {

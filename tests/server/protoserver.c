@@ -177,7 +177,7 @@ int main(int argc, char **argv)
     xr_options opts;
     xr_options_init(&opts);
     int rc = xr_options_from_args(&opts, argc, argv, "xraptor-protoserver", NULL);
-    if (rc >= 0)
+    if (rc != XR_GO_ON)
         return rc;
     char err[512];
     xr_server *srv = xr_server_new(&opts, err, sizeof err);

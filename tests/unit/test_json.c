@@ -53,10 +53,10 @@ static void test_every_escape_and_surrogate_pairs(void)
     /* A name with escapes is found by what it means. */
     CHECK_STR(str("{\"ch\\u0061t\": \"ok\"}", "chat", NULL), "ok");
     int state;
-    CHECK(get("{\"a\": \"\\ud800\"}", "a", &state) == NULL && state == -1);
-    CHECK(get("{\"a\": \"\\udc00\"}", "a", &state) == NULL && state == -1);
-    CHECK(get("{\"a\": \"\\x\"}", "a", &state) == NULL && state == -1);
-    CHECK(get("{\"a\": \"raw\ttab\"}", "a", &state) == NULL && state == -1);
+    CHECK(get("{\"a\": \"\\ud800\"}", "a", &state) == NULL && state == XR_EJSON);
+    CHECK(get("{\"a\": \"\\udc00\"}", "a", &state) == NULL && state == XR_EJSON);
+    CHECK(get("{\"a\": \"\\x\"}", "a", &state) == NULL && state == XR_EJSON);
+    CHECK(get("{\"a\": \"raw\ttab\"}", "a", &state) == NULL && state == XR_EJSON);
 }
 
 static void test_last_of_repeated_members_wins_and_missing_is_null(void)
@@ -85,14 +85,14 @@ static void test_types_numbers_and_depth(void)
     xr_json_member *m = get("{\"x\": 9223372036854775807}", "x", &state);
     CHECK(m && xr_json_member_int(&F, m, &v) == 0 && v == INT64_MAX);
     m = get("{\"x\": 9223372036854775808}", "x", &state);
-    CHECK(m && xr_json_member_int(&F, m, &v) == -2);
+    CHECK(m && xr_json_member_int(&F, m, &v) == XR_ETYPE);
     CHECK(m && xr_json_member_double(&F, m, &d) == 0 && d == 9223372036854775808.0);
     m = get("{\"x\": 1.0}", "x", &state);
-    CHECK(m && xr_json_member_int(&F, m, &v) == -2);
+    CHECK(m && xr_json_member_int(&F, m, &v) == XR_ETYPE);
     m = get("{\"x\": \"1\"}", "x", &state);
-    CHECK(m && xr_json_member_int(&F, m, &v) == -1 && xr_json_member_double(&F, m, &d) == -1);
+    CHECK(m && xr_json_member_int(&F, m, &v) == XR_ETYPE && xr_json_member_double(&F, m, &d) == XR_ETYPE);
     m = get("{\"x\": 1e999}", "x", &state);
-    CHECK(m && xr_json_member_double(&F, m, &d) == -2);
+    CHECK(m && xr_json_member_double(&F, m, &d) == XR_ETYPE);
     /* Raw text of a nested value, exactly as written. */
     m = get("{\"x\" : [1, {\"a\": \"b\"}] , \"y\": 2}", "x", &state);
     CHECK(m && m->raw_len == 15 && memcmp(F.json + m->raw_off, "[1, {\"a\": \"b\"}]", 15) == 0);
@@ -111,10 +111,10 @@ static void test_types_numbers_and_depth(void)
     n = strlen(deep);
     memmove(deep + n, deep + n - 1, 2);
     deep[n - 1] = ']';
-    CHECK(get(deep, "x", &state) == NULL && state == -1);
+    CHECK(get(deep, "x", &state) == NULL && state == XR_EJSON);
     for (const char *bad = "not json\0[1]\0\"s\"\0{\"x\": 1\0{\"x\": 1} x\0{\"x\" 1}\0{\"x\": 01}\0";
          *bad; bad += strlen(bad) + 1)
-        CHECK(get(bad, "x", &state) == NULL && state == -1);
+        CHECK(get(bad, "x", &state) == NULL && state == XR_EJSON);
 }
 
 static void test_strings_stay_valid_while_others_are_read(void)

@@ -94,14 +94,14 @@ static void test_size_and_duration_units(void)
     CHECK_EQ(xr_parse_size("1k", &sz), 0); CHECK_EQ(sz, 1024);
     CHECK_EQ(xr_parse_size("1MiB", &sz), 0); CHECK_EQ(sz, 1 << 20);
     CHECK_EQ(xr_parse_size("4G", &sz), 0);
-    CHECK_EQ(xr_parse_size("1x", &sz), -1);
-    CHECK_EQ(xr_parse_size("", &sz), -1);
-    CHECK_EQ(xr_parse_size("-1", &sz), -1);
+    CHECK_EQ(xr_parse_size("1x", &sz), XR_EINVAL);
+    CHECK_EQ(xr_parse_size("", &sz), XR_EINVAL);
+    CHECK_EQ(xr_parse_size("-1", &sz), XR_EINVAL);
     CHECK_EQ(xr_parse_duration("20", &ms), 0); CHECK_EQ(ms, 20000);
     CHECK_EQ(xr_parse_duration("0", &ms), 0); CHECK_EQ(ms, 0);
     CHECK_EQ(xr_parse_duration("1.5s", &ms), 0); CHECK_EQ(ms, 1500);
-    CHECK_EQ(xr_parse_duration("nan", &ms), -1);
-    CHECK_EQ(xr_parse_duration("1e9", &ms), -1);
+    CHECK_EQ(xr_parse_duration("nan", &ms), XR_EINVAL);
+    CHECK_EQ(xr_parse_duration("1e9", &ms), XR_EINVAL);
 }
 
 static void test_listen_spec_forms(void)

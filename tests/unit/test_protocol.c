@@ -77,7 +77,7 @@ static void test_strict_json_refused(void)
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         xr_wire_request r;
         char err[160];
-        if (parse(bad[k], &r, err) != -1 || !strstr(err, "not valid JSON"))
+        if (parse(bad[k], &r, err) != XR_EJSON || !strstr(err, "not valid JSON"))
             printf("#   accepted or misreported %s: %s\n", bad[k], err), tap_cur_failed = 1;
         xr_wire_request_free(&r);
     }
@@ -88,7 +88,7 @@ static void test_strict_json_refused(void)
     deep[sizeof deep - 1] = '\0';
     xr_wire_request r;
     char err[160];
-    CHECK_EQ(parse(deep, &r, err), -1);
+    CHECK_EQ(parse(deep, &r, err), XR_EJSON);
     CHECK(strstr(err, "nested too deep") != NULL);
     xr_wire_request_free(&r);
     /* At most XR_WIRE_MAX_HEADERS headers. */
@@ -96,7 +96,7 @@ static void test_strict_json_refused(void)
     for (int i = 0; i <= XR_WIRE_MAX_HEADERS; i++)
         snprintf(many + strlen(many), sizeof many - strlen(many), "%s\"h%d\":\"v\"", i ? "," : "", i);
     strcat(many, "}}");
-    CHECK_EQ(parse(many, &r, err), -1);
+    CHECK_EQ(parse(many, &r, err), XR_EJSON);
     CHECK(strstr(err, "more than 32 headers") != NULL);
     CHECK_STR(r.id, "a");
     xr_wire_request_free(&r);
@@ -133,7 +133,7 @@ static void test_bad_requests_explained(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         xr_wire_request r;
         char err[160];
-        CHECK_EQ(parse(cases[i].in, &r, err), -1);
+        CHECK_EQ(parse(cases[i].in, &r, err), XR_EJSON);
         if (!strstr(err, cases[i].words))
             printf("#   case %zu: expected \"%s\" in \"%s\"\n", i, cases[i].words, err), tap_cur_failed = 1;
         CHECK_EQ(r.id != NULL, cases[i].has_id);
