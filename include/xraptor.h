@@ -257,7 +257,7 @@ const char *xr_server_error(const xr_server *srv);
 /* Open WebSocket connections right now. */
 size_t xr_server_connections(const xr_server *srv);
 
-/* The port the n-th listener is bound to (useful with port 0), or -1. */
+/* The port the n-th listener is bound to (useful with port 0), or XR_EINVAL. */
 int xr_server_port(const xr_server *srv, size_t n);
 
 /* Logs through the server's logger (level and format from the options). */

@@ -295,7 +295,7 @@ static int window_value(const char *v, size_t len)
         return v[0] - '0';
     if (len == 2 && v[0] == '1' && v[1] >= '0' && v[1] <= '5')
         return 10 + v[1] - '0';
-    return -1;
+    return XR_EINVAL;
 }
 
 typedef struct pmd_offer {
@@ -317,28 +317,28 @@ static int offer_param(pmd_offer *o, unsigned *seen, const char *name, size_t nl
     while (k < P_N && !(strlen(names[k]) == nlen && strncasecmp(names[k], name, nlen) == 0))
         k++;
     if (k == P_N || (*seen & (1u << k)))
-        return -1;                 /* unknown or repeated (7: decline) */
+        return XR_EINVAL;                 /* unknown or repeated (7: decline) */
     *seen |= 1u << k;
     int bits = has_val ? window_value(val, vlen) : 0;
     switch (k) {
     case P_SNC:
         if (has_val)
-            return -1;
+            return XR_EINVAL;
         o->server_no_context = 1;
         return 0;
     case P_CNC:
         if (has_val)
-            return -1;
+            return XR_EINVAL;
         o->client_no_context = 1;
         return 0;
     case P_SMWB:
         if (bits < 0 || !has_val)
-            return -1;
+            return XR_EINVAL;
         o->server_bits = bits;
         return 0;
     default:
         if (bits < 0)
-            return -1;
+            return XR_EINVAL;
         o->client_bits = has_val ? bits : 16;
         return 0;
     }
@@ -348,7 +348,7 @@ static int offer_param(pmd_offer *o, unsigned *seen, const char *name, size_t nl
  * Parses one extension of a header value starting at *pos:
  *   token *( OWS ";" OWS token [ "=" ( token / quoted-string ) ] ) OWS
  * Returns 1 for a permessage-deflate offer we can take (in *o), 0 for
- * another extension or one we decline, -1 when the header is malformed (the
+ * another extension or one we decline, XR_EINVAL when the header is malformed (the
  * rest of it is then ignored).
  */
 static int parse_extension(const char *v, size_t n, size_t *pos, pmd_offer *o)
@@ -357,7 +357,7 @@ static int parse_extension(const char *v, size_t n, size_t *pos, pmd_offer *o)
     size_t name0 = i;
     i = skip_token(v, i, n);
     if (i == name0)
-        return -1;
+        return XR_EINVAL;
     int ours = i - name0 == 18 && strncasecmp(v + name0, "permessage-deflate", 18) == 0;
     int ok = ours;
     unsigned seen = 0;
@@ -370,7 +370,7 @@ static int parse_extension(const char *v, size_t n, size_t *pos, pmd_offer *o)
         size_t p0 = i;
         i = skip_token(v, i, n);
         if (i == p0)
-            return -1;
+            return XR_EINVAL;
         size_t p1 = i;
         const char *val = NULL;
         size_t vlen = 0;
@@ -386,7 +386,7 @@ static int parse_extension(const char *v, size_t n, size_t *pos, pmd_offer *o)
                 while (i < n && v[i] != '"' && is_tchar((unsigned char)v[i]))
                     i++;
                 if (i == n || v[i] != '"' || i == q0)
-                    return -1;
+                    return XR_EINVAL;
                 val = v + q0;
                 vlen = i - q0;
                 i++;
@@ -394,7 +394,7 @@ static int parse_extension(const char *v, size_t n, size_t *pos, pmd_offer *o)
                 size_t q0 = i;
                 i = skip_token(v, i, n);
                 if (i == q0)
-                    return -1;
+                    return XR_EINVAL;
                 val = v + q0;
                 vlen = i - q0;
             }
@@ -403,7 +403,7 @@ static int parse_extension(const char *v, size_t n, size_t *pos, pmd_offer *o)
             ok = 0;
     }
     if (i < n && v[i] != ',')
-        return -1;
+        return XR_EINVAL;
     *pos = i < n ? i + 1 : n;
     return ok;
 }

@@ -55,13 +55,13 @@ int xr_antenna_scheme(const char *url, char *out, size_t cap)
         return ul > 3 && strcmp(url + ul - 3, ".so") == 0 ? 0 : -1;
     size_t sl = (size_t)(sep - url);
     if (sl == 0 || sl >= cap)
-        return -1;
+        return XR_EINVAL;
     /* RFC 3986: a letter, then letters, digits, '+', '-' (no '.': it would
      * reach outside the module directory as a file name). */
     for (size_t i = 0; i < sl; i++)
         if (!((url[i] >= 'a' && url[i] <= 'z') ||
               (i && ((url[i] >= '0' && url[i] <= '9') || url[i] == '+' || url[i] == '-'))))
-            return -1;
+            return XR_EINVAL;
     memcpy(out, url, sl);
     out[sl] = '\0';
     return (int)sl;

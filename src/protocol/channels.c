@@ -104,7 +104,7 @@ static int enqueue(xr_proto *p, int room, const char *name, size_t len, xr_share
 }
 
 /* The receivers of ch as fan-out targets, after those already in
- * p->targets; -1 when out of memory. */
+ * p->targets; XR_ENOMEM when out of memory. */
 static int add_targets(xr_proto *p, const xr_channel *ch)
 {
     for (const xr_receiver *r = ch->head; r; r = r->next) {
@@ -112,7 +112,7 @@ static int add_targets(xr_proto *p, const xr_channel *ch)
             size_t cap = p->cap_targets ? p->cap_targets * 2 : 64;
             xr_fanout_target *v = realloc(p->targets, cap * sizeof *v);
             if (!v)
-                return -1;
+                return XR_ENOMEM;
             p->targets = v;
             p->cap_targets = cap;
         }

@@ -76,7 +76,7 @@ size_t xr_proto_room_size(const xr_proto *p, const char *room);
 /* ---- antenna modules (antenna.c) -------------------------------------- */
 
 /* The scheme of an --antenna URL into out: its length, 0 for a path to a
- * .so, -1 for neither. Pure. */
+ * .so, XR_EINVAL for neither. Pure. */
 int xr_antenna_scheme(const char *url, char *out, size_t cap);
 /* Resolves and loads the module for url; on success fills ops and dl, and
  * use with the URL to give the module's create() (url itself, or

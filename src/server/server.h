@@ -74,7 +74,7 @@ void xr_health_write(const xr_server *srv, xr_buf *out, int *status);
  * starting with '.', 1..XR_STATIC_PATH bytes. */
 int xr_static_path_ok(const char *p, size_t n);
 /* The body of the file for a request path (a reference for the caller) and
- * its type; 0, or -1 when there is none. */
+ * its type; XR_OK, or XR_ENOENT when there is none. */
 int xr_static_find(xr_server *srv, const char *path, size_t len, struct xr_shared **body,
                    const char **ctype);
 void xr_static_free(xr_server *srv);

@@ -139,7 +139,7 @@ int xr_static_find(xr_server *srv, const char *path, size_t len, xr_shared **bod
                    const char **ctype)
 {
     if (!srv->opts.n_static_dirs || !xr_static_path_ok(path, len))
-        return -1;
+        return XR_ENOENT;
     /* The path, and index.html after a final '/': room for both. */
     char rel[XR_STATIC_PATH + sizeof "index.html"];
     memcpy(rel, path, len);
@@ -167,5 +167,5 @@ int xr_static_find(xr_server *srv, const char *path, size_t len, xr_shared **bod
             return 0;
         }
     }
-    return -1;
+    return XR_ENOENT;
 }

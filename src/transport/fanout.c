@@ -8,18 +8,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Room for n messages' frames and compressed bodies; 0, or -1. */
+/* Room for n messages' frames and compressed bodies: XR_OK or XR_ENOMEM. */
 static int scratch(xr_transport *t, size_t n)
 {
     if (n <= t->fan_cap)
         return 0;
     xr_shared **f = realloc(t->fan_frames, n * sizeof *f);
     if (!f)
-        return -1;
+        return XR_ENOMEM;
     t->fan_frames = f;
     xr_zbody *z = realloc(t->fan_z, n * sizeof *z);
     if (!z)
-        return -1;
+        return XR_ENOMEM;
     t->fan_z = z;
     t->fan_cap = n;
     return 0;

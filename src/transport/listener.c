@@ -11,7 +11,7 @@
 
 #include <event2/listener.h>
 
-/* Splits a listener spec; returns 1 for TLS, 0 plain, -1 on error. host is
+/* Splits a listener spec; returns 1 for TLS, 0 plain, XR_EINVAL. host is
  * written without brackets; port must be numeric. */
 int xr_listen_spec(const char *spec, int tls_default, char *host, size_t hostlen,
                    int *port)
@@ -29,25 +29,25 @@ int xr_listen_spec(const char *spec, int tls_default, char *host, size_t hostlen
     if (spec[0] == '[') {
         const char *close = strchr(spec, ']');
         if (!close || close[1] != ':')
-            return -1;
+            return XR_EINVAL;
         hl = (size_t)(close - spec - 1);
         memcpy(host, spec + 1, hl < hostlen ? hl : 0);
         colon = close + 1;
     } else {
         colon = strrchr(spec, ':');
         if (!colon || memchr(spec, ':', (size_t)(colon - spec)))
-            return -1;
+            return XR_EINVAL;
         hl = (size_t)(colon - spec);
         memcpy(host, spec, hl < hostlen ? hl : 0);
     }
     if (hl >= hostlen)
-        return -1;
+        return XR_EINVAL;
     host[hl] = '\0';
     char *end;
     errno = 0;
     long p = strtol(colon + 1, &end, 10);
     if (errno || end == colon + 1 || *end || p < 0 || p > 65535 || colon[1] == '-' || colon[1] == '+')
-        return -1;
+        return XR_EINVAL;
     *port = (int)p;
     return tls;
 }
@@ -241,11 +241,11 @@ void xr_transport_unlisten(xr_transport *t)
 int xr_transport_port(const xr_transport *t, size_t n)
 {
     if (n >= t->n_listeners || !t->listeners[n].ev)
-        return -1;
+        return XR_EINVAL;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     if (getsockname(evconnlistener_get_fd(t->listeners[n].ev), (struct sockaddr *)&ss, &sl) != 0)
-        return -1;
+        return XR_EINVAL;
     if (ss.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);

@@ -96,7 +96,7 @@ int xr_transport_listen(xr_transport *t, const int *ports, int reuseport,
 int xr_transport_adopt(xr_transport *t, const int *fds, const int *tls, size_t n, char *err,
                        size_t errlen);
 void xr_transport_unlisten(xr_transport *t);
-/* The port the n-th listener is bound to, or -1. */
+/* The port the n-th listener is bound to, or XR_EINVAL. */
 int xr_transport_port(const xr_transport *t, size_t n);
 
 /* --workers: which worker (1..N) this process is, after its fork; and, in
@@ -116,7 +116,7 @@ const xr_transport_stats *xr_transport_stats_get(const xr_transport *t);
 int xr_transport_reload_tls(xr_transport *t, char *err, size_t errlen);
 
 /* "HOST:PORT", "[v6]:PORT", ":PORT", with an optional ws:// or wss://
- * prefix: 1 for TLS, 0 for plain, -1 when malformed. Pure. */
+ * prefix: 1 for TLS, 0 for plain, XR_EINVAL when malformed. Pure. */
 int xr_listen_spec(const char *spec, int tls_default, char *host, size_t hostlen, int *port);
 /* The address for a listener spec (port overrides it when non-zero):
  * 0, or XR_ELISTEN with err set. Free *ai with evutil_freeaddrinfo. */

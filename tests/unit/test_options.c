@@ -116,8 +116,8 @@ static void test_listen_spec_forms(void)
     CHECK_STR(host, "");
     CHECK_EQ(xr_listen_spec("ws://localhost:1", 1, host, sizeof host, &port), 0);
     CHECK_EQ(xr_listen_spec("wss://localhost:1", 0, host, sizeof host, &port), 1);
-    CHECK_EQ(xr_listen_spec("::1:80", 0, host, sizeof host, &port), -1);
-    CHECK_EQ(xr_listen_spec("host", 0, host, sizeof host, &port), -1);
+    CHECK_EQ(xr_listen_spec("::1:80", 0, host, sizeof host, &port), XR_EINVAL);
+    CHECK_EQ(xr_listen_spec("host", 0, host, sizeof host, &port), XR_EINVAL);
 }
 
 static void test_server_new_reports_bad_tls_files(void)
@@ -241,7 +241,7 @@ static void test_static_lookup_at_every_path_length(void)
             xr_shared *body = NULL;
             const char *ctype;
             int rc = xr_static_find(srv, path, n, &body, &ctype);
-            int want = n == 1 || (n == 2 && slash) ? 0 : -1;   /* "/" and "//" */
+            int want = n == 1 || (n == 2 && slash) ? XR_OK : XR_ENOENT;   /* "/" and "//" */
             wrong += rc != want;
             xr_shared_unref(body);
         }
