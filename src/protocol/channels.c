@@ -86,14 +86,8 @@ static xr_shared *sub_tail(xr_proto *p, const char *msg, size_t mlen)
 
 static int enqueue(xr_proto *p, int room, const char *name, size_t len, xr_shared *tail)
 {
-    if (p->n_pending == p->cap_pending) {
-        size_t cap = p->cap_pending ? p->cap_pending * 2 : 64;
-        xr_pending *v = realloc(p->pending, cap * sizeof *v);
-        if (!v)
-            return XR_ENOMEM;
-        p->pending = v;
-        p->cap_pending = cap;
-    }
+    if (xr_array_room(&p->pending, &p->cap_pending, p->n_pending, sizeof *p->pending) < 0)
+        return XR_ENOMEM;
     size_t off = p->pending_names.len;
     if (xr_buf_add(&p->pending_names, name, len) < 0)
         return XR_ENOMEM;
@@ -108,14 +102,8 @@ static int enqueue(xr_proto *p, int room, const char *name, size_t len, xr_share
 static int add_targets(xr_proto *p, const xr_channel *ch)
 {
     for (const xr_receiver *r = ch->head; r; r = r->next) {
-        if (p->n_targets == p->cap_targets) {
-            size_t cap = p->cap_targets ? p->cap_targets * 2 : 64;
-            xr_fanout_target *v = realloc(p->targets, cap * sizeof *v);
-            if (!v)
-                return XR_ENOMEM;
-            p->targets = v;
-            p->cap_targets = cap;
-        }
+        if (xr_array_room(&p->targets, &p->cap_targets, p->n_targets, sizeof *p->targets) < 0)
+            return XR_ENOMEM;
         p->targets[p->n_targets++] = (xr_fanout_target){r->pc->conn, ch->prefix, ch->plen};
     }
     return 0;

@@ -90,14 +90,8 @@ void xr_transport_mark(xr_transport *t, xr_conn *c)
 {
     if (c->dirty)
         return;
-    if (t->n_dirty == t->cap_dirty) {
-        size_t cap = t->cap_dirty ? t->cap_dirty * 2 : 64;
-        xr_conn **v = realloc(t->dirty, cap * sizeof *v);
-        if (!v)
-            return;     /* written when its own socket next wakes it */
-        t->dirty = v;
-        t->cap_dirty = cap;
-    }
+    if (xr_array_room(&t->dirty, &t->cap_dirty, t->n_dirty, sizeof *t->dirty) < 0)
+        return;         /* written when its own socket next wakes it */
     if (t->n_dirty == 0)
         event_active(t->flush_ev, EV_WRITE, 0);
     t->dirty[t->n_dirty++] = c;

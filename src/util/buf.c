@@ -52,3 +52,19 @@ void xr_buf_free(xr_buf *b)
     b->p = NULL;
     b->len = b->cap = 0;
 }
+
+int xr_array_room(void *v, size_t *cap, size_t n, size_t elem)
+{
+    if (n < *cap)
+        return XR_OK;
+    size_t c = *cap ? *cap * 2 : 64;
+    if (c > ((size_t)-1) / elem)
+        return XR_ENOMEM;
+    void **pv = v;
+    void *q = realloc(*pv, c * elem);
+    if (!q)
+        return XR_ENOMEM;
+    *pv = q;
+    *cap = c;
+    return XR_OK;
+}

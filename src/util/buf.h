@@ -33,6 +33,10 @@ static inline int xr_buf_add(xr_buf *b, const void *data, size_t len)
     return XR_OK;
 }
 int xr_buf_printf(xr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Room for one more element in the array *v (elem bytes each) holding n
+ * of *cap: doubled from 64 when full. XR_OK, or XR_ENOMEM (unchanged). */
+int xr_array_room(void *v, size_t *cap, size_t n, size_t elem);
 void xr_buf_free(xr_buf *b);
 
 #endif
