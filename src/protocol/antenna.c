@@ -52,7 +52,7 @@ int xr_antenna_scheme(const char *url, char *out, size_t cap)
     size_t ul = strlen(url);
     out[0] = '\0';
     if (!sep)
-        return ul > 3 && strcmp(url + ul - 3, ".so") == 0 ? 0 : -1;
+        return ul > 3 && strcmp(url + ul - 3, ".so") == 0 ? 0 : XR_EINVAL;
     size_t sl = (size_t)(sep - url);
     if (sl == 0 || sl >= cap)
         return XR_EINVAL;

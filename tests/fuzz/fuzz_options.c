@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char host[256];
     int port = -1;
     int tls = xr_listen_spec(s, (int)(size & 1), host, sizeof host, &port);
-    ASSERT(tls >= -1 && tls <= 1);
+    ASSERT(tls == XR_EINVAL || tls == 0 || tls == 1);
     if (tls >= 0) {
         ASSERT(port >= 0 && port <= 65535);
         ASSERT(strlen(host) < sizeof host);
@@ -38,6 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ASSERT(ms <= 86400000u);
     char scheme[64];
     int r = xr_antenna_scheme(s, scheme, sizeof scheme);
+    ASSERT(r >= 0 || r == XR_EINVAL);
     if (r > 0) {
         ASSERT((size_t)r == strlen(scheme) && r < (int)sizeof scheme);
         ASSERT(strncmp(s, scheme, (size_t)r) == 0 && strncmp(s + r, "://", 3) == 0);
