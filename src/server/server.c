@@ -333,12 +333,19 @@ int xr_server_run(xr_server *srv)
         return rc;
     }
     static const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+    sigset_t handled;
+    sigemptyset(&handled);
     for (int k = 0; k < 3; k++) {
         if (!srv->signals[k])
             srv->signals[k] = evsignal_new(srv->base, sigs[k], on_signal, srv);
         if (srv->signals[k])
             evsignal_add(srv->signals[k], NULL);
+        sigaddset(&handled, sigs[k]);
     }
+    /* A worker was forked with them blocked (workers.c): those that came
+     * meanwhile are delivered now, to the loop. */
+    if (srv->worker)
+        sigprocmask(SIG_UNBLOCK, &handled, NULL);
     /* Listening, signals handled: the service manager may send traffic and
      * signals (Type=notify). A worker's supervisor says it for all. */
     if (!srv->worker)

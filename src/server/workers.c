@@ -112,7 +112,15 @@ static pid_t spawn(xr_server *srv, worker *w, unsigned id, int *fds)
     if (pid == 0) {
         for (size_t k = 0; k < N_SUP_SIGS; k++)
             sigaction(sup_sigs[k], &saved_act[k], NULL);
-        sigprocmask(SIG_SETMASK, &saved_mask, NULL);
+        /* The supervisor forwards SIGHUP/SIGTERM/SIGINT from now on, but
+         * their default action would kill this worker until the loop
+         * handles them: they stay blocked (pending) until xr_server_run
+         * has added its signal events. */
+        sigset_t mask = saved_mask;
+        sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigprocmask(SIG_SETMASK, &mask, NULL);
 #ifdef __linux__
         /* A supervisor killed with SIGKILL must not leave workers serving. */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
