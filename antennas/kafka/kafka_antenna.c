@@ -196,14 +196,6 @@ static void on_message(kafka *k, rd_kafka_message_t *m)
         k->host.message(k->host.host, m->key, m->key_len, m->payload ? m->payload : "", m->len);
 }
 
-static void wake_again(kafka *k)
-{
-    ssize_t w;
-    do
-        w = write(k->wake_fd, "1", 1);
-    while (w < 0 && errno == EINTR);
-}
-
 static void on_wake(void *arg)
 {
     kafka *k = arg;
@@ -217,7 +209,7 @@ static void on_wake(void *arg)
     /* More waiting: come back next iteration instead of starving the loop
      * (the pipe only signals an empty queue becoming non-empty). */
     if (budget < 0)
-        wake_again(k);
+        xr_antenna_wake(k->wake_fd);
 }
 
 /* ---- presence heartbeats -------------------------------------------------- */
@@ -373,7 +365,7 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     struct timeval tv = {HEARTBEAT_MS / 1000, (HEARTBEAT_MS % 1000) * 1000};
     event_add(k->beat, &tv);
     /* Serve anything queued before the fd was set. */
-    wake_again(k);
+    xr_antenna_wake(k->wake_fd);
     return k;
 }
 

@@ -231,12 +231,8 @@ static void push(nats_ant *a, item *it)
     }
     a->tail = it;
     pthread_mutex_unlock(&a->mu);
-    if (wake) {
-        ssize_t w;
-        do
-            w = write(a->wake_fd, "x", 1);
-        while (w < 0 && errno == EINTR);
-    }
+    if (wake)
+        xr_antenna_wake(a->wake_fd);
 }
 
 static void push_kind(nats_ant *a, int kind, uint64_t seq, int alive)

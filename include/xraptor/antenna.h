@@ -36,8 +36,10 @@
 #ifndef XRAPTOR_ANTENNA_H
 #define XRAPTOR_ANTENNA_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include <xraptor/errors.h>
 
@@ -203,6 +205,14 @@ static inline int xr_antenna_host_complete(const xr_antenna_host *host, char *er
     snprintf(err, errlen, "this module needs a libxraptor with antenna ABI %d.%d or later",
              XR_ANTENNA_ABI, XR_ANTENNA_ABI_MINOR);
     return XR_EINVAL;
+}
+
+/* Wakes the loop through a descriptor from host->wakeup(): one byte, from
+ * any thread. A full pipe means a wake-up is pending already. */
+static inline void xr_antenna_wake(int fd)
+{
+    while (write(fd, "1", 1) < 0 && errno == EINTR)
+        ;
 }
 
 /* The one symbol a module exports. */

@@ -37,10 +37,13 @@ static void on_wakeup(evutil_socket_t fd, short what, void *arg)
 
 int xr_wakeup_new(struct event_base *base, xr_wakeup **list, void (*fn)(void *), void *arg)
 {
+    if (!fn) {
+        errno = EINVAL;
+        return -1;
+    }
     xr_wakeup *w = calloc(1, sizeof *w);
-    if (!w || !fn) {
-        free(w);
-        errno = w ? EINVAL : ENOMEM;
+    if (!w) {
+        errno = ENOMEM;
         return -1;
     }
     w->fn = fn;

@@ -86,7 +86,7 @@ static xr_shared *sub_tail(xr_proto *p, const char *msg, size_t mlen)
 
 static int enqueue(xr_proto *p, int room, const char *name, size_t len, xr_shared *tail)
 {
-    if (xr_array_room(&p->pending, &p->cap_pending, p->n_pending, sizeof *p->pending) < 0)
+    if (xr_array_room(&p->pending, &p->cap_pending, p->n_pending + 1, sizeof *p->pending) < 0)
         return XR_ENOMEM;
     size_t off = p->pending_names.len;
     if (xr_buf_add(&p->pending_names, name, len) < 0)
@@ -102,7 +102,7 @@ static int enqueue(xr_proto *p, int room, const char *name, size_t len, xr_share
 static int add_targets(xr_proto *p, const xr_channel *ch)
 {
     for (const xr_receiver *r = ch->head; r; r = r->next) {
-        if (xr_array_room(&p->targets, &p->cap_targets, p->n_targets, sizeof *p->targets) < 0)
+        if (xr_array_room(&p->targets, &p->cap_targets, p->n_targets + 1, sizeof *p->targets) < 0)
             return XR_ENOMEM;
         p->targets[p->n_targets++] = (xr_fanout_target){r->pc->conn, ch->prefix, ch->plen};
     }
@@ -112,13 +112,8 @@ static int add_targets(xr_proto *p, const xr_channel *ch)
 /* The run's messages to every target gathered: the transport frames them. */
 static void fan_out(xr_proto *p, const xr_pending *run, size_t n)
 {
-    if (n > p->cap_bodies) {
-        xr_shared **v = realloc(p->bodies, n * sizeof *v);
-        if (!v)
-            return;
-        p->bodies = v;
-        p->cap_bodies = n;
-    }
+    if (xr_array_room(&p->bodies, &p->cap_bodies, n, sizeof *p->bodies) < 0)
+        return;
     for (size_t k = 0; k < n; k++)
         p->bodies[k] = run[k].tail;
     if (p->n_targets)

@@ -90,7 +90,7 @@ void xr_transport_mark(xr_transport *t, xr_conn *c)
 {
     if (c->dirty)
         return;
-    if (xr_array_room(&t->dirty, &t->cap_dirty, t->n_dirty, sizeof *t->dirty) < 0)
+    if (xr_array_room(&t->dirty, &t->cap_dirty, t->n_dirty + 1, sizeof *t->dirty) < 0)
         return;         /* written when its own socket next wakes it */
     if (t->n_dirty == 0)
         event_active(t->flush_ev, EV_WRITE, 0);

@@ -11,18 +11,10 @@
 /* Room for n messages' frames and compressed bodies: XR_OK or XR_ENOMEM. */
 static int scratch(xr_transport *t, size_t n)
 {
-    if (n <= t->fan_cap)
-        return 0;
-    xr_shared **f = realloc(t->fan_frames, n * sizeof *f);
-    if (!f)
+    if (xr_array_room(&t->fan_frames, &t->cap_frames, n, sizeof *t->fan_frames) < 0 ||
+        xr_array_room(&t->fan_z, &t->cap_z, n, sizeof *t->fan_z) < 0)
         return XR_ENOMEM;
-    t->fan_frames = f;
-    xr_zbody *z = realloc(t->fan_z, n * sizeof *z);
-    if (!z)
-        return XR_ENOMEM;
-    t->fan_z = z;
-    t->fan_cap = n;
-    return 0;
+    return XR_OK;
 }
 
 /* Header, prefix and body of each message as one frame, for receivers

@@ -83,7 +83,7 @@ struct xr_transport {
     /* xr_fanout's scratch, reused: whole frames and compressed bodies */
     struct xr_shared **fan_frames;
     struct xr_zbody *fan_z;
-    size_t fan_cap;
+    size_t cap_frames, cap_z;
 };
 
 /* A fan-out body compressed once for every receiver with a 15-bit window:

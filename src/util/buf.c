@@ -53,11 +53,16 @@ void xr_buf_free(xr_buf *b)
     b->len = b->cap = 0;
 }
 
-int xr_array_room(void *v, size_t *cap, size_t n, size_t elem)
+int xr_array_room(void *v, size_t *cap, size_t need, size_t elem)
 {
-    if (n < *cap)
+    if (need <= *cap)
         return XR_OK;
-    size_t c = *cap ? *cap * 2 : 64;
+    size_t c = *cap ? *cap : 64;
+    while (c < need) {
+        if (c > ((size_t)-1) / 2)
+            return XR_ENOMEM;
+        c *= 2;
+    }
     if (c > ((size_t)-1) / elem)
         return XR_ENOMEM;
     void **pv = v;

@@ -16,8 +16,9 @@ typedef struct xr_buf {
 /* The slow path of xr_buf_reserve: XR_OK, or XR_ENOMEM. */
 int xr_buf_grow(xr_buf *b, size_t extra);
 
-/* Room for extra more bytes: XR_OK, or XR_ENOMEM (b is then unchanged). Inline: the hot paths call it per string and nearly always
- * have the room already. */
+/* Room for extra more bytes: XR_OK, or XR_ENOMEM (b is then unchanged).
+ * Inline: the hot paths call it per string and nearly always have the
+ * room already. */
 static inline int xr_buf_reserve(xr_buf *b, size_t extra)
 {
     return b->cap - b->len >= extra ? XR_OK : xr_buf_grow(b, extra);
@@ -33,10 +34,11 @@ static inline int xr_buf_add(xr_buf *b, const void *data, size_t len)
     return XR_OK;
 }
 int xr_buf_printf(xr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Room for one more element in the array *v (elem bytes each) holding n
- * of *cap: doubled from 64 when full. XR_OK, or XR_ENOMEM (unchanged). */
-int xr_array_room(void *v, size_t *cap, size_t n, size_t elem);
 void xr_buf_free(xr_buf *b);
+
+/* Room for need elements (elem bytes each) in the array *v of *cap: the
+ * capacity doubles from 64 until it is enough. XR_OK, or XR_ENOMEM (*v and
+ * *cap unchanged). */
+int xr_array_room(void *v, size_t *cap, size_t need, size_t elem);
 
 #endif
