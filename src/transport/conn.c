@@ -81,8 +81,13 @@ void xr_conn_rewatch(xr_conn *c)
         break;
     case ST_FLUSH:
         /* A peer that never reads must not hold the socket forever. */
-        watch(c, c->shut ? EV_READ : w, TMO_CLOSE);
+        watch(c, w, TMO_CLOSE);
         break;
+    case ST_LINGER:
+        watch(c, EV_READ, TMO_CLOSE);
+        break;
+    default:
+        break;  /* broken or dead: destroyed next */
     }
 }
 
@@ -156,7 +161,7 @@ static void notify_close(xr_conn *c, unsigned code, const char *reason, size_t l
 void xr_conn_destroy(xr_conn *c)
 {
     if (c->busy) {
-        c->dead = 1;
+        c->state = ST_DEAD;
         return;
     }
     xr_transport *t = c->t;
@@ -214,7 +219,7 @@ xr_conn *xr_conn_next(const xr_conn *c)
  * destroy our last bytes in flight, so we half-close and read until EOF. */
 static void linger(xr_conn *c)
 {
-    c->shut = 1;
+    c->state = ST_LINGER;
     if (c->ssl) {
         ERR_clear_error();
         SSL_shutdown(c->ssl);
@@ -225,6 +230,8 @@ static void linger(xr_conn *c)
 /* Sends what is queued, then closes. */
 void xr_conn_finish(xr_conn *c)
 {
+    if (c->state > ST_FLUSH)
+        return;     /* lingering, broken or dead already */
     c->state = ST_FLUSH;
     c->paused = 0;
     xr_buf_free(&c->msg);
@@ -258,7 +265,7 @@ void xr_conn_flush(xr_conn *c)
 {
     xr_transport *t = c->t;
     unmark(c);
-    if (c->broken) {
+    if (c->state == ST_BROKEN) {
         xr_conn_destroy(c);
         return;
     }
@@ -282,7 +289,7 @@ void xr_conn_flush(xr_conn *c)
         xr_conn_destroy(c);
         return;
     }
-    if (c->state == ST_FLUSH && !c->out.len && !c->shut)
+    if (c->state == ST_FLUSH && !c->out.len)
         linger(c);
     /* A reader this far behind is not read from until it catches up. */
     int resume = 0;
@@ -306,12 +313,12 @@ void xr_conn_uncork(xr_conn *c)
 {
     /* Anything beyond plain bytes to write (a close to act on, a socket
      * that was full) is left to the flush step. */
-    if (!c->dirty || c->broken || c->slow || c->notify || c->busy || !c->out.len ||
-        c->state != ST_OPEN || c->paused || (c->watching & EV_WRITE))
+    if (!c->dirty || c->busy || !c->out.len || !xr_conn_may_send(c) || c->paused ||
+        (c->watching & EV_WRITE))
         return;
     int r = xr_out_write(c);
     if (r == XR_OUT_BROKEN)
-        c->broken = 1;
+        c->state = ST_BROKEN;
     else if (r == XR_OUT_DONE)
         unmark(c);
 }
@@ -421,7 +428,7 @@ static size_t handle_frames(xr_conn *c, uint8_t *p, size_t n)
     size_t off = 0;
     /* A reader this far behind gets no more of its frames handled (they
      * wait in c->in) until it has read what is queued for it. */
-    while (off < n && !c->dead && (c->state == ST_OPEN || c->state == ST_CLOSING) &&
+    while (off < n && xr_conn_reads_frames(c) &&
            c->out.len <= xr_conn_pause_at(c)) {
         xr_ws_frame f;
         xr_ws_status st = xr_ws_decode(&c->dec, p + off, n - off, &f);
@@ -438,7 +445,7 @@ static size_t handle_frames(xr_conn *c, uint8_t *p, size_t n)
         on_frame(c, &f);
         off += f.size;
     }
-    if (!(c->state == ST_OPEN || c->state == ST_CLOSING))
+    if (!xr_conn_reads_frames(c))
         return n;
     if (off < n && c->out.len > xr_conn_pause_at(c))
         c->held = 1;
@@ -454,9 +461,9 @@ static size_t consume(xr_conn *c, uint8_t *p, size_t n)
         if (c->state == ST_HANDSHAKE)
             return off;     /* 0: head incomplete; else answered */
     }
-    if (c->state == ST_OPEN || c->state == ST_CLOSING)
+    if (xr_conn_reads_frames(c))
         return off + handle_frames(c, p + off, n - off);
-    return n;               /* flushing: input is discarded */
+    return n;               /* flushing or lingering: input is discarded */
 }
 
 /* Keeps the n unconsumed bytes at p for the next read. */
@@ -489,7 +496,7 @@ static int keep(xr_conn *c, const uint8_t *p, size_t n)
 static int in_room(xr_conn *c)
 {
     size_t want = c->in_len + 16384;
-    if (c->state == ST_OPEN || c->state == ST_CLOSING) {
+    if (xr_conn_reads_frames(c)) {
         xr_ws_frame f;
         /* Only the header is read: a partial frame's bytes are not
          * touched again until it is complete. */
@@ -557,14 +564,14 @@ static void read_some(xr_conn *c)
     /* Frames left whole in c->in while reading was paused come first. */
     if (c->in_len && c->state != ST_HANDSHAKE) {
         size_t used = consume(c, c->in, c->in_len);
-        if (c->dead)
+        if (c->state == ST_DEAD)
             return;
         if (keep(c, c->in + used, c->in_len - used) < 0) {
             xr_conn_destroy(c);
             return;
         }
     }
-    while (!c->dead && total < XR_READ_BUDGET && c->out.len <= xr_conn_pause_at(c)) {
+    while (c->state != ST_DEAD && total < XR_READ_BUDGET && c->out.len <= xr_conn_pause_at(c)) {
         uint8_t *p;
         size_t cap;
         if (c->in_len) {
@@ -592,7 +599,7 @@ static void read_some(xr_conn *c)
         uint8_t *start = c->in_len ? c->in : p;
         size_t len = c->in_len ? c->in_len + (size_t)n : (size_t)n;
         size_t used = consume(c, start, len);
-        if (c->dead)
+        if (c->state == ST_DEAD)
             return;
         if (keep(c, start + used, len - used) < 0) {
             xr_conn_destroy(c);
@@ -602,7 +609,7 @@ static void read_some(xr_conn *c)
             return;
     }
     /* Budget spent: the socket (or TLS) still has bytes; later. */
-    if (!c->dead && c->ssl && SSL_has_pending(c->ssl))
+    if (c->state != ST_DEAD && c->ssl && SSL_has_pending(c->ssl))
         event_active(&c->ev, EV_READ, 1);
 }
 
@@ -637,11 +644,11 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
     } else {
         if ((what & EV_WRITE) && c->out.len && xr_out_write(c) == XR_OUT_BROKEN)
             xr_conn_destroy(c);
-        if (!c->dead && ((what & EV_READ) || c->tls_wants_write))
+        if (c->state != ST_DEAD && ((what & EV_READ) || c->tls_wants_write))
             read_some(c);
     }
     c->busy = 0;
-    if (c->dead) {
+    if (c->state == ST_DEAD) {
         xr_conn_destroy(c);
         return;
     }

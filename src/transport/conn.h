@@ -8,11 +8,31 @@
 
 #include "transport/internal.h"
 
+/*
+ * A connection's life, one state at a time:
+ *
+ *   HANDSHAKE -> OPEN -> CLOSING -> FLUSH -> LINGER -> freed
+ *   HANDSHAKE -> FLUSH            (a plain HTTP answer, a refused upgrade)
+ *   any -> BROKEN                 (a write failed: freed at the flush step)
+ *   any -> DEAD                   (destroyed inside its own event callback:
+ *                                  freed when the callback unwinds)
+ *
+ * The state answers the three questions every path asks: may the layer
+ * above send (xr_conn_may_send), are frames read and handed up
+ * (xr_conn_reads_frames), and may a hook run (only OPEN and CLOSING call
+ * the message hook; the close hook runs once, closed_cb). Two pieces of
+ * work a send may decide but never does itself wait for the flush step
+ * beside the state: slow (close 1008) and notify (the application's close:
+ * run the close hook).
+ */
 enum {
     ST_HANDSHAKE, /* TLS and/or HTTP request head not complete yet */
     ST_OPEN,      /* WebSocket open */
     ST_CLOSING,   /* we sent a close frame and wait for the peer's */
-    ST_FLUSH      /* last bytes going out, then lingering close */
+    ST_FLUSH,     /* last bytes going out, input discarded */
+    ST_LINGER,    /* write side shut down; reading until EOF or close_timeout */
+    ST_BROKEN,    /* a write failed */
+    ST_DEAD       /* destroyed while busy */
 };
 
 /* Which timeout the socket's event carries. */
@@ -63,19 +83,28 @@ struct xr_conn {
     unsigned added : 1;           /* ev is pending */
     unsigned upgraded : 1;        /* counted in n_open */
     unsigned closed_cb : 1;       /* the close hook has run */
-    unsigned notify : 1;          /* a close notice waits for the loop */
-    unsigned slow : 1;            /* output over max_output_buffer: close 1008 */
+    unsigned notify : 1;          /* flush step: run the close hook (app's close) */
+    unsigned slow : 1;            /* flush step: output over max_output_buffer, 1008 */
     unsigned ping_out : 1;        /* a keepalive ping awaits its pong */
     unsigned busy : 1;            /* inside our event callback: destroy later */
-    unsigned dead : 1;            /* destroyed while busy */
     unsigned paused : 1;          /* reading stopped by output backlog */
-    unsigned shut : 1;            /* write side shut down, lingering */
     unsigned in_hs : 1;           /* linked in the handshake list */
     unsigned deflate : 1;         /* permessage-deflate negotiated */
     unsigned tls_wants_write : 1; /* SSL_read needs the socket writable */
     unsigned held : 1;            /* whole frames wait in c->in for the backlog */
-    unsigned broken : 1;          /* a write failed: destroyed at the flush step */
 };
+
+/* The layer above may queue a message: open, and no close decided. */
+static inline int xr_conn_may_send(const xr_conn *c)
+{
+    return c->state == ST_OPEN && !c->closed_cb && !c->slow && !c->notify;
+}
+
+/* Frames are read and handled: open, or waiting for the peer's close. */
+static inline int xr_conn_reads_frames(const xr_conn *c)
+{
+    return c->state == ST_OPEN || c->state == ST_CLOSING;
+}
 
 /* conn.c */
 size_t xr_conn_pause_at(const xr_conn *c);

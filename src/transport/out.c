@@ -266,12 +266,6 @@ int xr_out_message(xr_conn *c, unsigned op, const void *data, size_t len)
 
 /* ---- sending ---------------------------------------------------------- */
 
-/* Closing, or a close is pending for the loop: no more messages. */
-static int closing(const xr_conn *c)
-{
-    return c->state != ST_OPEN || c->closed_cb || c->slow || c->notify;
-}
-
 /*
  * Whether c takes one more message: XR_OK, XR_ECLOSED, or XR_ELIMIT when
  * what is already queued exceeds max_output_buffer (so one message of any
@@ -280,7 +274,7 @@ static int closing(const xr_conn *c)
  */
 static int sendable(xr_conn *c)
 {
-    if (closing(c))
+    if (!xr_conn_may_send(c))
         return XR_ECLOSED;
     if (c->out.len <= c->t->o->max_output_buffer)
         return XR_OK;
@@ -303,7 +297,7 @@ int xr_conn_send(xr_conn *c, xr_msg_type type, const void *data, size_t len)
 {
     if (!c || (type != XR_TEXT && type != XR_BINARY) || (len && !data))
         return XR_EINVAL;
-    if (closing(c))
+    if (!xr_conn_may_send(c))
         return XR_ECLOSED;
     if (type == XR_TEXT && !xr_utf8_valid(data, len))
         return XR_EINVAL;
@@ -321,7 +315,7 @@ int xr_conn_close(xr_conn *c, int code, const char *reason)
     size_t rlen = reason ? strlen(reason) : 0;
     if (rlen > XR_WS_MAX_CONTROL - 2 || !xr_utf8_valid((const uint8_t *)reason, rlen))
         return XR_EINVAL;
-    if (c->state != ST_OPEN || c->closed_cb || c->notify)
+    if (!xr_conn_may_send(c))
         return XR_ECLOSED;
     uint8_t p[XR_WS_MAX_CONTROL];
     size_t n = xr_ws_close_payload(p, (unsigned)code, reason, rlen);
