@@ -414,7 +414,7 @@ try:
                           lambda port: f"wss://127.0.0.1:{port}/")
     idle(f"idle ws:// connections: {args.idle}",
          lambda: start([os.path.join(B, "xraptor-echo"), *common, "--ping-interval", "0"]),
-         lambda port: f"ws://127.0.0.1:{port}/", u_idle, note="target <= 1024")
+         lambda port: f"ws://127.0.0.1:{port}/", u_idle, note="target <= 512")
     idle(f"idle wss:// connections: {args.idle}",
          lambda: start([os.path.join(B, "xraptor-echo"), *common, "--ping-interval", "0",
                         "--tls-cert", cert, "--tls-key", key]),

@@ -151,7 +151,7 @@ PY
     # A hang is as red as a failure: the tests get 40 s (the slowest
     # honest run of one mutant's tests takes about 25).
     set -- check-TESTS TESTS="$tests" check_PROGRAMS="$progs"
-    if XRAPTOR_TEST_FILTER="$only" timeout 40 make -j"$jobs" -C "$build" "$@" \
+    if XR_FAIL_FAST=1 XRAPTOR_TEST_FILTER="$only" timeout 40 make -j"$jobs" -C "$build" "$@" \
             >"$build/mutant.log" 2>&1; then
         echo "mutant $index: $file: SURVIVED ($tests all passed)"
         bad=$((bad + 1))

@@ -564,6 +564,9 @@ def run():
     failed = 0
     signal.signal(signal.SIGALRM, _alarm)
     only = os.environ.get("XR_TEST")
+    # make mutants only asks whether anything fails: the first failure ends
+    # the file (TAP's "Bail out!" is an ERROR to the driver).
+    fail_fast = os.environ.get("XR_FAIL_FAST") == "1"
     tests = [t for t in _tests if not only or only in t.__name__]
     if only:
         print(f"# XR_TEST={only}: {len(tests)} of {len(_tests)} tests")
@@ -595,5 +598,8 @@ def run():
         if not ok:
             failed += 1
         print(f"{'ok' if ok else 'not ok'} {n} - {fn.__name__}", flush=True)
+        if failed and fail_fast:
+            print(f"Bail out! XR_FAIL_FAST: {fn.__name__} failed", flush=True)
+            sys.exit(1)
     print(f"1..{len(tests)}")
     sys.exit(1 if failed else 0)
