@@ -143,6 +143,18 @@ typedef struct xr_options {
     unsigned max_rooms_per_member;   /* rooms one member is in: 128 */
     unsigned max_pending_requests;   /* one connection's requests still in
                                       * handlers (xr_request_ref): 64 */
+    /* Requests one connection may make, off (0) by default: rate_limit a
+     * second with bursts of rate_limit_burst (0: rate_limit), and
+     * rate_limit_bytes of request text a second (a second's worth at
+     * once). A request over either is answered with header {"error":
+     * "rate_limited", "retry_after": SECONDS} and not handled; refused
+     * requests that pile up past rate_limit_strikes (0: ten bursts; they
+     * drain at rate_limit a second, or one a second) close the connection
+     * with 1008. */
+    unsigned rate_limit;
+    unsigned rate_limit_burst;
+    size_t rate_limit_bytes;
+    unsigned rate_limit_strikes;
     /* New members go here, at the end. */
 } xr_options;
 

@@ -10,6 +10,7 @@
 #include "codec/utf8.h"
 #include "codec/ws_frame.h"
 #include "transport/transport.h"
+#include "util/bucket.h"
 #include "util/map.h"
 
 struct xr_mw {
@@ -27,6 +28,9 @@ typedef struct xr_pconn {
     unsigned refs;
     struct xr_receiver *receivers;  /* channels this connection SUBscribed */
     size_t n_receivers;             /* at most o->max_channels_per_conn */
+    /* --rate-limit, --rate-limit-bytes, and the refused requests that
+     * close the connection when they pile up (--rate-limit-strikes) */
+    xr_bucket requests, bytes, strikes;
 } xr_pconn;
 
 struct xr_proto {

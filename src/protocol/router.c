@@ -4,6 +4,7 @@
  * response. Channels opened by SUB and closed by UNSUB live in channels.c.
  */
 #include "protocol/internal.h"
+#include "util/clock.h"
 
 #include "codec/jsonf.h"
 
@@ -412,21 +413,72 @@ int xr_reply(xr_request *r, const char *payload, size_t len)
 
 /* An answer that refuses a request: header {"error": kind}, the reason in
  * the payload's message. kind is "bad_request" or "limit". */
-static void refuse(xr_proto *pr, xr_conn *c, const xr_wire_request *p, const char *kind,
-                   const char *why)
+/* An error answer: header {"error": kind, ...extra} (extra: more members,
+ * from its comma, or ""), payload {"message": why}. */
+static void refuse_with(xr_proto *pr, xr_conn *c, const xr_wire_request *p, const char *kind,
+                        const char *extra, const char *why)
 {
     xr_buf msg = {0};
-    char header[48];
+    char header[96];
     static const char a[] = "{\"message\": \"", b[] = "\"}";
     pr->stats.requests[method_index(p->method)][XR_OUT_BAD_REQUEST]++;
     XR_DEBUG(pr->log, "request refused (%s): %s", kind, why);
-    snprintf(header, sizeof header, "{\"error\":\"%s\"}", kind);
+    snprintf(header, sizeof header, "{\"error\":\"%s\"%s}", kind, extra);
     if (xr_buf_add(&msg, a, sizeof a - 1) == 0 &&
         xr_buf_json_escaped(&msg, why, strlen(why)) == 0 &&
         xr_buf_add(&msg, b, sizeof b - 1) == 0)
         send_response(pr, c, p->id ? p->id : "", p->id ? p->id_len : 0, msg.p, msg.len,
                       header, p->method);
     xr_buf_free(&msg);
+}
+
+static void refuse(xr_proto *pr, xr_conn *c, const xr_wire_request *p, const char *kind,
+                   const char *why)
+{
+    refuse_with(pr, c, p, kind, "", why);
+}
+
+/*
+ * --rate-limit and --rate-limit-bytes: 1 when the request of len bytes
+ * may go on; else it has been answered "rate_limited" with the wait, or
+ * the connection, whose refusals piled up past --rate-limit-strikes, is
+ * closing with 1008.
+ */
+static int rate_ok(xr_proto *pr, xr_pconn *h, const xr_wire_request *p, size_t len)
+{
+    const xr_options *o = pr->o;
+    uint64_t now = xr_now_ms(), wait = 0, w;
+    unsigned burst = o->rate_limit_burst ? o->rate_limit_burst : o->rate_limit;
+    int ok = 1;
+    if (o->rate_limit && !xr_bucket_take(&h->requests, o->rate_limit, burst, 1, now, &w))
+        ok = 0, wait = w;
+    /* A request bigger than a second's worth would never fit: it waits
+     * for a full bucket instead. */
+    if (ok && o->rate_limit_bytes) {
+        uint64_t cost = len < o->rate_limit_bytes ? len : o->rate_limit_bytes;
+        if (!xr_bucket_take(&h->bytes, o->rate_limit_bytes, o->rate_limit_bytes, cost, now, &w)) {
+            ok = 0, wait = w;
+            /* the request token it took is given back: nothing was done */
+            if (o->rate_limit)
+                h->requests.milli += 1000;
+        }
+    }
+    if (ok)
+        return 1;
+    pr->stats.rate_limited++;
+    unsigned strikes = o->rate_limit_strikes ? o->rate_limit_strikes
+                       : 10 * (o->rate_limit ? burst : 1);
+    if (!xr_bucket_take(&h->strikes, o->rate_limit ? o->rate_limit : 1, strikes, 1, now, &w)) {
+        pr->stats.rate_limit_closes++;
+        XR_DEBUG(pr->log, "rate limit: refused requests piled up past %u, closing", strikes);
+        xr_conn_close(h->conn, XR_CLOSE_POLICY, "rate limit exceeded");
+        return 0;
+    }
+    char extra[48];
+    snprintf(extra, sizeof extra, ",\"retry_after\":%.3f", (double)wait / 1000.0);
+    refuse_with(pr, h->conn, p, "rate_limited", extra,
+                "too many requests: wait retry_after seconds");
+    return 0;
 }
 
 static void bad_request(xr_proto *pr, xr_conn *c, const xr_wire_request *p, const char *why)
@@ -474,7 +526,13 @@ void xr_proto_message(xr_proto *pr, xr_conn *c, xr_msg_type type, const char *da
         request_recycle(pr, r);
         return;
     }
-    if (xr_wire_parse(data, len, &r->p, err, sizeof err) < 0) {
+    int parsed = xr_wire_parse(data, len, &r->p, err, sizeof err);
+    /* Counted whether it parses or not: garbage is no cheaper to send. */
+    if ((pr->o->rate_limit || pr->o->rate_limit_bytes) && !rate_ok(pr, h, &r->p, len)) {
+        request_recycle(pr, r);
+        return;
+    }
+    if (parsed < 0) {
         bad_request(pr, c, &r->p, err);
         request_recycle(pr, r);
         return;

@@ -176,6 +176,12 @@ void xr_metrics_write(const xr_server *srv, xr_buf *out)
            "Times the broker connection came back.", ps->antenna_reconnects);
     metric(out, "xraptor_room_members_pruned_total", "counter",
            "Room members removed for no longer listening.", ps->room_pruned);
+    metric(out, "xraptor_requests_rate_limited_total", "counter",
+           "Requests answered rate_limited (--rate-limit, --rate-limit-bytes).",
+           ps->rate_limited);
+    metric(out, "xraptor_rate_limit_closes_total", "counter",
+           "Connections closed 1008 for refused requests past --rate-limit-strikes.",
+           ps->rate_limit_closes);
     part_metrics(srv, out);
     /* With --workers each answer covers one worker: this says which. */
     xr_buf_printf(out, "# HELP xraptor_worker_info The process that answered: worker number "

@@ -149,6 +149,16 @@ static const flag flags[] = {
      "rooms one member may be in; beyond, xr_room_join fails (128)"},
     {"max-pending-requests", F_COUNT, OFF(max_pending_requests), 0, 0, "N",
      "requests of one connection still held by handlers; beyond,\nnew ones get an error answer (64)"},
+    {"rate-limit", F_COUNT, OFF(rate_limit), 0, 0, "N",
+     "requests one connection may make a second; beyond, they get\n"
+     "{\"error\": \"rate_limited\", \"retry_after\": S} (0: no limit, the default)"},
+    {"rate-limit-burst", F_COUNT, OFF(rate_limit_burst), 0, 0, "N",
+     "requests of --rate-limit that may come at once (default: the rate)"},
+    {"rate-limit-bytes", F_SIZE, OFF(rate_limit_bytes), 0, 0, "SIZE",
+     "request bytes one connection may send a second, a second's\nworth at once (0: no limit, the default)"},
+    {"rate-limit-strikes", F_COUNT, OFF(rate_limit_strikes), 0, 0, "N",
+     "refused requests piled up (draining at --rate-limit a second)\n"
+     "that close the connection with 1008 (default: ten bursts)"},
     {"handshake-timeout", F_TIME, OFF(handshake_timeout_ms), 0, 0, "SECS", "TLS + HTTP upgrade must complete within (10)"},
     {"ping-interval", F_TIME, OFF(ping_interval_ms), 0, 0, "SECS", "ping a client silent for this long; 0 disables (20)"},
     {"ping-timeout", F_TIME, OFF(ping_timeout_ms), 0, 0, "SECS", "close with 1011 when the pong is this late (20)"},
@@ -613,6 +623,11 @@ int xr_options_check(const xr_options *o, char *err, size_t errlen)
         o->max_pending_requests == 0)
         return usage_error(err, errlen, "--max-channels-per-connection, --max-rooms-per-member "
                            "and --max-pending-requests must be at least 1");
+    if ((o->rate_limit_burst || o->rate_limit_strikes) && !o->rate_limit && !o->rate_limit_bytes)
+        return usage_error(err, errlen, "--rate-limit-burst and --rate-limit-strikes need "
+                           "--rate-limit or --rate-limit-bytes");
+    if (o->rate_limit_burst && !o->rate_limit)
+        return usage_error(err, errlen, "--rate-limit-burst needs --rate-limit");
     if (o->ping_interval_ms && !o->ping_timeout_ms)
         return usage_error(err, errlen, "--ping-timeout must be above 0 while --ping-interval is on");
     if (o->handshake_timeout_ms == 0)

@@ -180,6 +180,88 @@ async def test_requests_held_by_handlers_are_capped_per_connection():
 
 
 @test
+async def test_rate_limit_burst_retry_after_and_sustained_abuse_closed_1008():
+    # 10 requests/s, bursts of 10: 100 sent at once get 10 (+-1) answers
+    # and 90 "rate_limited" with the wait; after it, the next one goes
+    # through; another client is untouched; a client that keeps sending
+    # at 10x the rate is closed with 1008.
+    with proto("--rate-limit", "10", "--rate-limit-burst", "10") as srv:
+        async with websockets.connect(srv.url()) as ws, websockets.connect(srv.url()) as other:
+            for i in range(100):
+                await ws.send(request(f"b{i}", "/echo", "GET", "x"))
+            got = [await recv_json(ws, 5) for _ in range(100)]
+            ok = [r for r in got if r["header"] == {}]
+            limited = [r for r in got if r["header"].get("error") == "rate_limited"]
+            assert 9 <= len(ok) <= 11 and len(ok) + len(limited) == 100, got[:12]
+            assert [r["request_id"] for r in ok[:9]] == [f"b{i}" for i in range(9)]
+            waits = [r["header"]["retry_after"] for r in limited]
+            assert all(0 < w <= 0.1 for w in waits), waits[:5]
+            assert "retry_after" in json.loads(limited[0]["payload"])["message"]
+            await other.send(request("o", "/echo", "GET", "y"))
+            assert (await recv_json(other))["header"] == {}
+            await asyncio.sleep(max(waits) + 0.02)
+            await ws.send(request("after", "/echo", "GET", "z"))
+            assert (await recv_json(ws))["header"] == {}
+            m = metrics(srv.port)
+            assert m["xraptor_requests_rate_limited_total"] == len(limited), m
+            # Sustained abuse: 100 a second, told to wait each time.
+            code = None
+            for i in range(600):
+                try:
+                    await ws.send(request(f"a{i}", "/echo", "GET", "x"))
+                    await asyncio.sleep(0.01)
+                except websockets.ConnectionClosed as e:
+                    code = e.rcvd.code if e.rcvd else None
+                    break
+            if code is None:
+                try:
+                    await asyncio.wait_for(ws.wait_closed(), 3)
+                except asyncio.TimeoutError:
+                    pass
+                code = ws.close_code
+            assert code == 1008, code
+            assert ws.close_reason == "rate limit exceeded", ws.close_reason
+            assert metrics(srv.port)["xraptor_rate_limit_closes_total"] == 1
+            await other.send(request("o2", "/echo", "GET", "y"))
+            assert (await recv_json(other))["header"] == {}
+
+
+@test
+async def test_rate_limit_at_the_rate_is_never_refused_and_bytes_are_limited():
+    with proto("--rate-limit", "10", "--rate-limit-burst", "2") as srv:
+        async with websockets.connect(srv.url()) as ws:
+            # Paced at 8 a second for 2 s: every one answered.
+            for i in range(16):
+                await ws.send(request(f"p{i}", "/echo", "GET", "x"))
+                assert (await recv_json(ws))["header"] == {}, i
+                await asyncio.sleep(0.125)
+    with proto("--rate-limit-bytes", "1k") as srv:
+        async with websockets.connect(srv.url()) as ws:
+            big = "x" * 600
+            for i in range(3):
+                await ws.send(request(f"k{i}", "/echo", "GET", big))
+            got = [await recv_json(ws) for _ in range(3)]
+            assert got[0]["header"] == {}, got[0]["header"]
+            assert [r["header"].get("error") for r in got[1:]] == ["rate_limited"] * 2
+            wait = got[1]["header"]["retry_after"]
+            assert 0.2 < wait < 0.7, wait
+            await asyncio.sleep(wait + 0.05)
+            await ws.send(request("k3", "/echo", "GET", big))
+            assert (await recv_json(ws))["header"] == {}
+
+
+@test
+async def test_rate_limit_flags_checked():
+    for args, word in ((["--rate-limit-burst", "5"], "--rate-limit-burst"),
+                       (["--rate-limit-strikes", "5"], "--rate-limit-strikes"),
+                       (["--rate-limit-bytes", "1k", "--rate-limit-burst", "5"], "needs --rate-limit"),
+                       (["--rate-limit", "ten"], "--rate-limit")):
+        with Server(*args, binary=PROTOSERVER, expect_start=False) as srv:
+            assert srv.wait(5) == 2, args
+            assert word in srv.log(), (args, srv.log())
+
+
+@test
 async def test_async_reply_after_client_left_is_a_no_op():
     with proto() as srv:
         ws = await websockets.connect(srv.url())

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "util/bucket.h"
 #include "util/hash.h"
 #include "util/iplimit.h"
 #include "util/log.h"
@@ -186,6 +187,40 @@ static void test_log_lines_are_made_printable(void)
     CHECK_STR(last, "caf\xc3\xa9 \\ ok");
 }
 
+/* --rate-limit's bucket: full at first, refilled from the time elapsed
+ * to the thousandth of a token. */
+static void test_bucket_burst_then_rate_without_losing_refill(void)
+{
+    xr_bucket b = {0};
+    uint64_t wait, t = 1000000;
+    int taken = 0;
+    for (int i = 0; i < 100; i++)
+        taken += xr_bucket_take(&b, 10, 10, 1, t, &wait);
+    CHECK_EQ(taken, 10);                /* 100 at once: the burst */
+    CHECK_EQ(wait, 100);                /* the next one in 0.1 s */
+    CHECK_EQ(xr_bucket_take(&b, 10, 10, 1, t + 99, &wait), 0);
+    CHECK_EQ(wait, 1);
+    CHECK_EQ(xr_bucket_take(&b, 10, 10, 1, t + 100, &wait), 1);
+    /* Asked every 7 ms for 10 s (a share of 0.07 token a step, which
+     * whole-token steps would drop): 100 more, not fewer. */
+    taken = 0;
+    for (uint64_t k = 1; k <= 10000 / 7; k++)
+        taken += xr_bucket_take(&b, 10, 10, 1, t + 100 + 7 * k, &wait);
+    CHECK(taken >= 99 && taken <= 100);
+    /* Idle long enough, it is full again, never fuller. */
+    taken = 0;
+    for (int i = 0; i < 20; i++)
+        taken += xr_bucket_take(&b, 10, 10, 1, t + 3600000, &wait);
+    CHECK_EQ(taken, 10);
+    /* Costs in bytes; one over the burst never fits. */
+    xr_bucket c = {0};
+    CHECK_EQ(xr_bucket_take(&c, 1000, 1000, 600, t, &wait), 1);
+    CHECK_EQ(xr_bucket_take(&c, 1000, 1000, 600, t, &wait), 0);
+    CHECK_EQ(wait, 200);
+    CHECK_EQ(xr_bucket_take(&c, 1000, 1000, 1001, t + 5000, &wait), 0);
+    CHECK(wait == UINT64_MAX);
+}
+
 int main(void)
 {
     RUN(test_siphash_matches_the_reference_vectors);
@@ -195,5 +230,6 @@ int main(void)
     RUN(test_iplimit_shared_across_fork);
     RUN(test_iplimit_racing_workers_never_pass_the_limit);
     RUN(test_log_lines_are_made_printable);
+    RUN(test_bucket_burst_then_rate_without_losing_refill);
     return tap_done();
 }
