@@ -155,6 +155,12 @@ typedef struct xr_options {
     unsigned rate_limit_burst;
     size_t rate_limit_bytes;
     unsigned rate_limit_strikes;
+    /* New connections one client address may open a second, in the whole
+     * server (every worker), bursts of rate_limit_connections_burst (0:
+     * the rate); beyond, a socket is closed at accept, before any TLS
+     * handshake. 0 (the default): no limit. At most 16000. */
+    unsigned rate_limit_connections;
+    unsigned rate_limit_connections_burst;
     /* New members go here, at the end. */
 } xr_options;
 

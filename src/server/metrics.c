@@ -89,6 +89,13 @@ void xr_metrics_write(const xr_server *srv, xr_buf *out)
     metric(out, "xraptor_connections_refused_per_ip_total", "counter",
            "Sockets closed at accept because their address had max_connections_per_ip.",
            m->refused_per_ip_total);
+    metric(out, "xraptor_connections_refused_rate_total", "counter",
+           "Sockets closed at accept because their address opened more than "
+           "rate_limit_connections a second.",
+           m->refused_rate_total);
+    metric(out, "xraptor_connections_rate_untracked_total", "counter",
+           "Sockets let in untracked: every slot their address could use was busy.",
+           m->rate_untracked_total);
     metric(out, "xraptor_http_requests_total", "counter",
            "Plain HTTP requests answered (health, metrics, errors).",
            m->http_requests_total);

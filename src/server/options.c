@@ -159,6 +159,12 @@ static const flag flags[] = {
     {"rate-limit-strikes", F_COUNT, OFF(rate_limit_strikes), 0, 0, "N",
      "refused requests piled up (draining at --rate-limit a second)\n"
      "that close the connection with 1008 (default: ten bursts)"},
+    {"rate-limit-connections", F_COUNT, OFF(rate_limit_connections), 0, 0, "N",
+     "new connections one client address may open a second in the\n"
+     "whole server (all --workers); beyond, closed at accept before\n"
+     "any TLS handshake (0: no limit, the default; at most 16000)"},
+    {"rate-limit-connections-burst", F_COUNT, OFF(rate_limit_connections_burst), 0, 0, "N",
+     "connections of --rate-limit-connections that may come at once\n(default: the rate)"},
     {"handshake-timeout", F_TIME, OFF(handshake_timeout_ms), 0, 0, "SECS", "TLS + HTTP upgrade must complete within (10)"},
     {"ping-interval", F_TIME, OFF(ping_interval_ms), 0, 0, "SECS", "ping a client silent for this long; 0 disables (20)"},
     {"ping-timeout", F_TIME, OFF(ping_timeout_ms), 0, 0, "SECS", "close with 1011 when the pong is this late (20)"},
@@ -628,6 +634,12 @@ int xr_options_check(const xr_options *o, char *err, size_t errlen)
                            "--rate-limit or --rate-limit-bytes");
     if (o->rate_limit_burst && !o->rate_limit)
         return usage_error(err, errlen, "--rate-limit-burst needs --rate-limit");
+    if (o->rate_limit_connections_burst && !o->rate_limit_connections)
+        return usage_error(err, errlen, "--rate-limit-connections-burst needs "
+                           "--rate-limit-connections");
+    if (o->rate_limit_connections > 16000 || o->rate_limit_connections_burst > 16000)
+        return usage_error(err, errlen, "--rate-limit-connections and its burst must be at "
+                           "most 16000");
     if (o->ping_interval_ms && !o->ping_timeout_ms)
         return usage_error(err, errlen, "--ping-timeout must be above 0 while --ping-interval is on");
     if (o->handshake_timeout_ms == 0)

@@ -9,6 +9,7 @@
 
 #include "transport/transport.h"
 #include "util/iplimit.h"
+#include "util/iprate.h"
 #include "codec/deflate.h"
 #include "codec/ws_frame.h"
 #include "util/map.h"
@@ -66,6 +67,8 @@ struct xr_transport {
 
     xr_iplimit *per_ip;             /* sockets per address, all workers; or NULL */
     unsigned ip_table;              /* this process's table in it */
+    xr_iprate *per_ip_rate;         /* new connections a second per address, all
+                                     * workers; or NULL */
     xr_transport_stats stats;
 
     /* Every read lands here first; only an incomplete frame or head is

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Listening sockets: accept, the per-address limit, pausing on EMFILE. */
 #include "transport/internal.h"
+#include "util/clock.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -101,12 +102,26 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     }
     const void *addr = NULL;
     size_t alen = 0;
+    /* Keyed by the raw address bytes, port left out; counted for the
+     * whole server, every worker's sockets included. */
+    const void *sa_addr = sa->sa_family == AF_INET6
+                              ? (const void *)&((struct sockaddr_in6 *)sa)->sin6_addr
+                              : (const void *)&((struct sockaddr_in *)sa)->sin_addr;
+    size_t sa_len = sa->sa_family == AF_INET6 ? 16 : 4;
+    if (t->per_ip_rate) {
+        /* Before anything is spent on the socket, a TLS handshake least. */
+        int r = xr_iprate_take(t->per_ip_rate, sa_addr, sa_len, xr_now_ms());
+        if (r == XR_IPRATE_REFUSED) {
+            t->stats.refused_rate_total++;
+            evutil_closesocket(fd);
+            return;
+        }
+        if (r == XR_IPRATE_UNTRACKED)
+            t->stats.rate_untracked_total++;
+    }
     if (t->per_ip) {
-        /* Keyed by the raw address bytes, port left out; counted for the
-         * whole server, every worker's sockets included. */
-        addr = sa->sa_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)sa)->sin6_addr
-                                         : (const void *)&((struct sockaddr_in *)sa)->sin_addr;
-        alen = sa->sa_family == AF_INET6 ? 16 : 4;
+        addr = sa_addr;
+        alen = sa_len;
         if (!xr_iplimit_take(t->per_ip, t->ip_table, addr, alen,
                              t->o->max_connections_per_ip)) {
             t->stats.refused_per_ip_total++;

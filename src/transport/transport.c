@@ -77,6 +77,15 @@ xr_transport *xr_transport_new(struct event_base *base, const xr_options *o,
         xr_transport_free(t);
         return NULL;
     }
+    if (o->rate_limit_connections &&
+        !(t->per_ip_rate = xr_iprate_new(o->rate_limit_connections,
+                                         o->rate_limit_connections_burst
+                                             ? o->rate_limit_connections_burst
+                                             : o->rate_limit_connections))) {
+        snprintf(err, errlen, "out of memory for the per-address connection rates");
+        xr_transport_free(t);
+        return NULL;
+    }
     if (o->tls_cert && !(t->tls = xr_tls_ctx_new(o->tls_cert, o->tls_key, o->tls_ciphers,
                                                  err, errlen))) {
         xr_transport_free(t);
@@ -141,6 +150,7 @@ void xr_transport_free(xr_transport *t)
     xr_transport_drop_all(t);
     xr_transport_unlisten(t);
     xr_iplimit_free(t->per_ip);
+    xr_iprate_free(t->per_ip_rate);
     xr_buf_free(&t->zout);
     xr_buf_free(&t->zin);
     xr_buf_free(&t->http);

@@ -38,6 +38,8 @@ typedef struct xr_transport_stats {
     uint64_t handshake_failures_total;
     uint64_t refused_total;         /* turned away by max_connections */
     uint64_t refused_per_ip_total;  /* turned away by max_connections_per_ip */
+    uint64_t refused_rate_total;    /* turned away by rate_limit_connections */
+    uint64_t rate_untracked_total;  /* let in: no slot for the address */
     uint64_t http_requests_total;   /* plain HTTP (health, metrics, errors) */
     uint64_t messages_in, messages_out;
     uint64_t bytes_in, bytes_out;   /* message payload bytes */

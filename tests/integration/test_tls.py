@@ -164,5 +164,31 @@ async def test_sighup_reloads_certificate_keeping_live_connections():
         await ws.close()
 
 
+
+@test
+def test_connection_rate_refuses_at_accept_before_any_tls_handshake():
+    # 5 a second per address; 40 sockets at once: about 5 complete a TLS
+    # handshake, the others are closed at accept without the server
+    # spending a handshake on them (no handshake failure counted).
+    with TlsServer("--rate-limit-connections", "5") as srv:
+        socks = [connect(srv.port) for _ in range(40)]
+        done = 0
+        for s in socks:
+            try:
+                t = srv.ctx.wrap_socket(s, server_hostname="127.0.0.1")
+                t.close()
+                done += 1
+            except (ssl.SSLError, OSError):
+                s.close()
+        assert 5 <= done <= 7, done
+        time.sleep(1.2)
+        _, _, body = get(srv.port, "/metrics", tls_ctx=srv.ctx)
+        m = dict(l.rsplit(" ", 1) for l in body.decode().splitlines() if l and l[0] != "#")
+        assert float(m["xraptor_connections_refused_rate_total"]) == 40 - done, m
+        # the only handshakes begun were the ones let in (they closed
+        # without an upgrade, which counts as a failed one)
+        assert float(m["xraptor_handshake_failures_total"]) == done, m
+        assert echo_ok(srv.port, tls_ctx=srv.ctx)
+
 if __name__ == "__main__":
     run()

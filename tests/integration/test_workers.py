@@ -375,5 +375,24 @@ async def test_two_worker_chat_room_through_redis():
                     await ws.close()
 
 
+
+@test
+def test_connection_rate_per_address_holds_for_the_whole_server():
+    # 10 a second, one bucket per address for all four workers: a burst of
+    # 60 sockets gets about 10 upgrades, not 10 per worker.
+    with Server("--workers", "4", "--rate-limit-connections", "10") as srv:
+        time.sleep(0.5)
+        socks = []
+        try:
+            for _ in range(60):
+                s = connect(srv.port)
+                s.sendall(upgrade_request())
+                socks.append(s)
+            kept = [s for s in socks if answer(s) == "101"]
+            assert 10 <= len(kept) <= 12, f"{len(kept)} of 60 upgraded"
+        finally:
+            for s in socks:
+                s.close()
+
 if __name__ == "__main__":
     run()

@@ -12,6 +12,7 @@
 #include "util/bucket.h"
 #include "util/hash.h"
 #include "util/iplimit.h"
+#include "util/iprate.h"
 #include "util/log.h"
 #include "util/map.h"
 #include "tap.h"
@@ -221,6 +222,58 @@ static void test_bucket_burst_then_rate_without_losing_refill(void)
     CHECK(wait == UINT64_MAX);
 }
 
+/* --rate-limit-connections: a bucket per address, every worker's takes
+ * against the same one. */
+static void test_iprate_per_address_and_shared_across_fork(void)
+{
+    xr_iprate *r = xr_iprate_new(50, 50);
+    CHECK(r != NULL);
+    if (!r)
+        return;
+    const uint8_t a[4] = {10, 0, 0, 1}, b[4] = {10, 0, 0, 2}, a6[16] = {10, 0, 0, 1};
+    uint64_t t = 5000000;
+    int taken = 0;
+    for (int i = 0; i < 100; i++)
+        taken += xr_iprate_take(r, a, 4, t) == XR_IPRATE_TAKEN;
+    CHECK_EQ(taken, 50);
+    CHECK_EQ(xr_iprate_take(r, b, 4, t), XR_IPRATE_TAKEN);     /* another address */
+    CHECK_EQ(xr_iprate_take(r, a6, 16, t), XR_IPRATE_TAKEN);   /* same bytes, IPv6 */
+    /* At the rate for 10 s, one every 20 ms: every one. */
+    taken = 0;
+    for (int i = 1; i <= 500; i++)
+        taken += xr_iprate_take(r, a, 4, t + 20 * (uint64_t)i) == XR_IPRATE_TAKEN;
+    CHECK(taken >= 499);
+    /* Twice the rate: half. */
+    taken = 0;
+    uint64_t t2 = t + 10000 + 2000;     /* full again first */
+    for (int i = 0; i < 1000; i++)
+        taken += xr_iprate_take(r, a, 4, t2 + 10 * (uint64_t)i) == XR_IPRATE_TAKEN;
+    CHECK(taken >= 549 && taken <= 551);    /* the burst, then 50 a second */
+    xr_iprate_free(r);
+
+    /* Four processes take from one address at the same instant: the
+     * burst, exactly, over all of them. */
+    r = xr_iprate_new(10, 10);
+    int *got = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(r != NULL && got != MAP_FAILED);
+    if (!r || got == MAP_FAILED)
+        return;
+    for (int w = 0; w < 4; w++) {
+        if (fork() == 0) {
+            int n = 0;
+            for (int i = 0; i < 2000; i++)
+                n += xr_iprate_take(r, a, 4, t) == XR_IPRATE_TAKEN;
+            got[w] = n;
+            _exit(0);
+        }
+    }
+    for (int w = 0; w < 4; w++)
+        wait(NULL);
+    CHECK_EQ(got[0] + got[1] + got[2] + got[3], 10);
+    munmap(got, 4096);
+    xr_iprate_free(r);
+}
+
 int main(void)
 {
     RUN(test_siphash_matches_the_reference_vectors);
@@ -231,5 +284,6 @@ int main(void)
     RUN(test_iplimit_racing_workers_never_pass_the_limit);
     RUN(test_log_lines_are_made_printable);
     RUN(test_bucket_burst_then_rate_without_losing_refill);
+    RUN(test_iprate_per_address_and_shared_across_fork);
     return tap_done();
 }
