@@ -161,6 +161,23 @@ typedef struct xr_options {
      * handshake. 0 (the default): no limit. At most 16000. */
     unsigned rate_limit_connections;
     unsigned rate_limit_connections_burst;
+    /* Connection tokens (JWT, RFC 7519). With any key, a WebSocket upgrade
+     * must carry a token (query parameter "token", or "Authorization:
+     * Bearer") signed by one of them, or is answered 401. A key is a file:
+     * an HMAC secret (its bytes, one trailing newline dropped, at least 32)
+     * or a PEM public key (RSA of 2048 bits or more, EC P-256 or P-384,
+     * Ed25519), "KID=FILE" to give it the id a token's "kid" picks;
+     * SIGHUP reads them again. exp and nbf hold with jwt_leeway_ms either
+     * side; aud and iss must match when set; sub is the connection's user
+     * (xr_conn_user). A connection whose token expires is closed with 4001
+     * jwt_grace_ms later unless a fresh token for the same sub came first
+     * (PUT /xraptor/token, payload {"token": "..."}). */
+    const char *jwt_keys[XR_MAX_LIST];
+    size_t n_jwt_keys;
+    const char *jwt_audience;
+    const char *jwt_issuer;
+    unsigned jwt_leeway_ms;          /* 30 s */
+    unsigned jwt_grace_ms;           /* 10 s */
     /* New members go here, at the end. */
 } xr_options;
 
@@ -447,6 +464,8 @@ void *xr_conn_data(const xr_conn *conn);
 xr_server *xr_conn_server(const xr_conn *conn);
 /* The negotiated subprotocol, or NULL. */
 const char *xr_conn_subprotocol(const xr_conn *conn);
+/* The user its connection token named ("sub", see jwt_keys), or NULL. */
+const char *xr_conn_user(const xr_conn *conn);
 /* The peer's address as "IP:PORT" into buf; returns 0 or XR_EIO. */
 int xr_conn_peer(const xr_conn *conn, char *buf, size_t len);
 

@@ -18,6 +18,8 @@
  * requests on "xr.p.<...>" for the channels it subscribes; the server's
  * "no responders" status, or no answer within 1 s, means nobody listens.
  */
+#define _GNU_SOURCE 1   /* dladdr */
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -209,6 +211,16 @@ static size_t channel_of(const char *subj, char *out, size_t cap)
         }
     }
     return n;
+}
+
+/* Keeps this module (and so cnats) mapped when the host unloads it: a
+ * library thread that outlived the close would otherwise run code that is
+ * gone (a crash at exit under load, right after the broker went down). */
+static void pin_module(void)
+{
+    Dl_info info;
+    if (dladdr((void *)pin_module, &info) && info.dli_fname)
+        dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
 }
 
 /* ---- cnats threads: enqueue only ---------------------------------------------- */
@@ -517,11 +529,17 @@ static void destroy(void *self)
         next = it->next;
         free(it);
     }
-    /* cnats keeps library-wide threads and state; the module is unloaded
-     * after this, so release them, waiting for its threads to end. Only
-     * then is `a` freed: a closed or disconnected callback may still be on
-     * its way from one of those threads (it finds `closing` set). */
-    nats_CloseAndWait(2000);
+    /* cnats keeps library-wide threads and state: release them, waiting
+     * for its threads to end. Only then is `a` freed: a closed or
+     * disconnected callback may still be on its way from one of those
+     * threads (it finds `closing` set). When they do not end in time, the
+     * module must not be unmapped under them: it pins itself. */
+    natsStatus cs = nats_CloseAndWait(2000);
+    if (cs != NATS_OK) {
+        a->host.log(a->host.host, XR_ANTENNA_LOG_WARN, "nats antenna: cnats did not stop its "
+                    "threads (%s): the module stays loaded", natsStatus_GetText(cs));
+        pin_module();
+    }
     pthread_mutex_destroy(&a->mu);
     free(a);
 }

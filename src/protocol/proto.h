@@ -86,4 +86,8 @@ int xr_antenna_open(const char *url, const char *dir, const xr_antenna_ops **ops
                     void **dl, char *use, size_t uselen, char *err, size_t errlen);
 void xr_antenna_close(void *dl);
 
+/* Answers r with header {"error": kind} and payload {"message": why}
+ * (the protocol's own refusals' form), for built-in routes above. */
+int xr_proto_reply_error(xr_request *r, const char *kind, const char *why);
+
 #endif

@@ -438,6 +438,16 @@ static void refuse(xr_proto *pr, xr_conn *c, const xr_wire_request *p, const cha
     refuse_with(pr, c, p, kind, "", why);
 }
 
+int xr_proto_reply_error(xr_request *r, const char *kind, const char *why)
+{
+    xr_conn *c = xr_request_conn(r);
+    if (!c || r->replied)
+        return XR_ECLOSED;
+    r->replied = 1;
+    refuse_with(r->pr, c, &r->p, kind, "", why);
+    return XR_OK;
+}
+
 /*
  * --rate-limit and --rate-limit-bytes: 1 when the request of len bytes
  * may go on; else it has been answered "rate_limited" with the wait, or

@@ -93,6 +93,12 @@ void xr_metrics_write(const xr_server *srv, xr_buf *out)
            "Sockets closed at accept because their address opened more than "
            "rate_limit_connections a second.",
            m->refused_rate_total);
+    metric(out, "xraptor_connections_refused_auth_total", "counter",
+           "Upgrades refused 401 for a missing or invalid token (--jwt-key).",
+           m->refused_auth_total);
+    metric(out, "xraptor_connections_expired_total", "counter",
+           "Connections closed 4001 when their token ended without a fresh one.",
+           m->expired_total);
     metric(out, "xraptor_connections_rate_untracked_total", "counter",
            "Sockets let in untracked: every slot their address could use was busy.",
            m->rate_untracked_total);

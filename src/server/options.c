@@ -45,6 +45,8 @@ void xr_options_init_size(xr_options *caller, size_t size)
     o->max_channels_per_conn = 128;
     o->max_rooms_per_member = 128;
     o->max_pending_requests = 64;
+    o->jwt_leeway_ms = 30000;
+    o->jwt_grace_ms = 10000;
     if (!caller || size < sizeof(size_t))
         return;
     memcpy(caller, o, size < sizeof *o ? size : sizeof *o);
@@ -165,6 +167,15 @@ static const flag flags[] = {
      "any TLS handshake (0: no limit, the default; at most 16000)"},
     {"rate-limit-connections-burst", F_COUNT, OFF(rate_limit_connections_burst), 0, 0, "N",
      "connections of --rate-limit-connections that may come at once\n(default: the rate)"},
+    {"jwt-key", F_LIST, OFF(jwt_keys), OFF(n_jwt_keys), XR_MAX_LIST, "[KID=]FILE",
+     "connections need a JWT signed by this key: an HMAC secret or a PEM\n"
+     "public key (RSA, EC P-256/P-384, Ed25519); repeatable; SIGHUP rereads"},
+    {"jwt-audience", F_STR, OFF(jwt_audience), 0, 0, "AUD", "tokens' aud must name this"},
+    {"jwt-issuer", F_STR, OFF(jwt_issuer), 0, 0, "ISS", "tokens' iss must be this"},
+    {"jwt-leeway", F_TIME, OFF(jwt_leeway_ms), 0, 0, "SECS", "clock skew allowed on exp and nbf (30)"},
+    {"jwt-grace", F_TIME, OFF(jwt_grace_ms), 0, 0, "SECS",
+     "a connection whose token expired is closed 4001 this long after,\n"
+     "unless it sent a fresh one (PUT /xraptor/token) (10)"},
     {"handshake-timeout", F_TIME, OFF(handshake_timeout_ms), 0, 0, "SECS", "TLS + HTTP upgrade must complete within (10)"},
     {"ping-interval", F_TIME, OFF(ping_interval_ms), 0, 0, "SECS", "ping a client silent for this long; 0 disables (20)"},
     {"ping-timeout", F_TIME, OFF(ping_timeout_ms), 0, 0, "SECS", "close with 1011 when the pong is this late (20)"},
@@ -640,6 +651,9 @@ int xr_options_check(const xr_options *o, char *err, size_t errlen)
     if (o->rate_limit_connections > 16000 || o->rate_limit_connections_burst > 16000)
         return usage_error(err, errlen, "--rate-limit-connections and its burst must be at "
                            "most 16000");
+    if (!o->n_jwt_keys && ((o->jwt_audience && o->jwt_audience[0]) ||
+                           (o->jwt_issuer && o->jwt_issuer[0])))
+        return usage_error(err, errlen, "--jwt-audience and --jwt-issuer need --jwt-key");
     if (o->ping_interval_ms && !o->ping_timeout_ms)
         return usage_error(err, errlen, "--ping-timeout must be above 0 while --ping-interval is on");
     if (o->handshake_timeout_ms == 0)

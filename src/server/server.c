@@ -124,6 +124,7 @@ static xr_transport_hooks hooks_for(const xr_server *srv)
         .close = on_close,
         .gone = on_gone,
         .http = on_http,
+        .authorize = srv->n_jwt_keys ? xr_auth_authorize : NULL,
     };
     return h;
 }
@@ -174,6 +175,10 @@ xr_server *xr_server_new(const xr_options *o, char *err, size_t errlen)
         OWN(allowed_origins[k]);
     for (size_t k = 0; k < so->n_static_dirs; k++)
         OWN(static_dirs[k]);
+    for (size_t k = 0; k < so->n_jwt_keys; k++)
+        OWN(jwt_keys[k]);
+    OWN(jwt_audience);
+    OWN(jwt_issuer);
 #undef OWN
     if (!so->n_listen) {
         so->listen[0] = XR_DEFAULT_LISTEN;
@@ -183,6 +188,11 @@ xr_server *xr_server_new(const xr_options *o, char *err, size_t errlen)
         so->max_frame_size = so->max_message_size;
     srv->log.level = so->log_level;
     srv->log.format = so->log_format;
+    /* A key that cannot be read stops start-up, naming its file. */
+    if (ok && xr_auth_load(srv, err, errlen) < 0) {
+        xr_server_free(srv);
+        return NULL;
+    }
 
     /* With the changelist, arming and disarming EV_WRITE within one turn of
      * the loop costs no epoll_ctl at all. */
@@ -222,6 +232,7 @@ void xr_server_free(xr_server *srv)
     xr_transport_free(srv->t);
     xr_proto_free(srv->proto);
     xr_static_free(srv);
+    xr_auth_free(srv);
     for (int k = 0; k < 3; k++)
         if (srv->signals[k])
             event_free(srv->signals[k]);
@@ -253,6 +264,14 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     xr_server *srv = arg;
     if (sig == SIGHUP) {
         xr_server_reload_tls(srv);
+        if (srv->n_jwt_keys) {
+            char err[256];
+            if (xr_auth_load(srv, err, sizeof err) < 0)
+                XR_ERROR(&srv->log, "token keys not reloaded, keeping the current ones: %s",
+                         err);
+            else
+                XR_INFO(&srv->log, "token keys reloaded (%zu)", srv->n_jwt_keys);
+        }
         return;
     }
     if (srv->draining) {
@@ -309,6 +328,13 @@ int xr_server_run(xr_server *srv)
         if (rc != 1)
             return rc;      /* the supervisor is done */
         /* A worker: serve like a single process from here on. */
+    }
+    /* An application's own /xraptor/token (XR_EEXIST) is its business. */
+    int trc = !raw && srv->n_jwt_keys ? xr_auth_routes(srv) : XR_OK;
+    if (trc < 0 && trc != XR_EEXIST) {
+        snprintf(srv->error, sizeof srv->error, "cannot add the route /xraptor/token");
+        XR_ERROR(&srv->log, "%s", srv->error);
+        return XR_ENOMEM;
     }
     /* The protocol needs its antenna; a raw-layer server never loads one. */
     if (!raw) {

@@ -17,8 +17,8 @@ struct event;
 
 struct xr_server {
     xr_options opts;                /* strings below are owned copies */
-    /* every string option: listeners, four lists, seven single ones */
-    char *owned[XR_MAX_LISTENERS + 4 * XR_MAX_LIST + 8];
+    /* every string option: listeners, five lists, nine single ones */
+    char *owned[XR_MAX_LISTENERS + 5 * XR_MAX_LIST + 10];
     size_t n_owned;
     xr_logger log;
 
@@ -45,6 +45,8 @@ struct xr_server {
     xr_map static_cache;            /* file path -> its body (static.c) */
     size_t static_cached;           /* bytes held there */
     char error[256];
+    struct xr_jwt_key *jwt_keys;    /* --jwt-key, read (auth.c) */
+    size_t n_jwt_keys;
 };
 
 /* With opts.workers > 1: forks and supervises the workers. Returns 1 in a
@@ -88,5 +90,14 @@ int xr_options_check(const xr_options *o, char *err, size_t errlen);
 /* dst: the caller's options at this library's full size, the members the
  * caller's (older, shorter) struct lacks at their defaults. */
 int xr_options_full(xr_options *dst, const xr_options *src, char *err, size_t errlen);
+
+/* auth.c: connection tokens. Reads every --jwt-key (again on SIGHUP:
+ * only a whole good set replaces the one in use). */
+int xr_auth_load(xr_server *srv, char *err, size_t errlen);
+void xr_auth_free(xr_server *srv);
+/* The transport's authorize hook. */
+int xr_auth_authorize(xr_conn *c, const xr_http_request *req, const char **why, void *ud);
+/* PUT /xraptor/token, for protocol servers. */
+int xr_auth_routes(xr_server *srv);
 
 #endif

@@ -193,6 +193,9 @@ void xr_conn_destroy(xr_conn *c)
     xr_buf_free(&c->msg);
     xr_zinflate_free(c->inflater);
     free(c->close_reason);
+    free(c->user);
+    if (c->expiry)
+        event_free(c->expiry);
     free(c);
 }
 
@@ -729,6 +732,44 @@ void xr_conn_set_slot(xr_conn *c, void *slot) { c->slot = slot; }
 void xr_conn_set_data(xr_conn *c, void *data) { c->data = data; }
 void *xr_conn_data(const xr_conn *c) { return c->data; }
 const char *xr_conn_subprotocol(const xr_conn *c) { return c->protocol; }
+const char *xr_conn_user(const xr_conn *c) { return c ? c->user : NULL; }
+
+/* The credentials ended (no fresh token in the grace period): a clean
+ * close with 4001, from the loop. */
+static void on_expiry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    xr_conn *c = arg;
+    if (c->state != ST_OPEN)
+        return;
+    c->t->stats.expired_total++;
+    XR_DEBUG(c->t->log, "credentials of %s ended: closing with 4001",
+             c->user ? c->user : "(no user)");
+    ws_close(c, 4001, "token expired", 0);
+    xr_conn_flush(c);
+}
+
+int xr_conn_auth(xr_conn *c, const char *user, uint64_t expires_ms)
+{
+    char *u = NULL;
+    if (user && !(u = strdup(user)))
+        return XR_ENOMEM;
+    if (expires_ms && !c->expiry && !(c->expiry = evtimer_new(c->t->base, on_expiry, c))) {
+        free(u);
+        return XR_ENOMEM;
+    }
+    free(c->user);
+    c->user = u;
+    if (c->expiry) {
+        evtimer_del(c->expiry);
+        if (expires_ms) {
+            uint64_t now = xr_now_ms(), ms = expires_ms > now ? expires_ms - now : 0;
+            struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+            evtimer_add(c->expiry, &tv);
+        }
+    }
+    return XR_OK;
+}
 
 int xr_conn_peer(const xr_conn *c, char *buf, size_t len)
 {

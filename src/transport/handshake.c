@@ -13,6 +13,7 @@ static const char *status_text(int status)
     switch (status) {
     case 200: return "OK";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
@@ -61,7 +62,8 @@ void xr_conn_http_error(xr_conn *c, int status, const char *reason)
     XR_DEBUG(t->log, "HTTP %d: %s", status, reason);
     http_reply(c, status, "text/plain; charset=utf-8",
                status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
-               : status == 405 ? "Allow: GET, HEAD\r\n" : NULL,
+               : status == 405 ? "Allow: GET, HEAD\r\n"
+               : status == 401 ? "WWW-Authenticate: Bearer\r\n" : NULL,
                &t->http, NULL, 0);
 }
 
@@ -151,6 +153,15 @@ size_t xr_conn_head(xr_conn *c, const uint8_t *p, size_t avail)
         t->stats.refused_total++;
         xr_conn_http_error(c, 503, "too many connections: max_connections reached");
         return avail;
+    }
+    if (t->hooks.authorize) {
+        const char *why = "unauthorized";
+        int status = t->hooks.authorize(c, &req, &why, t->ud);
+        if (status) {
+            t->stats.refused_auth_total++;
+            xr_conn_http_error(c, status, why);
+            return avail;
+        }
     }
     char ext[XR_PMD_RESPONSE_MAX];
     c->deflate = o->compression &&

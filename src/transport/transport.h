@@ -39,6 +39,8 @@ typedef struct xr_transport_stats {
     uint64_t refused_total;         /* turned away by max_connections */
     uint64_t refused_per_ip_total;  /* turned away by max_connections_per_ip */
     uint64_t refused_rate_total;    /* turned away by rate_limit_connections */
+    uint64_t refused_auth_total;    /* upgrades refused by the authorize hook */
+    uint64_t expired_total;         /* closed 4001: credentials ended */
     uint64_t rate_untracked_total;  /* let in: no slot for the address */
     uint64_t http_requests_total;   /* plain HTTP (health, metrics, errors) */
     uint64_t messages_in, messages_out;
@@ -76,6 +78,10 @@ typedef struct xr_transport_hooks {
     void (*close)(xr_conn *c, int code, const char *reason, size_t len, void *ud);
     void (*gone)(xr_conn *c, void *ud);
     void (*http)(const xr_http_request *req, xr_http_reply *reply, void *ud);
+    /* An upgrade about to be accepted: 0 lets it in (the hook may call
+     * xr_conn_auth), else the HTTP status to refuse it with and *why, a
+     * static text. */
+    int (*authorize)(xr_conn *c, const xr_http_request *req, const char **why, void *ud);
 } xr_transport_hooks;
 
 /* opts must outlive the transport (the server's own copy). With tls_cert
@@ -151,5 +157,10 @@ typedef struct xr_fanout_target {
 
 size_t xr_fanout(xr_transport *t, const xr_fanout_target *to, size_t n_to,
                  xr_shared *const *bodies, size_t n);
+
+/* The connection's user (NULL: none), and when its credentials end
+ * (monotonic ms, 0: never): then it is closed with 4001 "token expired".
+ * Called again, both are replaced. XR_ENOMEM, or XR_OK. */
+int xr_conn_auth(xr_conn *c, const char *user, uint64_t expires_ms);
 
 #endif

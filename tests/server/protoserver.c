@@ -29,6 +29,14 @@ static int echo(xr_request *r, void *ud)
     return xr_reply(r, p, n);
 }
 
+/* The connection's user, from its token (--jwt-key), or "-". */
+static int whoami(xr_request *r, void *ud)
+{
+    (void)ud;
+    const char *u = xr_conn_user(xr_request_conn(r));
+    return xr_reply(r, u ? u : "-", strlen(u ? u : "-"));
+}
+
 static int fail(xr_request *r, void *ud)
 {
     (void)r, (void)ud;
@@ -187,6 +195,7 @@ int main(int argc, char **argv)
     }
     int ok = xr_route(srv, "/echo", XR_GET | XR_POST | XR_PUT, echo, NULL) == 0 &&
              xr_route(srv, "/fail", XR_POST, fail, NULL) == 0 &&
+             xr_route(srv, "/whoami", XR_GET, whoami, NULL) == 0 &&
              xr_route(srv, "/later", XR_POST, later, NULL) == 0 &&
              xr_route(srv, "/publish", XR_POST, publish, NULL) == 0 &&
              xr_route(srv, "/stream", XR_SUB, stream_sub, NULL) == 0 &&

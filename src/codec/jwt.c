@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "codec/jwt.h"
+
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/ecdsa.h>
+#include <openssl/hmac.h>
+
+#include "codec/jsonparse.h"
+#include "codec/request.h"
+
+/* base64url without padding (RFC 7515 2), strictly: no '=', no other
+ * alphabet, no stray bits in the last character. The decoded length, or
+ * XR_EINVAL. */
+static int b64digit(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26
+         : c >= '0' && c <= '9' ? c - '0' + 52 : c == '-' ? 62 : c == '_' ? 63 : -1;
+}
+
+static long b64url(const char *s, size_t n, unsigned char *out, size_t cap)
+{
+    if (n % 4 == 1 || n / 4 * 3 + 3 > cap)
+        return XR_EINVAL;
+    size_t o = 0;
+    unsigned acc = 0, bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int d = b64digit((unsigned char)s[i]);
+        if (d < 0)
+            return XR_EINVAL;
+        acc = acc << 6 | (unsigned)d;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    return acc ? XR_EINVAL : (long)o;
+}
+
+static const struct {
+    const char *name;
+    xr_jwt_kind kind;
+    const char *md;              /* NULL: EdDSA hashes inside */
+    size_t ec_half;              /* ES*: bytes of r and of s */
+} algs[] = {
+    {"HS256", XR_JWT_HMAC, "SHA256", 0}, {"HS384", XR_JWT_HMAC, "SHA384", 0},
+    {"HS512", XR_JWT_HMAC, "SHA512", 0}, {"RS256", XR_JWT_RSA, "SHA256", 0},
+    {"RS384", XR_JWT_RSA, "SHA384", 0},  {"RS512", XR_JWT_RSA, "SHA512", 0},
+    {"ES256", XR_JWT_P256, "SHA256", 32}, {"ES384", XR_JWT_P384, "SHA384", 48},
+    {"EdDSA", XR_JWT_ED25519, NULL, 0},
+};
+
+const char *xr_jwt_kind_algs(xr_jwt_kind kind)
+{
+    switch (kind) {
+    case XR_JWT_HMAC: return "HS256, HS384, HS512";
+    case XR_JWT_RSA: return "RS256, RS384, RS512";
+    case XR_JWT_P256: return "ES256";
+    case XR_JWT_P384: return "ES384";
+    default: return "EdDSA";
+    }
+}
+
+/* The signature over input by key with alg k: 1 valid, 0 not. */
+static int sig_ok(const xr_jwt_key *key, size_t k, const char *input, size_t n,
+                  const unsigned char *sig, size_t slen)
+{
+    if (key->kind == XR_JWT_HMAC) {
+        unsigned char mac[EVP_MAX_MD_SIZE];
+        unsigned mlen = 0;
+        const EVP_MD *md = EVP_get_digestbyname(algs[k].md);
+        if (!md || !HMAC(md, key->secret, (int)key->secret_len, (const unsigned char *)input, n,
+                         mac, &mlen))
+            return 0;
+        /* Constant time: how much of a forged MAC matched must not show. */
+        return slen == mlen && CRYPTO_memcmp(mac, sig, mlen) == 0;
+    }
+    unsigned char der[160];
+    const unsigned char *s = sig;
+    size_t sl = slen;
+    if (algs[k].ec_half) {
+        /* JWS carries R || S; OpenSSL verifies DER. */
+        if (slen != 2 * algs[k].ec_half)
+            return 0;
+        ECDSA_SIG *es = ECDSA_SIG_new();
+        BIGNUM *r = BN_bin2bn(sig, (int)algs[k].ec_half, NULL);
+        BIGNUM *t = BN_bin2bn(sig + algs[k].ec_half, (int)algs[k].ec_half, NULL);
+        unsigned char *p = der;
+        int dl = 0;
+        if (es && r && t && ECDSA_SIG_set0(es, r, t) == 1) {
+            r = t = NULL;   /* es owns them */
+            if (i2d_ECDSA_SIG(es, NULL) <= (int)sizeof der)
+                dl = i2d_ECDSA_SIG(es, &p);
+        }
+        BN_free(r);
+        BN_free(t);
+        ECDSA_SIG_free(es);
+        if (dl <= 0)
+            return 0;
+        s = der;
+        sl = (size_t)dl;
+    }
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    const EVP_MD *md = algs[k].md ? EVP_get_digestbyname(algs[k].md) : NULL;
+    int ok = ctx && (!algs[k].md || md) &&
+             EVP_DigestVerifyInit(ctx, NULL, md, NULL, key->pkey) == 1 &&
+             EVP_DigestVerify(ctx, s, sl, (const unsigned char *)input, n) == 1;
+    EVP_MD_CTX_free(ctx);
+    return ok;
+}
+
+/* A string member: 1 and its text, 0 when missing, XR_ETYPE when not a string. */
+static int str_member(xr_json_fields *f, const char *name, const char **s, size_t *n)
+{
+    int st;
+    xr_json_member *m = xr_json_fields_get(f, name, strlen(name), &st);
+    if (!m)
+        return 0;
+    return xr_json_member_str(f, m, s, n) < 0 ? XR_ETYPE : 1;
+}
+
+/* A number member: 1 and its value, 0 when missing, XR_ETYPE otherwise. */
+static int num_member(xr_json_fields *f, const char *name, double *v)
+{
+    int st;
+    xr_json_member *m = xr_json_fields_get(f, name, strlen(name), &st);
+    if (!m)
+        return 0;
+    return xr_json_member_double(f, m, v) < 0 ? XR_ETYPE : 1;
+}
+
+/* "aud" names want: a string equal to it, or an array holding it. */
+static int aud_has(xr_json_fields *f, const char *want)
+{
+    int st;
+    xr_json_member *m = xr_json_fields_get(f, "aud", 3, &st);
+    if (!m)
+        return 0;
+    const char *s;
+    size_t n, wl = strlen(want);
+    if (m->type == XR_JSON_STRING)
+        return xr_json_member_str(f, m, &s, &n) == XR_OK && n == wl && memcmp(s, want, n) == 0;
+    if (m->type != XR_JSON_ARRAY)
+        return 0;
+    xr_buf store = {0};
+    parser p;
+    int found = 0, more;
+    if (parser_start(&p, f->json + m->raw_off, m->raw_len, &store, 0) == 0) {
+        const unsigned char *c = list_open(&p, p.start, &more);
+        while (c && more && !found) {
+            size_t off, len;
+            if (c < p.end && *c == '"') {
+                if (!(c = string_kept(&p, c, &off, &len)))
+                    break;
+                found = len == wl && memcmp(p.base + off, want, wl) == 0;
+            } else if (!(c = value(&p, c, 1))) {
+                break;
+            }
+            c = list_next(&p, c, ']', &more);
+        }
+    }
+    xr_buf_free(&store);
+    return found;
+}
+
+#define FAIL(text) do { *why = (text); goto out; } while (0)
+
+int xr_jwt_verify(const char *token, size_t len, const xr_jwt_key *keys, size_t n_keys,
+                  const xr_jwt_policy *policy, double now, xr_jwt_claims *claims,
+                  const char **why)
+{
+    int rc = XR_EINVAL;
+    xr_json_fields head = {0}, body = {0};
+    unsigned char *buf = NULL;
+    claims->sub[0] = '\0';
+    claims->has_exp = 0;
+    claims->exp = 0;
+    if (len > XR_JWT_MAX) {
+        *why = "token too long";
+        return XR_EINVAL;
+    }
+    const char *d1 = memchr(token, '.', len);
+    const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)) : NULL;
+    if (!d2 || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token))) {
+        *why = "not a signed token (three base64url parts)";
+        return XR_EINVAL;
+    }
+    /* Decoded parts are no longer than the token. */
+    buf = malloc(3 * (len + 4));
+    if (!buf) {
+        *why = "out of memory";
+        return XR_ENOMEM;
+    }
+    unsigned char *hb = buf, *pb = buf + len + 4, *sb = buf + 2 * (len + 4);
+    long hl = b64url(token, (size_t)(d1 - token), hb, len + 4);
+    long pl = b64url(d1 + 1, (size_t)(d2 - d1 - 1), pb, len + 4);
+    long sl = b64url(d2 + 1, len - (size_t)(d2 + 1 - token), sb, len + 4);
+    if (hl < 0 || pl < 0 || sl < 0)
+        FAIL("malformed base64url");
+    xr_json_fields_reset(&head, (const char *)hb, (size_t)hl);
+    xr_json_fields_reset(&body, (const char *)pb, (size_t)pl);
+    const char *alg, *kid = NULL, *s;
+    size_t alen, kidlen = 0, n;
+    int st;
+    if (xr_json_fields_get(&head, "alg", 3, &st), st < 0)
+        FAIL("header is not a JSON object");
+    if (str_member(&head, "alg", &alg, &alen) != 1)
+        FAIL("header has no alg");
+    if (str_member(&head, "kid", &kid, &kidlen) < 0)
+        FAIL("kid is not a string");
+    /* A critical extension we cannot know must not be ignored (7515 4.1.11). */
+    if (xr_json_fields_get(&head, "crit", 4, &st))
+        FAIL("header has crit extensions");
+    size_t k = 0;
+    while (k < sizeof algs / sizeof algs[0] &&
+           !(strlen(algs[k].name) == alen && memcmp(algs[k].name, alg, alen) == 0))
+        k++;
+    if (k == sizeof algs / sizeof algs[0])
+        FAIL("algorithm not accepted");
+    int kid_found = 0, candidates = 0, good = 0;
+    for (size_t i = 0; i < n_keys && !good; i++) {
+        if (kid && !(strlen(keys[i].kid) == kidlen && memcmp(keys[i].kid, kid, kidlen) == 0))
+            continue;
+        kid_found = 1;
+        /* A key verifies its own family's algorithms only. */
+        if (keys[i].kind != algs[k].kind)
+            continue;
+        candidates++;
+        good = sig_ok(&keys[i], k, token, (size_t)(d2 - token), sb, (size_t)sl);
+    }
+    if (!good) {
+        if (kid && !kid_found)
+            FAIL("unknown kid");
+        if (!candidates)
+            FAIL("algorithm not allowed for the key");
+        FAIL("bad signature");
+    }
+    if (xr_json_fields_get(&body, "exp", 3, &st), st < 0)
+        FAIL("claims are not a JSON object");
+    double t;
+    if ((st = num_member(&body, "exp", &t)) < 0)
+        FAIL("exp is not a number");
+    if (st == 1) {
+        if (now > t + policy->leeway)
+            FAIL("token expired");
+        claims->has_exp = 1;
+        claims->exp = t;
+    }
+    if ((st = num_member(&body, "nbf", &t)) < 0)
+        FAIL("nbf is not a number");
+    if (st == 1 && now + policy->leeway < t)
+        FAIL("token not valid yet (nbf)");
+    if (policy->audience && policy->audience[0] && !aud_has(&body, policy->audience))
+        FAIL("wrong audience");
+    if (policy->issuer && policy->issuer[0] &&
+        !(str_member(&body, "iss", &s, &n) == 1 && n == strlen(policy->issuer) &&
+          memcmp(s, policy->issuer, n) == 0))
+        FAIL("wrong issuer");
+    if ((st = str_member(&body, "sub", &s, &n)) < 0)
+        FAIL("sub is not a string");
+    if (st == 1) {
+        if (n == 0 || n > XR_JWT_MAX_SUB)
+            FAIL("sub is empty or too long");
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+                FAIL("sub holds a control character");
+        memcpy(claims->sub, s, n);
+        claims->sub[n] = '\0';
+    }
+    rc = XR_OK;
+out:
+    xr_json_fields_free(&head);
+    xr_json_fields_free(&body);
+    free(buf);
+    return rc;
+}

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * JSON Web Tokens (RFC 7519) in JWS compact form (RFC 7515), verified:
+ * HS256/384/512 with a shared secret, RS256/384/512 with an RSA key,
+ * ES256 and ES384 with P-256 and P-384 keys, EdDSA with Ed25519. Every
+ * key verifies only its own family's algorithms, so "none" and an HS
+ * token signed with an RSA public key's text are refused by construction.
+ * The cryptography is OpenSSL's; the JSON is our strict reader. Pure: the
+ * caller passes the keys, the policy and the time.
+ */
+#ifndef XR_CODEC_JWT_H
+#define XR_CODEC_JWT_H
+
+#include <stddef.h>
+
+#include <openssl/evp.h>
+
+#define XR_JWT_MAX 8192          /* longest token taken */
+#define XR_JWT_MAX_SUB 256       /* longest subject (the connection's user) */
+
+typedef enum { XR_JWT_HMAC, XR_JWT_RSA, XR_JWT_P256, XR_JWT_P384, XR_JWT_ED25519 } xr_jwt_kind;
+
+typedef struct xr_jwt_key {
+    char kid[64];                /* "" when the key has no id */
+    xr_jwt_kind kind;
+    unsigned char *secret;       /* HMAC */
+    size_t secret_len;
+    EVP_PKEY *pkey;              /* the others */
+} xr_jwt_key;
+
+typedef struct xr_jwt_policy {
+    const char *audience;        /* required in "aud" when set */
+    const char *issuer;          /* required as "iss" when set */
+    double leeway;               /* seconds allowed either side of exp and nbf */
+} xr_jwt_policy;
+
+typedef struct xr_jwt_claims {
+    char sub[XR_JWT_MAX_SUB + 1];    /* "" when the token names none */
+    int has_exp;
+    double exp;                  /* Unix seconds */
+} xr_jwt_claims;
+
+/*
+ * Verifies token (len bytes) with keys at now (Unix seconds): XR_OK and
+ * *claims, or XR_EINVAL with *why, a static text that never quotes the
+ * token.
+ */
+int xr_jwt_verify(const char *token, size_t len, const xr_jwt_key *keys, size_t n_keys,
+                  const xr_jwt_policy *policy, double now, xr_jwt_claims *claims,
+                  const char **why);
+
+/* The algorithms a kind of key verifies, for messages: "HS256, HS384, HS512". */
+const char *xr_jwt_kind_algs(xr_jwt_kind kind);
+
+#endif

@@ -1,0 +1,259 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Connection tokens (--jwt-key): tokens minted by python3-jwt, an
+implementation that is not ours, accepted or refused at the upgrade;
+expiry while connected (4001) and refresh (PUT /xraptor/token)."""
+import asyncio
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+
+import jwt
+import websockets
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from xrtest import (PROTOSERVER, Server, connect, get, metrics, recv_json, request, run, skip_all,
+                    test, upgrade_request)
+
+SECRET = b"s3cret-s3cret-s3cret-s3cret-s3cret!"
+
+
+class Keys:
+    """A directory of keys: an HMAC secret, RSA, EC P-256 and Ed25519."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="xraptor-jwt-")
+        self.priv = {"rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+                     "ec": ec.generate_private_key(ec.SECP256R1()),
+                     "ed": ed25519.Ed25519PrivateKey.generate()}
+        self.files = {"hs": self.write("hs.key", SECRET + b"\n")}
+        for name, k in self.priv.items():
+            pem = k.public_key().public_bytes(serialization.Encoding.PEM,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo)
+            self.files[name] = self.write(f"{name}.pem", pem)
+
+    def write(self, name, data):
+        path = os.path.join(self.dir, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+    def pem(self, name):
+        with open(self.files[name], "rb") as f:
+            return f.read()
+
+    def args(self, *names, kid=False):
+        out = []
+        for n in names:
+            out += ["--jwt-key", f"{n}={self.files[n]}" if kid else self.files[n]]
+        return out
+
+    def close(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def claims(**kw):
+    now = int(time.time())
+    c = {"sub": "alice", "exp": now + 300, "iat": now}
+    c.update(kw)
+    return {k: v for k, v in c.items() if v is not None}
+
+
+def mint(keys, alg, headers=None, **kw):
+    key = {"HS256": SECRET, "RS256": keys.priv["rsa"], "ES256": keys.priv["ec"],
+           "EdDSA": keys.priv["ed"]}[alg]
+    return jwt.encode(claims(**kw), key, algorithm=alg, headers=headers)
+
+
+def status_of(port, path="/", extra=""):
+    """The status of an upgrade request, and the whole answer."""
+    s = connect(port)
+    try:
+        s.sendall(upgrade_request(path, extra))
+        s.settimeout(5)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return int(data.split(b" ", 2)[1]) if data else 0, data
+    finally:
+        s.close()
+
+
+def hs_with(secret, header, body):
+    """An HS256 token made by hand (PyJWT refuses a PEM key as a secret)."""
+    import hashlib
+    import hmac
+    signing = (b64(header) + "." + b64(body)).encode()
+    return signing.decode() + "." + b64(hmac.new(secret, signing, hashlib.sha256).digest())
+
+
+def b64(obj):
+    raw = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+async def whoami(srv, token):
+    async with websockets.connect(srv.url(f"/?token={token}")) as ws:
+        await ws.send(request("w", "/whoami", "GET"))
+        return (await recv_json(ws))["payload"]
+
+
+@test
+async def test_hs256_rs256_es256_eddsa_tokens_accepted_and_sub_is_the_user():
+    keys = Keys()
+    try:
+        with Server(*keys.args("hs", "rsa", "ec", "ed"), binary=PROTOSERVER) as srv:
+            for alg in ("HS256", "RS256", "ES256", "EdDSA"):
+                assert await whoami(srv, mint(keys, alg, sub=f"user-{alg}")) == f"user-{alg}", alg
+            # Authorization: Bearer works too (for clients that can set headers).
+            tok = mint(keys, "ES256")
+            status, _ = status_of(srv.port, "/", f"Authorization: Bearer {tok}\r\n")
+            assert status == 101, status
+            # A token without sub: let in, no user.
+            assert await whoami(srv, mint(keys, "HS256", sub=None)) == "-"
+    finally:
+        keys.close()
+
+
+@test
+def test_bad_tokens_refused_401_with_a_log_line_and_never_logged():
+    keys = Keys()
+    try:
+        with Server(*keys.args("hs", "rsa", kid=True), "--jwt-audience", "chat",
+                    "--jwt-issuer", "https://auth.example", "--jwt-leeway", "0",
+                    binary=PROTOSERVER) as srv:
+            good = dict(aud="chat", iss="https://auth.example")
+            ok = mint(keys, "HS256", headers={"kid": "hs"}, **good)
+            assert status_of(srv.port, f"/?token={ok}")[0] == 101
+            now = int(time.time())
+            hs_body = b64(claims(**good))
+            rsa_pem = keys.pem("rsa")
+            cases = {
+                "none": b64({"alg": "none", "typ": "JWT"}) + "." + hs_body + ".",
+                # HS256 "signed" with the RSA public key's text, kid of the RSA key
+                "confusion": hs_with(rsa_pem, {"alg": "HS256", "kid": "rsa"}, claims(**good)),
+                "expired": mint(keys, "HS256", exp=now - 10, **good),
+                "nbf": mint(keys, "HS256", nbf=now + 600, **good),
+                "aud": mint(keys, "HS256", aud="other", iss=good["iss"]),
+                "iss": mint(keys, "HS256", aud="chat", iss="https://evil.example"),
+                "signature": ok[:-4] + ("AAAA" if not ok.endswith("AAAA") else "BBBB"),
+                "kid": mint(keys, "HS256", headers={"kid": "nope"}, **good),
+                "base64": ok.replace(".", ".*", 1),
+                "json": b64(b"{not json") + "." + hs_body + "." + ok.split(".")[2],
+                "missing": None,
+            }
+            for name, tok in cases.items():
+                path = "/" if tok is None else f"/?token={tok}"
+                status, answer = status_of(srv.port, path)
+                assert status == 401, (name, status, answer[:200])
+                assert b"WWW-Authenticate: Bearer" in answer, name
+            log = srv.log()
+            for why in ("algorithm not accepted", "algorithm not allowed for the key",
+                        "token expired", "token not valid yet", "wrong audience", "wrong issuer",
+                        "bad signature", "unknown kid", "malformed base64url",
+                        "header is not a JSON object", "a token is required"):
+                assert f"refused (401): {why}" in log, (why, log[-2000:])
+            # No token, nor its signature, is ever written to the log.
+            for tok in [ok, *cases.values()]:
+                if tok:
+                    assert tok not in log and tok.rsplit(".", 1)[-1][:16] not in log.replace(" ", "") \
+                        or not tok.rsplit(".", 1)[-1], tok
+            # A 64 KiB token does not even fit the head: 431.
+            assert status_of(srv.port, "/?token=" + "a" * 65536)[0] == 431
+            assert metrics(srv.port)["xraptor_connections_refused_auth_total"] == len(cases)
+    finally:
+        keys.close()
+
+
+@test
+async def test_expired_token_closes_4001_after_the_grace_and_refresh_keeps_it():
+    keys = Keys()
+    try:
+        with Server(*keys.args("hs"), "--jwt-grace", "1", "--jwt-leeway", "0",
+                    binary=PROTOSERVER) as srv:
+            # Not refreshed: closed 4001 within expiry + grace (+ slack).
+            t0 = time.monotonic()
+            tok = mint(keys, "HS256", exp=int(time.time()) + 2)
+            async with websockets.connect(srv.url(f"/?token={tok}")) as ws:
+                try:
+                    await asyncio.wait_for(ws.recv(), 6)
+                except websockets.ConnectionClosed:
+                    pass
+                assert ws.close_code == 4001 and ws.close_reason == "token expired", (
+                    ws.close_code, ws.close_reason)
+                assert 1.0 < time.monotonic() - t0 < 4.5, time.monotonic() - t0
+            # Refreshed before the end: stays, and its subscription delivers.
+            tok = mint(keys, "HS256", exp=int(time.time()) + 2)
+            async with websockets.connect(srv.url(f"/?token={tok}")) as ws, \
+                    websockets.connect(srv.url(f"/?token={mint(keys, 'HS256', sub='bob')}")) as pub:
+                await ws.send(request("chan-a", "/stream", "SUB"))
+                assert (await recv_json(ws))["payload"] == '{"message": "subscribed"}'
+                # Another user's token is refused, and changes nothing.
+                await ws.send(request("r0", "/xraptor/token", "PUT",
+                                      json.dumps({"token": mint(keys, "HS256", sub="mallory")})))
+                r = await recv_json(ws)
+                assert r["header"] == {"error": "forbidden"}, r
+                await ws.send(request("r1", "/xraptor/token", "PUT",
+                                      json.dumps({"token": mint(keys, "HS256", exp=int(time.time()) + 60)})))
+                r = await recv_json(ws)
+                assert r["header"] == {} and "refreshed" in r["payload"], r
+                await asyncio.sleep(4)
+                await pub.send(request("p", "/publish", "POST", "chan-a|still here"))
+                got = [await recv_json(ws), await recv_json(pub)]
+                assert any(m["request_id"] == "chan-a" and "still here" in m["payload"] for m in got), got
+                # A bad token in a refresh is told so.
+                await ws.send(request("r2", "/xraptor/token", "PUT", json.dumps({"token": "x.y.z"})))
+                r = await recv_json(ws)
+                assert r["header"] == {"error": "unauthorized"}, r
+            m = metrics(srv.port)
+            assert m["xraptor_connections_expired_total"] == 1, m
+    finally:
+        keys.close()
+
+
+@test
+def test_bad_keys_stop_start_up_and_sighup_rereads_them():
+    keys = Keys()
+    try:
+        short = keys.write("short.key", b"too short\n")
+        with Server("--jwt-key", short, binary=PROTOSERVER, expect_start=False) as srv:
+            assert srv.wait(5) != 0
+            assert "at least 32 bytes" in srv.log(), srv.log()
+        priv = keys.write("priv.pem", keys.priv["rsa"].private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        with Server("--jwt-key", priv, binary=PROTOSERVER, expect_start=False) as srv:
+            assert srv.wait(5) != 0
+            assert "not a PEM public key" in srv.log(), srv.log()
+        with Server("--jwt-key", os.path.join(keys.dir, "missing"), binary=PROTOSERVER,
+                    expect_start=False) as srv:
+            assert srv.wait(5) != 0
+            assert "missing" in srv.log(), srv.log()
+        with Server(*keys.args("hs"), binary=PROTOSERVER) as srv:
+            old = mint(keys, "HS256")
+            assert status_of(srv.port, f"/?token={old}")[0] == 101
+            global SECRET
+            saved, SECRET = SECRET, b"another-secret-another-secret-another!"
+            try:
+                keys.write("hs.key", SECRET)
+                srv.signal(signal.SIGHUP)
+                srv.expected_exit = False
+                srv.wait_log(r"token keys reloaded")
+                assert status_of(srv.port, f"/?token={mint(keys, 'HS256')}")[0] == 101
+                assert status_of(srv.port, f"/?token={old}")[0] == 401
+            finally:
+                SECRET = saved
+    finally:
+        keys.close()
+
+
+if __name__ == "__main__":
+    run()
