@@ -9,11 +9,7 @@ int xr_bucket_take(xr_bucket *b, uint64_t rate, uint64_t burst, uint64_t cost, u
         b->milli = cap;
         b->at_ms = now_ms;
     } else if (now_ms > b->at_ms) {
-        /* rate tokens a second is rate thousandths a millisecond; the
-         * elapsed time is capped where the bucket would be full anyway,
-         * so the product cannot overflow. */
-        uint64_t dt = now_ms - b->at_ms, full = (cap - b->milli + rate - 1) / rate;
-        b->milli = dt >= full ? cap : b->milli + dt * rate;
+        b->milli = xr_bucket_level(b->milli, b->at_ms, now_ms, rate, cap);
         b->at_ms = now_ms;
     }
     uint64_t need = cost * 1000;

@@ -12,6 +12,20 @@
 
 #include <stdint.h>
 
+/* The level (tokens x 1000) of a bucket that held milli at at_ms, now:
+ * rate thousandths a millisecond, never above cap (tokens x 1000). The
+ * elapsed time is capped where the bucket would be full anyway, so the
+ * product cannot overflow. Shared by the per-connection bucket and the
+ * per-address one in shared memory (iprate.c). */
+static inline uint64_t xr_bucket_level(uint64_t milli, uint64_t at_ms, uint64_t now_ms,
+                                       uint64_t rate, uint64_t cap)
+{
+    if (now_ms <= at_ms)
+        return milli;
+    uint64_t dt = now_ms - at_ms, full = (cap - milli + rate - 1) / rate;
+    return dt >= full ? cap : milli + dt * rate;
+}
+
 typedef struct xr_bucket {
     uint64_t milli;      /* tokens x 1000 */
     uint64_t at_ms;      /* when milli was last brought up to date; 0: never */

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "util/bucket.h"
 #include "util/hash.h"
 
 #define SLOTS 65536u         /* 1 MiB: a slot per address seen in the last second */
@@ -50,11 +51,7 @@ void xr_iprate_free(xr_iprate *r)
 /* The bucket in word s at ms, brought up to date: tokens x 1000. */
 static uint64_t tokens_at(const xr_iprate *r, uint64_t s, uint64_t ms)
 {
-    uint64_t cap = r->burst * 1000, at = s >> MILLI_BITS, milli = s & MILLI_MASK;
-    if (ms <= at)
-        return milli;
-    uint64_t dt = ms - at, full = (cap - milli + r->rate - 1) / r->rate;
-    return dt >= full ? cap : milli + dt * r->rate;
+    return xr_bucket_level(s & MILLI_MASK, s >> MILLI_BITS, ms, r->rate, r->burst * 1000);
 }
 
 int xr_iprate_take(xr_iprate *r, const void *addr, size_t alen, uint64_t now_ms)
