@@ -178,6 +178,15 @@ typedef struct xr_options {
     const char *jwt_issuer;
     unsigned jwt_leeway_ms;          /* 30 s */
     unsigned jwt_grace_ms;           /* 10 s */
+    /* The publish API for backends: with a key (a file of 16 to 1024
+     * bytes, one trailing newline dropped), POST /api/publish {"channel":
+     * C, "data": D} and POST /api/broadcast {"channels": [...], "data": D}
+     * publish D (a string as its text, any other JSON as its JSON) like
+     * xr_publish(), for callers sending "Authorization: apikey KEY"; an
+     * Idempotency-Key header publishes once within
+     * api_idempotency_ms. No key: no API. */
+    const char *api_key_file;
+    unsigned api_idempotency_ms;     /* 60 s */
     /* New members go here, at the end. */
 } xr_options;
 

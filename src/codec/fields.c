@@ -182,3 +182,32 @@ void xr_json_fields_free(xr_json_fields *f)
     f->n = f->cap = 0;
     f->state = 0;
 }
+
+int xr_json_array_strings(const char *json, size_t len, xr_buf *store, size_t *offs,
+                          size_t *lens, size_t cap, size_t *n)
+{
+    parser p;
+    int more;
+    *n = 0;
+    store->len = 0;
+    if (parser_start(&p, json, len, store, 0) < 0)
+        return XR_ENOMEM;
+    const unsigned char *s = skip_ws(p.start, p.end);
+    if (s == p.end || *s != '[')
+        return XR_EJSON;
+    s = list_open(&p, s, &more);
+    while (s && more) {
+        if (s == p.end || *s != '"')
+            return XR_ETYPE;
+        if (*n == cap)
+            return XR_ELIMIT;
+        if (!(s = string_kept(&p, s, &offs[*n], &lens[*n])))
+            break;
+        (*n)++;
+        s = list_next(&p, s, ']', &more);
+    }
+    if (!s || skip_ws(s, p.end) != p.end)
+        return XR_EJSON;
+    store->len = (size_t)(p.o - p.base);
+    return XR_OK;
+}

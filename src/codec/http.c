@@ -196,6 +196,30 @@ static int offers(const xr_http_request *req, const char *proto)
     return 0;
 }
 
+long xr_http_content_length(const xr_http_request *req)
+{
+    const xr_http_header *h = NULL;
+    for (size_t k = 0; k < req->n_headers; k++) {
+        const xr_http_header *x = &req->headers[k];
+        if (x->name_len == 14 && strncasecmp(x->name, "Content-Length", 14) == 0) {
+            if (h)
+                return XR_EINVAL;   /* two lengths: smuggling's first step */
+            h = x;
+        }
+    }
+    if (!h)
+        return XR_ENOENT;
+    if (h->value_len == 0 || h->value_len > 10)
+        return XR_EINVAL;
+    long n = 0;
+    for (size_t k = 0; k < h->value_len; k++) {
+        if (h->value[k] < '0' || h->value[k] > '9')
+            return XR_EINVAL;
+        n = n * 10 + (h->value[k] - '0');
+    }
+    return n > 0x7fffffffL ? XR_EINVAL : n;
+}
+
 static xr_http_kind reject(xr_http_error *err, int status, const char *reason)
 {
     bad(err, status, reason);

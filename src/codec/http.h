@@ -26,6 +26,8 @@ typedef struct xr_http_request {
     int minor;               /* HTTP/1.<minor> */
     size_t n_headers;
     xr_http_header headers[XR_HTTP_MAX_HEADERS];
+    const char *body;        /* a body the layer above asked for, else NULL */
+    size_t body_len;
 } xr_http_request;
 
 typedef struct xr_http_error {
@@ -47,6 +49,10 @@ const xr_http_header *xr_http_find(const xr_http_request *req, const char *name)
 
 /* Whether a comma-separated header value lists token (case-insensitive). */
 int xr_http_has_token(const char *value, size_t len, const char *token);
+
+/* Content-Length: its value, XR_ENOENT when absent, XR_EINVAL when not
+ * one plain decimal number (repeated, signed, spaced, over 2^31). */
+long xr_http_content_length(const xr_http_request *req);
 
 /* The path of the target without its query, as a length. */
 size_t xr_http_path_len(const xr_http_request *req);

@@ -7,7 +7,6 @@
 #include <openssl/ecdsa.h>
 #include <openssl/hmac.h>
 
-#include "codec/jsonparse.h"
 #include "codec/request.h"
 
 /* base64url without padding (RFC 7515 2), strictly: no '=', no other
@@ -146,22 +145,12 @@ static int aud_has(xr_json_fields *f, const char *want)
     if (m->type != XR_JSON_ARRAY)
         return 0;
     xr_buf store = {0};
-    parser p;
-    int found = 0, more;
-    if (parser_start(&p, f->json + m->raw_off, m->raw_len, &store, 0) == 0) {
-        const unsigned char *c = list_open(&p, p.start, &more);
-        while (c && more && !found) {
-            size_t off, len;
-            if (c < p.end && *c == '"') {
-                if (!(c = string_kept(&p, c, &off, &len)))
-                    break;
-                found = len == wl && memcmp(p.base + off, want, wl) == 0;
-            } else if (!(c = value(&p, c, 1))) {
-                break;
-            }
-            c = list_next(&p, c, ']', &more);
-        }
-    }
+    size_t offs[32], lens[32], count = 0;
+    int found = 0;
+    if (xr_json_array_strings(f->json + m->raw_off, m->raw_len, &store, offs, lens, 32,
+                              &count) == XR_OK)
+        for (size_t k = 0; k < count && !found; k++)
+            found = lens[k] == wl && memcmp(store.p + offs[k], want, wl) == 0;
     xr_buf_free(&store);
     return found;
 }

@@ -72,6 +72,13 @@ int xr_json_member_int(const xr_json_fields *f, const xr_json_member *m, long lo
 int xr_json_member_double(const xr_json_fields *f, const xr_json_member *m, double *v);
 void xr_json_fields_free(xr_json_fields *f);
 
+/* The strings of a JSON array text (["a", "b"]), unescaped and
+ * NUL-terminated in store at offs[k] (lens[k] bytes): XR_OK and *n, or
+ * XR_EJSON (not one array), XR_ETYPE (an item is not a string), XR_ELIMIT
+ * (more than cap), XR_ENOMEM. */
+int xr_json_array_strings(const char *json, size_t len, xr_buf *store, size_t *offs,
+                          size_t *lens, size_t cap, size_t *n);
+
 typedef struct xr_wire_request {
     xr_buf store;
     const char *id;              /* NULL when it could not be read */

@@ -47,6 +47,7 @@ void xr_options_init_size(xr_options *caller, size_t size)
     o->max_pending_requests = 64;
     o->jwt_leeway_ms = 30000;
     o->jwt_grace_ms = 10000;
+    o->api_idempotency_ms = 60000;
     if (!caller || size < sizeof(size_t))
         return;
     memcpy(caller, o, size < sizeof *o ? size : sizeof *o);
@@ -176,6 +177,11 @@ static const flag flags[] = {
     {"jwt-grace", F_TIME, OFF(jwt_grace_ms), 0, 0, "SECS",
      "a connection whose token expired is closed 4001 this long after,\n"
      "unless it sent a fresh one (PUT /xraptor/token) (10)"},
+    {"api-key-file", F_STR, OFF(api_key_file), 0, 0, "FILE",
+     "turn on POST /api/publish and /api/broadcast for callers that send\n"
+     "'Authorization: apikey KEY' with the key in FILE (off without it)"},
+    {"api-idempotency-window", F_TIME, OFF(api_idempotency_ms), 0, 0, "SECS",
+     "an API call's Idempotency-Key publishes once within this (60)"},
     {"handshake-timeout", F_TIME, OFF(handshake_timeout_ms), 0, 0, "SECS", "TLS + HTTP upgrade must complete within (10)"},
     {"ping-interval", F_TIME, OFF(ping_interval_ms), 0, 0, "SECS", "ping a client silent for this long; 0 disables (20)"},
     {"ping-timeout", F_TIME, OFF(ping_timeout_ms), 0, 0, "SECS", "close with 1011 when the pong is this late (20)"},

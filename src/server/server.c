@@ -92,6 +92,8 @@ static void on_http(const xr_http_request *req, xr_http_reply *rep, void *ud)
     int metrics = !health && path_is(req, srv->opts.metrics_path);
     int head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
     int get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
+    if (xr_api_serve(srv, req, rep))
+        return;
     if (!health && !metrics && !srv->opts.n_static_dirs)
         return;     /* the transport answers 426 */
     if (!head && !get) {
@@ -125,6 +127,7 @@ static xr_transport_hooks hooks_for(const xr_server *srv)
         .gone = on_gone,
         .http = on_http,
         .authorize = srv->n_jwt_keys ? xr_auth_authorize : NULL,
+        .body_limit = srv->api_key ? xr_api_body_limit : NULL,
     };
     return h;
 }
@@ -179,6 +182,7 @@ xr_server *xr_server_new(const xr_options *o, char *err, size_t errlen)
         OWN(jwt_keys[k]);
     OWN(jwt_audience);
     OWN(jwt_issuer);
+    OWN(api_key_file);
 #undef OWN
     if (!so->n_listen) {
         so->listen[0] = XR_DEFAULT_LISTEN;
@@ -189,7 +193,7 @@ xr_server *xr_server_new(const xr_options *o, char *err, size_t errlen)
     srv->log.level = so->log_level;
     srv->log.format = so->log_format;
     /* A key that cannot be read stops start-up, naming its file. */
-    if (ok && xr_auth_load(srv, err, errlen) < 0) {
+    if (ok && (xr_auth_load(srv, err, errlen) < 0 || xr_api_load(srv, err, errlen) < 0)) {
         xr_server_free(srv);
         return NULL;
     }
@@ -233,6 +237,7 @@ void xr_server_free(xr_server *srv)
     xr_proto_free(srv->proto);
     xr_static_free(srv);
     xr_auth_free(srv);
+    xr_api_free(srv);
     for (int k = 0; k < 3; k++)
         if (srv->signals[k])
             event_free(srv->signals[k]);

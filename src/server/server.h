@@ -17,8 +17,8 @@ struct event;
 
 struct xr_server {
     xr_options opts;                /* strings below are owned copies */
-    /* every string option: listeners, five lists, nine single ones */
-    char *owned[XR_MAX_LISTENERS + 5 * XR_MAX_LIST + 10];
+    /* every string option: listeners, five lists, ten single ones */
+    char *owned[XR_MAX_LISTENERS + 5 * XR_MAX_LIST + 11];
     size_t n_owned;
     xr_logger log;
 
@@ -47,6 +47,9 @@ struct xr_server {
     char error[256];
     struct xr_jwt_key *jwt_keys;    /* --jwt-key, read (auth.c) */
     size_t n_jwt_keys;
+    char *api_key;                  /* --api-key-file's key (api.c), or NULL */
+    size_t api_key_len;
+    xr_map idem;                    /* Idempotency-Key -> until (ms) */
 };
 
 /* With opts.workers > 1: forks and supervises the workers. Returns 1 in a
@@ -99,5 +102,13 @@ void xr_auth_free(xr_server *srv);
 int xr_auth_authorize(xr_conn *c, const xr_http_request *req, const char **why, void *ud);
 /* PUT /xraptor/token, for protocol servers. */
 int xr_auth_routes(xr_server *srv);
+
+/* api.c: the publish API. Reads --api-key-file (none: the API is off). */
+int xr_api_load(xr_server *srv, char *err, size_t errlen);
+void xr_api_free(xr_server *srv);
+/* The transport's body_limit hook. */
+size_t xr_api_body_limit(const xr_http_request *req, void *ud);
+/* Answers an API request in rep: 1, or 0 when req is not the API's. */
+int xr_api_serve(xr_server *srv, const xr_http_request *req, xr_http_reply *rep);
 
 #endif

@@ -17,6 +17,8 @@ static const char *status_text(int status)
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
     case 426: return "Upgrade Required";
     case 431: return "Request Header Fields Too Large";
     case 503: return "Service Unavailable";
@@ -131,6 +133,37 @@ size_t xr_conn_head(xr_conn *c, const uint8_t *p, size_t avail)
     }
     if (r < 0) {
         xr_conn_http_error(c, err.status, err.reason);
+        return avail;
+    }
+    req.body = NULL;
+    req.body_len = 0;
+    size_t limit = t->hooks.body_limit ? t->hooks.body_limit(&req, t->ud) : 0;
+    if (limit) {
+        /* The one kind of request with a body: Content-Length only (no
+         * chunked coding, no two lengths), at most limit, read whole
+         * before it is answered; the socket serves nothing after it. */
+        if (xr_http_find(&req, "Transfer-Encoding")) {
+            xr_conn_http_error(c, 411, "send the body with Content-Length, not chunked");
+            return avail;
+        }
+        long cl = xr_http_content_length(&req);
+        if (cl == XR_ENOENT) {
+            xr_conn_http_error(c, 411, "Content-Length required");
+            return avail;
+        }
+        if (cl < 0) {
+            xr_conn_http_error(c, 400, "bad Content-Length");
+            return avail;
+        }
+        if ((size_t)cl > limit) {
+            xr_conn_http_error(c, 413, "request body too large");
+            return avail;
+        }
+        if (avail - (size_t)r < (size_t)cl)
+            return 0;       /* the rest of the body has not come yet */
+        req.body = (const char *)p + r;
+        req.body_len = (size_t)cl;
+        serve_plain(c, &req);
         return avail;
     }
     xr_ws_handshake hs;

@@ -82,6 +82,9 @@ typedef struct xr_transport_hooks {
      * xr_conn_auth), else the HTTP status to refuse it with and *why, a
      * static text. */
     int (*authorize)(xr_conn *c, const xr_http_request *req, const char **why, void *ud);
+    /* A plain request that may carry a body (a POST to an API): its
+     * largest, or 0 (bodies are refused, as for every other request). */
+    size_t (*body_limit)(const xr_http_request *req, void *ud);
 } xr_transport_hooks;
 
 /* opts must outlive the transport (the server's own copy). With tls_cert

@@ -136,7 +136,8 @@ static void session_new(session *s, size_t max_output, unsigned ping_ms)
     s->log.level = XR_LOG_ERROR;
     s->base = event_base_new();
     char err[256];
-    xr_transport_hooks h = {hook_open, hook_message, hook_close, hook_gone, NULL, NULL};
+    xr_transport_hooks h = {.open = hook_open, .message = hook_message, .close = hook_close,
+                            .gone = hook_gone};
     s->t = xr_transport_new(s->base, &s->o, &s->log, &h, s, err, sizeof err);
     int sv[2];
     socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
