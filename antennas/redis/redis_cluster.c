@@ -63,7 +63,7 @@ typedef struct config {
     char password[256];
 } config;
 
-enum { K_AUTH, K_ASKING, K_PUBLISH, K_SLOTS, K_NUMSUB };
+enum { K_AUTH, K_ASKING, K_PUBLISH, K_SLOTS, K_NUMSUB, K_PING };
 #define F_SENT_ON 1             /* redirected already: its MOVED is expected */
 
 /* A command on a cmd connection waiting for its reply. */
@@ -80,6 +80,10 @@ struct node;
 typedef struct conn {
     struct node *node;
     int is_sub, fd, ready, closing;
+    /* A command connection has had a reply: the node answers, not just its
+     * kernel (a stopped node's backlog accepts). Posts wait for this, as
+     * redis:// waits for its PING. */
+    int answered;
     struct event *rd, *wr;
     char *in;
     size_t in_len, in_cap;
@@ -452,6 +456,11 @@ static conn *conn_open(node *n, int is_sub)
         else
             cmd_send(c, K_AUTH, 0, argc, argv, lens, NULL, NULL);
     }
+    if (!is_sub) {
+        const char *ping[1] = {"PING"};
+        size_t plen[1] = {4};
+        cmd_send(c, K_PING, 0, 1, ping, plen, NULL, NULL);
+    }
     return c;
 }
 
@@ -484,7 +493,7 @@ static void report(cluster *cl)
 static void node_state(node *n)
 {
     cluster *cl = n->cl;
-    int up = n->cmd && n->cmd->ready && n->sub && n->sub->ready;
+    int up = n->cmd && n->cmd->answered && n->sub && n->sub->ready;
     if (up == n->up)
         return;
     n->up = up;
@@ -891,7 +900,13 @@ static void on_cmd_reply(conn *c, const resp_val *v, size_t nv)
     pending e = c->q[c->q_head++];
     c->out_done = e.off + e.len;
     c->replies.replies++;
+    if (!c->answered) {
+        c->answered = 1;
+        node_state(c->node);
+    }
     switch (e.kind) {
+    case K_PING:
+        break;
     case K_AUTH:
         if (v->type == '-') {
             cl->host.log(cl->host.host, XR_ANTENNA_LOG_ERROR, "redis-cluster antenna: %s refused: %.*s",
@@ -1209,7 +1224,7 @@ static int publish(void *self, const char *ch, size_t clen, const char *msg, siz
     node *o = cl->owner[slot];
     /* Its shard down or unknown, or too far behind: fail now rather than
      * queue without bound. */
-    if (!o || !o->cmd || !o->cmd->ready || o->cmd->q_len - o->cmd->q_head >= MAX_PENDING_POSTS ||
+    if (!o || !o->cmd || !o->cmd->answered || o->cmd->q_len - o->cmd->q_head >= MAX_PENDING_POSTS ||
         o->cmd->out_len - o->cmd->out_done + clen + mlen > MAX_PENDING_BYTES) {
         if (o)
             o->publish_errors++;
@@ -1230,7 +1245,7 @@ static int is_alive(void *self, const char *ch, size_t len, xr_antenna_alive_cb 
     cluster *cl = self;
     uint16_t slot = resp_key_slot(ch, len);
     node *o = cl->owner[slot];
-    if (!o || !o->cmd || !o->cmd->ready)
+    if (!o || !o->cmd || !o->cmd->answered)
         return XR_EANTENNA;
     const char *argv[3] = {"PUBSUB", "SHARDNUMSUB", ch};
     size_t lens[3] = {6, 11, len};
