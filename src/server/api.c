@@ -31,32 +31,25 @@ int xr_api_load(xr_server *srv, char *err, size_t errlen)
     const char *path = srv->opts.api_key_file;
     if (!path || !path[0])
         return XR_OK;
-    FILE *f = fopen(path, "rb");
-    char buf[1025];
-    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
-    int e = errno;
-    if (f)
-        fclose(f);
-    if (!f) {
-        snprintf(err, errlen, "--api-key-file %s: %s", path, strerror(e));
+    size_t n;
+    char *buf = xr_file_read(path, &n);
+    if (!buf) {
+        snprintf(err, errlen, "--api-key-file %s: %s", path, strerror(errno));
         return XR_EIO;
     }
+    size_t got = n;
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         n--;
-    if (n < API_KEY_MIN || n >= sizeof buf) {
-        OPENSSL_cleanse(buf, sizeof buf);
+    if (n < API_KEY_MIN || n > 1024) {
+        OPENSSL_cleanse(buf, got);
+        free(buf);
         snprintf(err, errlen, "--api-key-file %s: the key must have %d to 1024 bytes", path,
                  API_KEY_MIN);
         return XR_EINVAL;
     }
-    srv->api_key = malloc(n);
-    if (!srv->api_key) {
-        snprintf(err, errlen, "out of memory");
-        return XR_ENOMEM;
-    }
-    memcpy(srv->api_key, buf, n);
+    /* The file's own buffer keeps the key: nothing else to copy and wipe. */
+    srv->api_key = buf;
     srv->api_key_len = n;
-    OPENSSL_cleanse(buf, sizeof buf);
     return XR_OK;
 }
 
@@ -103,11 +96,10 @@ static void answer(xr_http_reply *rep, int status, const char *json)
 
 static void fail(xr_http_reply *rep, int status, const char *why)
 {
-    rep->status = status;
-    rep->ctype = "application/json";
-    rep->body->len = 0;
+    char json[160];
     /* why is our own static text: nothing of the request is echoed */
-    xr_buf_printf(rep->body, "{\"error\": \"%s\"}\n", why);
+    snprintf(json, sizeof json, "{\"error\": \"%s\"}", why);
+    answer(rep, status, json);
 }
 
 static int key_ok(const xr_server *srv, const xr_http_request *req)

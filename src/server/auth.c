@@ -39,8 +39,7 @@ void xr_auth_free(xr_server *srv)
     srv->n_jwt_keys = 0;
 }
 
-/* The whole file (at most 1 MiB), NUL-terminated; NULL with errno. */
-static char *slurp(const char *path, size_t *len)
+char *xr_file_read(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -73,7 +72,7 @@ static int key_load(const char *spec, xr_jwt_key *key, char *err, size_t errlen)
         path = eq + 1;
     }
     size_t len;
-    char *text = slurp(path, &len);
+    char *text = xr_file_read(path, &len);
     if (!text) {
         snprintf(err, errlen, "--jwt-key %s: %s", path, strerror(errno));
         return XR_EIO;

@@ -111,4 +111,8 @@ size_t xr_api_body_limit(const xr_http_request *req, void *ud);
 /* Answers an API request in rep: 1, or 0 when req is not the API's. */
 int xr_api_serve(xr_server *srv, const xr_http_request *req, xr_http_reply *rep);
 
+/* A key or secret file whole (at most 1 MiB), NUL-terminated, to free;
+ * NULL with errno (EFBIG when larger). */
+char *xr_file_read(const char *path, size_t *len);
+
 #endif
