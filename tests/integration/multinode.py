@@ -15,7 +15,7 @@ import time
 
 import websockets
 
-from xrtest import (CHAT, PROTOSERVER, Server, health, metrics, no_message, recv_json,
+from xrtest import (CHAT, PROTOSERVER, Server, health, healthy, metrics, no_message, recv_json,
                     request, test, wait_until)
 
 
@@ -147,7 +147,7 @@ def register(make_broker, url):
                 assert time.monotonic() - t0 < 2, "the node answered /health late"
             finally:
                 pause(broker, signal.SIGCONT)
-            wait_until(lambda: health(a.port)[0] == 200, 30, "recovered")
+            wait_until(lambda: healthy(a.port), 30, "recovered")
 
     @test
     async def test_room_spans_three_nodes_each_message_once():

@@ -18,8 +18,8 @@ import time
 import websockets
 
 from multinode import pause, post, register, streaming, sub
-from xrtest import (CHAT, Broker, Server, _servers, free_port, health, metrics, recv_json, resp, run,
-                    skip_all, test, wait_until)
+from xrtest import (CHAT, Broker, Server, _servers, free_port, health, healthy, metrics, recv_json,
+                    resp, run, skip_all, test, wait_until)
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
@@ -352,7 +352,7 @@ async def test_a_hung_node_takes_no_posts_after_its_connection_is_made_again():
     # A command connection is up once the node answers its PING.
     cluster = RedisCluster(masters=3, replicas=0)
     with Server("--antenna", f"redis-cluster://127.0.0.1:{cluster.seed()}", binary=CHAT) as a:
-        wait_until(lambda: health(a.port)[0] == 200, 15, "antenna connected")
+        wait_until(lambda: healthy(a.port), 15, "every shard up")
         async with websockets.connect(a.url()) as ws:
             pause(cluster, signal.SIGSTOP)
             try:
@@ -366,7 +366,7 @@ async def test_a_hung_node_takes_no_posts_after_its_connection_is_made_again():
                 assert late and set(late) == {"fail"}, late
             finally:
                 pause(cluster, signal.SIGCONT)
-            wait_until(lambda: health(a.port)[0] == 200, 30, "recovered")
+            wait_until(lambda: healthy(a.port), 30, "every shard up again")
             await ws.send(post("after", "hung-room", "me", "x"))
             assert json.loads((await recv_json(ws, 10))["payload"])["message"] == "Message sent"
 

@@ -510,6 +510,13 @@ def health(port):
     return status, json.loads(body)
 
 
+def healthy(port):
+    """Every part of the antenna is up: /health's 200 also covers "degraded"
+    (a shard or node down while the rest serve)."""
+    status, body = health(port)
+    return status == 200 and body.get("status") == "ok"
+
+
 def wait_until(pred, timeout=10, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
