@@ -369,6 +369,27 @@ const char *xr_request_header(const xr_request *req, const char *name);
 xr_conn *xr_request_conn(const xr_request *req);
 xr_server *xr_request_server(const xr_request *req);
 
+/*
+ * What a connection's token grants (see jwt_keys): its claim
+ *   "xraptor": {"channels": [...], "rooms": [...], "publish": [...]}
+ * lists patterns ('*' any run of bytes) of the channels a SUB's request_id
+ * may name, the rooms xr_room_join may put its channels in, and the
+ * channels and rooms xr_publish may post to from a handler of its
+ * requests. A list the token leaves out restricts nothing; without auth
+ * nothing is restricted. The server checks the three by itself: a SUB to
+ * a channel not granted (or to a channel that is already a member of a
+ * room not granted) is refused before its handler; xr_room_join and
+ * xr_publish return XR_EPERM, and a handler that then fails answers
+ * {"error": "forbidden"} instead of "fail". xr_request_allowed asks the
+ * same question for a handler's own decisions, and for a publish made
+ * after the handler returned (the server's own check knows the request
+ * only while its handler runs).
+ */
+typedef enum { XR_GRANT_CHANNEL = 'C', XR_GRANT_ROOM = 'R', XR_GRANT_PUBLISH = 'P' } xr_grant;
+/* 1 when req's connection may use name (len bytes) as kind, else 0 (also
+ * once the connection has gone). */
+int xr_request_allowed(const xr_request *req, xr_grant kind, const char *name, size_t len);
+
 /* Answers with payload (any text, usually JSON) and the request's id and
  * method. After the client left it does nothing and returns XR_ECLOSED. */
 int xr_reply(xr_request *req, const char *payload, size_t len);

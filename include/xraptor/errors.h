@@ -22,7 +22,8 @@ enum {
     XR_EANTENNA = -11, /* the antenna (broker) refused or is down */
     XR_ENOENT = -12,  /* no such member in the JSON object */
     XR_ETYPE = -13,   /* the member has another type (or a number that does not fit) */
-    XR_EJSON = -14    /* the text is not one JSON object */
+    XR_EJSON = -14,   /* the text is not one JSON object */
+    XR_EPERM = -15    /* the connection's token does not grant it */
 };
 
 #endif /* XRAPTOR_ERRORS_H */

@@ -8,6 +8,7 @@
 #include <openssl/hmac.h>
 
 #include "codec/request.h"
+#include "util/glob.h"
 
 /* base64url without padding (RFC 7515 2), strictly: no '=', no other
  * alphabet, no stray bits in the last character. The decoded length, or
@@ -155,6 +156,87 @@ static int aud_has(xr_json_fields *f, const char *want)
     return found;
 }
 
+/*
+ * The "xraptor" claim's lists packed into claims->grants: XR_OK, or
+ * XR_EINVAL with *why.
+ */
+static int grants_pack(xr_json_fields *body, xr_jwt_claims *claims, const char **why)
+{
+    static const struct { const char *name; char kind; } lists[] = {
+        {"channels", XR_GRANT_CHANNEL}, {"rooms", XR_GRANT_ROOM}, {"publish", XR_GRANT_PUBLISH},
+    };
+    int st, rc = XR_OK;
+    xr_json_member *m = xr_json_fields_get(body, "xraptor", 7, &st);
+    if (!m)
+        return XR_OK;
+    if (m->type != XR_JSON_OBJECT) {
+        *why = "the xraptor claim is not an object";
+        return XR_EINVAL;
+    }
+    xr_json_fields x = {0};
+    xr_buf store = {0};
+    xr_json_fields_reset(&x, body->json + m->raw_off, m->raw_len);
+    size_t used = 0;
+    for (size_t l = 0; l < sizeof lists / sizeof lists[0] && rc == XR_OK; l++) {
+        xr_json_member *lm = xr_json_fields_get(&x, lists[l].name, strlen(lists[l].name), &st);
+        if (st < 0) {
+            *why = "the xraptor claim is not an object";
+            rc = XR_EINVAL;
+            break;
+        }
+        if (!lm)
+            continue;
+        size_t offs[XR_JWT_MAX_PATTERNS], lens[XR_JWT_MAX_PATTERNS], count = 0;
+        store.len = 0;
+        if (lm->type != XR_JSON_ARRAY ||
+            xr_json_array_strings(x.json + lm->raw_off, lm->raw_len, &store, offs, lens,
+                                  XR_JWT_MAX_PATTERNS, &count) != XR_OK) {
+            *why = "an xraptor grant list is not an array of at most 64 strings";
+            rc = XR_EINVAL;
+            break;
+        }
+        /* An empty list still says "this kind is restricted". */
+        if (!count)
+            offs[0] = lens[0] = 0, count = 1;
+        for (size_t k = 0; k < count; k++) {
+            const char *pat = store.p ? store.p + offs[k] : "";
+            if (memchr(pat, '\0', lens[k])) {
+                *why = "an xraptor grant pattern holds a NUL";
+                rc = XR_EINVAL;
+                break;
+            }
+            /* kind, pattern, NUL; and room for the caller's final 0 */
+            if (used + lens[k] + 3 > sizeof claims->grants) {
+                *why = "the xraptor claim's patterns are too long";
+                rc = XR_EINVAL;
+                break;
+            }
+            claims->grants[used++] = lists[l].kind;
+            memcpy(claims->grants + used, pat, lens[k]);
+            used += lens[k];
+            claims->grants[used++] = '\0';
+        }
+    }
+    xr_buf_free(&store);
+    xr_json_fields_free(&x);
+    if (rc == XR_OK)
+        claims->grants_len = used;
+    return rc;
+}
+
+int xr_jwt_grants_allow(const char *grants, char kind, const char *name, size_t len)
+{
+    int restricted = 0;
+    for (const char *g = grants; g && *g; g += strlen(g + 1) + 2) {
+        if (*g != kind)
+            continue;
+        restricted = 1;
+        if (xr_glob_match(g + 1, strlen(g + 1), name, len))
+            return 1;
+    }
+    return !restricted;
+}
+
 #define FAIL(text) do { *why = (text); goto out; } while (0)
 
 int xr_jwt_verify(const char *token, size_t len, const xr_jwt_key *keys, size_t n_keys,
@@ -167,6 +249,7 @@ int xr_jwt_verify(const char *token, size_t len, const xr_jwt_key *keys, size_t 
     claims->sub[0] = '\0';
     claims->has_exp = 0;
     claims->exp = 0;
+    claims->grants_len = 0;
     if (len > XR_JWT_MAX) {
         *why = "token too long";
         return XR_EINVAL;
@@ -259,6 +342,8 @@ int xr_jwt_verify(const char *token, size_t len, const xr_jwt_key *keys, size_t 
         memcpy(claims->sub, s, n);
         claims->sub[n] = '\0';
     }
+    if (grants_pack(&body, claims, why) < 0)
+        goto out;
     rc = XR_OK;
 out:
     xr_json_fields_free(&head);

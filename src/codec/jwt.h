@@ -17,6 +17,8 @@
 
 #define XR_JWT_MAX 8192          /* longest token taken */
 #define XR_JWT_MAX_SUB 256       /* longest subject (the connection's user) */
+#define XR_JWT_MAX_GRANTS 4096   /* bytes of the "xraptor" claim's patterns, packed */
+#define XR_JWT_MAX_PATTERNS 64   /* patterns in one list of that claim */
 
 typedef enum { XR_JWT_HMAC, XR_JWT_RSA, XR_JWT_P256, XR_JWT_P384, XR_JWT_ED25519 } xr_jwt_kind;
 
@@ -38,7 +40,24 @@ typedef struct xr_jwt_claims {
     char sub[XR_JWT_MAX_SUB + 1];    /* "" when the token names none */
     int has_exp;
     double exp;                  /* Unix seconds */
+    /* The "xraptor" claim's lists, packed as grants (below); grants_len 0
+     * when the token restricts nothing. */
+    char grants[XR_JWT_MAX_GRANTS];
+    size_t grants_len;
 } xr_jwt_claims;
+
+/*
+ * Grants: what a token lets its connection name, from its claim
+ *   "xraptor": {"channels": [...], "rooms": [...], "publish": [...]}
+ * each list a set of patterns (util/glob.h). Packed as records, each a
+ * kind byte (XR_GRANT_CHANNEL, _ROOM or _PUBLISH), the pattern and a NUL;
+ * a list given empty packs one record with an empty pattern, so it is
+ * present and matches no name. A list that is absent restricts nothing.
+ * The packed text ends at a kind byte of 0 (the caller appends it).
+ */
+/* 1 when grants (NULL or packed as above, ending in a 0 kind) let name be
+ * used as kind, else 0. */
+int xr_jwt_grants_allow(const char *grants, char kind, const char *name, size_t len);
 
 /*
  * Verifies token (len bytes) with keys at now (Unix seconds): XR_OK and

@@ -16,6 +16,7 @@
 
 #include <event2/event.h>
 
+#include "codec/jwt.h"
 #include "util/hash.h"
 #include "util/shared.h"
 
@@ -343,6 +344,14 @@ int xr_proto_room_join(xr_proto *p, const char *name, const char *member)
         return XR_ESTATE;
     if (xr_map_get(&p->rooms, member, ml) || xr_map_get(&p->memberships, name, nl))
         return XR_EINVAL;
+    /* Every connection that receives the member channel here must be
+     * granted the room. */
+    xr_channel *mch = xr_map_get(&p->channels, member, ml);
+    for (xr_receiver *r = mch ? mch->head : NULL; r; r = r->next)
+        if (!xr_granted(r->pc->conn, XR_GRANT_ROOM, name, nl)) {
+            p->denied = 1;
+            return XR_EPERM;
+        }
     xr_room *room = xr_map_get(&p->rooms, name, nl);
     if (room && room_member(room, member, ml))
         return XR_OK;
@@ -516,10 +525,34 @@ static void channel_free(xr_channel *ch)
     free(ch);
 }
 
+int xr_granted(const xr_conn *c, char kind, const char *name, size_t len)
+{
+    const char *g = c ? xr_conn_grants(c) : NULL;
+    return !g || xr_jwt_grants_allow(g, kind, name, len);
+}
+
+/* A token's grants hold for what its channel receives: the channel, and
+ * every room here the channel is already a member of (a second SUB with
+ * another's request_id would otherwise receive that room's messages). */
+static int open_granted(xr_proto *p, const xr_conn *c, const char *name, size_t len)
+{
+    if (!xr_conn_grants(c))
+        return 1;
+    if (!xr_granted(c, XR_GRANT_CHANNEL, name, len))
+        return 0;
+    xr_membership *ms = xr_map_get(&p->memberships, name, len);
+    for (size_t i = 0; ms && i < ms->n; i++)
+        if (!xr_granted(c, XR_GRANT_ROOM, ms->rooms[i]->e->key, ms->rooms[i]->e->klen))
+            return 0;
+    return 1;
+}
+
 int xr_channel_open(xr_proto *p, xr_pconn *pc, const char *name, size_t len)
 {
     if (xr_name_check(name, len, p->o->max_name_length) != XR_NAME_OK)
         return XR_EINVAL;
+    if (!open_granted(p, pc->conn, name, len))
+        return XR_EPERM;
     /* The walk is bounded by the cap below. */
     for (xr_receiver *r = pc->receivers; r; r = r->conn_next)
         if (r->ch->e->klen == len && memcmp(r->ch->e->key, name, len) == 0)
@@ -598,6 +631,10 @@ int xr_proto_publish(xr_proto *p, const char *channel, size_t clen, const char *
         return XR_EINVAL;
     if (!p->antenna)
         return XR_ESTATE;
+    if (!xr_granted(p->acting, XR_GRANT_PUBLISH, channel, clen)) {
+        p->denied = 1;
+        return XR_EPERM;
+    }
     return antenna_publish(p, channel, clen, msg ? msg : "", mlen);
 }
 

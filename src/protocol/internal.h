@@ -48,6 +48,11 @@ struct xr_proto {
     size_t n_free_requests;
     xr_buf scratch;                 /* responses are built here, then framed */
     xr_buf fmt;                     /* xr_replyf's and xr_publishf's text */
+    /* The connection whose request a middleware or handler is running
+     * for (NULL between requests): xr_publish and xr_room_join check its
+     * token's grants, and set denied when they refuse. */
+    xr_conn *acting;
+    int denied;
 
     /* channels, rooms, antenna */
     xr_map channels;                /* name -> struct xr_channel (local receivers) */
@@ -88,9 +93,14 @@ void xr_antenna_host_services(xr_antenna_host *h);
 int xr_wakeup_new(struct event_base *base, xr_wakeup **list, void (*fn)(void *), void *arg);
 void xr_wakeups_free(xr_wakeup **list);
 
+/* Whether c's token lets it use name as kind (an XR_GRANT_*): 1 or 0.
+ * Without a connection or a token, 1. */
+int xr_granted(const xr_conn *c, char kind, const char *name, size_t len);
+
 /* channels.c */
 /* XR_EINVAL for a name outside the name policy (xr_name_check), XR_ELIMIT
- * when pc holds max_channels_per_conn already. */
+ * when pc holds max_channels_per_conn already, XR_EPERM when pc's token
+ * grants neither the channel nor every room it is a member of here. */
 int xr_channel_open(xr_proto *p, xr_pconn *pc, const char *name, size_t len);
 void xr_channel_close(xr_proto *p, xr_pconn *pc, const char *name, size_t len);
 void xr_channels_conn_gone(xr_proto *p, xr_pconn *pc);

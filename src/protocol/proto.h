@@ -28,6 +28,7 @@ typedef struct xr_proto_stats {
     uint64_t publishes, publish_errors, deliveries, antenna_messages;
     uint64_t room_pruned, antenna_reconnects;
     uint64_t rate_limited, rate_limit_closes;
+    uint64_t forbidden;             /* refused for the token's grants */
 } xr_proto_stats;
 
 /* owner is what xr_request_server() hands back (the server). */

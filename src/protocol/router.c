@@ -504,6 +504,33 @@ static void outcome(xr_request *r, int out, int answer_fail)
         xr_reply(r, FAIL, sizeof FAIL - 1);
 }
 
+static void forbidden(xr_proto *pr, xr_conn *c, const xr_wire_request *p, const char *why)
+{
+    pr->stats.forbidden++;
+    refuse(pr, c, p, "forbidden", why);
+}
+
+/* A middleware's or handler's result rc: a failure after a grant check
+ * refused (XR_EPERM returned, or passed on as any failure) is answered
+ * forbidden, any other failure "fail". */
+static void handled(xr_request *r, int rc)
+{
+    xr_proto *pr = r->pr;
+    xr_conn *c = xr_request_conn(r);
+    if (rc < 0 && (rc == XR_EPERM || pr->denied) && !r->replied && c) {
+        r->replied = 1;
+        forbidden(pr, c, &r->p, "not granted by the connection's token");
+        return;
+    }
+    outcome(r, rc < 0 ? XR_OUT_FAIL : XR_OUT_OK, rc < 0);
+}
+
+int xr_request_allowed(const xr_request *r, xr_grant kind, const char *name, size_t len)
+{
+    xr_conn *c = r ? xr_request_conn(r) : NULL;
+    return c && name && xr_granted(c, (char)kind, name, len);
+}
+
 /* The protocol's slot of c: made on the first request; the connection
  * holds one reference, each live request another. */
 static xr_pconn *pconn_of(xr_conn *c)
@@ -516,6 +543,8 @@ static xr_pconn *pconn_of(xr_conn *c)
     }
     return pc;
 }
+
+static void dispatch(xr_proto *pr, xr_request *r, xr_conn *c, xr_pconn *h);
 
 void xr_proto_message(xr_proto *pr, xr_conn *c, xr_msg_type type, const char *data, size_t len)
 {
@@ -560,6 +589,17 @@ void xr_proto_message(xr_proto *pr, xr_conn *c, xr_msg_type type, const char *da
     r->h = h;
     h->refs++;
 
+    /* The grant checks of xr_publish and xr_room_join know whose request
+     * runs. */
+    pr->acting = c;
+    pr->denied = 0;
+    dispatch(pr, r, c, h);
+    pr->acting = NULL;
+}
+
+/* The middleware chain, then the route's handler; r is released. */
+static void dispatch(xr_proto *pr, xr_request *r, xr_conn *c, xr_pconn *h)
+{
     for (size_t i = 0; i < pr->n_mws; i++) {
         struct xr_mw *mw = &pr->mws[i];
         if (mw->has_re && regexec(&mw->re, r->p.route, 0, NULL, 0) != 0)
@@ -567,7 +607,7 @@ void xr_proto_message(xr_proto *pr, xr_conn *c, xr_msg_type type, const char *da
         int rc = mw->fn(r, mw->ud);
         if (rc == XR_NEXT)
             continue;
-        outcome(r, rc < 0 ? XR_OUT_FAIL : XR_OUT_OK, rc < 0);
+        handled(r, rc);
         xr_request_unref(r);
         return;
     }
@@ -585,6 +625,12 @@ void xr_proto_message(xr_proto *pr, xr_conn *c, xr_msg_type type, const char *da
      * published from inside the handler can be missed. */
     if (r->p.method == XR_SUB) {
         int rc = xr_channel_open(pr, h, r->p.id, r->p.id_len);
+        if (rc == XR_EPERM) {
+            forbidden(pr, c, &r->p, "the connection's token does not grant this channel "
+                      "(or a room it is in)");
+            xr_request_unref(r);
+            return;
+        }
         if (rc == XR_EINVAL || rc == XR_ELIMIT) {
             char why[128];
             if (rc == XR_EINVAL)
@@ -604,7 +650,7 @@ void xr_proto_message(xr_proto *pr, xr_conn *c, xr_msg_type type, const char *da
         }
     }
     int rc = e->fn(r, e->ud);
-    outcome(r, rc < 0 ? XR_OUT_FAIL : XR_OUT_OK, rc < 0);
+    handled(r, rc);
     if (h->conn && (r->p.method == XR_UNSUB || (r->p.method == XR_SUB && rc < 0)))
         xr_channel_close(pr, h, r->p.id, r->p.id_len);
     xr_request_unref(r);

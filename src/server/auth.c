@@ -192,7 +192,7 @@ static int admit(xr_server *srv, xr_conn *c, const char *tok, size_t len, const 
         if (!ends)
             ends = 1;
     }
-    if (xr_conn_auth(c, cl.sub[0] ? cl.sub : NULL, ends) < 0) {
+    if (xr_conn_auth(c, cl.sub[0] ? cl.sub : NULL, cl.grants, cl.grants_len, ends) < 0) {
         *why = "out of memory";
         return XR_ENOMEM;
     }

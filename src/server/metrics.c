@@ -189,6 +189,9 @@ void xr_metrics_write(const xr_server *srv, xr_buf *out)
            "Times the broker connection came back.", ps->antenna_reconnects);
     metric(out, "xraptor_room_members_pruned_total", "counter",
            "Room members removed for no longer listening.", ps->room_pruned);
+    metric(out, "xraptor_requests_forbidden_total", "counter",
+           "Requests answered forbidden: a channel, room or publish the token does not grant.",
+           ps->forbidden);
     metric(out, "xraptor_requests_rate_limited_total", "counter",
            "Requests answered rate_limited (--rate-limit, --rate-limit-bytes).",
            ps->rate_limited);

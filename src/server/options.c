@@ -616,6 +616,7 @@ const char *xr_strerror(int err)
     case XR_ENOENT: return "no such member";
     case XR_ETYPE: return "member of another type";
     case XR_EJSON: return "not a JSON object";
+    case XR_EPERM: return "not granted by the connection's token";
     default: return "unknown error";
     }
 }

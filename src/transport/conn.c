@@ -732,7 +732,13 @@ void xr_conn_set_slot(xr_conn *c, void *slot) { c->slot = slot; }
 void xr_conn_set_data(xr_conn *c, void *data) { c->data = data; }
 void *xr_conn_data(const xr_conn *c) { return c->data; }
 const char *xr_conn_subprotocol(const xr_conn *c) { return c->protocol; }
-const char *xr_conn_user(const xr_conn *c) { return c ? c->user : NULL; }
+const char *xr_conn_user(const xr_conn *c) { return c && c->user && *c->user ? c->user : NULL; }
+
+const char *xr_conn_grants(const xr_conn *c)
+{
+    const char *g = c && c->user ? c->user + strlen(c->user) + 1 : NULL;
+    return g && *g ? g : NULL;
+}
 
 /* The credentials ended (no fresh token in the grace period): a clean
  * close with 4001, from the loop. */
@@ -744,16 +750,24 @@ static void on_expiry(evutil_socket_t fd, short what, void *arg)
         return;
     c->t->stats.expired_total++;
     XR_DEBUG(c->t->log, "credentials of %s ended: closing with 4001",
-             c->user ? c->user : "(no user)");
+             xr_conn_user(c) ? c->user : "(no user)");
     ws_close(c, 4001, "token expired", 0);
     xr_conn_flush(c);
 }
 
-int xr_conn_auth(xr_conn *c, const char *user, uint64_t expires_ms)
+int xr_conn_auth(xr_conn *c, const char *user, const char *grants, size_t glen,
+                 uint64_t expires_ms)
 {
     char *u = NULL;
-    if (user && !(u = strdup(user)))
+    size_t ul = user ? strlen(user) : 0;
+    if ((ul || glen) && !(u = malloc(ul + glen + 2)))
         return XR_ENOMEM;
+    if (u) {
+        memcpy(u, user ? user : "", ul + 1);
+        if (glen)
+            memcpy(u + ul + 1, grants, glen);
+        u[ul + 1 + glen] = '\0';
+    }
     if (expires_ms && !c->expiry && !(c->expiry = evtimer_new(c->t->base, on_expiry, c))) {
         free(u);
         return XR_ENOMEM;

@@ -71,7 +71,9 @@ struct xr_conn {
                                    * t->per_ip; NULL when not limited */
     z_stream *inflater;           /* client context taken over: its own window */
     char *close_reason;           /* pending close notice (xr_conn_close) */
-    char *user;                   /* xr_conn_auth: the token's sub, or NULL */
+    /* xr_conn_auth, in one block: the token's sub (maybe ""), its NUL,
+     * then the grants and a final NUL; NULL without a token */
+    char *user;
     struct event *expiry;         /* xr_conn_auth: when the token ends, or NULL */
     uint64_t hs_deadline;
     xr_ws_decoder dec;

@@ -161,9 +161,14 @@ typedef struct xr_fanout_target {
 size_t xr_fanout(xr_transport *t, const xr_fanout_target *to, size_t n_to,
                  xr_shared *const *bodies, size_t n);
 
-/* The connection's user (NULL: none), and when its credentials end
- * (monotonic ms, 0: never): then it is closed with 4001 "token expired".
- * Called again, both are replaced. XR_ENOMEM, or XR_OK. */
-int xr_conn_auth(xr_conn *c, const char *user, uint64_t expires_ms);
+/* The connection's user (NULL: none), what its token grants (glen bytes
+ * the server packed, opaque here; none when glen is 0), and when its
+ * credentials end (monotonic ms, 0: never): then it is closed with 4001
+ * "token expired". Called again, all three are replaced. XR_ENOMEM, or
+ * XR_OK. */
+int xr_conn_auth(xr_conn *c, const char *user, const char *grants, size_t glen,
+                 uint64_t expires_ms);
+/* Those grants, NUL-terminated after their glen bytes, or NULL. */
+const char *xr_conn_grants(const xr_conn *c);
 
 #endif

@@ -17,8 +17,8 @@ import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from xrtest import (PROTOSERVER, Server, connect, get, metrics, recv_json, request, run, skip_all,
-                    test, upgrade_request)
+from xrtest import (CHAT, PROTOSERVER, Server, connect, get, metrics, no_message, recv_json, request,
+                    run, skip_all, test, upgrade_request)
 
 SECRET = b"s3cret-s3cret-s3cret-s3cret-s3cret!"
 
@@ -215,6 +215,88 @@ async def test_expired_token_closes_4001_after_the_grace_and_refresh_keeps_it():
                 assert r["header"] == {"error": "unauthorized"}, r
             m = metrics(srv.port)
             assert m["xraptor_connections_expired_total"] == 1, m
+    finally:
+        keys.close()
+
+
+def chat(rid, method, room, **more):
+    route = "/send_message_to_chat_room" if method == "POST" else "/chat_messages"
+    return request(rid, route, method, json.dumps({"chat_id": room, **more}))
+
+
+def say(rid, room, text):
+    return chat(rid, "POST", room, client_id="c", message=text)
+
+
+async def answer(ws, rid):
+    """The answer to request rid, skipping room deliveries."""
+    for _ in range(20):
+        m = await recv_json(ws)
+        if m["request_id"] == rid and m["method"] != "POST" or m["request_id"] == rid and \
+                "origin" not in m["payload"]:
+            return m
+    raise AssertionError(f"no answer to {rid}")
+
+
+@test
+async def test_grants_restrict_channels_rooms_and_posts():
+    # The token's "xraptor" claim: rooms chat.a and team.*, posts to chat.a
+    # only. Refusals are "forbidden", and leave no channel behind.
+    keys = Keys()
+    try:
+        with Server(*keys.args("hs"), binary=CHAT) as srv:
+            limited = mint(keys, "HS256", sub="carol",
+                           xraptor={"rooms": ["chat.a", "team.*"], "publish": ["chat.a"]})
+            free = mint(keys, "HS256", sub="admin")
+            async with websockets.connect(srv.url(f"/?token={limited}")) as lw, \
+                    websockets.connect(srv.url(f"/?token={free}")) as fw:
+                await lw.send(chat("l-b", "SUB", "chat.b"))
+                r = await answer(lw, "l-b")
+                assert r["header"]["error"] == "forbidden" and r["method"] == "SUB", r
+                await lw.send(chat("l-a", "SUB", "chat.a"))
+                await lw.send(chat("l-t", "SUB", "team.x"))
+                await fw.send(chat("shared", "SUB", "chat.b"))
+                await fw.send(chat("f-a", "SUB", "chat.a"))
+                # Posting to a room not granted: refused, nothing delivered.
+                await lw.send(say("p1", "chat.b", "not mine"))
+                r = await answer(lw, "p1")
+                assert r["header"]["error"] == "forbidden", r
+                assert await no_message(fw), "a refused post was delivered"
+                # Granted: sent, and both members of chat.a get it.
+                await lw.send(say("p2", "chat.a", "hello a"))
+                got = [await recv_json(lw) for _ in range(2)]
+                assert {m["request_id"] for m in got} == {"p2", "l-a"}, got
+                assert json.loads((await recv_json(fw))["payload"])["message"] == "hello a"
+                # team.* matched team.x; chat.b's traffic never reaches l-b.
+                await fw.send(say("p3", "team.x", "hello team"))
+                await fw.send(say("p4", "chat.b", "hello b"))
+                got = [await recv_json(lw, 3)]
+                assert got[0]["request_id"] == "l-t" and "hello team" in got[0]["payload"], got
+                assert await no_message(lw), "the refused SUB kept a channel"
+                # Subscribing with another's request_id, a member of chat.b:
+                # refused, or it would receive chat.b.
+                await lw.send(chat("shared", "SUB", "chat.a"))
+                r = await answer(lw, "shared")
+                assert r["header"]["error"] == "forbidden", r
+                await fw.send(say("p5", "chat.b", "still b"))
+                assert await no_message(lw), "chat.b reached a connection not granted it"
+            # "channels": the SUB's own request_id.
+            pinned = mint(keys, "HS256", sub="dave", xraptor={"channels": ["dave.*"]})
+            async with websockets.connect(srv.url(f"/?token={pinned}")) as pw:
+                await pw.send(chat("other", "SUB", "chat.a"))
+                r = await answer(pw, "other")
+                assert r["header"]["error"] == "forbidden", r
+                await pw.send(chat("dave.1", "SUB", "chat.a"))
+                await pw.send(say("p6", "chat.a", "to dave"))
+                got = [await recv_json(pw) for _ in range(2)]
+                assert {m["request_id"] for m in got} == {"p6", "dave.1"}, got
+            # A claim of the wrong shape is a bad token.
+            for bad in ({"rooms": "chat.a"}, {"rooms": [1]}, "chat.a",
+                        {"publish": [f"r{i}" for i in range(65)]}):
+                status, _ = status_of(srv.port, f"/?token={mint(keys, 'HS256', xraptor=bad)}")
+                assert status == 401, (bad, status)
+            m = metrics(srv.port)
+            assert m["xraptor_requests_forbidden_total"] == 4, m
     finally:
         keys.close()
 

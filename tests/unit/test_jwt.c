@@ -10,6 +10,7 @@
 #include <openssl/hmac.h>
 
 #include "codec/jwt.h"
+#include "util/glob.h"
 #include "xraptor.h"
 #include "tap.h"
 
@@ -37,8 +38,8 @@ static void b64(const void *in, size_t n, char *out)
 /* header.body.HMAC-SHA256(secret) */
 static char *token(const char *header, const char *body)
 {
-    static char t[8192];
-    char h[1024], b[4096];
+    static char t[12288];
+    char h[1024], b[8192];
     b64(header, strlen(header), h);
     b64(body, strlen(body), b);
     snprintf(t, sizeof t, "%s.%s", h, b);
@@ -143,11 +144,80 @@ static void test_subject_bytes(void)
     CHECK_STR(c.sub, "caf\xc3\xa9");
 }
 
+static int glob(const char *pat, const char *name)
+{
+    return xr_glob_match(pat, strlen(pat), name, strlen(name));
+}
+
+static void test_patterns(void)
+{
+    CHECK(glob("chat.a", "chat.a"));
+    CHECK(!glob("chat.a", "chat.ab"));
+    CHECK(!glob("chat.a", "chat."));
+    CHECK(glob("chat.*", "chat.a"));
+    CHECK(glob("chat.*", "chat."));
+    CHECK(!glob("chat.*", "chat"));
+    CHECK(!glob("chat.*", "xchat.a"));
+    CHECK(glob("*", ""));
+    CHECK(glob("*", "anything/at.all"));
+    CHECK(glob("*.log", "a.b.log"));
+    CHECK(!glob("*.log", "a.log.x"));
+    CHECK(glob("a*b*c", "aXbYbZc"));
+    CHECK(!glob("a*b*c", "aXbYbZ"));
+    CHECK(glob("a**", "a"));
+    CHECK(!glob("", "a"));
+    CHECK(glob("", ""));
+    /* a star retried at every byte stays linear-ish: 4 KiB of near misses */
+    char name[4097];
+    memset(name, 'a', 4096);
+    name[4096] = '\0';
+    CHECK(!glob("*a*a*a*a*b", name));
+}
+
+static void test_grants(void)
+{
+    xr_jwt_policy pol = {NULL, NULL, 0};
+    xr_jwt_claims c;
+    CHECK_STR(check(token(HS, "{\"sub\":\"u\"}"), &pol, 0, &c), "ok");
+    CHECK_EQ(c.grants_len, 0);
+    CHECK_STR(check(token(HS, "{\"xraptor\":{\"rooms\":[\"chat.*\",\"x\"],"
+                              "\"publish\":[]}}"), &pol, 0, &c), "ok");
+    c.grants[c.grants_len] = '\0';
+    /* rooms restricted to the two patterns, publish to none, channels free */
+    CHECK(xr_jwt_grants_allow(c.grants, XR_GRANT_ROOM, "chat.b", 6));
+    CHECK(xr_jwt_grants_allow(c.grants, XR_GRANT_ROOM, "x", 1));
+    CHECK(!xr_jwt_grants_allow(c.grants, XR_GRANT_ROOM, "y", 1));
+    CHECK(!xr_jwt_grants_allow(c.grants, XR_GRANT_PUBLISH, "x", 1));
+    CHECK(!xr_jwt_grants_allow(c.grants, XR_GRANT_PUBLISH, "", 0) ||
+          !xr_jwt_grants_allow(c.grants, XR_GRANT_PUBLISH, "chat.b", 6));
+    CHECK(xr_jwt_grants_allow(c.grants, XR_GRANT_CHANNEL, "any", 3));
+    CHECK(xr_jwt_grants_allow(NULL, XR_GRANT_PUBLISH, "any", 3));
+    CHECK_STR(check(token(HS, "{\"xraptor\":[]}"), &pol, 0, &c),
+              "the xraptor claim is not an object");
+    CHECK_STR(check(token(HS, "{\"xraptor\":{\"rooms\":\"a\"}}"), &pol, 0, &c),
+              "an xraptor grant list is not an array of at most 64 strings");
+    CHECK_STR(check(token(HS, "{\"xraptor\":{\"rooms\":[\"a\\u0000b\"]}}"), &pol, 0, &c),
+              "an xraptor grant pattern holds a NUL");
+    /* 3 x 64 patterns of 20 bytes: past the packed size */
+    char body[8192], *p = body;
+    p += sprintf(p, "{\"xraptor\":{");
+    for (int l = 0; l < 3; l++) {
+        p += sprintf(p, "%s\"%s\":[", l ? "," : "", l == 0 ? "rooms" : l == 1 ? "channels" : "publish");
+        for (int k = 0; k < 64; k++)
+            p += sprintf(p, "%s\"%020d\"", k ? "," : "", k);
+        p += sprintf(p, "]");
+    }
+    sprintf(p, "}}");
+    CHECK_STR(check(token(HS, body), &pol, 0, &c), "the xraptor claim's patterns are too long");
+}
+
 int main(void)
 {
     RUN(test_times_at_the_leeway);
     RUN(test_audience_and_issuer);
     RUN(test_form_and_header);
     RUN(test_subject_bytes);
+    RUN(test_patterns);
+    RUN(test_grants);
     return tap_done();
 }
