@@ -153,6 +153,7 @@ static void test_patterns(void)
 {
     CHECK(glob("chat.a", "chat.a"));
     CHECK(!glob("chat.a", "chat.ab"));
+    CHECK(!glob("chat.a", "chat.b"));
     CHECK(!glob("chat.a", "chat."));
     CHECK(glob("chat.*", "chat.a"));
     CHECK(glob("chat.*", "chat."));
