@@ -211,3 +211,31 @@ int xr_json_array_strings(const char *json, size_t len, xr_buf *store, size_t *o
     store->len = (size_t)(p.o - p.base);
     return XR_OK;
 }
+
+int xr_json_array_items(const char *json, size_t len, xr_buf *store, size_t *offs, size_t *lens,
+                        size_t cap, size_t *n)
+{
+    parser p;
+    int more;
+    *n = 0;
+    store->len = 0;
+    if (parser_start(&p, json, len, store, 0) < 0)
+        return XR_ENOMEM;
+    const unsigned char *s = skip_ws(p.start, p.end);
+    if (s == p.end || *s != '[')
+        return XR_EJSON;
+    s = list_open(&p, s, &more);
+    while (s && more) {
+        if (*n == cap)
+            return XR_ELIMIT;
+        const unsigned char *at = s;
+        if (!(s = value(&p, s, 1)))
+            break;
+        offs[*n] = (size_t)(at - p.start);
+        lens[(*n)++] = (size_t)(s - at);
+        s = list_next(&p, s, ']', &more);
+    }
+    if (!s || skip_ws(s, p.end) != p.end)
+        return XR_EJSON;
+    return XR_OK;
+}

@@ -10,16 +10,13 @@
 #include "codec/request.h"
 #include "util/glob.h"
 
-/* base64url without padding (RFC 7515 2), strictly: no '=', no other
- * alphabet, no stray bits in the last character. The decoded length, or
- * XR_EINVAL. */
 static int b64digit(unsigned char c)
 {
     return c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26
          : c >= '0' && c <= '9' ? c - '0' + 52 : c == '-' ? 62 : c == '_' ? 63 : -1;
 }
 
-static long b64url(const char *s, size_t n, unsigned char *out, size_t cap)
+long xr_b64url_decode(const char *s, size_t n, unsigned char *out, size_t cap)
 {
     if (n % 4 == 1 || n / 4 * 3 + 3 > cap)
         return XR_EINVAL;
@@ -267,9 +264,9 @@ int xr_jwt_verify(const char *token, size_t len, const xr_jwt_key *keys, size_t 
         return XR_ENOMEM;
     }
     unsigned char *hb = buf, *pb = buf + len + 4, *sb = buf + 2 * (len + 4);
-    long hl = b64url(token, (size_t)(d1 - token), hb, len + 4);
-    long pl = b64url(d1 + 1, (size_t)(d2 - d1 - 1), pb, len + 4);
-    long sl = b64url(d2 + 1, len - (size_t)(d2 + 1 - token), sb, len + 4);
+    long hl = xr_b64url_decode(token, (size_t)(d1 - token), hb, len + 4);
+    long pl = xr_b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), pb, len + 4);
+    long sl = xr_b64url_decode(d2 + 1, len - (size_t)(d2 + 1 - token), sb, len + 4);
     if (hl < 0 || pl < 0 || sl < 0)
         FAIL("malformed base64url");
     xr_json_fields_reset(&head, (const char *)hb, (size_t)hl);

@@ -68,6 +68,26 @@ int xr_jwt_verify(const char *token, size_t len, const xr_jwt_key *keys, size_t 
                   const xr_jwt_policy *policy, double now, xr_jwt_claims *claims,
                   const char **why);
 
+/* base64url without padding (RFC 7515 2), strictly: no '=', no other
+ * alphabet, no stray bits in the last character. The decoded length (at
+ * most cap bytes written), or XR_EINVAL. */
+long xr_b64url_decode(const char *s, size_t n, unsigned char *out, size_t cap);
+
+/*
+ * A JSON Web Key Set (RFC 7517; RFC 7518 6, RFC 8037) read as verification
+ * keys: "RSA" (n of 2048 bits or more, e), "EC" (P-256 or P-384, x and y,
+ * on the curve), "OKP" (Ed25519, x) and "oct" (k, 32 bytes or more). A
+ * key whose "use" is not "sig" is left out; one with private parts ("d"),
+ * an "alg" outside its family, an unknown kty or curve is an error, as is
+ * a set without a usable key. XR_OK with *keys (free each with
+ * xr_jwt_key_clear, then the array) and *n, or XR_EINVAL / XR_ENOMEM with
+ * a message naming the key (its position from 1) in err.
+ */
+int xr_jwks_parse(const char *json, size_t len, xr_jwt_key **keys, size_t *n, char *err,
+                  size_t errlen);
+/* Releases what one key holds (the secret wiped). */
+void xr_jwt_key_clear(xr_jwt_key *key);
+
 /* The algorithms a kind of key verifies, for messages: "HS256, HS384, HS512". */
 const char *xr_jwt_kind_algs(xr_jwt_kind kind);
 

@@ -23,12 +23,8 @@
 
 static void keys_free(xr_jwt_key *keys, size_t n)
 {
-    for (size_t k = 0; k < n; k++) {
-        if (keys[k].secret)
-            OPENSSL_cleanse(keys[k].secret, keys[k].secret_len);
-        free(keys[k].secret);
-        EVP_PKEY_free(keys[k].pkey);
-    }
+    for (size_t k = 0; k < n; k++)
+        xr_jwt_key_clear(&keys[k]);
     free(keys);
 }
 
@@ -60,9 +56,41 @@ char *xr_file_read(const char *path, size_t *len)
     return b;
 }
 
-/* One --jwt-key: "[KID=]FILE". */
-static int key_load(const char *spec, xr_jwt_key *key, char *err, size_t errlen)
+/* A JWK set file's keys appended to *keys (n of cap). */
+static int set_load(const char *path, const char *text, size_t len, xr_jwt_key **keys,
+                    size_t *n, size_t *cap, char *err, size_t errlen)
 {
+    xr_jwt_key *got;
+    size_t count;
+    char why[256];
+    int rc = xr_jwks_parse(text, len, &got, &count, why, sizeof why);
+    if (rc < 0) {
+        snprintf(err, errlen, "--jwt-key %s: %s", path, why);
+        return rc;
+    }
+    if (*n + count > *cap) {
+        size_t ncap = *n + count;
+        xr_jwt_key *v = realloc(*keys, ncap * sizeof *v);
+        if (!v) {
+            keys_free(got, count);
+            snprintf(err, errlen, "out of memory");
+            return XR_ENOMEM;
+        }
+        *keys = v;
+        *cap = ncap;
+    }
+    memcpy(*keys + *n, got, count * sizeof *got);
+    *n += count;
+    free(got);
+    return XR_OK;
+}
+
+/* One --jwt-key: "[KID=]FILE" of one key, or FILE of a JWK set; its keys
+ * are appended to *keys (n of cap; one slot is free on entry). */
+static int key_load(const char *spec, xr_jwt_key **keys, size_t *n, size_t *cap, char *err,
+                    size_t errlen)
+{
+    xr_jwt_key *key = *keys + *n;
     memset(key, 0, sizeof *key);
     const char *eq = strchr(spec, '=');
     const char *path = spec;
@@ -77,6 +105,17 @@ static int key_load(const char *spec, xr_jwt_key *key, char *err, size_t errlen)
         snprintf(err, errlen, "--jwt-key %s: %s", path, strerror(errno));
         return XR_EIO;
     }
+    if (text[strspn(text, " \t\r\n")] == '{') {
+        int rc = key->kid[0] ? XR_EINVAL
+                             : set_load(path, text, len, keys, n, cap, err, errlen);
+        if (key->kid[0])
+            snprintf(err, errlen, "--jwt-key %s: a JWK set names its keys itself (kid): "
+                     "drop the KID= prefix", path);
+        OPENSSL_cleanse(text, len);
+        free(text);
+        return rc;
+    }
+    ++*n;
     if (strstr(text, "-----BEGIN")) {
         BIO *bio = BIO_new_mem_buf(text, (int)len);
         key->pkey = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
@@ -139,22 +178,38 @@ int xr_auth_load(xr_server *srv, char *err, size_t errlen)
     size_t n = srv->opts.n_jwt_keys;
     if (!n)
         return XR_OK;
-    xr_jwt_key *keys = calloc(n, sizeof *keys);
+    size_t cap = n, got = 0;
+    xr_jwt_key *keys = calloc(cap, sizeof *keys);
     if (!keys) {
         snprintf(err, errlen, "out of memory");
         return XR_ENOMEM;
     }
     for (size_t k = 0; k < n; k++) {
-        int rc = key_load(srv->opts.jwt_keys[k], &keys[k], err, errlen);
+        /* A set may have grown the array past the one slot each spec has. */
+        if (got == cap) {
+            xr_jwt_key *v = realloc(keys, (cap + 1) * sizeof *v);
+            if (!v) {
+                keys_free(keys, got);
+                snprintf(err, errlen, "out of memory");
+                return XR_ENOMEM;
+            }
+            keys = v;
+            cap++;
+        }
+        size_t before = got;
+        int rc = key_load(srv->opts.jwt_keys[k], &keys, &got, &cap, err, errlen);
         if (rc < 0) {
-            keys_free(keys, k + 1);
+            /* a single key that failed half-made still holds its parts */
+            if (got > before)
+                xr_jwt_key_clear(&keys[before]);
+            keys_free(keys, got > before ? before : got);
             return rc;
         }
     }
     /* Only a whole new set replaces the old one. */
     xr_auth_free(srv);
     srv->jwt_keys = keys;
-    srv->n_jwt_keys = n;
+    srv->n_jwt_keys = got;
     return XR_OK;
 }
 

@@ -169,8 +169,9 @@ static const flag flags[] = {
     {"rate-limit-connections-burst", F_COUNT, OFF(rate_limit_connections_burst), 0, 0, "N",
      "connections of --rate-limit-connections that may come at once\n(default: the rate)"},
     {"jwt-key", F_LIST, OFF(jwt_keys), OFF(n_jwt_keys), XR_MAX_LIST, "[KID=]FILE",
-     "connections need a JWT signed by this key: an HMAC secret or a PEM\n"
-     "public key (RSA, EC P-256/P-384, Ed25519); repeatable; SIGHUP rereads"},
+     "connections need a JWT signed by this key: an HMAC secret, a PEM\n"
+     "public key (RSA, EC P-256/P-384, Ed25519) or a JWK set (JSON, each\n"
+     "key with its own kid); repeatable; SIGHUP rereads"},
     {"jwt-audience", F_STR, OFF(jwt_audience), 0, 0, "AUD", "tokens' aud must name this"},
     {"jwt-issuer", F_STR, OFF(jwt_issuer), 0, 0, "ISS", "tokens' iss must be this"},
     {"jwt-leeway", F_TIME, OFF(jwt_leeway_ms), 0, 0, "SECS", "clock skew allowed on exp and nbf (30)"},

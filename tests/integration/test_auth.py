@@ -337,5 +337,68 @@ def test_bad_keys_stop_start_up_and_sighup_rereads_them():
         keys.close()
 
 
+def jwk(key, **more):
+    """python3-jwt's own JWK of a key, with members added."""
+    from jwt.algorithms import ECAlgorithm, HMACAlgorithm, OKPAlgorithm, RSAAlgorithm
+    if isinstance(key, bytes):
+        text = HMACAlgorithm.to_jwk(key)
+    elif isinstance(key, (rsa.RSAPublicKey, rsa.RSAPrivateKey)):
+        text = RSAAlgorithm.to_jwk(key)
+    elif isinstance(key, (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey)):
+        text = ECAlgorithm.to_jwk(key)
+    else:
+        text = OKPAlgorithm.to_jwk(key)
+    return {**json.loads(text), **more}
+
+
+@test
+async def test_a_jwk_set_file_gives_every_key_with_its_kid():
+    keys = Keys()
+    try:
+        pub = {n: k.public_key() for n, k in keys.priv.items()}
+        # Another key meant for encryption: left out, not an error.
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        jwks = {"keys": [jwk(pub["rsa"], kid="r1", alg="RS256", use="sig"),
+                         jwk(pub["ec"], kid="e1"), jwk(pub["ed"], kid="d1"),
+                         jwk(SECRET, kid="h1", alg="HS256"),
+                         jwk(other.public_key(), kid="enc", use="enc")]}
+        path = keys.write("set.json", json.dumps(jwks, indent=1).encode())
+        with Server("--jwt-key", path, binary=PROTOSERVER) as srv:
+            for alg, kid in (("RS256", "r1"), ("ES256", "e1"), ("EdDSA", "d1"), ("HS256", "h1")):
+                tok = mint(keys, alg, headers={"kid": kid}, sub=f"u-{kid}")
+                assert await whoami(srv, tok) == f"u-{kid}", (alg, kid)
+            # A kid naming another family's key, or the encryption key.
+            assert status_of(srv.port, f"/?token={mint(keys, 'RS256', headers={'kid': 'e1'})}")[0] == 401
+            tok = jwt.encode(claims(), other, algorithm="RS256", headers={"kid": "enc"})
+            assert status_of(srv.port, f"/?token={tok}")[0] == 401
+            srv.wait_log(r"unknown kid")
+        # Sets that cannot be used stop start-up, naming the key and why.
+        weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+        off_curve = jwk(pub["ec"])
+        off_curve["y"] = off_curve["x"]
+        for bad, why in (({"keys": [jwk(keys.priv["rsa"])]}, "key 1: a private key"),
+                         ({"keys": [jwk(pub["ed"]), jwk(weak.public_key())]},
+                          "key 2: an RSA key of fewer than 2048 bits"),
+                         ({"keys": [off_curve]}, "not on its curve"),
+                         ({"keys": [jwk(pub["ec"], alg="RS256")]}, "an alg its kty does not verify"),
+                         ({"keys": [jwk(b"short")]}, "at least 32 bytes"),
+                         ({"keys": [{"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}]},
+                          "other than P-256 and P-384"),
+                         ({"keys": [jwk(pub["ed"], use="enc")]}, "no key for signatures"),
+                         ({"keys": "x"}, "not a JWK set"),
+                         ({"keys": [jwk(SECRET)] * 65}, "more than 64 keys"),
+                         ({"keys": [{"kty": "RSA", "n": "a+b", "e": "AQAB"}]}, "needs n and e"),
+                         ({"nokeys": []}, "not a JWK set")):
+            f = keys.write("bad.json", json.dumps(bad).encode())
+            with Server("--jwt-key", f, binary=PROTOSERVER, expect_start=False) as srv:
+                assert srv.wait(5) != 0, bad
+                assert why in srv.log(), (why, srv.log())
+        with Server("--jwt-key", f"x={path}", binary=PROTOSERVER, expect_start=False) as srv:
+            assert srv.wait(5) != 0
+            assert "names its keys itself" in srv.log(), srv.log()
+    finally:
+        keys.close()
+
+
 if __name__ == "__main__":
     run()
