@@ -10,6 +10,18 @@
 //
 // Payloads are sent as JSON text (a string is sent as is); answers and
 // channel messages are handed back parsed when they are JSON.
+//
+// With a server started with --jwt-key, give a token callback: it is
+// called (and awaited) before every connection attempt and again before
+// the token's exp, whose answer is handed to the server with PUT
+// /xraptor/token so the connection outlives its first token:
+//
+//   const xr = new XRaptor(url, { token: async () => (await fetch("/token")).text() });
+//   xr.on("token", (e) => ...);   // {refreshed: true} or {error}
+//
+// The refresh is sent refreshBefore ms before exp (default 30 s; at the
+// latest halfway through a shorter token's life). A close with 4001
+// (token expired) reconnects with a fresh token like any other drop.
 
 function newId() {
   if (globalThis.crypto && crypto.randomUUID) return crypto.randomUUID();
@@ -20,11 +32,24 @@ function parse(text) {
   try { return JSON.parse(text); } catch { return text; }
 }
 
+// The exp claim of a JWT in ms, or null; read, not verified (the server
+// verifies): it only says when to ask for the next one.
+function expiry(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const exp = JSON.parse(atob(part + "===".slice((part.length + 3) % 4))).exp;
+    return typeof exp === "number" ? exp * 1000 : null;
+  } catch { return null; }
+}
+
 export class XRaptor {
-  constructor(url, { reconnect = true, timeout = 10000 } = {}) {
+  constructor(url, { reconnect = true, timeout = 10000, token = null, refreshBefore = 30000 } = {}) {
     this.url = url;
     this.reconnect = reconnect;
     this.timeout = timeout;
+    this.token = token;
+    this.refreshBefore = refreshBefore;
+    this.refreshTimer = null;
     this.ws = null;
     this.pending = new Map();   // request_id -> {resolve, reject, timer}
     this.streams = new Map();   // request_id -> {route, payload, onMessage}
@@ -41,15 +66,49 @@ export class XRaptor {
     for (const fn of this.listeners.state) fn(state);
   }
 
-  connect() {
+  emit(event, arg) {
+    for (const fn of this.listeners[event] || []) fn(arg);
+  }
+
+  // The next refresh of tok, before its exp.
+  schedule(tok) {
+    clearTimeout(this.refreshTimer);
+    const exp = expiry(tok);
+    if (exp === null) return;
+    const left = exp - Date.now();
+    const wait = Math.max(0, Math.min(left - this.refreshBefore, left / 2));
+    this.refreshTimer = setTimeout(() => this.refresh(), wait);
+  }
+
+  async refresh() {
+    try {
+      const tok = await this.token();
+      await this.request("/xraptor/token", "PUT", { token: tok });
+      this.schedule(tok);
+      this.emit("token", { refreshed: true });
+    } catch (error) {
+      // Told no (or the callback failed): the server closes with 4001 at
+      // the old token's end, and the reconnect asks for a token again.
+      this.emit("token", { error });
+    }
+  }
+
+  async connect() {
     this.closing = false;
+    let url = this.url, tok = null;
+    if (this.token) {
+      this.setState("connecting");
+      tok = await this.token();
+      url += (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(tok);
+    }
     return new Promise((resolve, reject) => {
       this.setState("connecting");
-      const ws = new WebSocket(this.url);
+      const ws = new WebSocket(url);
       this.ws = ws;
       ws.onopen = () => {
         this.retry = 0;
         this.setState("open");
+        if (tok) this.schedule(tok);
         // Streams survive a reconnect: subscribe them again.
         for (const [id, s] of this.streams) this.send(id, s.route, "SUB", s.payload);
         resolve(this);
@@ -57,6 +116,7 @@ export class XRaptor {
       ws.onmessage = (ev) => this.dispatch(ev.data);
       ws.onerror = () => { if (this.state === "connecting") reject(new Error("cannot connect to " + this.url)); };
       ws.onclose = () => {
+        clearTimeout(this.refreshTimer);
         for (const [, p] of this.pending) { clearTimeout(p.timer); p.reject(new Error("connection closed")); }
         this.pending.clear();
         this.setState("closed");

@@ -2,8 +2,8 @@
 // Two pages of the chat, in headless Chromium, join one room and talk.
 // Prints TAP. Skips (not fails) only when Chromium or playwright-core is
 // absent on a user's machine; CI installs both.
-import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, mkdtempSync, rmSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -37,9 +37,9 @@ async function test(name, fn) {
   catch (e) { failed++; console.log(`not ok ${n} - ${name}`); for (const l of String(e.stack || e).split("\n")) console.log("# " + l); }
 }
 
-function startChat() {
+function startChat(extra = []) {
   const logDir = mkdtempSync(join(tmpdir(), "xraptor-browser-"));
-  const args = ["--listen", "127.0.0.1:0", ...webDirs.flatMap((d) => ["--static-dir", d])];
+  const args = ["--listen", "127.0.0.1:0", ...webDirs.flatMap((d) => ["--static-dir", d]), ...extra];
   const proc = spawn(chat, args, { stdio: ["ignore", "ignore", "pipe"] });
   let log = "";
   proc.stderr.on("data", (d) => { log += d; });
@@ -109,6 +109,49 @@ try {
     await bia.click("#send-button");
     await bia.waitForSelector("#messages li:has-text('back again')");
     if (await bia.$("#messages li:has-text('are you there?')")) throw new Error("delivered after leave");
+  });
+
+  await test("xraptor.js refreshes its token: a 3 s token, no close in 7 s", async () => {
+    // Tokens minted by python3-jwt (not ours), living 3 s; the server
+    // closes 4001 one second past exp unless a fresh one came.
+    const dir = mkdtempSync(join(tmpdir(), "xraptor-token-"));
+    const key = join(dir, "hs.key");
+    writeFileSync(key, "browser-secret-browser-secret-browser-secret\n");
+    const mint = () => execFileSync("/usr/bin/python3", ["-c",
+      "import jwt, sys, time; k = open(sys.argv[1], 'rb').read().rstrip(b'\\n');" +
+      "print(jwt.encode({'sub': 'page', 'exp': int(time.time()) + 3}, k, algorithm='HS256'))",
+      key]).toString().trim();
+    const authed = await startChat(["--jwt-key", key, "--jwt-grace", "1", "--jwt-leeway", "0"]);
+    try {
+      const page = await ctx.newPage();
+      let minted = 0;
+      await page.exposeFunction("mintToken", () => { minted++; return mint(); });
+      await page.goto(`http://127.0.0.1:${authed.port}/xraptor.js`);
+      const out = await page.evaluate(async () => {
+        const { XRaptor } = await import("/xraptor.js");
+        let closes = 0, refreshed = 0;
+        const got = [];
+        const xr = new XRaptor(`ws://${location.host}/`, { token: () => window.mintToken(), refreshBefore: 1500 });
+        xr.on("state", (s) => { if (s === "closed") closes++; });
+        xr.on("token", (e) => { if (e.refreshed) refreshed++; });
+        await xr.connect();
+        await xr.subscribe("/chat_messages", { chat_id: "token-room" }, (p) => got.push(p.message));
+        await new Promise((r) => setTimeout(r, 7000));
+        await xr.request("/send_message_to_chat_room", "POST",
+                         { chat_id: "token-room", client_id: "page", message: "after 7 s" });
+        await new Promise((r) => setTimeout(r, 500));
+        xr.close();
+        return { closes, refreshed, got };
+      });
+      if (out.closes !== 0) throw new Error(`closed ${out.closes} time(s): ${authed.log()}`);
+      if (out.refreshed < 3 || minted < 4) throw new Error(`refreshed ${out.refreshed}, minted ${minted}`);
+      if (!out.got.includes("after 7 s")) throw new Error(`subscription lost: ${JSON.stringify(out.got)}`);
+      await page.close();
+    } finally {
+      authed.proc.kill("SIGTERM");
+      rmSync(authed.logDir, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   await test("screenshot of the chat written as an artifact", async () => {
