@@ -18,6 +18,9 @@ measured window with perf (per message or delivery). Exits non-zero if a
 scenario produced no numbers.
 """
 import argparse
+import base64
+import hashlib
+import hmac
 import json
 import os
 import platform
@@ -209,6 +212,16 @@ def row(name, res, value_key, unit, baseline=None, note="", peer=None):
     return v if ok else None
 
 
+def hs256(secret, claims):
+    """A JWT for the auth scenarios (the tests use python3-jwt's; the
+    bench needs no module beyond the standard library)."""
+    enc = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
+    head = enc(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = enc(json.dumps(claims).encode())
+    sig = enc(hmac.new(secret, head + b"." + body, hashlib.sha256).digest())
+    return (head + b"." + body + b"." + sig).decode()
+
+
 def cert_pair(d):
     cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
@@ -261,14 +274,32 @@ try:
     # The chat's target is a ratio to the echo: they are measured in turns
     # (echo, chat, echo, chat), each chat beside the echo it is compared
     # with, so that a machine that drifts between scenarios moves both.
+    # Auth on: every upgrade carries a token (HS256) whose claim grants
+    # rooms and publishing by pattern, so each chat POST runs the grant
+    # check, and every request the rate limit's buckets (set far above
+    # the load: they count, they never refuse).
+    secret = b"bench-secret-bench-secret-bench-secret!"
+    with open(os.path.join(tmp, "jwt.key"), "wb") as f:
+        f.write(secret)
+    token = hs256(secret, {"sub": "bench", "exp": int(time.time()) + 86400,
+                           "xraptor": {"rooms": ["*"], "publish": ["bench*", "*"]}})
+    auth = ["--jwt-key", os.path.join(tmp, "jwt.key"), "--rate-limit", "10000000",
+            "--rate-limit-bytes", "1G"]
     p, port = start([os.path.join(B, "xraptor-echo"), *common])
     pc_, cport = start([os.path.join(B, "xraptor-chat"), *common])
-    turns = []
+    pa, aport = start([os.path.join(B, "xraptor-chat"), *common, *auth])
+    turns, auth_turns = [], []
     for _ in range(args.turns):
         e = bench("echo", f"ws://127.0.0.1:{port}/", pid=p.pid)
         turns.append((e, bench("chat", f"ws://127.0.0.1:{cport}/", pid=pc_.pid)))
+        auth_turns.append(bench("chat", f"ws://127.0.0.1:{aport}/?token={token}", pid=pa.pid))
     echo64, chat = turns[0]
     echo1k = bench("echo", f"ws://127.0.0.1:{port}/", "--size", 1024, pid=p.pid)
+    stop_all()
+    p, port = start([os.path.join(B, "xraptor-echo"), *common, "--jwt-key",
+                     os.path.join(tmp, "jwt.key")])
+    echo_auth = bench("echo", f"ws://127.0.0.1:{port}/?token={token}", pid=p.pid)
+    hs_auth = bench("handshakes", f"ws://127.0.0.1:{port}/?token={token}", pid=p.pid)
     stop_all()
     p, port = start([os.path.join(B, "xraptor-echo"), *common, "--tls-cert", cert, "--tls-key", key])
     echotls = bench("echo", f"wss://127.0.0.1:{port}/", pid=p.pid)
@@ -319,6 +350,19 @@ try:
         turns_ = f"{len(ratios)} turns" if len(ratios) > 1 else "1 turn"
         print(f"{'':<52} chat POST / echo 64 B = {statistics.median(ratios):.2f}x, median of "
               f"{turns_} ({each}; target >= 0.8x)")
+    chat_auth = auth_turns[0]
+    row("chat with auth on (token, grants, rate limit)", chat_auth, "per_second", "req/s", base)
+    on_off = []
+    for (_, c), a in zip(turns, auth_turns):
+        cv = c.get("per_second") if c.get("exit") == 0 and not c.get("errors") else None
+        av = a.get("per_second") if a.get("exit") == 0 and not a.get("errors") else None
+        if cv and av:
+            on_off.append(av / cv)
+    if on_off:
+        print(f"{'':<52} chat auth on / off = {statistics.median(on_off):.2f}x, median of "
+              f"{len(on_off)} ({' '.join(f'{r:.2f}' for r in on_off)})")
+    row("echo 64 B with auth on (token at the upgrade)", echo_auth, "per_second", "msgs/s", base,
+        peer=u_echo)
     row(f"fanout: room of {args.fanout} members, 1 publisher x 16", room, "per_second",
         "deliveries/s", peer=u_fan)
     row(f"fanout: one channel, {args.fanout} subscribers", fan, "per_second", "deliveries/s",
@@ -424,8 +468,15 @@ try:
         bench("handshakes", f"wss://127.0.0.1:{port}/", pid=p.pid), "per_second", "handshakes/s")
     stop_all()
     p, port = start([os.path.join(B, "xraptor-echo"), *common])
-    row("handshakes: plain WebSocket, 32 at a time",
-        bench("handshakes", f"ws://127.0.0.1:{port}/", pid=p.pid), "per_second", "handshakes/s")
+    hs_res = bench("handshakes", f"ws://127.0.0.1:{port}/", pid=p.pid)
+    hs_plain = row("handshakes: plain WebSocket, 32 at a time", hs_res, "per_second",
+                   "handshakes/s")
+    hs_tok = row("handshakes: plain WebSocket with an HS256 token", hs_auth, "per_second",
+                 "handshakes/s")
+    if hs_plain and hs_tok:
+        cp, ct = per_cpu(hs_res, hs_plain), per_cpu(hs_auth, hs_tok)
+        print(f"{'':<52} with the token check: {hs_tok / hs_plain:.2f}x the handshake rate"
+              + (f", {ct / cp:.2f}x per server CPU second" if cp and ct else ""))
 finally:
     stop_all()
 

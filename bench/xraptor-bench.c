@@ -51,7 +51,7 @@ typedef struct cfg {
     scenario sc;
     char host[256];
     int port, tls, tcp;
-    char path[256];
+    char path[1024];    /* with a query: a token for --jwt-key servers */
     int conns;          /* connections (fanout: subscribers) */
     size_t size;        /* message payload bytes */
     int pipeline;       /* messages in flight per connection */
