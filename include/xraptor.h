@@ -187,6 +187,10 @@ typedef struct xr_options {
      * api_idempotency_ms. No key: no API. */
     const char *api_key_file;
     unsigned api_idempotency_ms;     /* 60 s */
+    /* With api_key_file: the API on this address alone ("HOST:PORT",
+     * http:// or https://), never on the WebSocket listeners; nothing but
+     * the API and /health is served there. NULL: the API shares them. */
+    const char *api_listen;
     /* New members go here, at the end. */
 } xr_options;
 

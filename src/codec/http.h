@@ -28,6 +28,7 @@ typedef struct xr_http_request {
     xr_http_header headers[XR_HTTP_MAX_HEADERS];
     const char *body;        /* a body the layer above asked for, else NULL */
     size_t body_len;
+    int api;                 /* came to the API's own address (the transport sets it) */
 } xr_http_request;
 
 typedef struct xr_http_error {

@@ -65,10 +65,11 @@ void xr_api_free(xr_server *srv)
     xr_map_clear(&srv->idem);
 }
 
-/* 1 publish, 2 broadcast, 0 not the API's. */
+/* 1 publish, 2 broadcast, 0 not the API's (also: the API has an address
+ * of its own, --api-listen, and this request came to another). */
 static int api_path(const xr_server *srv, const xr_http_request *req)
 {
-    if (!srv->api_key)
+    if (!srv->api_key || (srv->opts.api_listen && !req->api))
         return 0;
     size_t n = xr_http_path_len(req);
     if (n == 12 && memcmp(req->target, "/api/publish", 12) == 0)

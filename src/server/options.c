@@ -181,6 +181,9 @@ static const flag flags[] = {
     {"api-key-file", F_STR, OFF(api_key_file), 0, 0, "FILE",
      "turn on POST /api/publish and /api/broadcast for callers that send\n"
      "'Authorization: apikey KEY' with the key in FILE (off without it)"},
+    {"api-listen", F_STR, OFF(api_listen), 0, 0, "ADDR",
+     "serve the publish API on this address only (HOST:PORT, http:// or\n"
+     "https://), not on the WebSocket port (off: the API shares --listen)"},
     {"api-idempotency-window", F_TIME, OFF(api_idempotency_ms), 0, 0, "SECS",
      "an API call's Idempotency-Key publishes once within this (60)"},
     {"handshake-timeout", F_TIME, OFF(handshake_timeout_ms), 0, 0, "SECS", "TLS + HTTP upgrade must complete within (10)"},
@@ -635,6 +638,19 @@ int xr_options_check(const xr_options *o, char *err, size_t errlen)
         if (tls && !o->tls_cert)
             return usage_error(err, errlen, "--listen: '%s' needs --tls-cert and --tls-key",
                                o->listen[k]);
+    }
+    if (o->api_listen) {
+        char host[256];
+        int port, tls = xr_listen_spec(o->api_listen, o->tls_cert != NULL, host, sizeof host, &port);
+        if (tls < 0)
+            return usage_error(err, errlen, "--api-listen: '%s' is not HOST:PORT, [IPv6]:PORT or "
+                               ":PORT", o->api_listen);
+        if (tls && !o->tls_cert)
+            return usage_error(err, errlen, "--api-listen: '%s' needs --tls-cert and --tls-key",
+                               o->api_listen);
+        if (!o->api_key_file)
+            return usage_error(err, errlen, "--api-listen needs --api-key-file (the API is off "
+                               "without a key)");
     }
     if (o->max_message_size == 0)
         return usage_error(err, errlen, "--max-message-size must be at least 1 byte");

@@ -94,6 +94,10 @@ static void on_http(const xr_http_request *req, xr_http_reply *rep, void *ud)
     int get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
     if (xr_api_serve(srv, req, rep))
         return;
+    /* The API's own address serves /health besides the API, nothing else
+     * (the transport answers 404). */
+    if (req->api && !health)
+        return;
     if (!health && !metrics && !srv->opts.n_static_dirs)
         return;     /* the transport answers 426 */
     if (!head && !get) {
@@ -183,6 +187,7 @@ xr_server *xr_server_new(const xr_options *o, char *err, size_t errlen)
     OWN(jwt_audience);
     OWN(jwt_issuer);
     OWN(api_key_file);
+    OWN(api_listen);
 #undef OWN
     if (!so->n_listen) {
         so->listen[0] = XR_DEFAULT_LISTEN;
@@ -359,6 +364,12 @@ int xr_server_run(xr_server *srv)
                                   sizeof srv->error)
              : xr_transport_listen(srv->t, srv->ports, srv->worker != 0, srv->error,
                                    sizeof srv->error);
+    /* Socket activation passes the WebSocket sockets; the API's own
+     * address is bound here (port 0 stays shared by the workers: the
+     * supervisor probed it). */
+    if (rc == XR_OK && srv->n_sd)
+        rc = xr_transport_listen_api(srv->t, srv->ports[srv->opts.n_listen], srv->worker != 0,
+                                     srv->error, sizeof srv->error);
     if (rc < 0) {
         XR_ERROR(&srv->log, "%s", srv->error);
         return rc;

@@ -18,7 +18,7 @@ struct event;
 struct xr_server {
     xr_options opts;                /* strings below are owned copies */
     /* every string option: listeners, five lists, ten single ones */
-    char *owned[XR_MAX_LISTENERS + 5 * XR_MAX_LIST + 11];
+    char *owned[XR_MAX_LISTENERS + 5 * XR_MAX_LIST + 12];
     size_t n_owned;
     xr_logger log;
 
@@ -30,7 +30,7 @@ struct xr_server {
 
     /* workers: the port each listener spec resolved to in the parent (so
      * workers share it even when 0 was asked), and which worker we are */
-    int ports[XR_MAX_LISTENERS];
+    int ports[XR_MAX_LISTENERS + 1];   /* --listen's, then --api-listen's */
     unsigned worker;                /* 0: single process or the supervisor */
     /* Listening sockets passed by systemd (LISTEN_FDS), served instead of
      * binding --listen; every worker serves the same ones. */

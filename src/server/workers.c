@@ -59,8 +59,9 @@ typedef struct worker {
  */
 static int probe_listeners(xr_server *srv, int *fds)
 {
-    for (size_t k = 0; k < srv->opts.n_listen; k++) {
-        const char *spec = srv->opts.listen[k];
+    for (size_t k = 0; k < xr_transport_n_specs(&srv->opts); k++) {
+        int api;
+        const char *spec = xr_transport_spec(&srv->opts, k, &api);
         char host[256];
         int tls;
         struct evutil_addrinfo *ai;
@@ -127,7 +128,7 @@ static pid_t spawn(xr_server *srv, worker *w, unsigned id, int *fds)
         if (getppid() == 1)
             _exit(1);
 #endif
-        close_fds(fds, srv->opts.n_listen);
+        close_fds(fds, xr_transport_n_specs(&srv->opts));
         /* Readiness is the supervisor's to say (NotifyAccess=main). */
         unsetenv("NOTIFY_SOCKET");
         srv->worker = id;
@@ -174,20 +175,20 @@ static void describe(int status, char *buf, size_t len)
 int xr_workers_run(xr_server *srv)
 {
     unsigned n = srv->opts.workers;
-    int fds[XR_MAX_LISTENERS];
-    for (size_t k = 0; k < XR_MAX_LISTENERS; k++)
+    int fds[XR_MAX_LISTENERS + 1];
+    for (size_t k = 0; k < XR_MAX_LISTENERS + 1; k++)
         fds[k] = -1;
     /* Sockets passed by systemd are shared as they are; else bind here
      * first, so that errors come before any fork. */
     int rc = srv->n_sd ? XR_OK : probe_listeners(srv, fds);
     if (rc < 0) {
-        close_fds(fds, srv->opts.n_listen);
+        close_fds(fds, xr_transport_n_specs(&srv->opts));
         XR_ERROR(&srv->log, "%s", srv->error);
         return rc;
     }
     worker *ws = calloc(n, sizeof *ws);
     if (!ws) {
-        close_fds(fds, srv->opts.n_listen);
+        close_fds(fds, xr_transport_n_specs(&srv->opts));
         snprintf(srv->error, sizeof srv->error, "out of memory");
         return XR_ENOMEM;
     }
@@ -307,7 +308,7 @@ int xr_workers_run(xr_server *srv)
     for (size_t k = 0; k < N_SUP_SIGS; k++)
         sigaction(sup_sigs[k], &saved_act[k], NULL);
     sigprocmask(SIG_SETMASK, &saved_mask, NULL);
-    close_fds(fds, srv->opts.n_listen);
+    close_fds(fds, xr_transport_n_specs(&srv->opts));
     free(ws);
     if (failed) {
         if (!srv->error[0])

@@ -661,7 +661,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 
 /* ---- accept and drain ------------------------------------------------- */
 
-void xr_conn_accept(xr_transport *t, int fd, int tls, const void *ip, size_t iplen)
+void xr_conn_accept(xr_transport *t, int fd, int tls, int api, const void *ip, size_t iplen)
 {
     xr_conn *c = calloc(1, sizeof *c);
     /* The counted address is kept aside, not in every connection: only a
@@ -674,6 +674,7 @@ void xr_conn_accept(xr_transport *t, int fd, int tls, const void *ip, size_t ipl
     }
     c->t = t;
     c->fd = fd;
+    c->api = api != 0;
     if (tls) {
         c->ssl = SSL_new(t->tls);
         if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {

@@ -96,6 +96,7 @@ struct xr_conn {
     unsigned deflate : 1;         /* permessage-deflate negotiated */
     unsigned tls_wants_write : 1; /* SSL_read needs the socket writable */
     unsigned held : 1;            /* whole frames wait in c->in for the backlog */
+    unsigned api : 1;             /* accepted on --api-listen: plain HTTP only */
 };
 
 /* The layer above may queue a message: open, and no close decided. */

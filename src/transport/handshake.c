@@ -78,7 +78,10 @@ static void serve_plain(xr_conn *c, const xr_http_request *req)
         t->hooks.http(req, &reply, t->ud);
     if (!reply.status) {
         xr_shared_unref(reply.file);
-        xr_conn_http_error(c, 426, "this is a WebSocket endpoint: send a GET with Upgrade: websocket");
+        if (c->api)
+            xr_conn_http_error(c, 404, "not found: this address serves the publish API only");
+        else
+            xr_conn_http_error(c, 426, "this is a WebSocket endpoint: send a GET with Upgrade: websocket");
         return;
     }
     int head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
@@ -137,6 +140,7 @@ size_t xr_conn_head(xr_conn *c, const uint8_t *p, size_t avail)
     }
     req.body = NULL;
     req.body_len = 0;
+    req.api = c->api;
     size_t limit = t->hooks.body_limit ? t->hooks.body_limit(&req, t->ud) : 0;
     if (limit) {
         /* The one kind of request with a body: Content-Length only (no
@@ -163,6 +167,11 @@ size_t xr_conn_head(xr_conn *c, const uint8_t *p, size_t avail)
             return 0;       /* the rest of the body has not come yet */
         req.body = (const char *)p + r;
         req.body_len = (size_t)cl;
+        serve_plain(c, &req);
+        return avail;
+    }
+    /* The API's address serves plain requests only, never a WebSocket. */
+    if (c->api) {
         serve_plain(c, &req);
         return avail;
     }

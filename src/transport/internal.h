@@ -37,6 +37,7 @@ typedef struct xr_listener {
     xr_transport *t;
     struct evconnlistener *ev;
     int tls;
+    int api;                 /* --api-listen: plain HTTP requests only */
     char *spec;              /* as given, for messages */
 } xr_listener;
 
@@ -48,7 +49,7 @@ struct xr_transport {
     void *ud;
     SSL_CTX *tls;
 
-    xr_listener listeners[XR_MAX_LISTENERS];
+    xr_listener listeners[XR_MAX_LISTENERS + 1];
     size_t n_listeners;
     struct event *resume_timer;     /* re-enables listeners after EMFILE */
 
@@ -100,7 +101,7 @@ typedef struct xr_zbody {
 /* Puts c on the list the flush step walks when the current callback ends. */
 void xr_transport_mark(xr_transport *t, xr_conn *c);
 /* ip (iplen bytes), when given, was counted in t->per_ip for this socket. */
-void xr_conn_accept(xr_transport *t, int fd, int tls, const void *ip, size_t iplen);
+void xr_conn_accept(xr_transport *t, int fd, int tls, int api, const void *ip, size_t iplen);
 void xr_conn_destroy(xr_conn *c);
 void xr_conn_expire_handshakes(xr_transport *t);
 void xr_conn_drain(xr_conn *c);

@@ -18,12 +18,12 @@ int xr_listen_spec(const char *spec, int tls_default, char *host, size_t hostlen
                    int *port)
 {
     int tls = tls_default;
-    if (strncmp(spec, "ws://", 5) == 0) {
+    if (strncmp(spec, "ws://", 5) == 0 || strncmp(spec, "http://", 7) == 0) {
         tls = 0;
-        spec += 5;
-    } else if (strncmp(spec, "wss://", 6) == 0) {
+        spec += spec[0] == 'w' ? 5 : 7;
+    } else if (strncmp(spec, "wss://", 6) == 0 || strncmp(spec, "https://", 8) == 0) {
         tls = 1;
-        spec += 6;
+        spec += spec[0] == 'w' ? 6 : 8;
     }
     const char *colon;
     size_t hl;
@@ -131,7 +131,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    xr_conn_accept(t, fd, li->tls, addr, alen);
+    xr_conn_accept(t, fd, li->tls, li->api, addr, alen);
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg)
@@ -150,17 +150,30 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 }
 
 /* The start-up line tests and operators look for, for the newest listener. */
-static void log_listening(xr_transport *t, int tls, const char *host, const char *how)
+static void log_listening(xr_transport *t, int tls, int api, const char *host, const char *how)
 {
     int v6 = strchr(host, ':') != NULL;
-    XR_INFO(t->log, "listening on %s://%s%s%s:%d%s", tls ? "wss" : "ws", v6 ? "[" : "", host,
+    XR_INFO(t->log, "%s on %s://%s%s%s:%d%s", api ? "publish API" : "listening",
+            api ? (tls ? "https" : "http") : (tls ? "wss" : "ws"), v6 ? "[" : "", host,
             v6 ? "]" : "", xr_transport_port(t, t->n_listeners - 1), how);
+}
+
+size_t xr_transport_n_specs(const xr_options *o)
+{
+    return o->n_listen + (o->api_listen != NULL);
+}
+
+const char *xr_transport_spec(const xr_options *o, size_t k, int *api)
+{
+    *api = k >= o->n_listen;
+    return *api ? o->api_listen : o->listen[k];
 }
 
 static int listen_one(xr_transport *t, size_t k, int port, int reuseport, char *err,
                       size_t errlen)
 {
-    const char *spec = t->o->listen[k];
+    int api;
+    const char *spec = xr_transport_spec(t->o, k, &api);
     char host[256];
     int tls;
     struct evutil_addrinfo *ai;
@@ -169,6 +182,7 @@ static int listen_one(xr_transport *t, size_t k, int port, int reuseport, char *
     xr_listener *li = &t->listeners[t->n_listeners];
     li->t = t;
     li->tls = tls;
+    li->api = api;
     li->ev = evconnlistener_new_bind(t->base, on_accept, li,
                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
                                      LEV_OPT_CLOSE_ON_EXEC |
@@ -183,7 +197,7 @@ static int listen_one(xr_transport *t, size_t k, int port, int reuseport, char *
     li->spec = strdup(spec);
     t->n_listeners++;
     evconnlistener_set_error_cb(li->ev, on_accept_error);
-    log_listening(t, tls, host[0] ? host : "0.0.0.0", "");
+    log_listening(t, tls, api, host[0] ? host : "0.0.0.0", "");
     return XR_OK;
 }
 
@@ -200,6 +214,7 @@ int xr_transport_adopt(xr_transport *t, const int *fds, const int *tls, size_t n
         xr_listener *li = &t->listeners[t->n_listeners];
         li->t = t;
         li->tls = use_tls;
+        li->api = 0;
         evutil_make_socket_nonblocking(fds[k]);
         /* Backlog 0: it listens already (the service manager did it). */
         li->ev = evconnlistener_new(t->base, on_accept, li,
@@ -223,15 +238,25 @@ int xr_transport_adopt(xr_transport *t, const int *fds, const int *tls, size_t n
                              : (void *)&((struct sockaddr_in *)&ss)->sin_addr, host, sizeof host);
         char how[48];
         snprintf(how, sizeof how, " (socket passed as fd %d)", fds[k]);
-        log_listening(t, use_tls, host, how);
+        log_listening(t, use_tls, 0, host, how);
     }
     return XR_OK;
+}
+
+int xr_transport_listen_api(xr_transport *t, int port, int reuseport, char *err, size_t errlen)
+{
+    if (!t->o->api_listen)
+        return XR_OK;
+    int rc = listen_one(t, t->o->n_listen, port, reuseport, err, errlen);
+    if (rc < 0)
+        xr_transport_unlisten(t);
+    return rc;
 }
 
 int xr_transport_listen(xr_transport *t, const int *ports, int reuseport, char *err,
                         size_t errlen)
 {
-    for (size_t k = 0; k < t->o->n_listen; k++) {
+    for (size_t k = 0; k < xr_transport_n_specs(t->o); k++) {
         int rc = listen_one(t, k, ports ? ports[k] : 0, reuseport, err, errlen);
         if (rc < 0) {
             xr_transport_unlisten(t);

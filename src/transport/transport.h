@@ -98,7 +98,12 @@ void *xr_transport_ud(const xr_transport *t);
 /* Replaces the hook table (before the loop runs). */
 void xr_transport_set_hooks(xr_transport *t, const xr_transport_hooks *hooks);
 
-/* Binds opts->listen; ports[k] != 0 overrides the k-th listener's port
+/* The listeners opts asks for: --listen's, then --api-listen's (*api 1:
+ * plain HTTP for the API, no WebSocket). */
+size_t xr_transport_n_specs(const xr_options *o);
+const char *xr_transport_spec(const xr_options *o, size_t k, int *api);
+
+/* Binds every spec; ports[k] != 0 overrides the k-th listener's port
  * (workers share the supervisor's). reuseport: SO_REUSEPORT. */
 int xr_transport_listen(xr_transport *t, const int *ports, int reuseport,
                         char *err, size_t errlen);
@@ -106,6 +111,9 @@ int xr_transport_listen(xr_transport *t, const int *ports, int reuseport,
  * activation): tls[k] 1 or 0, or -1 to follow the TLS configuration. */
 int xr_transport_adopt(xr_transport *t, const int *fds, const int *tls, size_t n, char *err,
                        size_t errlen);
+/* With adopted sockets: binds --api-listen's address too (port as for
+ * xr_transport_listen's last one). No-op without it. */
+int xr_transport_listen_api(xr_transport *t, int port, int reuseport, char *err, size_t errlen);
 void xr_transport_unlisten(xr_transport *t);
 /* The port the n-th listener is bound to, or XR_EINVAL. */
 int xr_transport_port(const xr_transport *t, size_t n);
@@ -127,7 +135,8 @@ const xr_transport_stats *xr_transport_stats_get(const xr_transport *t);
 int xr_transport_reload_tls(xr_transport *t, char *err, size_t errlen);
 
 /* "HOST:PORT", "[v6]:PORT", ":PORT", with an optional ws:// or wss://
- * prefix: 1 for TLS, 0 for plain, XR_EINVAL when malformed. Pure. */
+ * (http://, https://) prefix: 1 for TLS, 0 for plain, XR_EINVAL when
+ * malformed. Pure. */
 int xr_listen_spec(const char *spec, int tls_default, char *host, size_t hostlen, int *port);
 /* The address for a listener spec (port overrides it when non-zero):
  * 0, or XR_ELISTEN with err set. Free *ai with evutil_freeaddrinfo. */

@@ -13,7 +13,7 @@ import tempfile
 import websockets
 
 from xrtest import (PROTOSERVER, Broker, Server, connect, free_port, get, no_message, recv_json,
-                    request, run, test, wait_port)
+                    request, run, test, upgrade_request, wait_port)
 
 KEY = "backend-key-0123456789"
 
@@ -182,6 +182,45 @@ def test_bad_key_file_stops_start_up():
         with Server("--api-key-file", kf.path, binary=PROTOSERVER, expect_start=False) as srv:
             assert srv.wait(5) != 0
             assert "16 to 1024 bytes" in srv.log(), srv.log()
+    finally:
+        kf.close()
+
+
+@test
+async def test_api_listen_serves_the_api_on_its_own_address_only():
+    kf = KeyFile()
+    try:
+        with Server("--api-key-file", kf.path, "--api-listen", "http://127.0.0.1:0",
+                    binary=PROTOSERVER) as srv:
+            api = int(srv.wait_log(r"publish API on http://127\.0\.0\.1:(\d+)").group(1))
+            assert api != srv.port
+            ws = await subscribed(srv, "news")
+            status, out = post(api, "/api/publish", {"channel": "news", "data": "via api port"})
+            assert (status, out) == (200, {"published": 1}), (status, out)
+            m = await recv_json(ws)
+            assert m["payload"] == "via api port", m
+            # Not on the WebSocket port any more: refused, nothing published.
+            status, out = post(srv.port, "/api/publish", {"channel": "news", "data": "via ws port"})
+            assert status >= 400, (status, out)
+            assert await no_message(ws), "the WebSocket port still publishes"
+            # The API's address: /health, the API, nothing else.
+            assert get(api, "/health")[0] == 200
+            assert get(api, "/")[0] == 404
+            s = connect(api)
+            try:
+                s.sendall(upgrade_request())
+                s.settimeout(5)
+                assert s.recv(4096).startswith(b"HTTP/1.1 404"), "a WebSocket on the API address"
+            finally:
+                s.close()
+            await ws.close()
+        with Server("--api-listen", "127.0.0.1:0", binary=PROTOSERVER, expect_start=False) as srv:
+            assert srv.wait(5) == 2
+            assert "--api-listen needs --api-key-file" in srv.log(), srv.log()
+        with Server("--api-key-file", kf.path, "--api-listen", "nonsense", binary=PROTOSERVER,
+                    expect_start=False) as srv:
+            assert srv.wait(5) == 2
+            assert "--api-listen: 'nonsense'" in srv.log(), srv.log()
     finally:
         kf.close()
 

@@ -142,7 +142,7 @@ static void session_new(session *s, size_t max_output, unsigned ping_ms)
     int sv[2];
     socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
     s->peer = sv[1];
-    xr_conn_accept(s->t, sv[0], 0, NULL, 0);
+    xr_conn_accept(s->t, sv[0], 0, 0, NULL, 0);
 }
 
 static void session_free(session *s)
