@@ -110,9 +110,13 @@ async def whoami(srv, token):
 async def test_hs256_rs256_es256_eddsa_tokens_accepted_and_sub_is_the_user():
     keys = Keys()
     try:
-        with Server(*keys.args("hs", "rsa", "ec", "ed"), binary=PROTOSERVER) as srv:
+        with Server(*keys.args("hs", "rsa", "ec", "ed"), "--log-level", "debug",
+                    binary=PROTOSERVER) as srv:
             for alg in ("HS256", "RS256", "ES256", "EdDSA"):
                 assert await whoami(srv, mint(keys, alg, sub=f"user-{alg}")) == f"user-{alg}", alg
+            # The user is in the connection's log lines.
+            srv.wait_log(r"connection 127\.0\.0\.1:\d+ open, user user-EdDSA")
+            srv.wait_log(r"connection 127\.0\.0\.1:\d+ closed \(1000\), user user-EdDSA")
             # Authorization: Bearer works too (for clients that can set headers).
             tok = mint(keys, "ES256")
             status, _ = status_of(srv.port, "/", f"Authorization: Bearer {tok}\r\n")
@@ -127,9 +131,10 @@ async def test_hs256_rs256_es256_eddsa_tokens_accepted_and_sub_is_the_user():
 def test_bad_tokens_refused_401_with_a_log_line_and_never_logged():
     keys = Keys()
     try:
+        # At debug level: no line of any level may hold a token.
         with Server(*keys.args("hs", "rsa", kid=True), "--jwt-audience", "chat",
                     "--jwt-issuer", "https://auth.example", "--jwt-leeway", "0",
-                    binary=PROTOSERVER) as srv:
+                    "--log-level", "debug", binary=PROTOSERVER) as srv:
             good = dict(aud="chat", iss="https://auth.example")
             ok = mint(keys, "HS256", headers={"kid": "hs"}, **good)
             assert status_of(srv.port, f"/?token={ok}")[0] == 101
