@@ -191,6 +191,19 @@ typedef struct xr_options {
      * http:// or https://), never on the WebSocket listeners; nothing but
      * the API and /health is served there. NULL: the API shares them. */
     const char *api_listen;
+    /* Presence (see xr_room_join_as): kept for every room with presence
+     * set, else for rooms matching a presence_rooms pattern ('*' any run
+     * of bytes). A user's last connection gone, the leave waits
+     * presence_grace_ms for it to come back; a node that stops (killed)
+     * loses its members everywhere within presence_ttl_ms. The info an
+     * application gives a member is JSON of at most presence_max_info
+     * bytes. Needs an antenna with presence (memory://, redis://). */
+    int presence;
+    const char *presence_rooms[XR_MAX_LIST];
+    size_t n_presence_rooms;
+    unsigned presence_grace_ms;      /* 3 s */
+    unsigned presence_ttl_ms;        /* 30 s */
+    size_t presence_max_info;        /* 1 KiB */
     /* New members go here, at the end. */
 } xr_options;
 
@@ -477,6 +490,39 @@ int xr_room_join(xr_server *srv, const char *room, const char *member);
 int xr_room_leave(xr_server *srv, const char *room, const char *member);
 /* Members of a room on this node, or 0. */
 size_t xr_room_size(const xr_server *srv, const char *room);
+
+/*
+ * Presence (options presence, presence_rooms; xr_presence_enable): a room
+ * that keeps it knows its users over every node. xr_room_join_as joins
+ * like xr_room_join and counts the member, when its channel is on this
+ * node, as a connection of a user: the connection's token user
+ * (xr_conn_user) when it has one, else user. info (JSON text of at most
+ * presence_max_info, or NULL) is what the room shows of that user. A
+ * user's first connection in the room is a join, the end of its last one
+ * (after presence_grace_ms, in case it comes back) a leave: delivered to
+ * the room's members whose SUB's header asked {"presence": true}, with
+ * header {"event": "join"|"leave"} and payload {"user": U, "info": I},
+ * and to the callback of xr_server_on_presence. XR_EINVAL when the room
+ * keeps presence and there is no user, the user is not a valid name, or
+ * info is not JSON or too long; nothing is joined then.
+ */
+int xr_room_join_as(xr_server *srv, const char *room, const char *member, const char *user,
+                    const char *info);
+/* Turns presence on for rooms matching pattern ('*' any run of bytes),
+ * before xr_server_run. */
+int xr_presence_enable(xr_server *srv, const char *pattern);
+/* The room's presence, as GET /xraptor/presence answers it:
+ * {"users": N, "connections": M, "members": [{"user": U, "connections": k,
+ * "info": I}, ...]} (no "members" unless asked for). done runs later, on the
+ * loop, with XR_OK and the JSON, or XR_EINVAL (the room keeps no
+ * presence), XR_EANTENNA (the broker could not answer). */
+typedef void (*xr_presence_cb)(int rc, const char *json, size_t len, void *ud);
+int xr_presence_query(xr_server *srv, const char *room, int members, xr_presence_cb done,
+                      void *ud);
+/* Every join (joined 1) and leave (0) of a room with members on this node. */
+typedef void (*xr_presence_fn)(xr_server *srv, const char *room, const char *user,
+                               const char *info, int joined, void *ud);
+void xr_server_on_presence(xr_server *srv, xr_presence_fn fn, void *ud);
 
 /* ---- connections ------------------------------------------------------ */
 

@@ -22,10 +22,20 @@
 #define EXPORT __attribute__((visibility("default")))
 
 /* One queued item, followed by its channel and message bytes. */
+struct memory;
+
 typedef struct item {
     xr_antenna_alive_cb alive_cb;   /* set: an is_alive answer, not a message */
     void *alive_arg;
     int alive;
+    void (*answer)(struct memory *m, struct item *it);  /* set: a presence answer */
+#if XR_ANTENNA_ABI_MINOR >= 5
+    xr_antenna_count_cb count_cb;
+    xr_antenna_presence_cb presence_cb;
+#endif
+    void *done_arg;
+    long long count;
+    int members;
     size_t clen, mlen;
 } item;
 
@@ -41,6 +51,10 @@ typedef struct name {
 
 typedef struct memory {
     xr_antenna_host host;
+#if XR_ANTENNA_ABI_MINOR >= 5
+    /* Presence: room -> its users (a set: user -> struct pres_user). */
+    xr_antenna_names *rooms;
+#endif
     struct event *ev;
     queue q;                        /* filled by publish */
     queue run;                      /* being delivered */
@@ -97,7 +111,9 @@ static void run(evutil_socket_t fd, short what, void *arg)
         item *it = (item *)(q.p + off);
         const char *data = (const char *)(it + 1);
         off += item_size(it->clen, it->mlen);
-        if (it->alive_cb) {
+        if (it->answer) {
+            it->answer(m, it);
+        } else if (it->alive_cb) {
             it->alive_cb(it->alive, it->alive_arg);
         } else {
             int found;
@@ -132,6 +148,7 @@ static item *enqueue(memory *m, size_t clen, size_t mlen)
     it->clen = clen;
     it->mlen = mlen;
     it->alive_cb = NULL;
+    it->answer = NULL;
     event_active(m->ev, EV_TIMEOUT, 0);
     return it;
 }
@@ -160,9 +177,16 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     return m;
 }
 
+#if XR_ANTENNA_ABI_MINOR >= 5
+static void presence_free(memory *m);
+#endif
+
 static void destroy(void *self)
 {
     memory *m = self;
+#if XR_ANTENNA_ABI_MINOR >= 5
+    presence_free(m);
+#endif
     free(m->q.p);
     free(m->run.p);
     for (size_t i = 0; i < m->n_subs; i++)
@@ -254,6 +278,153 @@ static int connected(void *self)
     return 1;
 }
 
+/* ---- presence: one process, so the counts are this node's ------------ */
+#if XR_ANTENNA_ABI_MINOR >= 5
+
+typedef struct pres_user {
+    long long conns;
+    char *info;
+    size_t ilen;
+} pres_user;
+
+typedef struct pres_room {
+    xr_antenna_names *users;
+    long long conns;
+} pres_room;
+
+static void room_free(xr_antenna_host *h, pres_room *r)
+{
+    xr_antenna_cursor c = {0};
+    while (h->names_next(r->users, &c)) {
+        pres_user *u = c.value;
+        free(u->info);
+        free(u);
+    }
+    h->names_free(r->users);
+    free(r);
+}
+
+static void presence_free(memory *m)
+{
+    if (!m->rooms)
+        return;
+    xr_antenna_cursor c = {0};
+    while (m->host.names_next(m->rooms, &c))
+        room_free(&m->host, c.value);
+    m->host.names_free(m->rooms);
+    m->rooms = NULL;
+}
+
+static void count_answer(memory *m, item *it)
+{
+    (void)m;
+    it->count_cb(it->done_arg, it->count);
+}
+
+/* Counted now, answered from the loop like every other delivery. */
+static int presence_add(void *self, const char *room, size_t rlen, const char *user, size_t ulen,
+                        const char *info, size_t ilen, int delta, xr_antenna_count_cb done,
+                        void *arg)
+{
+    memory *m = self;
+    xr_antenna_host *h = &m->host;
+    if (!XR_ANTENNA_HOST_HAS(h, names_free) || (delta != 1 && delta != -1))
+        return XR_EINVAL;
+    if (!m->rooms && !(m->rooms = h->names_new()))
+        return XR_ENOMEM;
+    void **slot = h->names_find(m->rooms, room, rlen);
+    pres_room *r = slot ? *slot : NULL;
+    if (!r) {
+        if (delta < 0)
+            return XR_EINVAL;
+        if (!(r = calloc(1, sizeof *r)) || !(r->users = h->names_new()) ||
+            h->names_put(m->rooms, room, rlen, r) < 0) {
+            if (r && r->users)
+                h->names_free(r->users);
+            free(r);
+            return XR_ENOMEM;
+        }
+    }
+    slot = h->names_find(r->users, user, ulen);
+    pres_user *u = slot ? *slot : NULL;
+    if (!u && delta < 0)
+        return XR_EINVAL;
+    item *it = enqueue(m, 0, 0);
+    if (!it || (!u && (!(u = calloc(1, sizeof *u)) || h->names_put(r->users, user, ulen, u) < 0))) {
+        if (it)
+            m->q.len -= item_size(0, 0);
+        if (!slot)
+            free(u);
+        return XR_ENOMEM;
+    }
+    if (delta > 0 && info) {
+        char *copy = malloc(ilen ? ilen : 1);
+        if (copy) {
+            memcpy(copy, info, ilen);
+            free(u->info);
+            u->info = copy;
+            u->ilen = ilen;
+        }
+    }
+    u->conns += delta;
+    r->conns += delta;
+    it->answer = count_answer;
+    it->count_cb = done;
+    it->done_arg = arg;
+    it->count = u->conns;
+    if (!u->conns) {
+        h->names_del(r->users, user, ulen);
+        free(u->info);
+        free(u);
+    }
+    if (!h->names_count(r->users)) {
+        h->names_del(m->rooms, room, rlen);
+        room_free(h, r);
+    }
+    return 0;
+}
+
+static void presence_answer(memory *m, item *it)
+{
+    xr_antenna_presence_cb done = it->presence_cb;
+    const char *room = (const char *)(it + 1);
+    void **slot = m->rooms ? m->host.names_find(m->rooms, room, it->clen) : NULL;
+    pres_room *r = slot ? *slot : NULL;
+    if (!r) {
+        done(it->done_arg, XR_OK, 0, 0, NULL, 0);
+        return;
+    }
+    size_t n = m->host.names_count(r->users), k = 0;
+    xr_antenna_member *v = it->members && n ? calloc(n, sizeof *v) : NULL;
+    if (it->members && n && !v) {
+        done(it->done_arg, XR_ENOMEM, 0, 0, NULL, 0);
+        return;
+    }
+    xr_antenna_cursor c = {0};
+    while (v && m->host.names_next(r->users, &c) && k < n) {
+        pres_user *u = c.value;
+        v[k++] = (xr_antenna_member){c.name, c.len, u->conns, u->info, u->ilen};
+    }
+    done(it->done_arg, XR_OK, (long long)n, r->conns, v, k);
+    free(v);
+}
+
+static int presence_get(void *self, const char *room, size_t rlen, int members,
+                        xr_antenna_presence_cb done, void *arg)
+{
+    memory *m = self;
+    item *it = enqueue(m, rlen, 0);
+    if (!it)
+        return XR_ENOMEM;
+    memcpy(it + 1, room, rlen);
+    it->answer = presence_answer;
+    it->presence_cb = done;
+    it->done_arg = arg;
+    it->members = members;
+    return 0;
+}
+#endif
+
 static const xr_antenna_ops ops = {
     .abi = XR_ANTENNA_ABI,
     .minor = XR_ANTENNA_ABI_MINOR,
@@ -270,6 +441,10 @@ static const xr_antenna_ops ops = {
     .check_url = check_url,
 #if XR_ANTENNA_ABI_MINOR >= 1
     .describe = describe,
+#endif
+#if XR_ANTENNA_ABI_MINOR >= 5
+    .presence_add = presence_add,
+    .presence_get = presence_get,
 #endif
 };
 

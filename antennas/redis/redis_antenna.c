@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
@@ -63,6 +65,11 @@ typedef struct redis {
     size_t pend_n, pend_bytes;
     stall replies;
     struct event *watchdog;
+    /* presence: this node's id, and the timer that keeps its members
+     * alive and removes those of nodes that stopped */
+    char node[33];
+    struct event *pres_timer;
+    int pres_used;
 } redis;
 
 /* ---- URL ---------------------------------------------------------------- */
@@ -457,6 +464,14 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     }
     r->base = base;
     r->host = *host;
+    /* A node's presence id: random, new at every start. */
+    unsigned char id[16] = {0};
+    if (getentropy(id, sizeof id) != 0) {
+        unsigned long long t = (unsigned long long)time(NULL) ^ (unsigned long long)getpid() << 20;
+        memcpy(id, &t, sizeof t);
+    }
+    for (size_t k = 0; k < sizeof id; k++)
+        snprintf(r->node + 2 * k, 3, "%02x", id[k]);
     r->retry = evtimer_new(base, on_retry, r);
     r->watchdog = event_new(base, -1, EV_PERSIST, on_watchdog, r);
     struct timeval wd = {0, WATCHDOG_MS * 1000};
@@ -479,6 +494,8 @@ static void destroy(void *self)
 {
     redis *r = self;
     r->destroying = 1;
+    if (r->pres_timer)
+        event_free(r->pres_timer);
     /* Free, not disconnect: no callback may run after destroy returns. */
     sub_close(r);
     if (r->pub)
@@ -616,6 +633,241 @@ static int connected(void *self)
     return ((redis *)self)->up;
 }
 
+/* ---- presence ------------------------------------------------------------
+ *
+ * Per room R: hash xr.p.R.u (user -> connections over every node), hash
+ * xr.p.R.i (user -> info), counter xr.p.R.n (connections). Per node N: hash
+ * xr.pn.N ("R\0user" -> its connections), key xr.pa.N while it lives, and
+ * N in the set xr.pnodes. Each change is one script, so counts and events
+ * agree however many nodes change them at once. Every quarter of the TTL
+ * a node refreshes its own key (living three quarters) and runs the
+ * reaper, which undoes, once, what a node whose key expired held: at most
+ * the TTL after a node stopped, every node has lost its members.
+ * (Standalone Redis: the scripts reach keys they do not declare.)
+ */
+#if XR_ANTENNA_ABI_MINOR >= 5
+static const char ADD_LUA[] =
+    "local d = tonumber(ARGV[3])\n"
+    "local c = redis.call('HINCRBY', KEYS[1], ARGV[1], d)\n"
+    "if redis.call('INCRBY', KEYS[3], d) <= 0 then redis.call('DEL', KEYS[3]) end\n"
+    "if redis.call('HINCRBY', KEYS[4], ARGV[4], d) <= 0 then redis.call('HDEL', KEYS[4], ARGV[4]) end\n"
+    "if c <= 0 then\n"
+    "  redis.call('HDEL', KEYS[1], ARGV[1]); redis.call('HDEL', KEYS[2], ARGV[1]); c = 0\n"
+    "elseif d > 0 and ARGV[2] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end\n"
+    "redis.call('SET', KEYS[5], '1', 'PX', ARGV[6])\n"
+    "redis.call('SADD', KEYS[6], ARGV[5])\n"
+    "return c\n";
+
+static const char GET_LUA[] =
+    "local out = {redis.call('HLEN', KEYS[1]), tonumber(redis.call('GET', KEYS[3]) or '0')}\n"
+    "if ARGV[1] == '1' then\n"
+    "  local h = redis.call('HGETALL', KEYS[1])\n"
+    "  for k = 1, #h, 2 do\n"
+    "    out[#out + 1] = h[k]; out[#out + 1] = tonumber(h[k + 1])\n"
+    "    out[#out + 1] = redis.call('HGET', KEYS[2], h[k]) or ''\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+static const char REAP_LUA[] =
+    "local out = {}\n"
+    "for _, n in ipairs(redis.call('SMEMBERS', 'xr.pnodes')) do\n"
+    "  if n ~= ARGV[1] and redis.call('EXISTS', 'xr.pa.' .. n) == 0 then\n"
+    "    local h = redis.call('HGETALL', 'xr.pn.' .. n)\n"
+    "    for k = 1, #h, 2 do\n"
+    "      local f, cnt = h[k], tonumber(h[k + 1])\n"
+    "      local z = string.find(f, '\\0', 1, true)\n"
+    "      local room, user = string.sub(f, 1, z - 1), string.sub(f, z + 1)\n"
+    "      local p = 'xr.p.' .. room\n"
+    "      if redis.call('DECRBY', p .. '.n', cnt) <= 0 then redis.call('DEL', p .. '.n') end\n"
+    "      if redis.call('HINCRBY', p .. '.u', user, -cnt) <= 0 then\n"
+    "        local info = redis.call('HGET', p .. '.i', user) or ''\n"
+    "        redis.call('HDEL', p .. '.u', user); redis.call('HDEL', p .. '.i', user)\n"
+    "        out[#out + 1] = room; out[#out + 1] = user; out[#out + 1] = info\n"
+    "      end\n"
+    "    end\n"
+    "    redis.call('DEL', 'xr.pn.' .. n); redis.call('SREM', 'xr.pnodes', n)\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+static void on_reaped(redisAsyncContext *ac, void *reply, void *arg)
+{
+    (void)arg;
+    redis *r = ac->data;
+    redisReply *rep = reply;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t k = 0; k + 2 < rep->elements; k += 3) {
+        redisReply **e = rep->element + k;
+        if (e[0]->type != REDIS_REPLY_STRING || e[1]->type != REDIS_REPLY_STRING ||
+            e[2]->type != REDIS_REPLY_STRING)
+            continue;
+        r->host.presence_gone(r->host.host, e[0]->str, e[0]->len, e[1]->str, e[1]->len,
+                              e[2]->len ? e[2]->str : NULL, e[2]->len);
+    }
+}
+
+/* This node lives on; the members of those that stopped go. */
+static void on_pres_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    redis *r = arg;
+    if (!r->pub_ready || !r->pres_used)
+        return;
+    char alive[48], ttl[24];
+    snprintf(alive, sizeof alive, "xr.pa.%s", r->node);
+    snprintf(ttl, sizeof ttl, "%llu", r->host.presence_ttl_ms * 3 / 4);
+    const char *set[5] = {"SET", alive, "1", "PX", ttl};
+    redisAsyncCommandArgv(r->pub, NULL, NULL, 5, set, NULL);
+    const char *sadd[3] = {"SADD", "xr.pnodes", r->node};
+    redisAsyncCommandArgv(r->pub, NULL, NULL, 3, sadd, NULL);
+    const char *reap[4] = {"EVAL", REAP_LUA, "0", r->node};
+    redisAsyncCommandArgv(r->pub, on_reaped, NULL, 4, reap, NULL);
+}
+
+static int pres_start(redis *r)
+{
+    if (r->pres_timer)
+        return 0;
+    if (!XR_ANTENNA_HOST_HAS(&r->host, presence_gone) || !r->host.presence_ttl_ms)
+        return XR_EINVAL;
+    unsigned long long q = r->host.presence_ttl_ms / 4;
+    struct timeval tv = {(time_t)(q / 1000), (suseconds_t)(q % 1000) * 1000};
+    if (!(r->pres_timer = event_new(r->base, -1, EV_PERSIST, on_pres_timer, r)) ||
+        event_add(r->pres_timer, &tv) < 0)
+        return XR_ENOMEM;
+    return 0;
+}
+
+typedef struct count_q {
+    xr_antenna_count_cb done;
+    void *arg;
+} count_q;
+
+static void on_counted(redisAsyncContext *ac, void *reply, void *arg)
+{
+    (void)ac;
+    count_q *q = arg;
+    redisReply *rep = reply;
+    q->done(q->arg, rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : XR_EANTENNA);
+    free(q);
+}
+
+/* The keys of room with suffix into buf: "xr.p.<room>.<s>"; its length. */
+static size_t room_key(char *buf, size_t cap, const char *room, size_t rlen, char s)
+{
+    if (rlen + 7 > cap)
+        return 0;
+    memcpy(buf, "xr.p.", 5);
+    memcpy(buf + 5, room, rlen);
+    buf[5 + rlen] = '.';
+    buf[6 + rlen] = s;
+    return rlen + 7;
+}
+
+static int presence_add(void *self, const char *room, size_t rlen, const char *user, size_t ulen,
+                        const char *info, size_t ilen, int delta, xr_antenna_count_cb done,
+                        void *arg)
+{
+    redis *r = self;
+    char ku[1100], ki[1100], kn[1100], field[2200], node[48], alive[48], d[4], ttl[24];
+    size_t lu = room_key(ku, sizeof ku, room, rlen, 'u'), li = room_key(ki, sizeof ki, room, rlen, 'i'),
+           ln = room_key(kn, sizeof kn, room, rlen, 'n');
+    if (!lu || rlen + 1 + ulen > sizeof field || (delta != 1 && delta != -1))
+        return XR_EINVAL;
+    int rc = pres_start(r);
+    if (rc < 0)
+        return rc;
+    if (!r->pub_ready)
+        return XR_EANTENNA;
+    count_q *q = malloc(sizeof *q);
+    if (!q)
+        return XR_ENOMEM;
+    *q = (count_q){done, arg};
+    memcpy(field, room, rlen);
+    field[rlen] = '\0';
+    memcpy(field + rlen + 1, user, ulen);
+    snprintf(node, sizeof node, "xr.pn.%s", r->node);
+    snprintf(alive, sizeof alive, "xr.pa.%s", r->node);
+    snprintf(d, sizeof d, "%d", delta);
+    snprintf(ttl, sizeof ttl, "%llu", r->host.presence_ttl_ms * 3 / 4);
+    const char *argv[15] = {"EVAL", ADD_LUA, "6", ku, ki, kn, node, alive, "xr.pnodes",
+                            user, info ? info : "", d, field, r->node, ttl};
+    size_t argl[15] = {4, sizeof ADD_LUA - 1, 1, lu, li, ln, strlen(node), strlen(alive), 9,
+                       ulen, info ? ilen : 0, strlen(d), rlen + 1 + ulen, strlen(r->node),
+                       strlen(ttl)};
+    if (redisAsyncCommandArgv(r->pub, on_counted, q, 15, argv, argl) != REDIS_OK) {
+        free(q);
+        return XR_EANTENNA;
+    }
+    r->pres_used = 1;
+    return 0;
+}
+
+typedef struct get_q {
+    xr_antenna_presence_cb done;
+    void *arg;
+} get_q;
+
+static void on_got(redisAsyncContext *ac, void *reply, void *arg)
+{
+    (void)ac;
+    get_q *q = arg;
+    redisReply *rep = reply;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER || rep->element[1]->type != REDIS_REPLY_INTEGER) {
+        q->done(q->arg, XR_EANTENNA, 0, 0, NULL, 0);
+        free(q);
+        return;
+    }
+    size_t n = (rep->elements - 2) / 3, k = 0;
+    xr_antenna_member *v = n ? calloc(n, sizeof *v) : NULL;
+    for (size_t i = 2; v && i + 2 < rep->elements; i += 3) {
+        redisReply **e = rep->element + i;
+        if (e[0]->type != REDIS_REPLY_STRING || e[1]->type != REDIS_REPLY_INTEGER ||
+            e[2]->type != REDIS_REPLY_STRING)
+            continue;
+        v[k++] = (xr_antenna_member){e[0]->str, e[0]->len, e[1]->integer,
+                                     e[2]->len ? e[2]->str : NULL, e[2]->len};
+    }
+    if (n && !v)
+        q->done(q->arg, XR_ENOMEM, 0, 0, NULL, 0);
+    else
+        q->done(q->arg, XR_OK, rep->element[0]->integer, rep->element[1]->integer, v, k);
+    free(v);
+    free(q);
+}
+
+static int presence_get(void *self, const char *room, size_t rlen, int members,
+                        xr_antenna_presence_cb done, void *arg)
+{
+    redis *r = self;
+    char ku[1100], ki[1100], kn[1100];
+    size_t lu = room_key(ku, sizeof ku, room, rlen, 'u'), li = room_key(ki, sizeof ki, room, rlen, 'i'),
+           ln = room_key(kn, sizeof kn, room, rlen, 'n');
+    if (!lu)
+        return XR_EINVAL;
+    if (!r->pub_ready)
+        return XR_EANTENNA;
+    get_q *q = malloc(sizeof *q);
+    if (!q)
+        return XR_ENOMEM;
+    *q = (get_q){done, arg};
+    const char *argv[7] = {"EVAL", GET_LUA, "3", ku, ki, kn, members ? "1" : "0"};
+    size_t argl[7] = {4, sizeof GET_LUA - 1, 1, lu, li, ln, 1};
+    if (redisAsyncCommandArgv(r->pub, on_got, q, 7, argv, argl) != REDIS_OK) {
+        free(q);
+        return XR_EANTENNA;
+    }
+    return 0;
+}
+#endif
+
 XR_ANTENNA_MODULE("redis",
                   "Redis pub/sub (hiredis); shares channels with Python X-raptor nodes",
-                  .describe = describe)
+                  .describe = describe
+#if XR_ANTENNA_ABI_MINOR >= 5
+                  , .presence_add = presence_add, .presence_get = presence_get
+#endif
+                  )

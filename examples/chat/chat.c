@@ -2,7 +2,9 @@
 /*
  * xraptor-chat: the X-raptor chat example, route for route as the Python
  * X-raptor's, so its clients work unchanged:
- *   SUB   /chat_messages            {"chat_id"}  join room chat_id (no answer)
+ *   SUB   /chat_messages            {"chat_id"}  join room chat_id (no answer);
+ *         with presence on (--presence), also "client_id" (who the member is,
+ *         unless the connection's token says) and an optional "info" (JSON)
  *   UNSUB /chat_messages            {"chat_id"}  leave it: {"message": "tchau!"}
  *   POST  /send_message_to_chat_room {"chat_id", "client_id", "message"}
  *         posts {"origin": client_id, "message": message} to the room:
@@ -11,16 +13,35 @@
  * The web page (web/) and xraptor.js are served from the same port.
  */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <xraptor.h>
 
 static int join_room(xr_request *req, void *ud)
 {
     (void)ud;
-    const char *chat_id;
+    const char *chat_id, *client_id = NULL, *raw;
+    size_t rlen;
+    char *info = NULL;
     if (xr_payload_str(req, "chat_id", &chat_id, NULL) != XR_OK)
         return -1;
-    return xr_room_join(xr_request_server(req), chat_id, xr_request_id(req, NULL));
+    /* Who the member is in the room's presence (a token's user wins). */
+    xr_payload_str(req, "client_id", &client_id, NULL);
+    if (xr_payload_raw(req, "info", &raw, &rlen) == XR_OK && (info = malloc(rlen + 1))) {
+        memcpy(info, raw, rlen);
+        info[rlen] = '\0';
+    }
+    int rc = xr_room_join_as(xr_request_server(req), chat_id, xr_request_id(req, NULL),
+                             client_id, info);
+    free(info);
+    if (rc == XR_EINVAL) {
+        xr_replyf(req, "{\"message\": \"fail\", \"reason\": %Q}",
+                  "cannot join: a bad chat_id, or this room keeps presence and needs a "
+                  "client_id (a name) and an info of JSON within --presence-max-info");
+        return -1;      /* the SUB's channel closes */
+    }
+    return rc;
 }
 
 static int leave_room(xr_request *req, void *ud)

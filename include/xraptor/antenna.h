@@ -50,7 +50,7 @@ extern "C" {
 struct event_base;
 
 #define XR_ANTENNA_ABI 2        /* major: changes nobody built before can follow */
-#define XR_ANTENNA_ABI_MINOR 4  /* members appended within the major */
+#define XR_ANTENNA_ABI_MINOR 5  /* members appended within the major */
 
 /* The levels of host->log(), as in xraptor.h. */
 #define XR_ANTENNA_LOG_ERROR 0
@@ -120,6 +120,16 @@ typedef struct xr_antenna_host {
     size_t (*names_count)(const xr_antenna_names *s);
     int (*names_next)(const xr_antenna_names *s, xr_antenna_cursor *c);
     void (*names_free)(xr_antenna_names *s);
+
+    /* ---- minor 5: use through XR_ANTENNA_HOST_HAS() ---- */
+
+    /* Presence: how long a node's members outlive it (ms) when it stops
+     * refreshing them (killed, cut off); 0 when the host uses no presence. */
+    unsigned long long presence_ttl_ms;
+    /* A member of a node that died was removed by this node (one node of
+     * all, once): the host announces the leave. info as it was stored. */
+    void (*presence_gone)(void *host, const char *room, size_t rlen, const char *user,
+                          size_t ulen, const char *info, size_t ilen);
 } xr_antenna_host;
 
 typedef void (*xr_antenna_alive_cb)(int alive, void *arg);
@@ -139,6 +149,26 @@ typedef struct xr_antenna_part {
 } xr_antenna_part;
 
 typedef void (*xr_antenna_part_cb)(void *arg, const xr_antenna_part *part);
+
+/* Presence answers (minor 5). count: after presence_add, the user's
+ * connections in the room over every node (0: the user is gone); or a
+ * negative XR_E* when the broker could not be asked. */
+typedef void (*xr_antenna_count_cb)(void *arg, long long count);
+
+/* One member of a room, as presence_get reports it; valid during the call. */
+typedef struct xr_antenna_member {
+    const char *user;
+    size_t ulen;
+    long long connections;      /* over every node */
+    const char *info;           /* JSON text the application gave, or NULL */
+    size_t ilen;
+} xr_antenna_member;
+
+/* rc XR_OK with the counts (and the members when asked for), or a
+ * negative XR_E*. */
+typedef void (*xr_antenna_presence_cb)(void *arg, int rc, long long users,
+                                       long long connections,
+                                       const xr_antenna_member *members, size_t n);
 
 typedef struct xr_antenna_ops {
     int abi;                   /* XR_ANTENNA_ABI */
@@ -186,6 +216,22 @@ typedef struct xr_antenna_ops {
     /* Calls each(arg, part) once per part of the broker, now, for /health
      * and /metrics. connected() stays 1 while any part is up. */
     void (*parts)(void *self, xr_antenna_part_cb each, void *arg);
+
+    /* ---- minor 5: optional; presence (both or neither) ---- */
+
+    /* Adds delta (+1 or -1) to this node's connections of user in room,
+     * storing info (JSON text, may be NULL) on +1, atomically with the
+     * count over every node, which done() receives. The module keeps its
+     * node's members alive in the broker (refreshing them within
+     * host->presence_ttl_ms) and removes those of nodes that stopped,
+     * reporting each user so gone through host->presence_gone. */
+    int (*presence_add)(void *self, const char *room, size_t rlen, const char *user,
+                        size_t ulen, const char *info, size_t ilen, int delta,
+                        xr_antenna_count_cb done, void *arg);
+    /* The room's users and connections over every node, in one broker
+     * round trip for the counts; with members, the list too. */
+    int (*presence_get)(void *self, const char *room, size_t rlen, int members,
+                        xr_antenna_presence_cb done, void *arg);
 } xr_antenna_ops;
 
 /* Whether a module's table has an optional member (within its size and

@@ -212,6 +212,19 @@ int xr_json_array_strings(const char *json, size_t len, xr_buf *store, size_t *o
     return XR_OK;
 }
 
+int xr_json_valid(const char *json, size_t len)
+{
+    xr_buf store = {0};
+    parser p;
+    int ok = 0;
+    if (parser_start(&p, json, len, &store, 0) == 0) {
+        const unsigned char *s = value(&p, skip_ws(p.start, p.end), 1);
+        ok = s && skip_ws(s, p.end) == p.end;
+    }
+    xr_buf_free(&store);
+    return ok;
+}
+
 int xr_json_array_items(const char *json, size_t len, xr_buf *store, size_t *offs, size_t *lens,
                         size_t cap, size_t *n)
 {

@@ -78,6 +78,8 @@ void xr_json_fields_free(xr_json_fields *f);
  * (more than cap), XR_ENOMEM. */
 int xr_json_array_strings(const char *json, size_t len, xr_buf *store, size_t *offs,
                           size_t *lens, size_t cap, size_t *n);
+/* 1 when text is one strict JSON value (any type), else 0. */
+int xr_json_valid(const char *json, size_t len);
 /* The items of a JSON array text, any type, checked: each one's JSON text
  * at json + offs[k], lens[k] bytes. XR_OK and *n, or XR_EJSON, XR_ELIMIT
  * (more than cap), XR_ENOMEM. store is scratch. */

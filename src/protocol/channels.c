@@ -34,12 +34,14 @@ typedef struct xr_channel {
     /* {"request_id":"<name>","payload":" — every delivery starts so */
     size_t plen;
     char *prefix;
+    int events;             /* its SUB asked for presence events */
 } xr_channel;
 
 typedef struct xr_member {
     const char *name;       /* the key of its entry in room->index */
     size_t len;
     xr_channel *ch;         /* its channel on this node, or NULL */
+    xr_pres *pres;          /* what it counts in the room's presence, or NULL */
 } xr_member;
 
 typedef struct xr_room {
@@ -52,8 +54,10 @@ typedef struct xr_room {
 
 /* A message for a channel or a room, waiting for the drain. Targets are
  * found again by name then: they may have gone meanwhile. */
+enum { TO_CHANNEL, TO_ROOM, TO_EVENTS };    /* a pending message's target */
+
 typedef struct xr_pending {
-    unsigned room : 1;
+    unsigned to : 2;
     size_t noff, nlen;      /* in p->pending_names */
     xr_shared *tail;
 } xr_pending;
@@ -85,7 +89,7 @@ static xr_shared *sub_tail(xr_proto *p, const char *msg, size_t mlen)
     return xr_shared_new(p->scratch.p, p->scratch.len);
 }
 
-static int enqueue(xr_proto *p, int room, const char *name, size_t len, xr_shared *tail)
+static int enqueue(xr_proto *p, unsigned to, const char *name, size_t len, xr_shared *tail)
 {
     if (xr_array_room(&p->pending, &p->cap_pending, p->n_pending + 1, sizeof *p->pending) < 0)
         return XR_ENOMEM;
@@ -94,7 +98,7 @@ static int enqueue(xr_proto *p, int room, const char *name, size_t len, xr_share
         return XR_ENOMEM;
     if (p->n_pending == 0)
         event_active(p->drain_ev, EV_TIMEOUT, 0);
-    p->pending[p->n_pending++] = (xr_pending){room ? 1 : 0, off, len, xr_shared_ref(tail)};
+    p->pending[p->n_pending++] = (xr_pending){to, off, len, xr_shared_ref(tail)};
     return XR_OK;
 }
 
@@ -124,7 +128,7 @@ static void fan_out(xr_proto *p, const xr_pending *run, size_t n)
 
 static int same_target(const xr_proto *p, const xr_pending *a, const xr_pending *b)
 {
-    return a->room == b->room && a->nlen == b->nlen &&
+    return a->to == b->to && a->nlen == b->nlen &&
            memcmp(p->pending_names.p + a->noff, p->pending_names.p + b->noff, a->nlen) == 0;
 }
 
@@ -143,14 +147,15 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
          * node (no broker round trip), each with its own prefix. */
         p->n_targets = 0;
         int ok = 0;
-        if (!run->room) {
+        if (run->to == TO_CHANNEL) {
             xr_channel *ch = xr_map_get(&p->channels, name, run->nlen);
             ok = ch && add_targets(p, ch) == 0;
         } else {
+            /* A room's members; for its presence events, those that asked. */
             xr_room *room = xr_map_get(&p->rooms, name, run->nlen);
             ok = room != NULL;
             for (size_t m = 0; ok && m < room->n; m++)
-                if (room->v[m].ch)
+                if (room->v[m].ch && (run->to == TO_ROOM || room->v[m].ch->events))
                     ok = add_targets(p, room->v[m].ch) == 0;
         }
         if (ok)
@@ -167,6 +172,15 @@ static void on_antenna_message(void *host, const char *name, size_t clen,
 {
     xr_proto *p = host;
     p->stats.antenna_messages++;
+    if (clen > 2 && name[0] == '\x01' && name[1] == 'p') {
+        xr_shared *ev;
+        if (xr_map_get(&p->rooms, name + 2, clen - 2) &&
+            xr_presence_event(p, name, clen, msg, mlen, &ev) == XR_OK) {
+            enqueue(p, TO_EVENTS, name + 2, clen - 2, ev);
+            xr_shared_unref(ev);
+        }
+        return;
+    }
     xr_channel *ch = xr_map_get(&p->channels, name, clen);
     xr_room *room = xr_map_get(&p->rooms, name, clen);
     if (!ch && !room)
@@ -175,9 +189,9 @@ static void on_antenna_message(void *host, const char *name, size_t clen,
     if (!tail)
         return;
     if (ch)
-        enqueue(p, 0, name, clen, tail);
+        enqueue(p, TO_CHANNEL, name, clen, tail);
     if (room) {
-        enqueue(p, 1, name, clen, tail);
+        enqueue(p, TO_ROOM, name, clen, tail);
         /* Members elsewhere hear it through the broker. */
         for (size_t i = 0; room->n_remote && i < room->n; i++)
             if (!room->v[i].ch)
@@ -297,10 +311,26 @@ static void room_free(xr_room *room)
 }
 
 /* Closes a room that has no members left. */
+/* A room with presence hears its events on its presence channel while it
+ * has members here. */
+static void presence_sub(xr_proto *p, const xr_room *room, int on)
+{
+    char ch[XR_MAX_NAME + 2];
+    size_t cl;
+    if (!xr_presence_on(p, room->e->key, room->e->klen) ||
+        !(cl = xr_presence_channel(room->e->key, room->e->klen, ch, sizeof ch)))
+        return;
+    if (on)
+        sub_ref(p, ch, cl);
+    else
+        sub_unref(p, ch, cl);
+}
+
 static void room_close_if_empty(xr_proto *p, xr_room *room)
 {
     if (room->n)
         return;
+    presence_sub(p, room, 0);
     sub_unref(p, room->e->key, room->e->klen);
     xr_map_del(&p->rooms, room->e->key, room->e->klen);
     room_free(room);
@@ -314,6 +344,7 @@ static void room_leave(xr_proto *p, xr_room *room, const char *member, size_t le
     membership_drop(p, member, len, room);
     if (!room->v[i - 1].ch)
         room->n_remote--;
+    xr_presence_release(p, room->v[i - 1].pres);
     /* The last member takes the leaver's place. */
     size_t last = room->n - 1;
     if (i - 1 != last) {
@@ -332,7 +363,32 @@ static void room_leave(xr_proto *p, xr_room *room, const char *member, size_t le
  * itself, so it would never be pruned). Names of rooms and members are
  * therefore kept apart on a node.
  */
+/* Who a member counts as in a room with presence: its connection's token
+ * user, else the one given. XR_OK and *user (NULL: no presence for it),
+ * or XR_EINVAL. */
+static int presence_user(xr_proto *p, const char *room, size_t rl, const xr_channel *mch,
+                         const char **user, const char *info)
+{
+    const char *given = *user;
+    *user = NULL;
+    if (!mch || !xr_presence_on(p, room, rl))
+        return XR_OK;
+    const char *tok = xr_conn_user(mch->head->pc->conn);
+    *user = tok ? tok : given;
+    if (!*user || xr_name_check(*user, strlen(*user), p->o->max_name_length) != XR_NAME_OK)
+        return XR_EINVAL;
+    if (info && (strlen(info) > p->o->presence_max_info || !xr_json_valid(info, strlen(info))))
+        return XR_EINVAL;
+    return XR_OK;
+}
+
 int xr_proto_room_join(xr_proto *p, const char *name, const char *member)
+{
+    return xr_proto_room_join_as(p, name, member, NULL, NULL);
+}
+
+int xr_proto_room_join_as(xr_proto *p, const char *name, const char *member, const char *user,
+                          const char *info)
 {
     if (!p || !name || !member)
         return XR_EINVAL;
@@ -352,6 +408,8 @@ int xr_proto_room_join(xr_proto *p, const char *name, const char *member)
             p->denied = 1;
             return XR_EPERM;
         }
+    if (presence_user(p, name, nl, mch && mch->head ? mch : NULL, &user, info) < 0)
+        return XR_EINVAL;
     xr_room *room = xr_map_get(&p->rooms, name, nl);
     if (room && room_member(room, member, ml))
         return XR_OK;
@@ -366,6 +424,7 @@ int xr_proto_room_join(xr_proto *p, const char *name, const char *member)
         }
         xr_map_init(&room->index);
         sub_ref(p, name, nl);
+        presence_sub(p, room, 1);
     }
     if (!ms) {
         ms = calloc(1, sizeof *ms);
@@ -400,7 +459,9 @@ int xr_proto_room_join(xr_proto *p, const char *name, const char *member)
         room_close_if_empty(p, room);
         return XR_ENOMEM;
     }
-    room->v[room->n] = (xr_member){e->key, ml, xr_map_get(&p->channels, member, ml)};
+    xr_pres *pres = user ? xr_presence_hold(p, name, nl, user, strlen(user), info,
+                                            info ? strlen(info) : 0) : NULL;
+    room->v[room->n] = (xr_member){e->key, ml, xr_map_get(&p->channels, member, ml), pres};
     room->n_remote += !room->v[room->n++].ch;
     ms->rooms[ms->n++] = room;
     return XR_OK;
@@ -609,6 +670,13 @@ static void receiver_remove(xr_proto *p, xr_pconn *pc, xr_receiver *r)
     channel_free(ch);
 }
 
+void xr_channel_wants_events(xr_proto *p, const char *name, size_t len)
+{
+    xr_channel *ch = xr_map_get(&p->channels, name, len);
+    if (ch)
+        ch->events = 1;
+}
+
 void xr_channel_close(xr_proto *p, xr_pconn *pc, const char *name, size_t len)
 {
     for (xr_receiver *r = pc->receivers; r; r = r->conn_next)
@@ -646,6 +714,7 @@ void xr_channels_maps_init(xr_proto *p)
     xr_map_init(&p->rooms);
     xr_map_init(&p->memberships);
     xr_map_init(&p->subs);
+    xr_map_init(&p->presence);
 }
 
 int xr_channels_init(xr_proto *p, char *err, size_t errlen)
@@ -663,6 +732,8 @@ int xr_channels_init(xr_proto *p, char *err, size_t errlen)
     p->antenna_host.hash = host_hash;
     xr_antenna_host_services(&p->antenna_host);
     p->antenna_host.wakeup = host_wakeup;
+    p->antenna_host.presence_ttl_ms = xr_presence_any(p) ? p->o->presence_ttl_ms : 0;
+    p->antenna_host.presence_gone = xr_presence_gone;
     p->antenna_host.size = sizeof p->antenna_host;
     char aerr[256] = "";
     p->antenna_self = p->antenna->create(p->base, url, &p->antenna_host, aerr, sizeof aerr);

@@ -79,6 +79,13 @@ struct xr_proto {
     struct xr_wakeup *wakeups;      /* the antenna's, closed after it is destroyed */
     int antenna_up, antenna_was_up;
     char *antenna_url;
+
+    /* presence (presence.c) */
+    xr_map presence;                /* "room\0user" -> struct xr_pres */
+    char **presence_patterns;       /* xr_presence_enable's */
+    size_t n_presence_patterns;
+    xr_presence_fn presence_fn;
+    void *presence_ud;
 };
 
 /* router.c */
@@ -97,7 +104,32 @@ void xr_wakeups_free(xr_wakeup **list);
  * Without a connection or a token, 1. */
 int xr_granted(const xr_conn *c, char kind, const char *name, size_t len);
 
+/* presence.c: what this node holds of each user in each room */
+typedef struct xr_pres xr_pres;
+int xr_presence_on(const xr_proto *p, const char *room, size_t len);
+int xr_presence_any(const xr_proto *p);
+/* "\x01p" and the room into buf: the room's presence channel; 0 when it
+ * does not fit. */
+size_t xr_presence_channel(const char *room, size_t len, char *buf, size_t cap);
+/* A member channel of user joined room here: counted (the broker told on
+ * the first), or NULL when out of memory. */
+xr_pres *xr_presence_hold(xr_proto *p, const char *room, size_t rlen, const char *user,
+                          size_t ulen, const char *info, size_t ilen);
+/* That member channel left: the user's last one here starts the grace. */
+void xr_presence_release(xr_proto *p, xr_pres *pr);
+/* A message of a presence channel: the tail its deliveries share, in
+ * *tail; the C callback has run. */
+int xr_presence_event(xr_proto *p, const char *name, size_t clen, const char *msg, size_t mlen,
+                      struct xr_shared **tail);
+void xr_presence_gone(void *host, const char *room, size_t rlen, const char *user, size_t ulen,
+                      const char *info, size_t ilen);
+/* After the antenna: refuses presence on an antenna without it; routes. */
+int xr_presence_start(xr_proto *p, char *err, size_t errlen);
+void xr_presence_free(xr_proto *p);
+
 /* channels.c */
+/* The SUB's channel asked for presence events ({"presence": true}). */
+void xr_channel_wants_events(xr_proto *p, const char *name, size_t len);
 /* XR_EINVAL for a name outside the name policy (xr_name_check), XR_ELIMIT
  * when pc holds max_channels_per_conn already, XR_EPERM when pc's token
  * grants neither the channel nor every room it is a member of here. */

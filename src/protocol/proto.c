@@ -28,13 +28,17 @@ void xr_proto_free(xr_proto *p)
     if (!p)
         return;
     xr_channels_free(p);
+    xr_presence_free(p);
     xr_router_free(p);
     free(p);
 }
 
 int xr_proto_start(xr_proto *p, char *err, size_t errlen)
 {
-    return p->antenna ? XR_OK : xr_channels_init(p, err, errlen);
+    if (p->antenna)
+        return XR_OK;
+    int rc = xr_channels_init(p, err, errlen);
+    return rc < 0 ? rc : xr_presence_start(p, err, errlen);
 }
 
 void xr_proto_conn_gone(xr_proto *p, xr_conn *c)

@@ -72,6 +72,12 @@ int xr_proto_publish(xr_proto *p, const char *ch, size_t clen, const char *msg, 
 /* xr_publishf: the message formatted by xr_jsonf's rules, then published. */
 int xr_proto_publishv(xr_proto *p, const char *ch, size_t clen, const char *fmt, va_list ap);
 int xr_proto_room_join(xr_proto *p, const char *room, const char *member);
+int xr_proto_room_join_as(xr_proto *p, const char *room, const char *member, const char *user,
+                          const char *info);
+int xr_proto_presence_enable(xr_proto *p, const char *pattern);
+int xr_proto_presence_query(xr_proto *p, const char *room, int members, xr_presence_cb done,
+                            void *ud);
+void xr_proto_on_presence(xr_proto *p, xr_presence_fn fn, void *ud);
 int xr_proto_room_leave(xr_proto *p, const char *room, const char *member);
 size_t xr_proto_room_size(const xr_proto *p, const char *room);
 

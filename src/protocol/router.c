@@ -648,6 +648,9 @@ static void dispatch(xr_proto *pr, xr_request *r, xr_conn *c, xr_pconn *h)
             xr_request_unref(r);
             return;
         }
+        int events = 0;
+        if (xr_presence_any(pr) && xr_header_bool(r, "presence", &events) == XR_OK && events)
+            xr_channel_wants_events(pr, r->p.id, r->p.id_len);
     }
     int rc = e->fn(r, e->ud);
     handled(r, rc);

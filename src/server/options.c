@@ -48,6 +48,9 @@ void xr_options_init_size(xr_options *caller, size_t size)
     o->jwt_leeway_ms = 30000;
     o->jwt_grace_ms = 10000;
     o->api_idempotency_ms = 60000;
+    o->presence_grace_ms = 3000;
+    o->presence_ttl_ms = 30000;
+    o->presence_max_info = 1024;
     if (!caller || size < sizeof(size_t))
         return;
     memcpy(caller, o, size < sizeof *o ? size : sizeof *o);
@@ -184,6 +187,16 @@ static const flag flags[] = {
     {"api-listen", F_STR, OFF(api_listen), 0, 0, "ADDR",
      "serve the publish API on this address only (HOST:PORT, http:// or\n"
      "https://), not on the WebSocket port (off: the API shares --listen)"},
+    {"presence", F_BOOL, OFF(presence), 0, 0, NULL,
+     "keep presence (who is in the room, join and leave events) for every room"},
+    {"presence-room", F_LIST, OFF(presence_rooms), OFF(n_presence_rooms), XR_MAX_LIST, "PATTERN",
+     "keep presence for rooms matching PATTERN ('*' any run; repeatable)"},
+    {"presence-grace", F_TIME, OFF(presence_grace_ms), 0, 0, "SECS",
+     "a user's leave waits this long for a reconnect (3)"},
+    {"presence-ttl", F_TIME, OFF(presence_ttl_ms), 0, 0, "SECS",
+     "a stopped node's members are gone everywhere within this (30)"},
+    {"presence-max-info", F_SIZE, OFF(presence_max_info), 0, 0, "SIZE",
+     "largest info (JSON) a member may carry (1K)"},
     {"api-idempotency-window", F_TIME, OFF(api_idempotency_ms), 0, 0, "SECS",
      "an API call's Idempotency-Key publishes once within this (60)"},
     {"handshake-timeout", F_TIME, OFF(handshake_timeout_ms), 0, 0, "SECS", "TLS + HTTP upgrade must complete within (10)"},
@@ -652,6 +665,11 @@ int xr_options_check(const xr_options *o, char *err, size_t errlen)
             return usage_error(err, errlen, "--api-listen needs --api-key-file (the API is off "
                                "without a key)");
     }
+    if ((o->presence || o->n_presence_rooms) &&
+        (o->presence_ttl_ms < 1000 || o->presence_max_info > 65536 ||
+         o->presence_grace_ms > o->presence_ttl_ms))
+        return usage_error(err, errlen, "presence: --presence-ttl must be at least 1 s and at "
+                           "least --presence-grace, --presence-max-info at most 64K");
     if (o->max_message_size == 0)
         return usage_error(err, errlen, "--max-message-size must be at least 1 byte");
     if (o->max_header_size < 256 || o->max_header_size > (1u << 20))

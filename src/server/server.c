@@ -203,6 +203,8 @@ xr_server *xr_server_new(const xr_options *o, char *err, size_t errlen)
         OWN(static_dirs[k]);
     for (size_t k = 0; k < so->n_jwt_keys; k++)
         OWN(jwt_keys[k]);
+    for (size_t k = 0; k < so->n_presence_rooms; k++)
+        OWN(presence_rooms[k]);
     OWN(jwt_audience);
     OWN(jwt_issuer);
     OWN(api_key_file);
@@ -525,6 +527,29 @@ int xr_publishf(xr_server *srv, const char *channel, size_t clen, const char *fm
 int xr_room_join(xr_server *srv, const char *room, const char *member)
 {
     return srv ? xr_proto_room_join(srv->proto, room, member) : XR_EINVAL;
+}
+
+int xr_room_join_as(xr_server *srv, const char *room, const char *member, const char *user,
+                    const char *info)
+{
+    return srv ? xr_proto_room_join_as(srv->proto, room, member, user, info) : XR_EINVAL;
+}
+
+int xr_presence_enable(xr_server *srv, const char *pattern)
+{
+    return srv ? xr_proto_presence_enable(srv->proto, pattern) : XR_EINVAL;
+}
+
+int xr_presence_query(xr_server *srv, const char *room, int members, xr_presence_cb done,
+                      void *ud)
+{
+    return srv ? xr_proto_presence_query(srv->proto, room, members, done, ud) : XR_EINVAL;
+}
+
+void xr_server_on_presence(xr_server *srv, xr_presence_fn fn, void *ud)
+{
+    if (srv)
+        xr_proto_on_presence(srv->proto, fn, ud);
 }
 
 int xr_room_leave(xr_server *srv, const char *room, const char *member)

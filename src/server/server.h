@@ -18,7 +18,7 @@ struct event;
 struct xr_server {
     xr_options opts;                /* strings below are owned copies */
     /* every string option: listeners, five lists, ten single ones */
-    char *owned[XR_MAX_LISTENERS + 5 * XR_MAX_LIST + 12];
+    char *owned[XR_MAX_LISTENERS + 6 * XR_MAX_LIST + 12];
     size_t n_owned;
     xr_logger log;
 

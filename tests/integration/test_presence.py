@@ -1,0 +1,218 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Presence (--presence): one join per user, one leave after its last
+connection and the grace, none for a reconnect within the grace, queries,
+a killed node's members gone from every node through a real Redis, and
+bad input refused. Through xraptor-chat, whose SUB payload's client_id
+names the member."""
+import asyncio
+import json
+import shutil
+import signal
+import time
+
+import websockets
+
+from xrtest import CHAT, Broker, Server, no_message, recv_json, run, skip_all, test
+
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def sub(rid, room, user=None, events=False, info=None):
+    p = {"chat_id": room}
+    if user is not None:
+        p["client_id"] = user
+    if info is not None:
+        p["info"] = info
+    return json.dumps({"request_id": rid, "payload": json.dumps(p),
+                       "header": {"presence": True} if events else {},
+                       "route": "/chat_messages", "method": "SUB"})
+
+
+def query(rid, room, route="/xraptor/presence"):
+    return json.dumps({"request_id": rid, "payload": json.dumps({"room": room}), "header": {},
+                       "route": route, "method": "GET"})
+
+
+async def events(ws, n, timeout=5):
+    """The next n presence events: [(kind, user, info)]."""
+    out, deadline = [], time.monotonic() + timeout
+    while len(out) < n:
+        m = await recv_json(ws, max(0.1, deadline - time.monotonic()))
+        if "event" in m["header"]:
+            p = json.loads(m["payload"])
+            out.append((m["header"]["event"], p["user"], p["info"]))
+    return out
+
+
+async def answer(ws, rid, timeout=5):
+    deadline = time.monotonic() + timeout
+    while True:
+        m = await recv_json(ws, max(0.1, deadline - time.monotonic()))
+        if m["request_id"] == rid and "event" not in m["header"]:
+            return m
+
+
+def redis():
+    return Broker(lambda port: [REDIS, "--port", str(port), "--bind", "127.0.0.1",
+                                "--save", "", "--appendonly", "no"])
+
+
+@test
+async def test_one_join_per_user_one_leave_after_its_last_connection():
+    with Server("--presence", "--presence-grace", "0.5", binary=CHAT) as srv:
+        async with websockets.connect(srv.url()) as obs:
+            await obs.send(sub("obs", "r", "observer", events=True))
+            assert await events(obs, 1) == [("join", "observer", None)]
+            tabs = [await websockets.connect(srv.url()) for _ in range(3)]
+            for i, t in enumerate(tabs):
+                await t.send(sub(f"ana{i}", "r", "ana", info={"tab": i}))
+            assert await events(obs, 1) == [("join", "ana", {"tab": 0})]
+            assert await no_message(obs, 0.5), "a second join for the same user"
+            await obs.send(query("q1", "r"))
+            got = json.loads((await answer(obs, "q1"))["payload"])
+            assert got["users"] == 2 and got["connections"] == 4, got
+            assert sorted((m["user"], m["connections"]) for m in got["members"]) == \
+                [("ana", 3), ("observer", 1)], got
+            assert {m["user"]: m["info"] for m in got["members"]}["ana"] == {"tab": 2}, got
+            await obs.send(query("q2", "r", "/xraptor/presence_stats"))
+            assert json.loads((await answer(obs, "q2"))["payload"]) == \
+                {"users": 2, "connections": 4}
+            # Two of three tabs closed: still there, nothing told.
+            await tabs[0].close()
+            await tabs[1].close()
+            assert await no_message(obs, 1.2), "a leave while a connection remained"
+            t0 = time.monotonic()
+            await tabs[2].close()
+            assert await events(obs, 1) == [("leave", "ana", {"tab": 2})]
+            assert 0.4 < time.monotonic() - t0 < 2.5, time.monotonic() - t0
+            assert await no_message(obs, 0.8)
+            await obs.send(query("q3", "r", "/xraptor/presence_stats"))
+            assert json.loads((await answer(obs, "q3"))["payload"]) == \
+                {"users": 1, "connections": 1}
+
+
+@test
+async def test_a_reconnect_within_the_grace_tells_nothing():
+    with Server("--presence", "--presence-grace", "2", binary=CHAT) as srv:
+        async with websockets.connect(srv.url()) as obs:
+            await obs.send(sub("obs", "r", "observer", events=True))
+            await events(obs, 1)
+            a = await websockets.connect(srv.url())
+            await a.send(sub("a1", "r", "ana"))
+            assert await events(obs, 1) == [("join", "ana", None)]
+            await a.close()
+            await asyncio.sleep(0.2)
+            b = await websockets.connect(srv.url())
+            await b.send(sub("a2", "r", "ana"))
+            assert await no_message(obs, 3), "a reconnect within the grace was told"
+            await b.close()
+            assert await events(obs, 1, 5) == [("leave", "ana", None)]
+
+
+@test
+async def test_a_member_that_moves_node_within_the_grace_tells_nothing():
+    broker = redis()
+    url = f"redis://127.0.0.1:{broker.port}"
+    with Server("--presence", "--presence-grace", "2", "--antenna", url, binary=CHAT) as a, \
+            Server("--presence", "--presence-grace", "2", "--antenna", url, binary=CHAT) as b:
+        async with websockets.connect(a.url()) as obs:
+            await obs.send(sub("obs", "r", "observer", events=True))
+            assert await events(obs, 1) == [("join", "observer", None)]
+            on_a = await websockets.connect(a.url())
+            await on_a.send(sub("x1", "r", "ana"))
+            assert await events(obs, 1) == [("join", "ana", None)]
+            await on_a.close()
+            on_b = await websockets.connect(b.url())
+            await on_b.send(sub("x2", "r", "ana"))
+            assert await no_message(obs, 3), "moving node within the grace was told"
+            await on_b.close()
+            assert await events(obs, 1, 5) == [("leave", "ana", None)]
+
+
+@test
+async def test_a_killed_node_loses_its_members_everywhere_each_left_once():
+    broker = redis()
+    url = f"redis://127.0.0.1:{broker.port}"
+    with Server("--presence", "--presence-ttl", "3", "--antenna", url, binary=CHAT) as a, \
+            Server("--presence", "--presence-ttl", "3", "--antenna", url, binary=CHAT) as b:
+        async with websockets.connect(a.url(), max_queue=None) as obs:
+            await obs.send(sub("obs", "r", "observer", events=True))
+            await events(obs, 1)
+            # 1000 users on node b: 10 connections of 100 members each.
+            conns = [await websockets.connect(b.url()) for _ in range(10)]
+            for c, ws in enumerate(conns):
+                for i in range(100):
+                    await ws.send(sub(f"m{c}-{i}", "r", f"user{c}-{i}"))
+            joins = await events(obs, 1000, 15)
+            assert {e[1] for e in joins} == {f"user{c}-{i}" for c in range(10) for i in range(100)}
+            await obs.send(query("q1", "r", "/xraptor/presence_stats"))
+            assert json.loads((await answer(obs, "q1"))["payload"]) == \
+                {"users": 1001, "connections": 1001}
+            t0 = time.monotonic()
+            b.proc.send_signal(signal.SIGKILL)
+            b.proc.wait()
+            b.expected_exit = True
+            leaves = await events(obs, 1000, 3 + 3)
+            took = time.monotonic() - t0
+            assert sorted(e[1] for e in leaves) == sorted(e[1] for e in joins), "not each once"
+            assert all(e[0] == "leave" for e in leaves)
+            assert took < 3 + 1.5, f"the dead node's members went after {took:.1f} s"
+            assert await no_message(obs, 2), "a leave told twice"
+            await obs.send(query("q2", "r", "/xraptor/presence_stats"))
+            assert json.loads((await answer(obs, "q2"))["payload"]) == \
+                {"users": 1, "connections": 1}
+            for ws in conns:
+                await ws.close()
+            print(f"# 1000 members of a killed node gone from the other in {took:.2f} s (ttl 3 s)")
+
+
+@test
+async def test_bad_members_and_queries_are_refused_nothing_stored():
+    with Server("--presence-room", "p.*", "--presence-max-info", "32", binary=CHAT) as srv:
+        async with websockets.connect(srv.url()) as obs:
+            await obs.send(sub("obs", "p.r", "observer", events=True))
+            await events(obs, 1)
+            for rid, bad in (("big", dict(user="ana", info={"x": "y" * 64})),
+                             ("ctl", dict(user="an\na")), ("none", dict()),
+                             ("long", dict(user="u" * 300))):
+                async with websockets.connect(srv.url()) as ws:
+                    await ws.send(sub(rid, "p.r", **bad))
+                    m = await answer(ws, rid)
+                    assert json.loads(m["payload"])["message"] == "fail", m
+                    assert "presence" in json.loads(m["payload"])["reason"], m
+            assert await no_message(obs, 0.5), "a refused member was told"
+            await obs.send(query("q1", "p.r", "/xraptor/presence_stats"))
+            assert json.loads((await answer(obs, "q1"))["payload"]) == \
+                {"users": 1, "connections": 1}
+            # A room without presence: joins as always, queries refused.
+            async with websockets.connect(srv.url()) as ws:
+                await ws.send(sub("plain", "q.r"))
+                await ws.send(query("q2", "q.r"))
+                m = await answer(ws, "q2")
+                assert m["header"] == {"error": "bad_request"}, m
+                assert "keeps no presence" in m["payload"], m
+                await ws.send(query("q3", "p.r", "/xraptor/presence_stats").replace(
+                    '{\\"room\\": \\"p.r\\"}', '{\\"room\\": 7}'))
+                assert (await answer(ws, "q3"))["header"] == {"error": "bad_request"}
+            # Without {"presence": true} no events come.
+            async with websockets.connect(srv.url()) as quiet:
+                await quiet.send(sub("quiet", "p.r", "quiet"))
+                assert await events(obs, 1) == [("join", "quiet", None)]
+                assert await no_message(quiet, 0.5), "events without asking"
+
+
+@test
+def test_presence_refused_on_an_antenna_without_it():
+    s = Server("--presence", "--antenna", "redis-cluster://127.0.0.1:1", binary=CHAT,
+               expect_start=False)
+    assert s.wait(10) != 0
+    assert "presence is not available on the redis-cluster antenna" in s.log(), s.log()
+    s = Server("--presence", "--presence-ttl", "0.5", binary=CHAT, expect_start=False)
+    assert s.wait(5) == 2
+    assert "--presence-ttl must be at least 1 s" in s.log(), s.log()
+
+
+if __name__ == "__main__":
+    if not shutil.which(REDIS):
+        skip_all("redis-server not installed (apt-get install redis-server)")
+    run()
