@@ -81,6 +81,9 @@ async def test_one_join_per_user_one_leave_after_its_last_connection():
             await tabs[0].close()
             await tabs[1].close()
             assert await no_message(obs, 1.2), "a leave while a connection remained"
+            await obs.send(query("q4", "r", "/xraptor/presence_stats"))
+            assert json.loads((await answer(obs, "q4"))["payload"]) == \
+                {"users": 2, "connections": 2}
             t0 = time.monotonic()
             await tabs[2].close()
             assert await events(obs, 1) == [("leave", "ana", {"tab": 2})]
