@@ -19,6 +19,14 @@
 //   const xr = new XRaptor(url, { token: async () => (await fetch("/token")).text() });
 //   xr.on("token", (e) => ...);   // {refreshed: true} or {error}
 //
+// Presence (a server with --presence): subscribe with an onPresence
+// callback to hear who joins and leaves the rooms the SUB joins, and ask
+// who is there now:
+//
+//   await xr.subscribe("/chat_messages", {chat_id: "1", client_id: "ana"}, onMessage, {},
+//                      { onPresence: (event, {user, info}) => ... });   // "join" | "leave"
+//   const { users, connections, members } = await xr.presence("1");
+//
 // The refresh is sent refreshBefore ms before exp (default 30 s; at the
 // latest halfway through a shorter token's life). A close with 4001
 // (token expired) reconnects with a fresh token like any other drop.
@@ -110,7 +118,7 @@ export class XRaptor {
         this.setState("open");
         if (tok) this.schedule(tok);
         // Streams survive a reconnect: subscribe them again.
-        for (const [id, s] of this.streams) this.send(id, s.route, "SUB", s.payload);
+        for (const [id, s] of this.streams) this.send(id, s.route, "SUB", s.payload, s.header);
         resolve(this);
       };
       ws.onmessage = (ev) => this.dispatch(ev.data);
@@ -137,6 +145,10 @@ export class XRaptor {
     let msg;
     try { msg = JSON.parse(text); } catch { return; }
     const stream = this.streams.get(msg.request_id);
+    if (stream && msg.method === "SUB" && msg.header && msg.header.event) {
+      if (stream.onPresence) stream.onPresence(msg.header.event, parse(msg.payload));
+      return;
+    }
     if (stream && msg.method === "SUB") { stream.onMessage(parse(msg.payload), msg); return; }
     const p = this.pending.get(msg.request_id);
     if (p) {
@@ -152,6 +164,11 @@ export class XRaptor {
     this.ws.send(JSON.stringify({ request_id: id, payload: body, header, route, method }));
   }
 
+  // Who is in a room now: {users, connections, members: [{user, connections, info}]}.
+  presence(room, { stats = false } = {}) {
+    return this.request(stats ? "/xraptor/presence_stats" : "/xraptor/presence", "GET", { room });
+  }
+
   // One request, one answer: a Promise of the parsed payload.
   request(route, method, payload, header = {}) {
     const id = newId();
@@ -163,10 +180,12 @@ export class XRaptor {
     });
   }
 
-  // SUB: every message posted to the stream's channel calls onMessage.
-  async subscribe(route, payload, onMessage, header = {}) {
+  // SUB: every message posted to the stream's channel calls onMessage;
+  // with onPresence, the join and leave events of its rooms call that.
+  async subscribe(route, payload, onMessage, header = {}, { onPresence = null } = {}) {
     const id = newId();
-    this.streams.set(id, { route, payload, onMessage });
+    if (onPresence) header = { ...header, presence: true };
+    this.streams.set(id, { route, payload, onMessage, onPresence, header });
     this.send(id, route, "SUB", payload, header);
     return {
       id,

@@ -154,6 +154,35 @@ try {
     }
   });
 
+  await test("with --presence each page shows who is in the room, and who left", async () => {
+    const pres = await startChat(["--presence", "--presence-grace", "0.2"]);
+    try {
+      const pages = [await ctx.newPage(), await ctx.newPage()];
+      for (const [p, name] of [[pages[0], "carla"], [pages[1], "davi"]]) {
+        p.setDefaultTimeout(10000);
+        await p.goto(`http://127.0.0.1:${pres.port}/`);
+        await p.waitForSelector("body[data-state=open]");
+        await p.fill("#room", "presence-room");
+        await p.fill("#name", name);
+        await p.click("#join-button");
+        await p.waitForSelector("body[data-joined=presence-room]");
+      }
+      // Each page: both names (davi's page got carla from the query,
+      // carla's page got davi from the join event).
+      for (const p of pages) {
+        await p.waitForSelector("#members li:has-text('carla')");
+        await p.waitForSelector("#members li:has-text('davi')");
+      }
+      await pages[1].click("#leave-button");
+      await pages[0].waitForSelector("#members li:has-text('davi')", { state: "detached" });
+      if (!(await pages[0].$("#members li:has-text('carla')"))) throw new Error("carla gone too");
+      for (const p of pages) await p.close();
+    } finally {
+      pres.proc.kill("SIGTERM");
+      rmSync(pres.logDir, { recursive: true, force: true });
+    }
+  });
+
   await test("screenshot of the chat written as an artifact", async () => {
     mkdirSync(shots, { recursive: true });
     const path = join(shots, "chat.png");

@@ -25,6 +25,24 @@ function show(origin, text, system = false) {
   li.scrollIntoView({ block: "end" });
 }
 
+// Who is in the room, when the server keeps presence (--presence).
+const members = new Map();
+function showMembers() {
+  const ul = $("members");
+  ul.replaceChildren(...[...members.keys()].sort().map((u) => {
+    const li = document.createElement("li");
+    li.textContent = u;
+    return li;
+  }));
+  ul.hidden = members.size === 0;
+}
+
+function onPresence(event, { user }) {
+  if (event === "join") members.set(user, true);
+  else members.delete(user);
+  showMembers();
+}
+
 function joined(on) {
   $("text").disabled = $("send-button").disabled = !on;
   $("leave-button").disabled = !on;
@@ -42,10 +60,17 @@ $("join").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   room = $("room").value.trim();
   if (!room) return;
-  sub = await xr.subscribe("/chat_messages", { chat_id: room }, (m) => show(m.origin, m.message));
+  sub = await xr.subscribe("/chat_messages", { chat_id: room, client_id: $("name").value },
+                           (m) => show(m.origin, m.message), {}, { onPresence });
   joined(true);
   show("", "joined " + room, true);
   document.body.dataset.joined = room;
+  // Those already there (a server without presence says no: no list).
+  try {
+    const now = await xr.presence(room);
+    for (const m of now.members) members.set(m.user, true);
+    showMembers();
+  } catch { /* no presence on this server */ }
 });
 
 $("leave-button").addEventListener("click", async () => {
@@ -53,6 +78,8 @@ $("leave-button").addEventListener("click", async () => {
   const answer = await sub.unsubscribe();
   show("", answer.message || "left", true);
   sub = null;
+  members.clear();
+  showMembers();
   joined(false);
   delete document.body.dataset.joined;
 });
