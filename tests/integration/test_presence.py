@@ -108,6 +108,9 @@ async def test_a_reconnect_within_the_grace_tells_nothing():
             b = await websockets.connect(srv.url())
             await b.send(sub("a2", "r", "ana"))
             assert await no_message(obs, 3), "a reconnect within the grace was told"
+            await obs.send(query("q1", "r", "/xraptor/presence_stats"))
+            assert json.loads((await answer(obs, "q1"))["payload"]) == \
+                {"users": 2, "connections": 2}
             await b.close()
             assert await events(obs, 1, 5) == [("leave", "ana", None)]
 
