@@ -183,8 +183,10 @@ void xr_json_fields_free(xr_json_fields *f)
     f->state = 0;
 }
 
-int xr_json_array_strings(const char *json, size_t len, xr_buf *store, size_t *offs,
-                          size_t *lens, size_t cap, size_t *n)
+/* The items of a JSON array: strings kept unescaped in the store (offs
+ * into it), or any values as their text (offs into json). */
+static int array_walk(const char *json, size_t len, xr_buf *store, int strings, size_t *offs,
+                      size_t *lens, size_t cap, size_t *n)
 {
     parser p;
     int more;
@@ -197,19 +199,39 @@ int xr_json_array_strings(const char *json, size_t len, xr_buf *store, size_t *o
         return XR_EJSON;
     s = list_open(&p, s, &more);
     while (s && more) {
-        if (s == p.end || *s != '"')
+        if (strings && (s == p.end || *s != '"'))
             return XR_ETYPE;
         if (*n == cap)
             return XR_ELIMIT;
-        if (!(s = string_kept(&p, s, &offs[*n], &lens[*n])))
+        const unsigned char *at = s;
+        if (strings) {
+            s = string_kept(&p, s, &offs[*n], &lens[*n]);
+        } else if ((s = value(&p, s, 1))) {
+            offs[*n] = (size_t)(at - p.start);
+            lens[*n] = (size_t)(s - at);
+        }
+        if (!s)
             break;
         (*n)++;
         s = list_next(&p, s, ']', &more);
     }
     if (!s || skip_ws(s, p.end) != p.end)
         return XR_EJSON;
-    store->len = (size_t)(p.o - p.base);
+    if (strings)
+        store->len = (size_t)(p.o - p.base);
     return XR_OK;
+}
+
+int xr_json_array_strings(const char *json, size_t len, xr_buf *store, size_t *offs,
+                          size_t *lens, size_t cap, size_t *n)
+{
+    return array_walk(json, len, store, 1, offs, lens, cap, n);
+}
+
+int xr_json_array_items(const char *json, size_t len, xr_buf *store, size_t *offs, size_t *lens,
+                        size_t cap, size_t *n)
+{
+    return array_walk(json, len, store, 0, offs, lens, cap, n);
 }
 
 int xr_json_valid(const char *json, size_t len)
@@ -225,30 +247,3 @@ int xr_json_valid(const char *json, size_t len)
     return ok;
 }
 
-int xr_json_array_items(const char *json, size_t len, xr_buf *store, size_t *offs, size_t *lens,
-                        size_t cap, size_t *n)
-{
-    parser p;
-    int more;
-    *n = 0;
-    store->len = 0;
-    if (parser_start(&p, json, len, store, 0) < 0)
-        return XR_ENOMEM;
-    const unsigned char *s = skip_ws(p.start, p.end);
-    if (s == p.end || *s != '[')
-        return XR_EJSON;
-    s = list_open(&p, s, &more);
-    while (s && more) {
-        if (*n == cap)
-            return XR_ELIMIT;
-        const unsigned char *at = s;
-        if (!(s = value(&p, s, 1)))
-            break;
-        offs[*n] = (size_t)(at - p.start);
-        lens[(*n)++] = (size_t)(s - at);
-        s = list_next(&p, s, ']', &more);
-    }
-    if (!s || skip_ws(s, p.end) != p.end)
-        return XR_EJSON;
-    return XR_OK;
-}
