@@ -193,7 +193,7 @@ def row(name, res, value_key, unit, baseline=None, note="", peer=None):
     lat = ""
     if ok and res.get("p50_us"):
         lat = f"{res['p50_us']:.0f} / {res['p99_us']:.0f} / {res['p999_us']:.0f}"
-    value = (f"{v:,.0f}" if ok else "FAILED")
+    value = (f"{v:,.0f}" if v >= 100 else f"{v:.3g}") if ok else "FAILED"
     pc = per_cpu(res, v) if ok else None
     cpu = f"{pc:,.0f} ({res['server_cpu'] * 100:.0f}% CPU)" if pc else ""
     vs = ""
@@ -220,6 +220,53 @@ def hs256(secret, claims):
     body = enc(json.dumps(claims).encode())
     sig = enc(hmac.new(secret, head + b"." + body, hashlib.sha256).digest())
     return (head + b"." + body + b"." + sig).decode()
+
+
+def presence_calls(port, members, counts=200, lists=10):
+    """A room of `members` users (one connection holding them all), then
+    sequential queries: the mean time of a counts call and of a full list
+    call, in ms. A row each, like the others (exit 0 and a value)."""
+    import asyncio
+    try:
+        import websockets
+    except ImportError:
+        return None, None
+
+    def req(rid, route, method, payload, header=None):
+        return json.dumps({"request_id": rid, "payload": json.dumps(payload),
+                           "header": header or {}, "route": route, "method": method})
+
+    async def run():
+        async with websockets.connect(f"ws://127.0.0.1:{port}/", max_size=None,
+                                      max_queue=None) as ws:
+            for i in range(members):
+                await ws.send(req(f"m{i}", "/chat_messages", "SUB",
+                                  {"chat_id": "bench-room", "client_id": f"u{i}"}))
+            # every member counted before the clock starts
+            for _ in range(600):
+                await ws.send(req("w", "/xraptor/presence_stats", "GET", {"room": "bench-room"}))
+                while True:
+                    m = json.loads(await ws.recv())
+                    if m["request_id"] == "w":
+                        break
+                if json.loads(m["payload"]).get("users") == members:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                return None
+            out = []
+            for route, n in (("/xraptor/presence_stats", counts), ("/xraptor/presence", lists)):
+                t0 = time.perf_counter()
+                for k in range(n):
+                    await ws.send(req(f"q{k}", route, "GET", {"room": "bench-room"}))
+                    while (m := json.loads(await ws.recv()))["request_id"] != f"q{k}":
+                        pass
+                    if json.loads(m["payload"]).get("users") != members:
+                        return None
+
+                out.append((time.perf_counter() - t0) / n * 1000)
+            return out
+    return asyncio.run(run())
 
 
 def cert_pair(d):
@@ -408,6 +455,20 @@ try:
     else:
         single = None
         print("fanout through redis: skipped (no redis-server)")
+
+    # Presence: a room of --fanout members; the counts are one broker round
+    # trip whatever the size, the list grows with it.
+    for label in ("memory", "redis") if shutil.which("redis-server") else ("memory",):
+        # (stop_all stops the broker too: each run starts its own)
+        url = "memory://" if label == "memory" else f"redis://127.0.0.1:{redis_node()}"
+        _, port = start([os.path.join(B, "xraptor-chat"), *common, "--antenna", url, "--presence",
+                         "--max-channels-per-connection", str(args.fanout)])
+        counts_ms, list_ms = presence_calls(port, args.fanout) or (None, None)
+        stop_all()
+        for what, ms in (("counts", counts_ms), ("full list", list_ms)):
+            name = f"presence {what}: room of {args.fanout} members, {label}"
+            row(name, {"exit": 0, "per_call_ms": ms} if ms else {"error": "no answer"},
+                "per_call_ms", "ms per call")
 
     # The same room through a Redis Cluster of 3 masters (sharded pub/sub:
     # the room's channel lives on the one master that owns its slot).
