@@ -197,7 +197,8 @@ typedef struct xr_options {
      * presence_grace_ms for it to come back; a node that stops (killed)
      * loses its members everywhere within presence_ttl_ms. The info an
      * application gives a member is JSON of at most presence_max_info
-     * bytes. Needs an antenna with presence (memory://, redis://). */
+     * bytes. Needs an antenna with presence (memory://, redis://,
+     * redis-cluster://). */
     int presence;
     const char *presence_rooms[XR_MAX_LIST];
     size_t n_presence_rooms;

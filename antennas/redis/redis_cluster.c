@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -63,13 +64,17 @@ typedef struct config {
     char password[256];
 } config;
 
-enum { K_AUTH, K_ASKING, K_PUBLISH, K_SLOTS, K_NUMSUB, K_PING };
+enum { K_AUTH, K_ASKING, K_PUBLISH, K_SLOTS, K_NUMSUB, K_PING, K_SCRIPT };
+
+/* A K_SCRIPT reply (NULL when the connection went first). */
+typedef void (*script_cb)(void *arg, const resp_val *v, size_t nv);
 #define F_SENT_ON 1             /* redirected already: its MOVED is expected */
 
 /* A command on a cmd connection waiting for its reply. */
 typedef struct pending {
     size_t off, len;            /* its bytes in conn.out */
     xr_antenna_alive_cb done;   /* K_NUMSUB */
+    script_cb reply;            /* K_SCRIPT */
     void *arg;
     uint16_t slot;
     uint8_t kind, flags;
@@ -122,6 +127,11 @@ typedef struct cluster {
     xr_antenna_names *chans;        /* name -> chan, the host's keyed set */
     struct event *refresh_ev, *tidy_ev, *watchdog;
     node *refreshing;           /* where a CLUSTER SLOTS is in flight */
+    /* presence: this node's id; the rooms it holds members in (value: how
+     * many connections), refreshed and reaped every quarter of the TTL */
+    char node_id[33];
+    xr_antenna_names *prooms;
+    struct event *pres_timer;
     node *ask_first;            /* the node that just said a slot moved */
     int refresh_again;
     unsigned refresh_ms;
@@ -945,6 +955,13 @@ static void on_cmd_reply(conn *c, const resp_val *v, size_t nv)
         e.done(alive, e.arg);
         break;
     }
+    case K_SCRIPT:
+        /* MOVED or ASK: the room's slot went elsewhere; this answer fails
+         * and the map is asked again for the next. */
+        if (v->type == '-')
+            schedule_refresh(cl, 0);
+        e.reply(e.arg, v, nv);
+        break;
     }
 }
 
@@ -1004,6 +1021,8 @@ static void conn_drop_pending(conn *c)
             n->publish_errors++;
         else if (e->kind == K_NUMSUB)
             e->done(1, e->arg);
+        else if (e->kind == K_SCRIPT)
+            e->reply(e->arg, NULL, 0);
         else if (e->kind == K_SLOTS && n->cl->refreshing == n)
             n->cl->refreshing = NULL;
     }
@@ -1135,6 +1154,18 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* A node's presence id: random, new at every start. */
+static void presence_id(char out[33])
+{
+    unsigned char id[16] = {0};
+    if (getentropy(id, sizeof id) != 0) {
+        unsigned long long t = (unsigned long long)time(NULL) ^ (unsigned long long)getpid() << 20;
+        memcpy(id, &t, sizeof t);
+    }
+    for (size_t k = 0; k < sizeof id; k++)
+        snprintf(out + 2 * k, 3, "%02x", id[k]);
+}
+
 static void *create(struct event_base *base, const char *url, const xr_antenna_host *host,
                     char *err, size_t errlen)
 {
@@ -1152,6 +1183,7 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     cl->base = base;
     cl->host = *host;
     cl->refresh_ms = BACKOFF_MIN_MS;
+    presence_id(cl->node_id);
     cl->refresh_ev = evtimer_new(base, on_refresh, cl);
     cl->tidy_ev = event_new(base, -1, 0, on_tidy, cl);
     cl->watchdog = event_new(base, -1, EV_PERSIST, on_watchdog, cl);
@@ -1179,6 +1211,10 @@ static void destroy(void *self)
         event_free(cl->tidy_ev);
     if (cl->watchdog)
         event_free(cl->watchdog);
+    if (cl->pres_timer)
+        event_free(cl->pres_timer);
+    if (cl->prooms)
+        cl->host.names_free(cl->prooms);
     if (cl->chans)
         EACH_CHAN(cl, ch)
             free(ch);
@@ -1282,6 +1318,278 @@ static void parts(void *self, xr_antenna_part_cb each, void *arg)
     }
 }
 
+/* ---- presence -------------------------------------------------------------
+ *
+ * Everything of a room R lives in R's slot (the keys carry {R} as their
+ * hash tag), so one script changes it atomically on the shard that owns
+ * the room, and it moves with the slot: hash xr.p.{R}.u (user ->
+ * connections), xr.p.{R}.i (user -> info), counter xr.p.{R}.n, hash
+ * xr.pn.{R} ("node\0user" -> that node's connections) and sorted set
+ * xr.pz.{R} (node -> the time its share there expires). A node pushes its
+ * expiry forward in each room it holds members in every quarter of the
+ * TTL, and in the same script removes, once, the share of every node
+ * whose time passed; a query does the same first. (A room whose name
+ * starts with '}' has no usable hash tag: its keys would span slots, and
+ * its presence fails.)
+ */
+#if XR_ANTENNA_ABI_MINOR >= 5
+#define ROOM_KEYS 5
+static const char ADD_LUA[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local d = tonumber(ARGV[3])\n"
+    "local c = redis.call('HINCRBY', KEYS[1], ARGV[1], d)\n"
+    "if redis.call('INCRBY', KEYS[3], d) <= 0 then redis.call('DEL', KEYS[3]) end\n"
+    "local f = ARGV[4] .. '\\0' .. ARGV[1]\n"
+    "if redis.call('HINCRBY', KEYS[4], f, d) <= 0 then redis.call('HDEL', KEYS[4], f) end\n"
+    "if c <= 0 then\n"
+    "  redis.call('HDEL', KEYS[1], ARGV[1]); redis.call('HDEL', KEYS[2], ARGV[1]); c = 0\n"
+    "elseif d > 0 and ARGV[2] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end\n"
+    "redis.call('ZADD', KEYS[5], now + tonumber(ARGV[5]), ARGV[4])\n"
+    "return c\n";
+
+/* ARGV: node, ttl, mode ("0": refresh and reap; "1": reap, counts; "2":
+ * reap, counts and members). Returns {leaves, (user, info) x leaves,
+ * [users, connections, (user, connections, info) x members]}. */
+static const char SYNC_LUA[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "if ARGV[3] == '0' then redis.call('ZADD', KEYS[5], now + tonumber(ARGV[2]), ARGV[1]) end\n"
+    "local out = {0}\n"
+    "for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now)) do\n"
+    "  if n ~= ARGV[1] then\n"
+    "    local h, pre = redis.call('HGETALL', KEYS[4]), n .. '\\0'\n"
+    "    for k = 1, #h, 2 do\n"
+    "      if string.sub(h[k], 1, #pre) == pre then\n"
+    "        local user, cnt = string.sub(h[k], #pre + 1), tonumber(h[k + 1])\n"
+    "        redis.call('HDEL', KEYS[4], h[k])\n"
+    "        if redis.call('DECRBY', KEYS[3], cnt) <= 0 then redis.call('DEL', KEYS[3]) end\n"
+    "        if redis.call('HINCRBY', KEYS[1], user, -cnt) <= 0 then\n"
+    "          out[#out + 1] = user; out[#out + 1] = redis.call('HGET', KEYS[2], user) or ''\n"
+    "          redis.call('HDEL', KEYS[1], user); redis.call('HDEL', KEYS[2], user)\n"
+    "          out[1] = out[1] + 1\n"
+    "        end\n"
+    "      end\n"
+    "    end\n"
+    "    redis.call('ZREM', KEYS[5], n)\n"
+    "  end\n"
+    "end\n"
+    "if ARGV[3] ~= '0' then\n"
+    "  out[#out + 1] = redis.call('HLEN', KEYS[1])\n"
+    "  out[#out + 1] = tonumber(redis.call('GET', KEYS[3]) or '0')\n"
+    "  if ARGV[3] == '2' then\n"
+    "    local h = redis.call('HGETALL', KEYS[1])\n"
+    "    for k = 1, #h, 2 do\n"
+    "      out[#out + 1] = h[k]; out[#out + 1] = tonumber(h[k + 1])\n"
+    "      out[#out + 1] = redis.call('HGET', KEYS[2], h[k]) or ''\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+typedef struct room_keys {
+    char k[ROOM_KEYS][1100];
+    size_t l[ROOM_KEYS];
+} room_keys;
+
+/* The room's five keys; 0, or -1 when the name does not fit. */
+static int keys_of(const char *room, size_t rlen, room_keys *rk)
+{
+    static const char *const fmt[ROOM_KEYS][2] = {
+        {"xr.p.{", "}.u"}, {"xr.p.{", "}.i"}, {"xr.p.{", "}.n"}, {"xr.pn.{", "}"}, {"xr.pz.{", "}"},
+    };
+    for (int k = 0; k < ROOM_KEYS; k++) {
+        size_t a = strlen(fmt[k][0]), b = strlen(fmt[k][1]);
+        if (a + rlen + b > sizeof rk->k[k])
+            return -1;
+        memcpy(rk->k[k], fmt[k][0], a);
+        memcpy(rk->k[k] + a, room, rlen);
+        memcpy(rk->k[k] + a + rlen, fmt[k][1], b);
+        rk->l[k] = a + rlen + b;
+    }
+    return 0;
+}
+
+/* A script on the shard that owns room: argv[3..7] are its keys. */
+static int script_send(cluster *cl, const char *script, size_t slen, const char *room, size_t rlen,
+                       int nargs, const char *const *args, const size_t *argl, script_cb reply,
+                       void *arg)
+{
+    room_keys rk;
+    if (keys_of(room, rlen, &rk) < 0 || nargs > 6)
+        return XR_EINVAL;
+    uint16_t slot = resp_key_slot(rk.k[0], rk.l[0]);
+    node *o = cl->owner[slot];
+    if (!o || !o->cmd || !o->cmd->answered) {
+        if (!o)
+            schedule_refresh(cl, 0);
+        return XR_EANTENNA;
+    }
+    const char *argv[3 + ROOM_KEYS + 6] = {"EVAL", script, "5"};
+    size_t lens[3 + ROOM_KEYS + 6] = {4, slen, 1};
+    for (int k = 0; k < ROOM_KEYS; k++) {
+        argv[3 + k] = rk.k[k];
+        lens[3 + k] = rk.l[k];
+    }
+    for (int k = 0; k < nargs; k++) {
+        argv[3 + ROOM_KEYS + k] = args[k];
+        lens[3 + ROOM_KEYS + k] = argl[k];
+    }
+    int rc = cmd_send(o->cmd, K_SCRIPT, slot, 3 + ROOM_KEYS + nargs, argv, lens, NULL, arg);
+    if (rc == 0)
+        o->cmd->q[o->cmd->q_len - 1].reply = reply;
+    return rc;
+}
+
+/* A SYNC on its way: the room it is about, and for a query its answer. */
+typedef struct sync_q {
+    cluster *cl;
+    xr_antenna_presence_cb done;    /* NULL: the timer's refresh */
+    void *arg;
+    size_t rlen;
+    char room[];
+} sync_q;
+
+/* The leaves at the start of a SYNC reply: each told to the host. Returns
+ * the index of the value after them, or 0 for a reply of another shape. */
+static size_t told_leaves(const sync_q *q, const resp_val *v, size_t nv)
+{
+    if (!v || v->type != '*' || nv < 2 || v[1].type != ':' || v[1].n < 0 ||
+        (size_t)v[1].n * 2 + 2 > nv)
+        return 0;
+    size_t i = 2;
+    for (int64_t k = 0; k < v[1].n; k++, i += 2)
+        if (v[i].type == '$' && v[i + 1].type == '$')
+            q->cl->host.presence_gone(q->cl->host.host, q->room, q->rlen, v[i].s, (size_t)v[i].n,
+                                      v[i + 1].n ? v[i + 1].s : NULL, (size_t)v[i + 1].n);
+    return i;
+}
+
+static void on_synced(void *arg, const resp_val *v, size_t nv)
+{
+    sync_q *q = arg;
+    size_t i = told_leaves(q, v, nv);
+    if (q->done) {
+        if (!i || i + 2 > nv || v[i].type != ':' || v[i + 1].type != ':') {
+            q->done(q->arg, XR_EANTENNA, 0, 0, NULL, 0);
+        } else {
+            size_t n = (nv - i - 2) / 3, k = 0;
+            xr_antenna_member *m = n ? calloc(n, sizeof *m) : NULL;
+            for (size_t j = i + 2; m && j + 2 < nv; j += 3)
+                if (v[j].type == '$' && v[j + 1].type == ':' && v[j + 2].type == '$')
+                    m[k++] = (xr_antenna_member){v[j].s, (size_t)v[j].n, v[j + 1].n,
+                                                 v[j + 2].n ? v[j + 2].s : NULL,
+                                                 (size_t)v[j + 2].n};
+            if (n && !m)
+                q->done(q->arg, XR_ENOMEM, 0, 0, NULL, 0);
+            else
+                q->done(q->arg, XR_OK, v[i].n, v[i + 1].n, m, k);
+            free(m);
+        }
+    }
+    free(q);
+}
+
+static int sync_room(cluster *cl, const char *room, size_t rlen, char mode,
+                     xr_antenna_presence_cb done, void *arg)
+{
+    sync_q *q = malloc(sizeof *q + rlen + 1);
+    if (!q)
+        return XR_ENOMEM;
+    *q = (sync_q){cl, done, arg, rlen};
+    memcpy(q->room, room, rlen);
+    q->room[rlen] = '\0';
+    char ttl[24], m[2] = {mode, 0};
+    snprintf(ttl, sizeof ttl, "%llu", cl->host.presence_ttl_ms * 3 / 4);
+    const char *args[3] = {cl->node_id, ttl, m};
+    size_t argl[3] = {strlen(cl->node_id), strlen(ttl), 1};
+    int rc = script_send(cl, SYNC_LUA, sizeof SYNC_LUA - 1, room, rlen, 3, args, argl, on_synced, q);
+    if (rc < 0)
+        free(q);
+    return rc;
+}
+
+/* Every quarter of the TTL: this node's share lives on in each room it
+ * holds members in; those of nodes that stopped go. */
+static void on_pres_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    cluster *cl = arg;
+    xr_antenna_cursor c = {0};
+    while (cl->host.names_next(cl->prooms, &c))
+        sync_room(cl, c.name, c.len, '0', NULL, NULL);
+}
+
+typedef struct add_q {
+    xr_antenna_count_cb done;
+    void *arg;
+} add_q;
+
+static void on_added(void *arg, const resp_val *v, size_t nv)
+{
+    (void)nv;
+    add_q *q = arg;
+    q->done(q->arg, v && v->type == ':' ? v->n : XR_EANTENNA);
+    free(q);
+}
+
+static int presence_add(void *self, const char *room, size_t rlen, const char *user, size_t ulen,
+                        const char *info, size_t ilen, int delta, xr_antenna_count_cb done,
+                        void *arg)
+{
+    cluster *cl = self;
+    xr_antenna_host *h = &cl->host;
+    if ((delta != 1 && delta != -1) || !XR_ANTENNA_HOST_HAS(h, presence_gone) ||
+        !h->presence_ttl_ms)
+        return XR_EINVAL;
+    if (!cl->prooms && !(cl->prooms = h->names_new()))
+        return XR_ENOMEM;
+    if (!cl->pres_timer) {
+        unsigned long long q4 = h->presence_ttl_ms / 4;
+        struct timeval tv = {(time_t)(q4 / 1000), (suseconds_t)(q4 % 1000) * 1000};
+        if (!(cl->pres_timer = event_new(cl->base, -1, EV_PERSIST, on_pres_timer, cl)) ||
+            event_add(cl->pres_timer, &tv) < 0)
+            return XR_ENOMEM;
+    }
+    add_q *q = malloc(sizeof *q);
+    if (!q)
+        return XR_ENOMEM;
+    *q = (add_q){done, arg};
+    char d[4], ttl[24];
+    snprintf(d, sizeof d, "%d", delta);
+    snprintf(ttl, sizeof ttl, "%llu", h->presence_ttl_ms * 3 / 4);
+    const char *args[5] = {user, info ? info : "", d, cl->node_id, ttl};
+    size_t argl[5] = {ulen, info ? ilen : 0, strlen(d), strlen(cl->node_id), strlen(ttl)};
+    int rc = script_send(cl, ADD_LUA, sizeof ADD_LUA - 1, room, rlen, 5, args, argl, on_added, q);
+    if (rc < 0) {
+        free(q);
+        return rc;
+    }
+    /* The rooms this node holds members in, for the timer. */
+    void **slot = h->names_find(cl->prooms, room, rlen);
+    if (!slot && delta < 0)
+        return 0;
+    uintptr_t n = (slot ? (uintptr_t)*slot : 0) + (uintptr_t)(intptr_t)delta;
+    if (!n)
+        h->names_del(cl->prooms, room, rlen);
+    else if (slot)
+        *slot = (void *)n;
+    else
+        h->names_put(cl->prooms, room, rlen, (void *)n);
+    return 0;
+}
+
+static int presence_get(void *self, const char *room, size_t rlen, int members,
+                        xr_antenna_presence_cb done, void *arg)
+{
+    return sync_room(self, room, rlen, members ? '2' : '1', done, arg);
+}
+#endif
+
 XR_ANTENNA_MODULE("redis-cluster",
                   "Redis Cluster sharded pub/sub (SSUBSCRIBE/SPUBLISH, Redis >= 7)",
-                  .describe = describe, .parts = parts)
+                  .describe = describe, .parts = parts
+#if XR_ANTENNA_ABI_MINOR >= 5
+                  , .presence_add = presence_add, .presence_get = presence_get
+#endif
+                  )

@@ -402,8 +402,10 @@ int xr_presence_start(xr_proto *p, char *err, size_t errlen)
     if (!xr_presence_any(p))
         return XR_OK;
     if (!XR_ANTENNA_HAS(p->antenna, presence_add) || !XR_ANTENNA_HAS(p->antenna, presence_get)) {
-        snprintf(err, errlen, "presence is not available on the %s antenna (it is on memory:// "
-                 "and redis://)", p->antenna->scheme);
+        snprintf(err, errlen, "presence is not available on this %s antenna module (no presence "
+                 "members of antenna ABI 2.5; xraptor's memory://, redis:// and "
+                 "redis-cluster:// have them, kafka:// refuses presence by design)",
+                 p->antenna->scheme);
         return XR_EUSAGE;
     }
     /* An application's own routes of these names are its business. */

@@ -106,9 +106,10 @@ static int key_load(const char *spec, xr_jwt_key **keys, size_t *n, size_t *cap,
         return XR_EIO;
     }
     if (text[strspn(text, " \t\r\n")] == '{') {
-        int rc = key->kid[0] ? XR_EINVAL
-                             : set_load(path, text, len, keys, n, cap, err, errlen);
-        if (key->kid[0])
+        /* (set_load may move *keys, and key with it: ask first) */
+        int named = key->kid[0] != '\0';
+        int rc = named ? XR_EINVAL : set_load(path, text, len, keys, n, cap, err, errlen);
+        if (named)
             snprintf(err, errlen, "--jwt-key %s: a JWK set names its keys itself (kid): "
                      "drop the KID= prefix", path);
         OPENSSL_cleanse(text, len);

@@ -188,7 +188,8 @@ static const flag flags[] = {
      "serve the publish API on this address only (HOST:PORT, http:// or\n"
      "https://), not on the WebSocket port (off: the API shares --listen)"},
     {"presence", F_BOOL, OFF(presence), 0, 0, NULL,
-     "keep presence (who is in the room, join and leave events) for every room"},
+     "keep presence (who is in the room, join and leave events) for every room\n"
+     "(memory://, redis://, redis-cluster://)"},
     {"presence-room", F_LIST, OFF(presence_rooms), OFF(n_presence_rooms), XR_MAX_LIST, "PATTERN",
      "keep presence for rooms matching PATTERN ('*' any run; repeatable)"},
     {"presence-grace", F_TIME, OFF(presence_grace_ms), 0, 0, "SECS",
