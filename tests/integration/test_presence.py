@@ -59,10 +59,12 @@ async def counted(ws, connections, timeout=5):
 
 
 async def answer(ws, rid, timeout=5):
+    """The answer to request rid; an event meanwhile is one too many."""
     deadline = time.monotonic() + timeout
     while True:
         m = await recv_json(ws, max(0.1, deadline - time.monotonic()))
-        if m["request_id"] == rid and "event" not in m["header"]:
+        assert "event" not in m["header"], f"an event nobody expected: {m}"
+        if m["request_id"] == rid:
             return m
 
 
