@@ -464,14 +464,7 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     }
     r->base = base;
     r->host = *host;
-    /* A node's presence id: random, new at every start. */
-    unsigned char id[16] = {0};
-    if (getentropy(id, sizeof id) != 0) {
-        unsigned long long t = (unsigned long long)time(NULL) ^ (unsigned long long)getpid() << 20;
-        memcpy(id, &t, sizeof t);
-    }
-    for (size_t k = 0; k < sizeof id; k++)
-        snprintf(r->node + 2 * k, 3, "%02x", id[k]);
+    redis_node_id(r->node);
     r->retry = evtimer_new(base, on_retry, r);
     r->watchdog = event_new(base, -1, EV_PERSIST, on_watchdog, r);
     struct timeval wd = {0, WATCHDOG_MS * 1000};

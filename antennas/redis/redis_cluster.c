@@ -1154,18 +1154,6 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* A node's presence id: random, new at every start. */
-static void presence_id(char out[33])
-{
-    unsigned char id[16] = {0};
-    if (getentropy(id, sizeof id) != 0) {
-        unsigned long long t = (unsigned long long)time(NULL) ^ (unsigned long long)getpid() << 20;
-        memcpy(id, &t, sizeof t);
-    }
-    for (size_t k = 0; k < sizeof id; k++)
-        snprintf(out + 2 * k, 3, "%02x", id[k]);
-}
-
 static void *create(struct event_base *base, const char *url, const xr_antenna_host *host,
                     char *err, size_t errlen)
 {
@@ -1183,7 +1171,7 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     cl->base = base;
     cl->host = *host;
     cl->refresh_ms = BACKOFF_MIN_MS;
-    presence_id(cl->node_id);
+    redis_node_id(cl->node_id);
     cl->refresh_ev = evtimer_new(base, on_refresh, cl);
     cl->tidy_ev = event_new(base, -1, 0, on_tidy, cl);
     cl->watchdog = event_new(base, -1, EV_PERSIST, on_watchdog, cl);

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "userinfo.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 int redis_userinfo(const char *p, const char *at, char *user, size_t ucap, char *password,
                    size_t pcap)
@@ -30,4 +33,15 @@ int redis_auth_argv(const char *user, const char *password, const char *argv[3],
     argv[argc] = password;
     argl[argc++] = strlen(password);
     return argc;
+}
+
+void redis_node_id(char out[33])
+{
+    unsigned char id[16] = {0};
+    if (getentropy(id, sizeof id) != 0) {
+        unsigned long long t = (unsigned long long)time(NULL) ^ (unsigned long long)getpid() << 20;
+        memcpy(id, &t, sizeof t);
+    }
+    for (size_t k = 0; k < sizeof id; k++)
+        snprintf(out + 2 * k, 3, "%02x", id[k]);
 }
