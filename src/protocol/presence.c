@@ -269,7 +269,7 @@ int xr_presence_event(xr_proto *p, const char *name, size_t clen, const char *ms
         xr_json_fields f = {0};
         int st;
         const char *user = NULL, *info = NULL;
-        size_t ul = 0, il = 0;
+        size_t ul = 0;
         xr_json_fields_reset(&f, json, jlen);
         xr_json_member *m = xr_json_fields_get(&f, "user", 4, &st);
         xr_json_member *i = xr_json_fields_get(&f, "info", 4, &st);
@@ -279,9 +279,7 @@ int xr_presence_event(xr_proto *p, const char *name, size_t clen, const char *ms
                 memcpy(ibuf, f.json + i->raw_off, i->raw_len);
                 ibuf[i->raw_len] = '\0';
                 info = ibuf;
-                il = i->raw_len;
             }
-            (void)il;
             memcpy(rbuf, room, rlen);
             rbuf[rlen] = '\0';
             p->presence_fn(p->owner, rbuf, user, info, joined, p->presence_ud);
@@ -314,22 +312,24 @@ static void on_presence(void *arg, int rc, long long users, long long conns,
     xr_buf b = {0};
     char num[64];
     if (rc == XR_OK) {
+        int bad = 0;
         snprintf(num, sizeof num, "{\"users\": %lld, \"connections\": %lld", users, conns);
-        xr_buf_add(&b, num, strlen(num));
+        bad |= xr_buf_add(&b, num, strlen(num));
         if (q->members)
-            xr_buf_add(&b, ", \"members\": [", 14);
+            bad |= xr_buf_add(&b, ", \"members\": [", 14);
         for (size_t k = 0; q->members && v && k < n; k++) {
-            xr_buf_add(&b, k ? ", {\"user\": \"" : "{\"user\": \"", k ? 12 : 10);
-            xr_buf_json_escaped(&b, v[k].user, v[k].ulen);
+            bad |= xr_buf_add(&b, k ? ", {\"user\": \"" : "{\"user\": \"", k ? 12 : 10);
+            bad |= xr_buf_json_escaped(&b, v[k].user, v[k].ulen);
             snprintf(num, sizeof num, "\", \"connections\": %lld, \"info\": ", v[k].connections);
-            xr_buf_add(&b, num, strlen(num));
-            xr_buf_add(&b, v[k].info && v[k].ilen ? v[k].info : "null",
-                       v[k].info && v[k].ilen ? v[k].ilen : 4);
-            xr_buf_add(&b, "}", 1);
+            bad |= xr_buf_add(&b, num, strlen(num));
+            bad |= xr_buf_add(&b, v[k].info && v[k].ilen ? v[k].info : "null",
+                              v[k].info && v[k].ilen ? v[k].ilen : 4);
+            bad |= xr_buf_add(&b, "}", 1);
         }
         if (q->members)
-            xr_buf_add(&b, "]", 1);
-        if (xr_buf_add(&b, "}", 1) < 0)
+            bad |= xr_buf_add(&b, "]", 1);
+        bad |= xr_buf_add(&b, "}", 1);
+        if (bad)
             rc = XR_ENOMEM;
     }
     if (q->req) {
