@@ -56,9 +56,26 @@ char *xr_file_read(const char *path, size_t *len)
     return b;
 }
 
-/* A JWK set file's keys appended to *keys (n of cap). */
-static int set_load(const char *path, const char *text, size_t len, xr_jwt_key **keys,
-                    size_t *n, size_t *cap, char *err, size_t errlen)
+/* The keys being loaded: a whole new set replaces the old one, or none. */
+typedef struct key_list {
+    xr_jwt_key *v;
+    size_t n, cap;
+} key_list;
+
+/* The list takes key over; XR_ENOMEM when it cannot (key is cleared). */
+static int keys_add(key_list *l, xr_jwt_key *key)
+{
+    if (xr_array_room(&l->v, &l->cap, l->n + 1, sizeof *l->v) < 0) {
+        xr_jwt_key_clear(key);
+        return XR_ENOMEM;
+    }
+    l->v[l->n++] = *key;
+    return XR_OK;
+}
+
+/* A JWK set file's keys, added to l. */
+static int set_load(const char *path, const char *text, size_t len, key_list *l, char *err,
+                    size_t errlen)
 {
     xr_jwt_key *got;
     size_t count;
@@ -68,55 +85,22 @@ static int set_load(const char *path, const char *text, size_t len, xr_jwt_key *
         snprintf(err, errlen, "--jwt-key %s: %s", path, why);
         return rc;
     }
-    if (*n + count > *cap) {
-        size_t ncap = *n + count;
-        xr_jwt_key *v = realloc(*keys, ncap * sizeof *v);
-        if (!v) {
-            keys_free(got, count);
-            snprintf(err, errlen, "out of memory");
-            return XR_ENOMEM;
-        }
-        *keys = v;
-        *cap = ncap;
-    }
-    memcpy(*keys + *n, got, count * sizeof *got);
-    *n += count;
+    for (size_t k = 0; k < count; k++)
+        if (rc == XR_OK)
+            rc = keys_add(l, &got[k]);
+        else
+            xr_jwt_key_clear(&got[k]);
     free(got);
-    return XR_OK;
+    if (rc < 0)
+        snprintf(err, errlen, "out of memory");
+    return rc;
 }
 
-/* One --jwt-key: "[KID=]FILE" of one key, or FILE of a JWK set; its keys
- * are appended to *keys (n of cap; one slot is free on entry). */
-static int key_load(const char *spec, xr_jwt_key **keys, size_t *n, size_t *cap, char *err,
+/* A file of one key (PEM public key or HMAC secret; text is the file's,
+ * taken over) into key. */
+static int one_load(const char *path, char *text, size_t len, xr_jwt_key *key, char *err,
                     size_t errlen)
 {
-    xr_jwt_key *key = *keys + *n;
-    memset(key, 0, sizeof *key);
-    const char *eq = strchr(spec, '=');
-    const char *path = spec;
-    if (eq && (size_t)(eq - spec) < sizeof key->kid && !memchr(spec, '/', (size_t)(eq - spec))) {
-        memcpy(key->kid, spec, (size_t)(eq - spec));
-        key->kid[eq - spec] = '\0';
-        path = eq + 1;
-    }
-    size_t len;
-    char *text = xr_file_read(path, &len);
-    if (!text) {
-        snprintf(err, errlen, "--jwt-key %s: %s", path, strerror(errno));
-        return XR_EIO;
-    }
-    if (text[strspn(text, " \t\r\n")] == '{') {
-        /* (set_load may move *keys, and key with it: ask first) */
-        int named = key->kid[0] != '\0';
-        int rc = named ? XR_EINVAL : set_load(path, text, len, keys, n, cap, err, errlen);
-        if (named)
-            snprintf(err, errlen, "--jwt-key %s: a JWK set names its keys itself (kid): "
-                     "drop the KID= prefix", path);
-        OPENSSL_cleanse(text, len);
-        free(text);
-        return rc;
-    }
-    ++*n;
     if (strstr(text, "-----BEGIN")) {
         BIO *bio = BIO_new_mem_buf(text, (int)len);
         key->pkey = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
@@ -174,43 +158,60 @@ static int key_load(const char *spec, xr_jwt_key **keys, size_t *n, size_t *cap,
     return XR_OK;
 }
 
+/* One --jwt-key: "[KID=]FILE" of one key, or FILE of a JWK set; its keys
+ * are added to l. */
+static int key_load(const char *spec, key_list *l, char *err, size_t errlen)
+{
+    xr_jwt_key key = {0};
+    const char *eq = strchr(spec, '=');
+    const char *path = spec;
+    if (eq && (size_t)(eq - spec) < sizeof key.kid && !memchr(spec, '/', (size_t)(eq - spec))) {
+        memcpy(key.kid, spec, (size_t)(eq - spec));
+        key.kid[eq - spec] = '\0';
+        path = eq + 1;
+    }
+    size_t len;
+    char *text = xr_file_read(path, &len);
+    if (!text) {
+        snprintf(err, errlen, "--jwt-key %s: %s", path, strerror(errno));
+        return XR_EIO;
+    }
+    if (text[strspn(text, " \t\r\n")] == '{') {
+        int rc = key.kid[0] ? XR_EINVAL : set_load(path, text, len, l, err, errlen);
+        if (key.kid[0])
+            snprintf(err, errlen, "--jwt-key %s: a JWK set names its keys itself (kid): "
+                     "drop the KID= prefix", path);
+        OPENSSL_cleanse(text, len);
+        free(text);
+        return rc;
+    }
+    int rc = one_load(path, text, len, &key, err, errlen);
+    if (rc < 0) {
+        xr_jwt_key_clear(&key);
+        return rc;
+    }
+    rc = keys_add(l, &key);
+    if (rc < 0)
+        snprintf(err, errlen, "out of memory");
+    return rc;
+}
+
 int xr_auth_load(xr_server *srv, char *err, size_t errlen)
 {
-    size_t n = srv->opts.n_jwt_keys;
-    if (!n)
+    if (!srv->opts.n_jwt_keys)
         return XR_OK;
-    size_t cap = n, got = 0;
-    xr_jwt_key *keys = calloc(cap, sizeof *keys);
-    if (!keys) {
-        snprintf(err, errlen, "out of memory");
-        return XR_ENOMEM;
-    }
-    for (size_t k = 0; k < n; k++) {
-        /* A set may have grown the array past the one slot each spec has. */
-        if (got == cap) {
-            xr_jwt_key *v = realloc(keys, (cap + 1) * sizeof *v);
-            if (!v) {
-                keys_free(keys, got);
-                snprintf(err, errlen, "out of memory");
-                return XR_ENOMEM;
-            }
-            keys = v;
-            cap++;
-        }
-        size_t before = got;
-        int rc = key_load(srv->opts.jwt_keys[k], &keys, &got, &cap, err, errlen);
+    key_list l = {0};
+    for (size_t k = 0; k < srv->opts.n_jwt_keys; k++) {
+        int rc = key_load(srv->opts.jwt_keys[k], &l, err, errlen);
         if (rc < 0) {
-            /* a single key that failed half-made still holds its parts */
-            if (got > before)
-                xr_jwt_key_clear(&keys[before]);
-            keys_free(keys, got > before ? before : got);
+            keys_free(l.v, l.n);
             return rc;
         }
     }
     /* Only a whole new set replaces the old one. */
     xr_auth_free(srv);
-    srv->jwt_keys = keys;
-    srv->n_jwt_keys = got;
+    srv->jwt_keys = l.v;
+    srv->n_jwt_keys = l.n;
     return XR_OK;
 }
 
