@@ -310,7 +310,6 @@ static void room_free(xr_room *room)
     free(room);
 }
 
-/* Closes a room that has no members left. */
 /* A room with presence hears its events on its presence channel while it
  * has members here. */
 static void presence_sub(xr_proto *p, const xr_room *room, int on)
@@ -326,6 +325,7 @@ static void presence_sub(xr_proto *p, const xr_room *room, int on)
         sub_unref(p, ch, cl);
 }
 
+/* Closes a room that has no members left. */
 static void room_close_if_empty(xr_proto *p, xr_room *room)
 {
     if (room->n)
@@ -356,13 +356,6 @@ static void room_leave(xr_proto *p, xr_room *room, const char *member, size_t le
     room_close_if_empty(p, room);
 }
 
-/*
- * A room re-posts its messages to members it has no channel for, through
- * the broker; a member that is itself a room here would post them back to
- * this room's own subscription, round after round (and answer "alive" for
- * itself, so it would never be pruned). Names of rooms and members are
- * therefore kept apart on a node.
- */
 /* Who a member counts as in a room with presence: its connection's token
  * user, else the one given. XR_OK and *user (NULL: no presence for it),
  * or XR_EINVAL. */
@@ -382,6 +375,13 @@ static int presence_user(xr_proto *p, const char *room, size_t rl, const xr_chan
     return XR_OK;
 }
 
+/*
+ * A room re-posts its messages to members it has no channel for, through
+ * the broker; a member that is itself a room here would post them back to
+ * this room's own subscription, round after round (and answer "alive" for
+ * itself, so it would never be pruned). Names of rooms and members are
+ * therefore kept apart on a node.
+ */
 int xr_proto_room_join(xr_proto *p, const char *name, const char *member)
 {
     return xr_proto_room_join_as(p, name, member, NULL, NULL);
@@ -461,7 +461,7 @@ int xr_proto_room_join_as(xr_proto *p, const char *name, const char *member, con
     }
     xr_pres *pres = user ? xr_presence_hold(p, name, nl, user, strlen(user), info,
                                             info ? strlen(info) : 0) : NULL;
-    room->v[room->n] = (xr_member){e->key, ml, xr_map_get(&p->channels, member, ml), pres};
+    room->v[room->n] = (xr_member){e->key, ml, mch, pres};
     room->n_remote += !room->v[room->n++].ch;
     ms->rooms[ms->n++] = room;
     return XR_OK;

@@ -43,17 +43,21 @@ static const char *key_room(const xr_pres *pr) { return pr->e->key; }
 static const char *key_user(const xr_pres *pr) { return pr->e->key + pr->rlen + 1; }
 static size_t key_ulen(const xr_pres *pr) { return pr->e->klen - pr->rlen - 1; }
 
-int xr_presence_on(const xr_proto *p, const char *room, size_t len)
+static int matches_any(const char *const *pats, size_t n, const char *room, size_t len)
 {
-    if (p->o->presence)
-        return 1;
-    for (size_t k = 0; k < p->o->n_presence_rooms; k++)
-        if (xr_glob_match(p->o->presence_rooms[k], strlen(p->o->presence_rooms[k]), room, len))
-            return 1;
-    for (size_t k = 0; k < p->n_presence_patterns; k++)
-        if (xr_glob_match(p->presence_patterns[k], strlen(p->presence_patterns[k]), room, len))
+    for (size_t k = 0; k < n; k++)
+        if (xr_glob_match(pats[k], strlen(pats[k]), room, len))
             return 1;
     return 0;
+}
+
+/* The flags' patterns, then xr_presence_enable's. */
+int xr_presence_on(const xr_proto *p, const char *room, size_t len)
+{
+    return p->o->presence ||
+           matches_any(p->o->presence_rooms, p->o->n_presence_rooms, room, len) ||
+           matches_any((const char *const *)p->presence_patterns, p->n_presence_patterns, room,
+                       len);
 }
 
 int xr_presence_any(const xr_proto *p)
@@ -146,13 +150,18 @@ static int count(xr_proto *p, xr_pres *pr, int delta)
     return XR_OK;
 }
 
-static void pres_free(xr_proto *p, xr_pres *pr)
+static void pres_destroy(xr_pres *pr)
 {
     if (pr->grace)
         event_free(pr->grace);
     free(pr->info);
-    xr_map_del(&p->presence, pr->e->key, pr->e->klen);
     free(pr);
+}
+
+static void pres_free(xr_proto *p, xr_pres *pr)
+{
+    xr_map_del(&p->presence, pr->e->key, pr->e->klen);
+    pres_destroy(pr);
 }
 
 /* The grace is over and the user did not come back to this node. */
@@ -231,13 +240,8 @@ void xr_presence_free(xr_proto *p)
 {
     size_t it;
     for (xr_map_entry *e = xr_map_first(&p->presence, &it); e;
-         e = xr_map_next(&p->presence, e, &it)) {
-        xr_pres *pr = e->value;
-        if (pr->grace)
-            event_free(pr->grace);
-        free(pr->info);
-        free(pr);
-    }
+         e = xr_map_next(&p->presence, e, &it))
+        pres_destroy(e->value);
     xr_map_clear(&p->presence);
     for (size_t k = 0; k < p->n_presence_patterns; k++)
         free(p->presence_patterns[k]);
@@ -390,9 +394,9 @@ static int presence_route(xr_request *r, void *ud)
     *q = (query){p, xr_request_ref(r), NULL, NULL, members};
     int rc = ask(p, room, rl, q);
     if (rc < 0) {
-        xr_request_unref(r);
         free(q);
-        return xr_proto_reply_error(r, "unavailable", "the broker could not answer");
+        xr_proto_reply_error(r, "unavailable", "the broker could not answer");
+        xr_request_unref(r);
     }
     return XR_OK;
 }

@@ -639,29 +639,30 @@ const char *xr_strerror(int err)
     }
 }
 
+/* One listener address given to --name: XR_OK, or XR_EUSAGE with the reason. */
+static int listen_ok(const xr_options *o, const char *name, const char *spec, char *err,
+                     size_t errlen)
+{
+    char host[256];
+    int port, tls = xr_listen_spec(spec, o->tls_cert != NULL, host, sizeof host, &port);
+    if (tls < 0)
+        return usage_error(err, errlen, "--%s: '%s' is not HOST:PORT, [IPv6]:PORT or :PORT",
+                           name, spec);
+    if (tls && !o->tls_cert)
+        return usage_error(err, errlen, "--%s: '%s' needs --tls-cert and --tls-key", name, spec);
+    return XR_OK;
+}
+
 int xr_options_check(const xr_options *o, char *err, size_t errlen)
 {
     if (!o->tls_cert != !o->tls_key)
         return usage_error(err, errlen, "--tls-cert and --tls-key must be given together");
-    for (size_t k = 0; k < o->n_listen; k++) {
-        char host[256];
-        int port, tls = xr_listen_spec(o->listen[k], o->tls_cert != NULL, host, sizeof host, &port);
-        if (tls < 0)
-            return usage_error(err, errlen, "--listen: '%s' is not HOST:PORT, [IPv6]:PORT or :PORT",
-                               o->listen[k]);
-        if (tls && !o->tls_cert)
-            return usage_error(err, errlen, "--listen: '%s' needs --tls-cert and --tls-key",
-                               o->listen[k]);
-    }
+    for (size_t k = 0; k < o->n_listen; k++)
+        if (listen_ok(o, "listen", o->listen[k], err, errlen) < 0)
+            return XR_EUSAGE;
     if (o->api_listen) {
-        char host[256];
-        int port, tls = xr_listen_spec(o->api_listen, o->tls_cert != NULL, host, sizeof host, &port);
-        if (tls < 0)
-            return usage_error(err, errlen, "--api-listen: '%s' is not HOST:PORT, [IPv6]:PORT or "
-                               ":PORT", o->api_listen);
-        if (tls && !o->tls_cert)
-            return usage_error(err, errlen, "--api-listen: '%s' needs --tls-cert and --tls-key",
-                               o->api_listen);
+        if (listen_ok(o, "api-listen", o->api_listen, err, errlen) < 0)
+            return XR_EUSAGE;
         if (!o->api_key_file)
             return usage_error(err, errlen, "--api-listen needs --api-key-file (the API is off "
                                "without a key)");
