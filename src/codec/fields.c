@@ -144,6 +144,15 @@ static int number_text(const xr_json_fields *f, const xr_json_member *m, char *b
     return 0;
 }
 
+int xr_json_fields_str(xr_json_fields *f, const char *name, const char **s, size_t *len)
+{
+    int st;
+    xr_json_member *m = xr_json_fields_get(f, name, strlen(name), &st);
+    if (!m)
+        return 0;
+    return xr_json_member_str(f, m, s, len) < 0 ? XR_ETYPE : 1;
+}
+
 int xr_json_member_int(const xr_json_fields *f, const xr_json_member *m, long long *v)
 {
     char buf[32];

@@ -27,16 +27,6 @@ void xr_jwt_key_clear(xr_jwt_key *key)
     memset(key, 0, sizeof *key);
 }
 
-/* A string member: 1, 0 when missing, XR_ETYPE when not a string. */
-static int jwk_str(xr_json_fields *f, const char *name, const char **s, size_t *n)
-{
-    int st;
-    xr_json_member *m = xr_json_fields_get(f, name, strlen(name), &st);
-    if (!m)
-        return 0;
-    return xr_json_member_str(f, m, s, n) < 0 ? XR_ETYPE : 1;
-}
-
 /* A base64url member decoded into out (at most cap bytes): its length,
  * or XR_EINVAL. */
 static long jwk_bytes(xr_json_fields *f, const char *name, unsigned char *out, size_t cap)
@@ -44,7 +34,7 @@ static long jwk_bytes(xr_json_fields *f, const char *name, unsigned char *out, s
     unsigned char tmp[JWK_MAX_BYTES + 4];
     const char *s;
     size_t n;
-    if (jwk_str(f, name, &s, &n) != 1)
+    if (xr_json_fields_str(f, name, &s, &n) != 1)
         return XR_EINVAL;
     /* the decoder asks for room for whole groups of three */
     long got = xr_b64url_decode(s, n, tmp, sizeof tmp);
@@ -95,7 +85,7 @@ static const char *ec_key(xr_json_fields *f, xr_jwt_key *key)
 {
     const char *crv;
     size_t cl;
-    if (jwk_str(f, "crv", &crv, &cl) != 1)
+    if (xr_json_fields_str(f, "crv", &crv, &cl) != 1)
         return "an EC key needs crv";
     size_t half;
     const char *group;
@@ -128,7 +118,7 @@ static const char *okp_key(xr_json_fields *f, xr_jwt_key *key)
     const char *crv;
     size_t cl;
     unsigned char x[32];
-    if (jwk_str(f, "crv", &crv, &cl) != 1 || cl != 7 || memcmp(crv, "Ed25519", 7) != 0)
+    if (xr_json_fields_str(f, "crv", &crv, &cl) != 1 || cl != 7 || memcmp(crv, "Ed25519", 7) != 0)
         return "an OKP key other than Ed25519";
     if (jwk_bytes(f, "x", x, sizeof x) != 32)
         return "an Ed25519 key's x must be 32 bytes of base64url";
@@ -168,7 +158,7 @@ static const char *one_key(xr_json_fields *f, xr_jwt_key *key, int *skip)
     *skip = 0;
     if (xr_json_fields_get(f, "kty", 3, &st), st < 0)
         return "not a JSON object";
-    if (jwk_str(f, "kty", &s, &n) != 1)
+    if (xr_json_fields_str(f, "kty", &s, &n) != 1)
         return "no kty";
     size_t k = 0;
     while (k < sizeof kinds / sizeof kinds[0] &&
@@ -176,7 +166,7 @@ static const char *one_key(xr_json_fields *f, xr_jwt_key *key, int *skip)
         k++;
     if (k == sizeof kinds / sizeof kinds[0])
         return "a kty other than RSA, EC, OKP and oct";
-    if ((st = jwk_str(f, "use", &s, &n)) < 0)
+    if ((st = xr_json_fields_str(f, "use", &s, &n)) < 0)
         return "use is not a string";
     if (st == 1 && !(n == 3 && memcmp(s, "sig", 3) == 0)) {
         *skip = 1;
@@ -184,7 +174,7 @@ static const char *one_key(xr_json_fields *f, xr_jwt_key *key, int *skip)
     }
     if (k != 3 && xr_json_fields_get(f, "d", 1, &st))
         return "a private key (d): give the public keys only";
-    if ((st = jwk_str(f, "kid", &s, &n)) < 0 || (st == 1 && n >= sizeof key->kid))
+    if ((st = xr_json_fields_str(f, "kid", &s, &n)) < 0 || (st == 1 && n >= sizeof key->kid))
         return "kid is not a string of at most 63 bytes";
     if (st == 1) {
         memcpy(key->kid, s, n);
@@ -194,7 +184,7 @@ static const char *one_key(xr_json_fields *f, xr_jwt_key *key, int *skip)
     if (why)
         return why;
     /* "alg", when given, must be one this key's family verifies. */
-    if ((st = jwk_str(f, "alg", &s, &n)) < 0)
+    if ((st = xr_json_fields_str(f, "alg", &s, &n)) < 0)
         return "alg is not a string";
     if (st == 1) {
         int found = 0;

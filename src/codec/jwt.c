@@ -109,16 +109,6 @@ static int sig_ok(const xr_jwt_key *key, size_t k, const char *input, size_t n,
     return ok;
 }
 
-/* A string member: 1 and its text, 0 when missing, XR_ETYPE when not a string. */
-static int str_member(xr_json_fields *f, const char *name, const char **s, size_t *n)
-{
-    int st;
-    xr_json_member *m = xr_json_fields_get(f, name, strlen(name), &st);
-    if (!m)
-        return 0;
-    return xr_json_member_str(f, m, s, n) < 0 ? XR_ETYPE : 1;
-}
-
 /* A number member: 1 and its value, 0 when missing, XR_ETYPE otherwise. */
 static int num_member(xr_json_fields *f, const char *name, double *v)
 {
@@ -276,9 +266,9 @@ int xr_jwt_verify(const char *token, size_t len, const xr_jwt_key *keys, size_t 
     int st;
     if (xr_json_fields_get(&head, "alg", 3, &st), st < 0)
         FAIL("header is not a JSON object");
-    if (str_member(&head, "alg", &alg, &alen) != 1)
+    if (xr_json_fields_str(&head, "alg", &alg, &alen) != 1)
         FAIL("header has no alg");
-    if (str_member(&head, "kid", &kid, &kidlen) < 0)
+    if (xr_json_fields_str(&head, "kid", &kid, &kidlen) < 0)
         FAIL("kid is not a string");
     /* A critical extension we cannot know must not be ignored (7515 4.1.11). */
     if (xr_json_fields_get(&head, "crit", 4, &st))
@@ -325,10 +315,10 @@ int xr_jwt_verify(const char *token, size_t len, const xr_jwt_key *keys, size_t 
     if (policy->audience && policy->audience[0] && !aud_has(&body, policy->audience))
         FAIL("wrong audience");
     if (policy->issuer && policy->issuer[0] &&
-        !(str_member(&body, "iss", &s, &n) == 1 && n == strlen(policy->issuer) &&
+        !(xr_json_fields_str(&body, "iss", &s, &n) == 1 && n == strlen(policy->issuer) &&
           memcmp(s, policy->issuer, n) == 0))
         FAIL("wrong issuer");
-    if ((st = str_member(&body, "sub", &s, &n)) < 0)
+    if ((st = xr_json_fields_str(&body, "sub", &s, &n)) < 0)
         FAIL("sub is not a string");
     if (st == 1) {
         if (n == 0 || n > XR_JWT_MAX_SUB)

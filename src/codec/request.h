@@ -66,6 +66,9 @@ static inline const char *xr_json_member_name(const xr_json_fields *f, const xr_
 }
 /* A string member unescaped (NUL-terminated, in the store); XR_ETYPE if not a string. */
 int xr_json_member_str(xr_json_fields *f, xr_json_member *m, const char **s, size_t *len);
+/* The string member called name: 1 and its text, 0 when missing (or the
+ * text is not an object), XR_ETYPE when it is not a string. */
+int xr_json_fields_str(xr_json_fields *f, const char *name, const char **s, size_t *len);
 /* Numbers in the "C" locale: XR_ETYPE when not a number (for _int: not an
  * integer that fits). */
 int xr_json_member_int(const xr_json_fields *f, const xr_json_member *m, long long *v);
