@@ -747,27 +747,15 @@ static void on_counted(redisAsyncContext *ac, void *reply, void *arg)
     free(q);
 }
 
-/* The keys of room with suffix into buf: "xr.p.<room>.<s>"; its length. */
-static size_t room_key(char *buf, size_t cap, const char *room, size_t rlen, char s)
-{
-    if (rlen + 7 > cap)
-        return 0;
-    memcpy(buf, "xr.p.", 5);
-    memcpy(buf + 5, room, rlen);
-    buf[5 + rlen] = '.';
-    buf[6 + rlen] = s;
-    return rlen + 7;
-}
-
 static int presence_add(void *self, const char *room, size_t rlen, const char *user, size_t ulen,
                         const char *info, size_t ilen, int delta, xr_antenna_count_cb done,
                         void *arg)
 {
     redis *r = self;
-    char ku[1100], ki[1100], kn[1100], field[2200], node[48], alive[48], d[4], ttl[24];
-    size_t lu = room_key(ku, sizeof ku, room, rlen, 'u'), li = room_key(ki, sizeof ki, room, rlen, 'i'),
-           ln = room_key(kn, sizeof kn, room, rlen, 'n');
-    if (!lu || rlen + 1 + ulen > sizeof field || (delta != 1 && delta != -1))
+    redis_room_keys rk;
+    char field[2200], node[48], alive[48], d[4], ttl[24];
+    if (redis_room_keys_of(room, rlen, 0, &rk) < 0 || rlen + 1 + ulen > sizeof field ||
+        (delta != 1 && delta != -1))
         return XR_EINVAL;
     int rc = pres_start(r);
     if (rc < 0)
@@ -785,9 +773,10 @@ static int presence_add(void *self, const char *room, size_t rlen, const char *u
     snprintf(alive, sizeof alive, "xr.pa.%s", r->node);
     snprintf(d, sizeof d, "%d", delta);
     snprintf(ttl, sizeof ttl, "%llu", r->host.presence_ttl_ms * 3 / 4);
-    const char *argv[15] = {"EVAL", ADD_LUA, "6", ku, ki, kn, node, alive, "xr.pnodes",
-                            user, info ? info : "", d, field, r->node, ttl};
-    size_t argl[15] = {4, sizeof ADD_LUA - 1, 1, lu, li, ln, strlen(node), strlen(alive), 9,
+    const char *argv[15] = {"EVAL", ADD_LUA, "6", rk.k[0], rk.k[1], rk.k[2], node, alive,
+                            "xr.pnodes", user, info ? info : "", d, field, r->node, ttl};
+    size_t argl[15] = {4, sizeof ADD_LUA - 1, 1, rk.l[0], rk.l[1], rk.l[2], strlen(node),
+                       strlen(alive), 9,
                        ulen, info ? ilen : 0, strlen(d), rlen + 1 + ulen, strlen(r->node),
                        strlen(ttl)};
     if (redisAsyncCommandArgv(r->pub, on_counted, q, 15, argv, argl) != REDIS_OK) {
@@ -836,10 +825,8 @@ static int presence_get(void *self, const char *room, size_t rlen, int members,
                         xr_antenna_presence_cb done, void *arg)
 {
     redis *r = self;
-    char ku[1100], ki[1100], kn[1100];
-    size_t lu = room_key(ku, sizeof ku, room, rlen, 'u'), li = room_key(ki, sizeof ki, room, rlen, 'i'),
-           ln = room_key(kn, sizeof kn, room, rlen, 'n');
-    if (!lu)
+    redis_room_keys rk;
+    if (redis_room_keys_of(room, rlen, 0, &rk) < 0)
         return XR_EINVAL;
     if (!r->pub_ready)
         return XR_EANTENNA;
@@ -847,8 +834,8 @@ static int presence_get(void *self, const char *room, size_t rlen, int members,
     if (!q)
         return XR_ENOMEM;
     *q = (get_q){done, arg};
-    const char *argv[7] = {"EVAL", GET_LUA, "3", ku, ki, kn, members ? "1" : "0"};
-    size_t argl[7] = {4, sizeof GET_LUA - 1, 1, lu, li, ln, 1};
+    const char *argv[7] = {"EVAL", GET_LUA, "3", rk.k[0], rk.k[1], rk.k[2], members ? "1" : "0"};
+    size_t argl[7] = {4, sizeof GET_LUA - 1, 1, rk.l[0], rk.l[1], rk.l[2], 1};
     if (redisAsyncCommandArgv(r->pub, on_got, q, 7, argv, argl) != REDIS_OK) {
         free(q);
         return XR_EANTENNA;

@@ -1321,7 +1321,6 @@ static void parts(void *self, xr_antenna_part_cb each, void *arg)
  * its presence fails.)
  */
 #if XR_ANTENNA_ABI_MINOR >= 5
-#define ROOM_KEYS 5
 static const char ADD_LUA[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
@@ -1375,36 +1374,14 @@ static const char SYNC_LUA[] =
     "end\n"
     "return out\n";
 
-typedef struct room_keys {
-    char k[ROOM_KEYS][1100];
-    size_t l[ROOM_KEYS];
-} room_keys;
-
-/* The room's five keys; 0, or -1 when the name does not fit. */
-static int keys_of(const char *room, size_t rlen, room_keys *rk)
-{
-    static const char *const fmt[ROOM_KEYS][2] = {
-        {"xr.p.{", "}.u"}, {"xr.p.{", "}.i"}, {"xr.p.{", "}.n"}, {"xr.pn.{", "}"}, {"xr.pz.{", "}"},
-    };
-    for (int k = 0; k < ROOM_KEYS; k++) {
-        size_t a = strlen(fmt[k][0]), b = strlen(fmt[k][1]);
-        if (a + rlen + b > sizeof rk->k[k])
-            return -1;
-        memcpy(rk->k[k], fmt[k][0], a);
-        memcpy(rk->k[k] + a, room, rlen);
-        memcpy(rk->k[k] + a + rlen, fmt[k][1], b);
-        rk->l[k] = a + rlen + b;
-    }
-    return 0;
-}
 
 /* A script on the shard that owns room: argv[3..7] are its keys. */
 static int script_send(cluster *cl, const char *script, size_t slen, const char *room, size_t rlen,
                        int nargs, const char *const *args, const size_t *argl, script_cb reply,
                        void *arg)
 {
-    room_keys rk;
-    if (keys_of(room, rlen, &rk) < 0 || nargs > 6)
+    redis_room_keys rk;
+    if (redis_room_keys_of(room, rlen, 1, &rk) < 0 || nargs > 6)
         return XR_EINVAL;
     uint16_t slot = resp_key_slot(rk.k[0], rk.l[0]);
     node *o = cl->owner[slot];
@@ -1413,17 +1390,17 @@ static int script_send(cluster *cl, const char *script, size_t slen, const char 
             schedule_refresh(cl, 0);
         return XR_EANTENNA;
     }
-    const char *argv[3 + ROOM_KEYS + 6] = {"EVAL", script, "5"};
-    size_t lens[3 + ROOM_KEYS + 6] = {4, slen, 1};
-    for (int k = 0; k < ROOM_KEYS; k++) {
+    const char *argv[3 + REDIS_ROOM_KEYS + 6] = {"EVAL", script, "5"};
+    size_t lens[3 + REDIS_ROOM_KEYS + 6] = {4, slen, 1};
+    for (int k = 0; k < REDIS_ROOM_KEYS; k++) {
         argv[3 + k] = rk.k[k];
         lens[3 + k] = rk.l[k];
     }
     for (int k = 0; k < nargs; k++) {
-        argv[3 + ROOM_KEYS + k] = args[k];
-        lens[3 + ROOM_KEYS + k] = argl[k];
+        argv[3 + REDIS_ROOM_KEYS + k] = args[k];
+        lens[3 + REDIS_ROOM_KEYS + k] = argl[k];
     }
-    int rc = cmd_send(o->cmd, K_SCRIPT, slot, 3 + ROOM_KEYS + nargs, argv, lens, NULL, arg);
+    int rc = cmd_send(o->cmd, K_SCRIPT, slot, 3 + REDIS_ROOM_KEYS + nargs, argv, lens, NULL, arg);
     if (rc == 0)
         o->cmd->q[o->cmd->q_len - 1].reply = reply;
     return rc;

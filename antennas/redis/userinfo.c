@@ -45,3 +45,27 @@ void redis_node_id(char out[33])
     for (size_t k = 0; k < sizeof id; k++)
         snprintf(out + 2 * k, 3, "%02x", id[k]);
 }
+
+int redis_room_keys_of(const char *room, size_t rlen, int tagged, redis_room_keys *rk)
+{
+    static const char *const fix[REDIS_ROOM_KEYS][2] = {
+        {"xr.p.", ".u"}, {"xr.p.", ".i"}, {"xr.p.", ".n"}, {"xr.pn.", ""}, {"xr.pz.", ""},
+    };
+    for (int k = 0; k < REDIS_ROOM_KEYS; k++) {
+        size_t a = strlen(fix[k][0]), b = strlen(fix[k][1]), t = tagged ? 1 : 0;
+        if (a + t + rlen + t + b > sizeof rk->k[k])
+            return -1;
+        char *o = rk->k[k];
+        memcpy(o, fix[k][0], a);
+        o += a;
+        if (tagged)
+            *o++ = '{';
+        memcpy(o, room, rlen);
+        o += rlen;
+        if (tagged)
+            *o++ = '}';
+        memcpy(o, fix[k][1], b);
+        rk->l[k] = a + 2 * t + rlen + b;
+    }
+    return 0;
+}

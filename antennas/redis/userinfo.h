@@ -20,4 +20,16 @@ int redis_auth_argv(const char *user, const char *password, const char *argv[3],
  * start (its share of each room in Redis is filed under it). */
 void redis_node_id(char out[33]);
 
+/* A room's presence keys: its users "xr.p.<R>.u", their info ".i", its
+ * connection counter ".n", and (redis-cluster://) each node's share
+ * "xr.pn.<R>" and their expiries "xr.pz.<R>". tagged puts R inside {} so
+ * that all of a room's keys hash to its slot. */
+#define REDIS_ROOM_KEYS 5
+typedef struct redis_room_keys {
+    char k[REDIS_ROOM_KEYS][1100];
+    size_t l[REDIS_ROOM_KEYS];
+} redis_room_keys;
+/* 0, or -1 when the room's name does not fit. */
+int redis_room_keys_of(const char *room, size_t rlen, int tagged, redis_room_keys *rk);
+
 #endif
