@@ -69,13 +69,13 @@ export class XRaptor {
 
   on(event, fn) { (this.listeners[event] ||= []).push(fn); return this; }
 
-  setState(state) {
-    this.state = state;
-    for (const fn of this.listeners.state) fn(state);
-  }
-
   emit(event, arg) {
     for (const fn of this.listeners[event] || []) fn(arg);
+  }
+
+  setState(state) {
+    this.state = state;
+    this.emit("state", state);
   }
 
   // The next refresh of tok, before its exp.
@@ -103,14 +103,13 @@ export class XRaptor {
 
   async connect() {
     this.closing = false;
+    this.setState("connecting");
     let url = this.url, tok = null;
     if (this.token) {
-      this.setState("connecting");
       tok = await this.token();
       url += (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(tok);
     }
     return new Promise((resolve, reject) => {
-      this.setState("connecting");
       const ws = new WebSocket(url);
       this.ws = ws;
       ws.onopen = () => {
