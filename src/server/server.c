@@ -36,14 +36,16 @@ static const char *own(xr_server *srv, const char *s)
 
 /* ---- the hook table the transport is handed ----------------------------- */
 
-/* A connection's debug line: its peer and its token's user (never the
- * token). */
-static void conn_line(xr_server *srv, xr_conn *c, const char *what)
+/* A connection's debug line, as it opens (code 0) or closes: its peer
+ * and its token's user (never the token). */
+static void conn_line(xr_server *srv, xr_conn *c, int code)
 {
     if (srv->log.level < XR_LOG_DEBUG)
         return;
-    char peer[64] = "?";
+    char peer[64] = "?", what[32] = "open";
     xr_conn_peer(c, peer, sizeof peer);
+    if (code)
+        snprintf(what, sizeof what, "closed (%d)", code);
     const char *user = xr_conn_user(c);
     XR_DEBUG(&srv->log, "connection %s %s%s%s", peer, what, user ? ", user " : "",
              user ? user : "");
@@ -52,7 +54,7 @@ static void conn_line(xr_server *srv, xr_conn *c, const char *what)
 static void on_open(xr_conn *c, void *ud)
 {
     xr_server *srv = ud;
-    conn_line(srv, c, "open");
+    conn_line(srv, c, 0);
     if (srv->handlers.on_open)
         srv->handlers.on_open(c, srv->ud);
 }
@@ -72,11 +74,7 @@ static void on_request(xr_conn *c, xr_msg_type type, const char *data, size_t le
 static void on_close(xr_conn *c, int code, const char *reason, size_t len, void *ud)
 {
     xr_server *srv = ud;
-    if (srv->log.level >= XR_LOG_DEBUG) {
-        char what[32];
-        snprintf(what, sizeof what, "closed (%d)", code);
-        conn_line(srv, c, what);
-    }
+    conn_line(srv, c, code);
     if (srv->handlers.on_close)
         srv->handlers.on_close(c, code, reason, len, srv->ud);
 }
