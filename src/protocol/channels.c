@@ -17,6 +17,7 @@
 #include <event2/event.h>
 
 #include "codec/jwt.h"
+#include "util/clock.h"
 #include "util/hash.h"
 #include "util/shared.h"
 
@@ -755,7 +756,7 @@ int xr_channels_init(xr_proto *p, char *err, size_t errlen)
         return XR_ENOMEM;
     }
     if (p->o->room_check_ms) {
-        struct timeval tv = {p->o->room_check_ms / 1000, (p->o->room_check_ms % 1000) * 1000};
+        struct timeval tv = xr_timeval_ms(p->o->room_check_ms);
         event_add(p->room_timer, &tv);
     }
     return XR_OK;

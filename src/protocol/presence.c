@@ -17,6 +17,7 @@
 
 #include <event2/event.h>
 
+#include "util/clock.h"
 #include "util/glob.h"
 
 struct xr_pres {
@@ -232,7 +233,7 @@ void xr_presence_release(xr_proto *p, xr_pres *pr)
         on_grace(-1, 0, pr);
         return;
     }
-    struct timeval tv = {p->o->presence_grace_ms / 1000, (p->o->presence_grace_ms % 1000) * 1000};
+    struct timeval tv = xr_timeval_ms(p->o->presence_grace_ms);
     evtimer_add(pr->grace, &tv);
 }
 

@@ -444,8 +444,7 @@ void xr_server_stop(xr_server *srv)
     if (xr_transport_sockets(srv->t) == 0) {
         event_base_loopexit(srv->base, NULL);
     } else {
-        struct timeval tv = {srv->opts.drain_timeout_ms / 1000,
-                             (srv->opts.drain_timeout_ms % 1000) * 1000};
+        struct timeval tv = xr_timeval_ms(srv->opts.drain_timeout_ms);
         evtimer_add(srv->drain_timer, &tv);
     }
 }

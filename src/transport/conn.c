@@ -126,7 +126,7 @@ static void hs_arm(xr_transport *t)
         return;
     uint64_t now = xr_now_ms(), at = t->hs_head->hs_deadline;
     uint64_t ms = at > now ? at - now : 0;
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    struct timeval tv = xr_timeval_ms(ms);
     evtimer_add(t->hs_timer, &tv);
 }
 
@@ -779,7 +779,7 @@ int xr_conn_auth(xr_conn *c, const char *user, const char *grants, size_t glen,
         evtimer_del(c->expiry);
         if (expires_ms) {
             uint64_t now = xr_now_ms(), ms = expires_ms > now ? expires_ms - now : 0;
-            struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+            struct timeval tv = xr_timeval_ms(ms);
             evtimer_add(c->expiry, &tv);
         }
     }
