@@ -15,6 +15,8 @@
  * under an unkeyed hash of the name, and names come from peers (a few
  * thousand made to collide cost seconds of CPU). Replies are read with
  * hiredis' reader and dispatched by us; the names live in the host's set.
+ * Both readers are bounded (bound.h): a broken or hostile Redis gets its
+ * connection dropped, not gigabytes of the node's memory.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -27,11 +29,11 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <xraptor/antenna.h>
 
+#include "bound.h"
 #include "stall.h"
 #include "userinfo.h"
 
@@ -54,6 +56,7 @@ typedef struct redis {
     config cfg;
     redisAsyncContext *pub;
     redisContext *sub;              /* subscriber: our events, hiredis' reader */
+    redis_bound pub_bound, sub_bound;   /* each connection's replies bounded */
     struct event *sub_rd, *sub_wr;
     int sub_connected;              /* TCP connect finished */
     int sub_ready, pub_ready, up;
@@ -278,7 +281,10 @@ static void on_sub_read(evutil_socket_t fd, short what, void *arg)
             return;
     }
     if (rc != REDIS_OK)
-        sub_failed(r, r->sub->errstr[0] ? r->sub->errstr : "not a RESP reply");
+        sub_failed(r, r->sub_bound.why ? r->sub_bound.why
+                      : r->sub->errstr[0] ? r->sub->errstr : "not a RESP reply");
+    else if (redis_bound_check(&r->sub_bound, r->sub->reader) < 0)
+        sub_failed(r, r->sub_bound.why);
 }
 
 static void on_sub_write(evutil_socket_t fd, short what, void *arg)
@@ -319,6 +325,7 @@ static void sub_open(redis *r)
         return;
     }
     r->sub = c;
+    redis_bound_attach(&r->sub_bound, c->reader);
     r->sub_rd = event_new(r->base, c->fd, EV_READ | EV_PERSIST, on_sub_read, r);
     r->sub_wr = event_new(r->base, c->fd, EV_WRITE, on_sub_write, r);
     struct timeval tv = {BACKOFF_MAX_MS / 1000, 0};
@@ -401,11 +408,78 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     if (r->destroying)
         return;
     if (status != REDIS_OK)
-        r->host.log(r->host.host, XR_ANTENNA_LOG_WARN, "redis antenna: connection lost: %s", ac->errstr);
+        r->host.log(r->host.host, XR_ANTENNA_LOG_WARN, "redis antenna: connection lost: %s",
+                    r->pub_bound.why ? r->pub_bound.why : ac->errstr);
     /* One gone means both are re-made: simpler than half a view. */
     sub_close(r);
     set_state(r);
     schedule_retry(r);
+}
+
+static void pub_drop(redis *r, const char *why);
+
+/* The publisher's events: hiredis' libevent adapter, but for a look at the
+ * reader's bounds before each read (it cannot be hooked after one). */
+typedef struct pub_events {
+    redis *r;
+    redisAsyncContext *ac;
+    struct event *rd, *wr;
+} pub_events;
+
+static void on_pub_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    pub_events *e = arg;
+    if (redis_bound_check(&e->r->pub_bound, e->ac->c.reader) < 0)
+        pub_drop(e->r, e->r->pub_bound.why);
+    else
+        redisAsyncHandleRead(e->ac);
+}
+
+static void on_pub_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    redisAsyncHandleWrite(((pub_events *)arg)->ac);
+}
+
+static void pub_add_read(void *p) { event_add(((pub_events *)p)->rd, NULL); }
+static void pub_del_read(void *p) { event_del(((pub_events *)p)->rd); }
+static void pub_add_write(void *p) { event_add(((pub_events *)p)->wr, NULL); }
+static void pub_del_write(void *p) { event_del(((pub_events *)p)->wr); }
+
+static void pub_cleanup(void *p)
+{
+    pub_events *e = p;
+    event_free(e->rd);
+    event_free(e->wr);
+    free(e);
+}
+
+static int pub_attach(redis *r, redisAsyncContext *ac)
+{
+    pub_events *e = calloc(1, sizeof *e);
+    if (!e)
+        return XR_ENOMEM;
+    *e = (pub_events){r, ac, event_new(r->base, ac->c.fd, EV_READ, on_pub_read, e),
+                      event_new(r->base, ac->c.fd, EV_WRITE, on_pub_write, e)};
+    if (!e->rd || !e->wr) {
+        if (e->rd)
+            event_free(e->rd);
+        if (e->wr)
+            event_free(e->wr);
+        free(e);
+        return XR_ENOMEM;
+    }
+    ac->ev.data = e;
+    ac->ev.addRead = pub_add_read;
+    ac->ev.delRead = pub_del_read;
+    ac->ev.addWrite = pub_add_write;
+    ac->ev.delWrite = pub_del_write;
+    ac->ev.cleanup = pub_cleanup;
+    redis_bound_attach(&r->pub_bound, ac->c.reader);
+    /* Connecting: writable says the connect is done. */
+    event_add(e->wr, NULL);
+    return 0;
 }
 
 static redisAsyncContext *open_one(redis *r)
@@ -420,7 +494,10 @@ static redisAsyncContext *open_one(redis *r)
         return NULL;
     }
     ac->data = r;
-    redisLibeventAttach(ac, r->base);
+    if (pub_attach(r, ac) < 0) {
+        redisAsyncFree(ac);
+        return NULL;
+    }
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     return ac;
@@ -551,18 +628,26 @@ static int publish(void *self, const char *ch, size_t clen, const char *msg, siz
 }
 
 /* Posts waiting and no reply at all for REPLY_TIMEOUT_MS: the broker is
- * hung. Free, not disconnect: hiredis would wait for the replies first. */
+ * hung. */
 static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     redis *r = arg;
     if (!stall_tick(&r->replies, r->pend_n > 0) || !r->pub)
         return;
-    r->host.log(r->host.host, XR_ANTENNA_LOG_WARN, "redis antenna: no reply for %u ms with %zu posts waiting: "
-                "reconnecting", REPLY_TIMEOUT_MS, r->pend_n);
-    redisAsyncContext *pub = r->pub;
+    char why[96];
+    snprintf(why, sizeof why, "no reply for %u ms with %zu posts waiting", REPLY_TIMEOUT_MS,
+             r->pend_n);
+    pub_drop(r, why);
+}
+
+/* Free, not disconnect: hiredis would wait for the replies first. */
+static void pub_drop(redis *r, const char *why)
+{
+    r->host.log(r->host.host, XR_ANTENNA_LOG_WARN, "redis antenna: %s: reconnecting", why);
     int connected = r->pub_ready;
-    redisAsyncFree(pub);    /* its disconnect callback runs when it was connected */
+    r->pub_bound.why = NULL;    /* said here: the disconnect callback says no more */
+    redisAsyncFree(r->pub);     /* its disconnect callback runs when it was connected */
     if (!connected) {
         r->pub = NULL;
         schedule_retry(r);

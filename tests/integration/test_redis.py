@@ -11,8 +11,8 @@ import tempfile
 import websockets
 
 from multinode import post, register, sub
-from xrtest import (CHAT, PROTOSERVER, Broker, Server, health, recv_json, request, resp, run,
-                    skip_all, test, wait_until)
+from xrtest import (CHAT, PROTOSERVER, Broker, Server, health, healthy, recv_json, request, resp,
+                    run, skip_all, test, wait_until)
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -90,6 +90,33 @@ async def test_a_hung_broker_makes_posts_fail_with_memory_bounded():
             await asyncio.sleep(0.1)
         else:
             raise AssertionError("posts still fail after the broker came back")
+
+
+@test
+async def test_a_reply_past_the_bounds_costs_the_connection_not_the_node():
+    # The class of the attack review's finding 6, on redis://: hiredis'
+    # reader held whatever a reply asked for (a bulk string's bytes until
+    # the last came, an array's slots from its header, an endless line
+    # searched from its start on every read). A Redis whose pub/sub
+    # buffers are unlimited hands the subscriber a 65 MiB message whole:
+    # the connection is dropped at 64 MiB and made again, nothing of it
+    # reaches the client, and the channel goes on.
+    broker = Broker(lambda port: [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                  "--appendonly", "no",
+                                  "--client-output-buffer-limit", "pubsub 0 0 0"])
+    node = Server("--antenna", f"redis://127.0.0.1:{broker.port}", binary=CHAT)
+    wait_until(lambda: healthy(node.port), 15, "antenna connected")
+    async with websockets.connect(node.url(), max_size=None) as ws:
+        await ws.send(sub("big-1", "room"))
+        wait_until(lambda: resp(broker.port, "PUBSUB", "NUMSUB", "big-1")[1] == 1, 10, "subscribed")
+        assert resp(broker.port, "PUBLISH", "big-1", "x" * (65 << 20), timeout=30) == 1
+        node.wait_log(r"subscriber connection lost: a reply of more than 64 MiB", 20)
+        wait_until(lambda: healthy(node.port) and
+                   resp(broker.port, "PUBSUB", "NUMSUB", "big-1")[1] == 1, 20, "subscribed again")
+        resp(broker.port, "PUBLISH", "big-1", "small")
+        m = await recv_json(ws, 10)
+        assert (m["request_id"], m["payload"]) == ("big-1", "small"), m["payload"][:80]
+        assert node.proc.poll() is None
 
 
 @test
