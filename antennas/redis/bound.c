@@ -72,7 +72,7 @@ int redis_bound_check(redis_bound *b, const redisReader *rd)
 {
     size_t unread = rd->len - rd->pos;
     if (unread > RESP_MAX_REPLY) {
-        b->why = "a reply of more than 64 MiB";
+        b->why = "more than 64 MiB of a reply waiting";
         return XR_ELIMIT;
     }
     if (unread > RESP_MAX_LINE && !memchr(rd->buf + rd->pos, '\n', RESP_MAX_LINE)) {
