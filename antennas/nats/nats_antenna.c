@@ -32,6 +32,10 @@
 #include <nats/nats.h>
 #include <xraptor/antenna.h>
 
+#if XR_ANTENNA_ABI_MINOR >= 5
+#include "presence.h"
+#endif
+
 #define PROBE_TIMEOUT_MS 1000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -88,6 +92,9 @@ typedef struct nats_ant {
     uint64_t seq;
     char server[256];
     char last_error[256];    /* logged once until the next connect */
+#if XR_ANTENNA_ABI_MINOR >= 5
+    nats_presence *pres;     /* made at the first presence call */
+#endif
 } nats_ant;
 
 /* ---- URL and subjects ------------------------------------------------------ */
@@ -516,10 +523,14 @@ static void destroy(void *self)
     }
     a->host.names_free(a->chans);
     natsSubscription_Destroy(a->inbox_sub);
-    if (a->nc) {
+    if (a->nc)
         natsConnection_Close(a->nc);
+#if XR_ANTENNA_ABI_MINOR >= 5
+    /* After the close, which fails a request the worker waits on. */
+    nats_presence_free(a->pres);
+#endif
+    if (a->nc)
         natsConnection_Destroy(a->nc);
-    }
     natsOptions_Destroy(a->opts);
     natsInbox_Destroy(a->inbox);
     /* Questions still open get "alive": never prune on shutdown. */
@@ -638,5 +649,43 @@ static int connected(void *self)
     return ((nats_ant *)self)->up;
 }
 
+#if XR_ANTENNA_ABI_MINOR >= 5
+static nats_presence *pres_of(nats_ant *a)
+{
+    if (!a->pres) {
+        char err[200];
+        if (!(a->pres = nats_presence_new(a->base, a->nc, &a->host, err, sizeof err)))
+            a->host.log(a->host.host, XR_ANTENNA_LOG_ERROR, "nats antenna: %s", err);
+    }
+    return a->pres;
+}
+
+static int presence_add(void *self, const char *room, size_t rlen, const char *user, size_t ulen,
+                        const char *info, size_t ilen, int delta, xr_antenna_count_cb done,
+                        void *arg)
+{
+    nats_ant *a = self;
+    if (!a->up)
+        return XR_EANTENNA;
+    nats_presence *p = pres_of(a);
+    return p ? nats_presence_add(p, room, rlen, user, ulen, info, ilen, delta, done, arg)
+             : XR_EINVAL;
+}
+
+static int presence_get(void *self, const char *room, size_t rlen, int members,
+                        xr_antenna_presence_cb done, void *arg)
+{
+    nats_ant *a = self;
+    if (!a->up)
+        return XR_EANTENNA;
+    nats_presence *p = pres_of(a);
+    return p ? nats_presence_get(p, room, rlen, members, done, arg) : XR_EINVAL;
+}
+#endif
+
 XR_ANTENNA_MODULE("nats",
-                  "NATS subjects (cnats); presence probes for is_alive")
+                  "NATS subjects (cnats); presence probes for is_alive; presence in JetStream KV"
+#if XR_ANTENNA_ABI_MINOR >= 5
+                  , .presence_add = presence_add, .presence_get = presence_get
+#endif
+                  )

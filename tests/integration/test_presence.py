@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import tempfile
 import time
 
 import websockets
@@ -18,6 +19,7 @@ from xrtest import (CHAT, Broker, Server, healthy, no_message, recv_json, run, s
                     wait_until)
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+NATS = shutil.which("nats-server") or "/usr/bin/nats-server"
 
 
 def sub(rid, room, user=None, events=False, info=None):
@@ -143,9 +145,19 @@ def cluster_url():
     return f"redis-cluster://127.0.0.1:{RedisCluster(masters=3, replicas=0).seed()}"
 
 
+def nats(jetstream=True):
+    store = tempfile.mkdtemp(prefix="xraptor-js-")
+    return Broker(lambda port: [NATS, "-a", "127.0.0.1", "-p", str(port),
+                                *(["-js", "-sd", store] if jetstream else [])])
+
+
+def nats_url():
+    return f"nats://127.0.0.1:{nats().port}"
+
+
 @test
 async def test_a_member_that_moves_node_within_the_grace_tells_nothing():
-    for url in (redis_url(), cluster_url()):
+    for url in (redis_url(), cluster_url(), nats_url()):
         await moves_node(url)
 
 
@@ -169,7 +181,7 @@ async def moves_node(url):
 
 @test
 async def test_a_killed_node_loses_its_members_everywhere_each_left_once():
-    for url in (redis_url(), cluster_url()):
+    for url in (redis_url(), cluster_url(), nats_url()):
         await killed_node(url)
 
 
@@ -242,6 +254,25 @@ async def test_bad_members_and_queries_are_refused_nothing_stored():
                 await quiet.send(sub("quiet", "p.r", "quiet"))
                 assert await events(obs, 1) == [("join", "quiet", None)]
                 assert await no_message(quiet, 0.5), "events without asking"
+
+
+@test
+async def test_presence_on_nats_without_jetstream_says_so():
+    # nats:// keeps presence in JetStream key-value: on a server without
+    # it the channel still works, the log says what is missing (once), and
+    # a query is answered "unavailable" rather than with made-up counts.
+    broker = nats(jetstream=False)
+    with Server("--presence", "--antenna", f"nats://127.0.0.1:{broker.port}",
+                binary=CHAT) as srv:
+        wait_until(lambda: healthy(srv.port), 15, "connected")
+        async with websockets.connect(srv.url()) as ws:
+            await ws.send(sub("s1", "r", "ana"))
+            srv.wait_log(r"nats antenna: presence needs JetStream on the server "
+                         r"\(nats-server -js\)")
+            await ws.send(query("q1", "r", "/xraptor/presence_stats"))
+            m = await answer(ws, "q1", 10)
+            assert m["header"] == {"error": "unavailable"}, m
+        assert srv.log().count("presence needs JetStream") == 1, srv.log()
 
 
 @test
