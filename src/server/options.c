@@ -189,7 +189,7 @@ static const flag flags[] = {
      "https://), not on the WebSocket port (off: the API shares --listen)"},
     {"presence", F_BOOL, OFF(presence), 0, 0, NULL,
      "keep presence (who is in the room, join and leave events) for every room\n"
-     "(memory://, redis://, redis-cluster://)"},
+     "(memory://, redis://, redis-cluster://, nats:// with JetStream)"},
     {"presence-room", F_LIST, OFF(presence_rooms), OFF(n_presence_rooms), XR_MAX_LIST, "PATTERN",
      "keep presence for rooms matching PATTERN ('*' any run; repeatable)"},
     {"presence-grace", F_TIME, OFF(presence_grace_ms), 0, 0, "SECS",
