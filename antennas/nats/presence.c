@@ -273,6 +273,19 @@ static int register_node(nats_presence *p, job *j)
     return 0;
 }
 
+/* A room's counts from its entry (none: 0 and 0), which goes. */
+static void counts_of(kvEntry *e, long long *users, long long *conns)
+{
+    *users = *conns = 0;
+    if (!e)
+        return;
+    char v[64];
+    snprintf(v, sizeof v, "%.*s", kvEntry_ValueLen(e), (const char *)kvEntry_Value(e));
+    if (sscanf(v, "%lld %lld", users, conns) != 2)
+        *users = *conns = 0;
+    kvEntry_Destroy(e);
+}
+
 /* Adds du users and dc connections to the room's counts (room in hex). */
 static int add_counts(nats_presence *p, job *j, const char *hroom, long long du, long long dc)
 {
@@ -288,14 +301,8 @@ static int add_counts(nats_presence *p, job *j, const char *hroom, long long du,
             fail(j, XR_EANTENNA, "presence: a room's counts", s);
             return -1;
         }
-        long long u = 0, c = 0;
-        if (e) {
-            char v[64];
-            snprintf(v, sizeof v, "%.*s", kvEntry_ValueLen(e), (const char *)kvEntry_Value(e));
-            if (sscanf(v, "%lld %lld", &u, &c) != 2)
-                u = c = 0;
-            kvEntry_Destroy(e);
-        }
+        long long u, c;
+        counts_of(e, &u, &c);
         u = u + du < 0 ? 0 : u + du;
         c = c + dc < 0 ? 0 : c + dc;
         char v[64];
@@ -437,13 +444,7 @@ static void run_get(nats_presence *p, job *j)
         fail(j, XR_EANTENNA, "presence: a room's counts", s);
         goto out;
     }
-    if (e) {
-        char v[64];
-        snprintf(v, sizeof v, "%.*s", kvEntry_ValueLen(e), (const char *)kvEntry_Value(e));
-        if (sscanf(v, "%lld %lld", &j->users, &j->conns) != 2)
-            j->users = j->conns = 0;
-        kvEntry_Destroy(e);
-    }
+    counts_of(e, &j->users, &j->conns);
     if (!j->members)
         goto out;
     sprintf(key, "m.%s.*", hroom);
