@@ -500,6 +500,12 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
         char subj[128];
         snprintf(subj, sizeof subj, "%s.*", (const char *)a->inbox);
         s = natsConnection_Subscribe(&a->inbox_sub, a->nc, subj, on_inbox, a);
+        /* cnats' first attempt runs on its own thread and may already
+         * have closed the connection for good (a server that refused our
+         * credentials): on_closed tells why, and the node runs on down,
+         * as it does when the refusal comes a moment later. */
+        if (s == NATS_CONNECTION_CLOSED)
+            s = NATS_OK;
     }
     if (s != NATS_OK) {
         snprintf(err, errlen, "nats antenna: %s", natsStatus_GetText(s));

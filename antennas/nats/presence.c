@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #define BUCKET "XRAPTOR_PRESENCE"
 #define NODE_LEN 32
@@ -79,17 +80,17 @@ struct nats_presence {
     int used, ticking;
     char last_err[200];         /* logged once until it changes */
     /* loop <-> worker */
-    pthread_t thread;
-    int started;
+    pthread_t thread, beat;
+    int started, beating;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv, beat_cv;  /* beat_cv waits on CLOCK_MONOTONIC */
     job *todo, **todo_tail, *done, **done_tail;
     size_t queued;
     int stop;
+    int registered;             /* under mu: the beat may start */
     /* worker only */
     jsCtx *js;
     kvStore *kv;
-    int registered;
 };
 
 /* ---- values ------------------------------------------------------------- */
@@ -269,7 +270,12 @@ static int register_node(nats_presence *p, job *j)
         fail(j, XR_EANTENNA, "presence: this node's entry", s);
         return -1;
     }
-    p->registered = 1;
+    pthread_mutex_lock(&p->mu);
+    if (!p->registered) {
+        p->registered = 1;
+        pthread_cond_signal(&p->beat_cv);
+    }
+    pthread_mutex_unlock(&p->mu);
     return 0;
 }
 
@@ -321,7 +327,10 @@ static int add_counts(nats_presence *p, job *j, const char *hroom, long long du,
 
 static void run_add(nats_presence *p, job *j)
 {
-    if (ensure_kv(p, j) < 0 || (!p->registered && register_node(p, j) < 0))
+    pthread_mutex_lock(&p->mu);
+    int registered = p->registered;
+    pthread_mutex_unlock(&p->mu);
+    if (ensure_kv(p, j) < 0 || (!registered && register_node(p, j) < 0))
         return;
     char *hroom = malloc(2 * j->rlen + 1), *key = malloc(2 * (j->rlen + j->ulen) + 8);
     shares sh = {0};
@@ -626,6 +635,56 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* This node's entry, put again every quarter of the TTL on a thread and a
+ * bucket handle of its own: on the worker it would wait behind the queue,
+ * and a node busy with a thousand joins would look dead to the others,
+ * which would reap members it still holds. Put before the worker first
+ * registered it, it would make the bucket on a node that keeps no one. */
+static void *beater(void *arg)
+{
+    nats_presence *p = arg;
+    jsCtx *js = NULL;
+    kvStore *kv = NULL;
+    char key[8 + NODE_LEN], ttl[24];
+    snprintf(key, sizeof key, "n.%s", p->node);
+    snprintf(ttl, sizeof ttl, "%llu", p->host.presence_ttl_ms);
+    unsigned long long q = p->host.presence_ttl_ms / 4;
+    pthread_mutex_lock(&p->mu);
+    while (!p->stop) {
+        if (p->registered) {
+            pthread_mutex_unlock(&p->mu);
+            jsOptions o;
+            jsOptions_Init(&o);
+            o.Wait = WAIT_MS;
+            if (!js && natsConnection_JetStream(&js, p->nc, &o) != NATS_OK)
+                js = NULL;
+            if (js && !kv && js_KeyValue(&kv, js, BUCKET) != NATS_OK)
+                kv = NULL;
+            uint64_t rev;
+            /* A failed put is the worker's to tell: its next call fails
+             * the same way, and the TTL is what the others wait for. */
+            if (kv)
+                kvStore_PutString(&rev, kv, key, ttl);
+            pthread_mutex_lock(&p->mu);
+        }
+        struct timespec at;
+        clock_gettime(CLOCK_MONOTONIC, &at);
+        at.tv_sec += (time_t)(q / 1000);
+        at.tv_nsec += (long)(q % 1000) * 1000000L;
+        if (at.tv_nsec >= 1000000000L)
+            at.tv_sec++, at.tv_nsec -= 1000000000L;
+        while (!p->stop && pthread_cond_timedwait(&p->beat_cv, &p->mu, &at) == 0 &&
+               !p->registered)
+            ;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (kv)
+        kvStore_Destroy(kv);
+    if (js)
+        jsCtx_Destroy(js);
+    return NULL;
+}
+
 /* ---- the loop's side ------------------------------------------------------ */
 
 static void job_free(job *j)
@@ -751,16 +810,21 @@ nats_presence *nats_presence_new(struct event_base *base, natsConnection *nc,
     node_id(p->node);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->beat_cv, &ca);
+    pthread_condattr_destroy(&ca);
     unsigned long long q = host->presence_ttl_ms / 4;
     struct timeval tv = {(time_t)(q / 1000), (suseconds_t)(q % 1000) * 1000};
     if ((p->wake_fd = host->wakeup(host->host, on_done, p)) < 0 ||
         !(p->timer = event_new(base, -1, EV_PERSIST, on_timer, p)) ||
-        event_add(p->timer, &tv) < 0 || pthread_create(&p->thread, NULL, worker, p) != 0) {
+        event_add(p->timer, &tv) < 0 || !(p->started = !pthread_create(&p->thread, NULL, worker, p)) ||
+        !(p->beating = !pthread_create(&p->beat, NULL, beater, p))) {
         snprintf(err, errlen, "cannot start presence: %s", strerror(errno ? errno : ENOMEM));
         nats_presence_free(p);
         return NULL;
     }
-    p->started = 1;
     return p;
 }
 
@@ -768,21 +832,26 @@ void nats_presence_free(nats_presence *p)
 {
     if (!p)
         return;
-    if (p->started) {
-        pthread_mutex_lock(&p->mu);
-        p->stop = 1;
-        pthread_cond_signal(&p->cv);
-        pthread_mutex_unlock(&p->mu);
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_signal(&p->cv);
+    pthread_cond_signal(&p->beat_cv);
+    pthread_mutex_unlock(&p->mu);
+    if (p->started)
         pthread_join(p->thread, NULL);
-    }
+    if (p->beating)
+        pthread_join(p->beat, NULL);
     if (p->timer)
         event_free(p->timer);
+    /* Every caller hears back, as the ABI asks of destroy(): answers the
+     * worker finished, then the calls it never started, cut short. */
+    on_done(p);
     for (job *j = p->todo, *next; j; j = next) {
         next = j->next;
-        job_free(j);
-    }
-    for (job *j = p->done, *next; j; j = next) {
-        next = j->next;
+        if (j->kind == J_ADD)
+            j->counted(j->arg, XR_EANTENNA);
+        else if (j->kind == J_GET)
+            j->got(j->arg, XR_EANTENNA, 0, 0, NULL, 0);
         job_free(j);
     }
     if (p->kv)
@@ -790,6 +859,7 @@ void nats_presence_free(nats_presence *p)
     if (p->js)
         jsCtx_Destroy(p->js);
     pthread_cond_destroy(&p->cv);
+    pthread_cond_destroy(&p->beat_cv);
     pthread_mutex_destroy(&p->mu);
     free(p);
 }

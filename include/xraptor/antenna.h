@@ -182,7 +182,10 @@ typedef struct xr_antenna_ops {
      * struct stays valid until destroy(). */
     void *(*create)(struct event_base *base, const char *url,
                     const xr_antenna_host *host, char *err, size_t errlen);
-    /* Unsubscribes, closes, frees; no callback runs after it returns. */
+    /* Unsubscribes, closes, frees. Every call still waiting for its
+     * answer is called back before it returns (is_alive with "alive",
+     * presence calls with XR_EANTENNA), so no caller's closure is lost;
+     * no callback runs after it returns. */
     void (*destroy)(void *self);
 
     /* Subscriptions are per process: the host calls subscribe once for a

@@ -768,9 +768,14 @@ void xr_channels_free(xr_proto *p)
     xr_map_entry *e;
     /* The antenna first: its last callbacks (answers cut short) may still
      * look rooms up. Connections are gone by now. */
+    p->stopping = 1;
     if (p->antenna && p->antenna_self)
         p->antenna->destroy(p->antenna_self);
     p->antenna_self = NULL;
+    /* One line, not one per member a stop left uncounted. */
+    if (p->presence_cut)
+        XR_WARN(p->log, "presence: the stop cut %zu join/leave count(s) short; the other "
+                "nodes drop this node's members within --presence-ttl", p->presence_cut);
     /* Its threads are joined by now: nobody writes to these any more. */
     xr_wakeups_free(&p->wakeups);
     for (e = xr_map_first(&p->rooms, &it); e; e = xr_map_next(&p->rooms, e, &it))

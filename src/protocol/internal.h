@@ -83,6 +83,8 @@ struct xr_proto {
     /* presence (presence.c) */
     xr_map presence;                /* "room\0user" -> struct xr_pres */
     char **presence_patterns;       /* xr_presence_enable's */
+    int stopping;                   /* the antenna is being destroyed */
+    size_t presence_cut;            /* counts it cut short meanwhile */
     size_t n_presence_patterns;
     xr_presence_fn presence_fn;
     void *presence_ud;

@@ -117,7 +117,9 @@ static void on_counted(void *arg, long long count)
     pres_call *call = arg;
     xr_proto *p = call->p;
     const char *room = call->text, *user = room + call->rlen, *info = user + call->ulen;
-    if (count < 0) {
+    if (count < 0 && p->stopping) {
+        p->presence_cut++;         /* told once, by xr_channels_free */
+    } else if (count < 0) {
         XR_WARN(p->log, "presence: the broker did not count a %s (%s)",
                 call->delta > 0 ? "join" : "leave",
                 count == XR_ENOMEM ? "out of memory" : "no answer");
