@@ -205,6 +205,16 @@ typedef struct xr_options {
     unsigned presence_grace_ms;      /* 3 s */
     unsigned presence_ttl_ms;        /* 30 s */
     size_t presence_max_info;        /* 1 KiB */
+    /* History (see xr_history_enable): channels and rooms keep their
+     * newest history_size messages for history_ttl_ms (both 0: off, the
+     * default; both or neither), or per pattern: history_rooms entries are
+     * "PATTERN SIZE SECS". A SUB whose header carries "since" gets what it
+     * missed, at most history_max_recover messages, else recovered false. */
+    unsigned history_size;
+    unsigned history_ttl_ms;
+    const char *history_rooms[XR_MAX_LIST];
+    size_t n_history_rooms;
+    unsigned history_max_recover;    /* 1000 */
     /* New members go here, at the end. */
 } xr_options;
 
@@ -509,6 +519,24 @@ size_t xr_room_size(const xr_server *srv, const char *room);
  */
 int xr_room_join_as(xr_server *srv, const char *room, const char *member, const char *user,
                     const char *info);
+/*
+ * History and recovery (options history_*; xr_history_enable): a channel
+ * or room with history gives each message a position, an offset that
+ * grows by one per message and an epoch that changes whenever the
+ * history was lost; its deliveries carry both in their header
+ * ({"offset": N, "epoch": "E"}). A SUB whose header has
+ * "since": {"offset": N, "epoch": "E"} gets, for the room its handler
+ * joined it to (the first with history; else its own channel), one answer
+ * with header {"recovered": true|false, "offset": N, "epoch": "E"} (the
+ * position now), then every message after since in order if recovered,
+ * then the live ones: no gap, no duplicate. Needs an antenna with history
+ * (memory://, redis://).
+ */
+/* Keeps the newest size messages, for ttl_ms, of channels and rooms
+ * matching pattern ('*' any run of bytes); the latest call for a name wins
+ * over the options. XR_EINVAL (a bad pattern, size or ttl 0), XR_ENOMEM. */
+int xr_history_enable(xr_server *srv, const char *pattern, unsigned size, unsigned ttl_ms);
+
 /* Turns presence on for rooms matching pattern ('*' any run of bytes),
  * before xr_server_run. */
 int xr_presence_enable(xr_server *srv, const char *pattern);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <xraptor/antenna.h>
@@ -33,9 +34,13 @@ typedef struct item {
     xr_antenna_count_cb count_cb;
     xr_antenna_presence_cb presence_cb;
 #endif
+#if XR_ANTENNA_ABI_MINOR >= 6
+    xr_antenna_history_cb history_cb;
+#endif
     void *done_arg;
     long long count;
     int members;
+    unsigned long long offset;      /* a kept message's position; 0: none */
     size_t clen, mlen;
 } item;
 
@@ -54,6 +59,12 @@ typedef struct memory {
 #if XR_ANTENNA_ABI_MINOR >= 5
     /* Presence: room -> its users (a set: user -> struct pres_user). */
     xr_antenna_names *rooms;
+#endif
+#if XR_ANTENNA_ABI_MINOR >= 6
+    /* History: channel -> struct kept_ring; the epoch is new each start,
+     * since nothing of it outlives the process. */
+    xr_antenna_names *kept;
+    char epoch[17];
 #endif
     struct event *ev;
     queue q;                        /* filled by publish */
@@ -118,8 +129,16 @@ static void run(evutil_socket_t fd, short what, void *arg)
         } else {
             int found;
             find(m, data, it->clen, &found);
-            if (found)
-                m->host.message(m->host.host, data, it->clen, data + it->clen, it->mlen);
+            if (!found)
+                continue;
+#if XR_ANTENNA_ABI_MINOR >= 6
+            if (it->offset) {
+                m->host.message_at(m->host.host, data, it->clen, data + it->clen, it->mlen,
+                                   it->offset, m->epoch, strlen(m->epoch));
+                continue;
+            }
+#endif
+            m->host.message(m->host.host, data, it->clen, data + it->clen, it->mlen);
         }
     }
     m->run.len = 0;
@@ -149,6 +168,14 @@ static item *enqueue(memory *m, size_t clen, size_t mlen)
     it->mlen = mlen;
     it->alive_cb = NULL;
     it->answer = NULL;
+    it->offset = 0;
+#if XR_ANTENNA_ABI_MINOR >= 5
+    it->count_cb = NULL;
+    it->presence_cb = NULL;
+#endif
+#if XR_ANTENNA_ABI_MINOR >= 6
+    it->history_cb = NULL;
+#endif
     event_active(m->ev, EV_TIMEOUT, 0);
     return it;
 }
@@ -174,18 +201,55 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
         return NULL;
     }
     m->host = *host;
+#if XR_ANTENNA_ABI_MINOR >= 6
+    unsigned long long t = host->now_ms ? host->now_ms() : 0;
+    snprintf(m->epoch, sizeof m->epoch, "%016llx",
+             (host->hash ? host->hash(&m, sizeof m) : 0) ^ (t << 20) ^ (unsigned long long)time(NULL));
+#endif
     return m;
 }
 
 #if XR_ANTENNA_ABI_MINOR >= 5
 static void presence_free(memory *m);
 #endif
+#if XR_ANTENNA_ABI_MINOR >= 6
+static void history_free(memory *m);
+#endif
+
+/* The answers still queued are given, cut short: no caller's closure is
+ * lost (the ABI's rule for destroy). */
+static void answer_pending(memory *m)
+{
+    queue q = m->q;
+    m->q = (queue){0};
+    for (size_t off = 0; off < q.len;) {
+        item *it = (item *)(q.p + off);
+        off += item_size(it->clen, it->mlen);
+        if (it->alive_cb)
+            it->alive_cb(1, it->alive_arg);
+#if XR_ANTENNA_ABI_MINOR >= 5
+        else if (it->answer && it->count_cb)
+            it->count_cb(it->done_arg, XR_EANTENNA);
+        else if (it->answer && it->presence_cb)
+            it->presence_cb(it->done_arg, XR_EANTENNA, 0, 0, NULL, 0);
+#endif
+#if XR_ANTENNA_ABI_MINOR >= 6
+        else if (it->answer && it->history_cb)
+            it->history_cb(it->done_arg, XR_EANTENNA, NULL, 0, 0, 0, m->epoch, strlen(m->epoch));
+#endif
+    }
+    free(q.p);
+}
 
 static void destroy(void *self)
 {
     memory *m = self;
+    answer_pending(m);
 #if XR_ANTENNA_ABI_MINOR >= 5
     presence_free(m);
+#endif
+#if XR_ANTENNA_ABI_MINOR >= 6
+    history_free(m);
 #endif
     free(m->q.p);
     free(m->run.p);
@@ -425,6 +489,192 @@ static int presence_get(void *self, const char *room, size_t rlen, int members,
 }
 #endif
 
+/* ---- history: a ring per channel, in the process ---------------------- */
+#if XR_ANTENNA_ABI_MINOR >= 6
+
+typedef struct kept_msg {
+    unsigned long long offset, at_ms;
+    char *msg;
+    size_t mlen, cap;               /* the buffer stays for the next message */
+} kept_msg;
+
+typedef struct kept_ring {
+    unsigned long long top;         /* offset of the newest message */
+    kept_msg *v;                    /* the ring: v[(first + i) % size] */
+    size_t size, first, n;
+} kept_ring;
+
+static void history_free(memory *m)
+{
+    if (!m->kept)
+        return;
+    xr_antenna_cursor c = {0};
+    while (m->host.names_next(m->kept, &c)) {
+        kept_ring *r = c.value;
+        for (size_t i = 0; i < r->size; i++)
+            free(r->v[i].msg);
+        free(r->v);
+        free(r);
+    }
+    m->host.names_free(m->kept);
+    m->kept = NULL;
+}
+
+/* Messages past their time go from the old end. */
+static void expire(kept_ring *r, unsigned long long now, unsigned long long ttl_ms)
+{
+    while (r->n && now - r->v[r->first].at_ms >= ttl_ms) {
+        r->first = (r->first + 1) % r->size;
+        r->n--;
+    }
+}
+
+static kept_ring *ring_of(memory *m, const char *ch, size_t clen, size_t keep)
+{
+    xr_antenna_host *h = &m->host;
+    if (!m->kept && !(m->kept = h->names_new()))
+        return NULL;
+    void **slot = h->names_find(m->kept, ch, clen);
+    kept_ring *r = slot ? *slot : NULL;
+    if (r && r->size != keep) {
+        /* The channel's setting changed: the newest messages move to a
+         * ring of the new size, the offsets go on. */
+        kept_msg *v = calloc(keep, sizeof *v);
+        if (!v)
+            return NULL;
+        size_t n = r->n < keep ? r->n : keep;
+        for (size_t i = 0; i < r->size; i++) {
+            size_t age = (i + r->size - r->first) % r->size;    /* 0: oldest */
+            if (age < r->n && age >= r->n - n)
+                v[age - (r->n - n)] = r->v[i];
+            else
+                free(r->v[i].msg);
+        }
+        free(r->v);
+        r->v = v;
+        r->size = keep;
+        r->first = 0;
+        r->n = n;
+        return r;
+    }
+    if (r)
+        return r;
+    if (!(r = calloc(1, sizeof *r)) || !(r->v = calloc(keep, sizeof *r->v)) ||
+        h->names_put(m->kept, ch, clen, r) < 0) {
+        if (r)
+            free(r->v);
+        free(r);
+        return NULL;
+    }
+    r->size = keep;
+    return r;
+}
+
+/* The offset is taken and the message kept here, at publish: in one
+ * process that is the atomic step; delivery follows from the loop. */
+static int publish_kept(void *self, const char *ch, size_t clen, const char *msg, size_t mlen,
+                        size_t keep, unsigned long long ttl_ms)
+{
+    memory *m = self;
+    if (!keep || !ttl_ms || !XR_ANTENNA_HOST_HAS(&m->host, names_free))
+        return XR_EINVAL;
+    kept_ring *r = ring_of(m, ch, clen, keep);
+    if (!r)
+        return XR_ENOMEM;
+    unsigned long long now = m->host.now_ms();
+    expire(r, now, ttl_ms);
+    size_t at = (r->first + r->n) % r->size;
+    kept_msg *k = &r->v[at];
+    if (k->cap < mlen || !k->msg) {
+        char *p = realloc(k->msg, mlen ? mlen : 1);
+        if (!p)
+            return XR_ENOMEM;
+        k->msg = p;
+        k->cap = mlen ? mlen : 1;
+    } else if (k->cap > 4 * (mlen + 256)) {
+        /* One huge message must not pin its size in every later slot. */
+        char *p = realloc(k->msg, mlen ? mlen : 1);
+        if (p) {
+            k->msg = p;
+            k->cap = mlen ? mlen : 1;
+        }
+    }
+    item *it = enqueue(m, clen, mlen);
+    if (!it)
+        return XR_ENOMEM;
+    memcpy(k->msg, msg, mlen);
+    k->mlen = mlen;
+    k->offset = ++r->top;
+    k->at_ms = now;
+    if (r->n == r->size)
+        r->first = (r->first + 1) % r->size;
+    else
+        r->n++;
+    char *data = (char *)(it + 1);
+    memcpy(data, ch, clen);
+    if (mlen)
+        memcpy(data + clen, msg, mlen);
+    it->offset = k->offset;
+    return 0;
+}
+
+static void history_answer(memory *m, item *it)
+{
+    const char *ch = (const char *)(it + 1);
+    xr_antenna_history_cb done = it->history_cb;
+    unsigned long long since = it->offset, ttl = (unsigned long long)it->count;
+    size_t limit = (size_t)it->members;
+    void **slot = m->kept ? m->host.names_find(m->kept, ch, it->clen) : NULL;
+    kept_ring *r = slot ? *slot : NULL;
+    if (!r) {
+        done(it->done_arg, XR_OK, NULL, 0, since == 0, 0, m->epoch, strlen(m->epoch));
+        return;
+    }
+    if (ttl)
+        expire(r, m->host.now_ms(), ttl);
+    /* The messages after since that are still here, the newest limit. */
+    size_t after = 0;
+    while (after < r->n && r->v[(r->first + r->n - 1 - after) % r->size].offset > since)
+        after++;
+    size_t n = after < limit ? after : limit;
+    xr_antenna_kept *v = n ? malloc(n * sizeof *v) : NULL;
+    if (n && !v) {
+        done(it->done_arg, XR_ENOMEM, NULL, 0, 0, r->top, m->epoch, strlen(m->epoch));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const kept_msg *k = &r->v[(r->first + r->n - n + i) % r->size];
+        v[i] = (xr_antenna_kept){k->offset, k->msg, k->mlen};
+    }
+    /* Complete when nothing after since is missing: since is the top, or
+     * the oldest message kept follows it, and the limit cut nothing. */
+    int complete = since <= r->top && n == after &&
+                   (since == r->top || (after && r->v[(r->first + r->n - after) % r->size].offset
+                                                     == since + 1));
+    done(it->done_arg, XR_OK, v, n, complete, r->top, m->epoch, strlen(m->epoch));
+    free(v);
+}
+
+/* Answered from the loop like every other call; ttl_ms rides in count. */
+static int history(void *self, const char *ch, size_t clen, unsigned long long since,
+                   size_t limit, unsigned long long ttl_ms, xr_antenna_history_cb done,
+                   void *arg)
+{
+    memory *m = self;
+    item *it = enqueue(m, clen, 0);
+    if (!it)
+        return XR_ENOMEM;
+    memcpy(it + 1, ch, clen);
+    it->answer = history_answer;
+    it->history_cb = done;
+    it->done_arg = arg;
+    it->offset = since;
+    it->members = (int)(limit > 1000000 ? 1000000 : limit);
+    it->count = (long long)ttl_ms;
+    return 0;
+}
+#endif
+
 static const xr_antenna_ops ops = {
     .abi = XR_ANTENNA_ABI,
     .minor = XR_ANTENNA_ABI_MINOR,
@@ -445,6 +695,10 @@ static const xr_antenna_ops ops = {
 #if XR_ANTENNA_ABI_MINOR >= 5
     .presence_add = presence_add,
     .presence_get = presence_get,
+#endif
+#if XR_ANTENNA_ABI_MINOR >= 6
+    .publish_kept = publish_kept,
+    .history = history,
 #endif
 };
 

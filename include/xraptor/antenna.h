@@ -50,7 +50,7 @@ extern "C" {
 struct event_base;
 
 #define XR_ANTENNA_ABI 2        /* major: changes nobody built before can follow */
-#define XR_ANTENNA_ABI_MINOR 5  /* members appended within the major */
+#define XR_ANTENNA_ABI_MINOR 6  /* members appended within the major */
 
 /* The levels of host->log(), as in xraptor.h. */
 #define XR_ANTENNA_LOG_ERROR 0
@@ -130,6 +130,15 @@ typedef struct xr_antenna_host {
      * all, once): the host announces the leave. info as it was stored. */
     void (*presence_gone)(void *host, const char *room, size_t rlen, const char *user,
                           size_t ulen, const char *info, size_t ilen);
+
+    /* ---- minor 6: use through XR_ANTENNA_HOST_HAS() ---- */
+
+    /* A message of a channel with history, with its position: offset
+     * (1, 2, 3, ... one more per message within the epoch) and epoch (a
+     * name for the history it belongs to, new whenever that history was
+     * lost). Bytes are valid only during the call. */
+    void (*message_at)(void *host, const char *channel, size_t clen, const char *msg,
+                       size_t mlen, unsigned long long offset, const char *epoch, size_t elen);
 } xr_antenna_host;
 
 typedef void (*xr_antenna_alive_cb)(int alive, void *arg);
@@ -154,6 +163,22 @@ typedef void (*xr_antenna_part_cb)(void *arg, const xr_antenna_part *part);
  * connections in the room over every node (0: the user is gone); or a
  * negative XR_E* when the broker could not be asked. */
 typedef void (*xr_antenna_count_cb)(void *arg, long long count);
+
+/* History (minor 6): one message kept, as history() reports it; valid
+ * during the call. */
+typedef struct xr_antenna_kept {
+    unsigned long long offset;
+    const char *msg;
+    size_t mlen;
+} xr_antenna_kept;
+
+/* history()'s answer: rc 0 or a negative XR_E*; v[0..n) the messages
+ * after `since`, oldest first; complete 1 when they are every message
+ * after since (none expired, trimmed or past the limit); top and epoch
+ * the channel's position now (top 0: nothing published in this epoch). */
+typedef void (*xr_antenna_history_cb)(void *arg, int rc, const xr_antenna_kept *v, size_t n,
+                                      int complete, unsigned long long top, const char *epoch,
+                                      size_t elen);
 
 /* One member of a room, as presence_get reports it; valid during the call. */
 typedef struct xr_antenna_member {
@@ -184,7 +209,7 @@ typedef struct xr_antenna_ops {
                     const xr_antenna_host *host, char *err, size_t errlen);
     /* Unsubscribes, closes, frees. Every call still waiting for its
      * answer is called back before it returns (is_alive with "alive",
-     * presence calls with XR_EANTENNA), so no caller's closure is lost;
+     * presence and history calls with XR_EANTENNA), so no caller's closure is lost;
      * no callback runs after it returns. */
     void (*destroy)(void *self);
 
@@ -235,6 +260,26 @@ typedef struct xr_antenna_ops {
      * round trip for the counts; with members, the list too. */
     int (*presence_get)(void *self, const char *room, size_t rlen, int members,
                         xr_antenna_presence_cb done, void *arg);
+
+    /* ---- minor 6: optional; history (both or neither) ---- */
+
+    /* Publishes like publish() and keeps the message in the channel's
+     * history (the newest `keep` messages, none older than ttl_ms): the
+     * next offset, the keeping and the delivery are one atomic step in the
+     * broker, so the positions of concurrent publishers never interleave.
+     * Every node's subscribers get it through host->message_at. */
+    int (*publish_kept)(void *self, const char *channel, size_t clen, const char *msg,
+                        size_t mlen, size_t keep, unsigned long long ttl_ms);
+    /* Reads the newest `limit` messages with offsets after since and not
+     * older than ttl_ms (the channel's setting), and the position now;
+     * done() answers on the loop. The read sees every
+     * message published after the subscriptions the host asked for before
+     * the call took effect (a module whose subscribe completes later
+     * reads after it has), so the host can merge it with the live stream
+     * without a gap. */
+    int (*history)(void *self, const char *channel, size_t clen, unsigned long long since,
+                   size_t limit, unsigned long long ttl_ms, xr_antenna_history_cb done,
+                   void *arg);
 } xr_antenna_ops;
 
 /* Whether a module's table has an optional member (within its size and

@@ -26,6 +26,7 @@ typedef struct xr_receiver {
     struct xr_channel *ch;
     struct xr_receiver *prev, *next;            /* in the channel */
     struct xr_receiver *conn_prev, *conn_next;  /* in the connection */
+    xr_recovery *rec;       /* recovering: what it gets is held (history.c) */
 } xr_receiver;
 
 typedef struct xr_channel {
@@ -60,6 +61,8 @@ enum { TO_CHANNEL, TO_ROOM, TO_EVENTS };    /* a pending message's target */
 typedef struct xr_pending {
     unsigned to : 2;
     size_t noff, nlen;      /* in p->pending_names */
+    size_t eoff, elen;      /* its epoch, after the name */
+    unsigned long long offset;  /* its position (0: none) */
     xr_shared *tail;
 } xr_pending;
 
@@ -73,7 +76,7 @@ typedef struct xr_membership {
 /* ---- antenna host callbacks ------------------------------------------- */
 
 static int antenna_publish(xr_proto *p, const char *ch, size_t clen,
-                           const char *msg, size_t mlen);
+                           const char *msg, size_t mlen, int kept);
 
 /*
  * The tail every SUB delivery of one message shares:
@@ -90,24 +93,40 @@ static xr_shared *sub_tail(xr_proto *p, const char *msg, size_t mlen)
     return xr_shared_new(p->scratch.p, p->scratch.len);
 }
 
-static int enqueue(xr_proto *p, unsigned to, const char *name, size_t len, xr_shared *tail)
+static int enqueue_at(xr_proto *p, unsigned to, const char *name, size_t len, xr_shared *tail,
+                      unsigned long long offset, const char *epoch, size_t elen)
 {
     if (xr_array_room(&p->pending, &p->cap_pending, p->n_pending + 1, sizeof *p->pending) < 0)
         return XR_ENOMEM;
     size_t off = p->pending_names.len;
-    if (xr_buf_add(&p->pending_names, name, len) < 0)
+    if (xr_buf_add(&p->pending_names, name, len) < 0 ||
+        (elen && xr_buf_add(&p->pending_names, epoch, elen) < 0))
         return XR_ENOMEM;
     if (p->n_pending == 0)
         event_active(p->drain_ev, EV_TIMEOUT, 0);
-    p->pending[p->n_pending++] = (xr_pending){to, off, len, xr_shared_ref(tail)};
+    p->pending[p->n_pending++] =
+        (xr_pending){to, off, len, off + len, elen, offset, xr_shared_ref(tail)};
     return XR_OK;
 }
 
+static int enqueue(xr_proto *p, unsigned to, const char *name, size_t len, xr_shared *tail)
+{
+    return enqueue_at(p, to, name, len, tail, 0, NULL, 0);
+}
+
 /* The receivers of ch as fan-out targets, after those already in
- * p->targets; XR_ENOMEM when out of memory. */
-static int add_targets(xr_proto *p, const xr_channel *ch)
+ * p->targets; a recovering receiver holds the run instead. XR_ENOMEM
+ * when out of memory. */
+static int add_targets(xr_proto *p, const xr_channel *ch, const xr_pending *run, size_t n)
 {
     for (const xr_receiver *r = ch->head; r; r = r->next) {
+        if (r->rec) {
+            for (size_t k = 0; k < n; k++)
+                xr_recovery_hold(r->rec, p->pending_names.p + run[k].noff, run[k].nlen,
+                                 run[k].offset, p->pending_names.p + run[k].eoff, run[k].elen,
+                                 run[k].tail);
+            continue;
+        }
         if (xr_array_room(&p->targets, &p->cap_targets, p->n_targets + 1, sizeof *p->targets) < 0)
             return XR_ENOMEM;
         p->targets[p->n_targets++] = (xr_fanout_target){r->pc->conn, ch->prefix, ch->plen};
@@ -150,14 +169,14 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
         int ok = 0;
         if (run->to == TO_CHANNEL) {
             xr_channel *ch = xr_map_get(&p->channels, name, run->nlen);
-            ok = ch && add_targets(p, ch) == 0;
+            ok = ch && add_targets(p, ch, run, j - i) == 0;
         } else {
             /* A room's members; for its presence events, those that asked. */
             xr_room *room = xr_map_get(&p->rooms, name, run->nlen);
             ok = room != NULL;
             for (size_t m = 0; ok && m < room->n; m++)
                 if (room->v[m].ch && (run->to == TO_ROOM || room->v[m].ch->events))
-                    ok = add_targets(p, room->v[m].ch) == 0;
+                    ok = add_targets(p, room->v[m].ch, run, j - i) == 0;
         }
         if (ok)
             fan_out(p, run, j - i);
@@ -168,10 +187,30 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
     p->pending_names.len = 0;
 }
 
+static void message_at(xr_proto *p, const char *name, size_t clen, const char *msg, size_t mlen,
+                       unsigned long long offset, const char *epoch, size_t elen);
+
 static void on_antenna_message(void *host, const char *name, size_t clen,
                                const char *msg, size_t mlen)
 {
-    xr_proto *p = host;
+    message_at(host, name, clen, msg, mlen, 0, NULL, 0);
+}
+
+static void on_antenna_message_at(void *host, const char *name, size_t clen, const char *msg,
+                                  size_t mlen, unsigned long long offset, const char *epoch,
+                                  size_t elen)
+{
+    /* A position is a positive offset and an epoch a client can send back. */
+    if (!offset || !elen || elen > XR_EPOCH_MAX)
+        offset = 0, elen = 0;
+    message_at(host, name, clen, msg, mlen, offset, epoch, elen);
+}
+
+/* A message from the broker, with its position when its channel keeps
+ * history: built once into the tail every receiver shares. */
+static void message_at(xr_proto *p, const char *name, size_t clen, const char *msg, size_t mlen,
+                       unsigned long long offset, const char *epoch, size_t elen)
+{
     p->stats.antenna_messages++;
     if (clen > 2 && name[0] == '\x01' && name[1] == 'p') {
         xr_shared *ev;
@@ -186,17 +225,19 @@ static void on_antenna_message(void *host, const char *name, size_t clen,
     xr_room *room = xr_map_get(&p->rooms, name, clen);
     if (!ch && !room)
         return;
-    xr_shared *tail = sub_tail(p, msg, mlen);
+    xr_shared *tail = offset ? xr_history_tail(p, msg, mlen, offset, epoch, elen)
+                             : sub_tail(p, msg, mlen);
     if (!tail)
         return;
     if (ch)
-        enqueue(p, TO_CHANNEL, name, clen, tail);
+        enqueue_at(p, TO_CHANNEL, name, clen, tail, offset, epoch, elen);
     if (room) {
-        enqueue(p, TO_ROOM, name, clen, tail);
-        /* Members elsewhere hear it through the broker. */
+        enqueue_at(p, TO_ROOM, name, clen, tail, offset, epoch, elen);
+        /* Members elsewhere hear it through the broker (as a plain
+         * message: a member channel's own history is its own). */
         for (size_t i = 0; room->n_remote && i < room->n; i++)
             if (!room->v[i].ch)
-                antenna_publish(p, room->v[i].name, room->v[i].len, msg, mlen);
+                antenna_publish(p, room->v[i].name, room->v[i].len, msg, mlen, 0);
     }
     xr_shared_unref(tail);
 }
@@ -237,12 +278,19 @@ static int host_wakeup(void *host, void (*fn)(void *arg), void *arg)
     return xr_wakeup_new(p->base, &p->wakeups, fn, arg);
 }
 
-/* Every post to the broker goes through here, so both counters see it. */
+/* Every post to the broker goes through here, so both counters see it;
+ * kept: into the channel's history when it keeps one. */
 static int antenna_publish(xr_proto *p, const char *ch, size_t clen,
-                           const char *msg, size_t mlen)
+                           const char *msg, size_t mlen, int kept)
 {
+    unsigned keep;
+    unsigned long long ttl;
     p->stats.publishes++;
-    if (p->antenna->publish(p->antenna_self, ch, clen, msg, mlen) < 0) {
+    int rc = kept && XR_ANTENNA_HAS(p->antenna, publish_kept) &&
+                     xr_history_of(p, ch, clen, &keep, &ttl)
+                 ? p->antenna->publish_kept(p->antenna_self, ch, clen, msg, mlen, keep, ttl)
+                 : p->antenna->publish(p->antenna_self, ch, clen, msg, mlen);
+    if (rc < 0) {
         p->stats.publish_errors++;
         return XR_EANTENNA;
     }
@@ -660,6 +708,8 @@ static void receiver_remove(xr_proto *p, xr_pconn *pc, xr_receiver *r)
     if (r->conn_prev) r->conn_prev->conn_next = r->conn_next; else pc->receivers = r->conn_next;
     if (r->conn_next) r->conn_next->conn_prev = r->conn_prev;
     pc->n_receivers--;
+    if (r->rec)
+        xr_recovery_cancel(r->rec);
     free(r);
     if (--ch->n)
         return;
@@ -687,6 +737,52 @@ void xr_channel_close(xr_proto *p, xr_pconn *pc, const char *name, size_t len)
         }
 }
 
+static xr_receiver *receiver_of(xr_pconn *pc, const char *name, size_t len)
+{
+    for (xr_receiver *r = pc->receivers; r; r = r->conn_next)
+        if (r->ch->e->klen == len && memcmp(r->ch->e->key, name, len) == 0)
+            return r;
+    return NULL;
+}
+
+xr_recovery **xr_receiver_recovery(xr_proto *p, xr_pconn *pc, const char *name, size_t len)
+{
+    (void)p;
+    xr_receiver *r = receiver_of(pc, name, len);
+    return r ? &r->rec : NULL;
+}
+
+void xr_receiver_send(xr_proto *p, xr_pconn *pc, const char *name, size_t len,
+                      xr_shared *const *bodies, size_t n)
+{
+    xr_receiver *r = receiver_of(pc, name, len);
+    if (!r || !pc->conn)
+        return;
+    xr_fanout_target t = {pc->conn, r->ch->prefix, r->ch->plen};
+    p->stats.deliveries += xr_fanout(xr_conn_transport(pc->conn), &t, 1, bodies, n);
+}
+
+int xr_member_stream(xr_proto *p, const char *member, size_t len, const char **name,
+                     size_t *nlen)
+{
+    unsigned keep;
+    unsigned long long ttl;
+    xr_membership *ms = xr_map_get(&p->memberships, member, len);
+    for (size_t i = 0; ms && i < ms->n; i++) {
+        const xr_map_entry *e = ms->rooms[i]->e;
+        if (xr_history_of(p, e->key, e->klen, &keep, &ttl)) {
+            *name = e->key;
+            *nlen = e->klen;
+            return 1;
+        }
+    }
+    if (!xr_history_of(p, member, len, &keep, &ttl))
+        return 0;
+    *name = member;
+    *nlen = len;
+    return 1;
+}
+
 void xr_channels_conn_gone(xr_proto *p, xr_pconn *pc)
 {
     while (pc->receivers)
@@ -704,7 +800,7 @@ int xr_proto_publish(xr_proto *p, const char *channel, size_t clen, const char *
         p->denied = 1;
         return XR_EPERM;
     }
-    return antenna_publish(p, channel, clen, msg ? msg : "", mlen);
+    return antenna_publish(p, channel, clen, msg ? msg : "", mlen, 1);
 }
 
 /* ---- set-up ------------------------------------------------------------ */
@@ -727,6 +823,7 @@ int xr_channels_init(xr_proto *p, char *err, size_t errlen)
         return rc;
     p->antenna_url = strdup(url);
     p->antenna_host.message = on_antenna_message;
+    p->antenna_host.message_at = on_antenna_message_at;
     p->antenna_host.state = on_antenna_state;
     p->antenna_host.log = on_antenna_log;
     p->antenna_host.host = p;

@@ -88,6 +88,10 @@ struct xr_proto {
     size_t n_presence_patterns;
     xr_presence_fn presence_fn;
     void *presence_ud;
+    /* history */
+    struct xr_history_rule *history_rules;  /* xr_history_enable's, latest last */
+    size_t n_history_rules;
+    struct xr_recovery *recoveries; /* reads in flight, for the free */
 };
 
 /* router.c */
@@ -128,6 +132,48 @@ void xr_presence_gone(void *host, const char *room, size_t rlen, const char *use
 /* After the antenna: refuses presence on an antenna without it; routes. */
 int xr_presence_start(xr_proto *p, char *err, size_t errlen);
 void xr_presence_free(xr_proto *p);
+
+/* history.c: which names keep history, positions, recovery on SUB */
+typedef struct xr_recovery xr_recovery;
+/* 1 and the name's setting when it keeps history, else 0. */
+int xr_history_of(const xr_proto *p, const char *name, size_t len, unsigned *keep,
+                  unsigned long long *ttl_ms);
+/* The tail a delivery with a position shares (as sub_tail, with header
+ * {"offset":N,"epoch":"E"}), or NULL when out of memory. */
+struct xr_shared *xr_history_tail(xr_proto *p, const char *msg, size_t mlen,
+                                  unsigned long long offset, const char *epoch, size_t elen);
+/* A SUB's header "since": 0 none; 1 with the position (epoch into a
+ * buffer of XR_EPOCH_MAX + 1); XR_EINVAL with why (a malformed one). */
+#define XR_EPOCH_MAX 64
+int xr_history_since(struct xr_request *r, unsigned long long *offset, char *epoch,
+                     size_t *elen, const char **why);
+/* Holds what the receiver of pc on channel name would get from now on,
+ * until xr_recovery_read's answer is out: XR_OK, XR_ENOMEM. */
+int xr_recovery_begin(xr_proto *p, xr_pconn *pc, const char *name, size_t len,
+                      unsigned long long since, const char *epoch, size_t elen);
+/* After the SUB's handler: reads the history of the room it joined (or
+ * its own channel) and answers. */
+void xr_recovery_read(xr_proto *p, xr_pconn *pc, const char *name, size_t len);
+/* A message for a recovering receiver, kept until the replay is out. */
+void xr_recovery_hold(xr_recovery *rec, const char *stream, size_t slen,
+                      unsigned long long offset, const char *epoch, size_t elen,
+                      struct xr_shared *tail);
+/* Its receiver went: the answer, when it comes, goes nowhere. */
+void xr_recovery_cancel(xr_recovery *rec);
+void xr_history_free(xr_proto *p);
+
+/* channels.c */
+/* The receiver of pc on channel name, for history.c: its recovery slot
+ * (NULL when there is no such receiver). */
+xr_recovery **xr_receiver_recovery(xr_proto *p, xr_pconn *pc, const char *name, size_t len);
+/* Sends bodies (tails) to pc's receiver of channel name alone. */
+void xr_receiver_send(xr_proto *p, xr_pconn *pc, const char *name, size_t len,
+                      struct xr_shared *const *bodies, size_t n);
+/* The stream a recovering SUB reads: the first room with history that
+ * member is in, else the member's channel when it has history; 0 when
+ * none has. */
+int xr_member_stream(xr_proto *p, const char *member, size_t len, const char **name,
+                     size_t *nlen);
 
 /* channels.c */
 /* The SUB's channel asked for presence events ({"presence": true}). */

@@ -623,6 +623,7 @@ static void dispatch(xr_proto *pr, xr_request *r, xr_conn *c, xr_pconn *h)
     }
     /* SUB: the id is a live channel before the handler runs, so nothing
      * published from inside the handler can be missed. */
+    int recovering = 0;
     if (r->p.method == XR_SUB) {
         int rc = xr_channel_open(pr, h, r->p.id, r->p.id_len);
         if (rc == XR_EPERM) {
@@ -651,10 +652,29 @@ static void dispatch(xr_proto *pr, xr_request *r, xr_conn *c, xr_pconn *h)
         int events = 0;
         if (xr_presence_any(pr) && xr_header_bool(r, "presence", &events) == XR_OK && events)
             xr_channel_wants_events(pr, r->p.id, r->p.id_len);
+        /* Recovery holds what the channel gets from before the handler
+         * runs, so nothing it publishes slips between read and live. */
+        unsigned long long since;
+        char epoch[XR_EPOCH_MAX + 1];
+        size_t elen;
+        const char *why;
+        int has = xr_history_since(r, &since, epoch, &elen, &why);
+        if (has < 0) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "%s", why);
+            refuse(pr, c, &r->p, "bad_request", msg);
+            xr_channel_close(pr, h, r->p.id, r->p.id_len);
+            xr_request_unref(r);
+            return;
+        }
+        recovering = has && xr_recovery_begin(pr, h, r->p.id, r->p.id_len, since, epoch,
+                                              elen) == XR_OK;
     }
     int rc = e->fn(r, e->ud);
     handled(r, rc);
     if (h->conn && (r->p.method == XR_UNSUB || (r->p.method == XR_SUB && rc < 0)))
         xr_channel_close(pr, h, r->p.id, r->p.id_len);
+    else if (recovering && h->conn)
+        xr_recovery_read(pr, h, r->p.id, r->p.id_len);
     xr_request_unref(r);
 }

@@ -51,6 +51,7 @@ void xr_options_init_size(xr_options *caller, size_t size)
     o->presence_grace_ms = 3000;
     o->presence_ttl_ms = 30000;
     o->presence_max_info = 1024;
+    o->history_max_recover = 1000;
     if (!caller || size < sizeof(size_t))
         return;
     memcpy(caller, o, size < sizeof *o ? size : sizeof *o);
@@ -198,6 +199,16 @@ static const flag flags[] = {
      "a stopped node's members are gone everywhere within this (30)"},
     {"presence-max-info", F_SIZE, OFF(presence_max_info), 0, 0, "SIZE",
      "largest info (JSON) a member may carry (1K)"},
+    {"history-size", F_COUNT, OFF(history_size), 0, 0, "N",
+     "every channel and room keeps its newest N messages (with --history-ttl;\n"
+     "0: off, the default) for a SUB with 'since' to recover what it missed"},
+    {"history-ttl", F_TIME, OFF(history_ttl_ms), 0, 0, "SECS",
+     "a kept message goes after this long (with --history-size; 0: off)"},
+    {"history-room", F_LIST, OFF(history_rooms), OFF(n_history_rooms), XR_MAX_LIST,
+     "'PATTERN N SECS'", "keep history for channels and rooms matching PATTERN ('*' any\n"
+     "run): the newest N messages for SECS (repeatable)"},
+    {"history-max-recover", F_COUNT, OFF(history_max_recover), 0, 0, "N",
+     "a SUB that missed more is told recovered: false, nothing replayed (1000)"},
     {"api-idempotency-window", F_TIME, OFF(api_idempotency_ms), 0, 0, "SECS",
      "an API call's Idempotency-Key publishes once within this (60)"},
     {"handshake-timeout", F_TIME, OFF(handshake_timeout_ms), 0, 0, "SECS", "TLS + HTTP upgrade must complete within (10)"},
@@ -672,6 +683,20 @@ int xr_options_check(const xr_options *o, char *err, size_t errlen)
          o->presence_grace_ms > o->presence_ttl_ms))
         return usage_error(err, errlen, "presence: --presence-ttl must be at least 1 s and at "
                            "least --presence-grace, --presence-max-info at most 64K");
+    if (!o->history_size != !o->history_ttl_ms)
+        return usage_error(err, errlen, "history: --history-size and --history-ttl go together "
+                           "(both 0: off)");
+    if (o->history_size > 1000000 || o->history_max_recover < 1 ||
+        o->history_max_recover > 1000000)
+        return usage_error(err, errlen, "history: --history-size and --history-max-recover must "
+                           "be at most 1000000, --history-max-recover at least 1");
+    for (size_t k = 0; k < o->n_history_rooms; k++) {
+        char why[160];
+        size_t plen;
+        unsigned n, ttl;
+        if (xr_history_spec(o->history_rooms[k], &plen, &n, &ttl, why, sizeof why) < 0)
+            return usage_error(err, errlen, "--history-room '%s': %s", o->history_rooms[k], why);
+    }
     if (o->max_message_size == 0)
         return usage_error(err, errlen, "--max-message-size must be at least 1 byte");
     if (o->max_header_size < 256 || o->max_header_size > (1u << 20))

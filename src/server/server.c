@@ -532,6 +532,11 @@ int xr_room_join_as(xr_server *srv, const char *room, const char *member, const 
     return srv ? xr_proto_room_join_as(srv->proto, room, member, user, info) : XR_EINVAL;
 }
 
+int xr_history_enable(xr_server *srv, const char *pattern, unsigned size, unsigned ttl_ms)
+{
+    return srv ? xr_proto_history_enable(srv->proto, pattern, size, ttl_ms) : XR_EINVAL;
+}
+
 int xr_presence_enable(xr_server *srv, const char *pattern)
 {
     return srv ? xr_proto_presence_enable(srv->proto, pattern) : XR_EINVAL;
