@@ -41,6 +41,7 @@ typedef struct item {
     long long count;
     int members;
     unsigned long long offset;      /* a kept message's position; 0: none */
+    struct kept_ring *ring;         /* where a kept message goes when delivered */
     size_t clen, mlen;
 } item;
 
@@ -108,6 +109,12 @@ static size_t item_size(size_t clen, size_t mlen)
     return (n + _Alignof(item) - 1) & ~(_Alignof(item) - 1);
 }
 
+#if XR_ANTENNA_ABI_MINOR >= 6
+struct kept_ring;
+static void keep_now(struct memory *m, struct kept_ring *r, const char *msg, size_t mlen,
+                     unsigned long long offset, unsigned long long ttl_ms);
+#endif
+
 static void run(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -127,6 +134,11 @@ static void run(evutil_socket_t fd, short what, void *arg)
         } else if (it->alive_cb) {
             it->alive_cb(it->alive, it->alive_arg);
         } else {
+#if XR_ANTENNA_ABI_MINOR >= 6
+            if (it->ring)
+                keep_now(m, it->ring, data + it->clen, it->mlen, it->offset,
+                         (unsigned long long)it->count);
+#endif
             int found;
             find(m, data, it->clen, &found);
             if (!found)
@@ -169,6 +181,7 @@ static item *enqueue(memory *m, size_t clen, size_t mlen)
     it->alive_cb = NULL;
     it->answer = NULL;
     it->offset = 0;
+    it->ring = NULL;
 #if XR_ANTENNA_ABI_MINOR >= 5
     it->count_cb = NULL;
     it->presence_cb = NULL;
@@ -499,7 +512,8 @@ typedef struct kept_msg {
 } kept_msg;
 
 typedef struct kept_ring {
-    unsigned long long top;         /* offset of the newest message */
+    unsigned long long top;         /* offset of the newest message delivered */
+    unsigned long long next;        /* offset of the newest message published */
     kept_msg *v;                    /* the ring: v[(first + i) % size] */
     size_t size, first, n;
 } kept_ring;
@@ -570,8 +584,42 @@ static kept_ring *ring_of(memory *m, const char *ch, size_t clen, size_t keep)
     return r;
 }
 
-/* The offset is taken and the message kept here, at publish: in one
- * process that is the atomic step; delivery follows from the loop. */
+/* A message's turn in the ring. Without memory for it the ring empties
+ * rather than keep a hole: a reader behind it is then told "not
+ * recovered" instead of being handed a gap. */
+static void keep_now(memory *m, kept_ring *r, const char *msg, size_t mlen,
+                     unsigned long long offset, unsigned long long ttl_ms)
+{
+    unsigned long long now = m->host.now_ms();
+    expire(r, now, ttl_ms);
+    r->top = offset;
+    kept_msg *k = &r->v[(r->first + r->n) % r->size];
+    size_t want = mlen ? mlen : 1;
+    /* Grown to fit, or shrunk so one huge message does not pin its size
+     * in every later slot. */
+    if (!k->msg || k->cap < mlen || k->cap > 4 * (mlen + 256)) {
+        char *p = realloc(k->msg, want);
+        if (!p) {
+            r->n = 0;
+            return;
+        }
+        k->msg = p;
+        k->cap = want;
+    }
+    memcpy(k->msg, msg, mlen);
+    k->mlen = mlen;
+    k->offset = offset;
+    k->at_ms = now;
+    if (r->n == r->size)
+        r->first = (r->first + 1) % r->size;
+    else
+        r->n++;
+}
+
+/* The offset is taken at publish (in one process that is the atomic
+ * step) and the message kept when it is delivered: a history read queued
+ * between the two must not hand out what is still on its way, or the
+ * reader would get it twice, read and then live. */
 static int publish_kept(void *self, const char *ch, size_t clen, const char *msg, size_t mlen,
                         size_t keep, unsigned long long ttl_ms)
 {
@@ -581,40 +629,16 @@ static int publish_kept(void *self, const char *ch, size_t clen, const char *msg
     kept_ring *r = ring_of(m, ch, clen, keep);
     if (!r)
         return XR_ENOMEM;
-    unsigned long long now = m->host.now_ms();
-    expire(r, now, ttl_ms);
-    size_t at = (r->first + r->n) % r->size;
-    kept_msg *k = &r->v[at];
-    if (k->cap < mlen || !k->msg) {
-        char *p = realloc(k->msg, mlen ? mlen : 1);
-        if (!p)
-            return XR_ENOMEM;
-        k->msg = p;
-        k->cap = mlen ? mlen : 1;
-    } else if (k->cap > 4 * (mlen + 256)) {
-        /* One huge message must not pin its size in every later slot. */
-        char *p = realloc(k->msg, mlen ? mlen : 1);
-        if (p) {
-            k->msg = p;
-            k->cap = mlen ? mlen : 1;
-        }
-    }
     item *it = enqueue(m, clen, mlen);
     if (!it)
         return XR_ENOMEM;
-    memcpy(k->msg, msg, mlen);
-    k->mlen = mlen;
-    k->offset = ++r->top;
-    k->at_ms = now;
-    if (r->n == r->size)
-        r->first = (r->first + 1) % r->size;
-    else
-        r->n++;
     char *data = (char *)(it + 1);
     memcpy(data, ch, clen);
     if (mlen)
         memcpy(data + clen, msg, mlen);
-    it->offset = k->offset;
+    it->offset = ++r->next;
+    it->ring = r;
+    it->count = (long long)ttl_ms;
     return 0;
 }
 

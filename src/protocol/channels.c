@@ -187,6 +187,11 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
     p->pending_names.len = 0;
 }
 
+void xr_proto_drain(xr_proto *p)
+{
+    on_drain(-1, 0, p);
+}
+
 static void message_at(xr_proto *p, const char *name, size_t clen, const char *msg, size_t mlen,
                        unsigned long long offset, const char *epoch, size_t elen);
 

@@ -353,6 +353,11 @@ static void finish(xr_recovery *rec, int rc, const xr_antenna_kept *v, size_t n,
 static void on_history(void *arg, int rc, const xr_antenna_kept *v, size_t n, int complete,
                        unsigned long long top, const char *epoch, size_t elen)
 {
+    /* What the antenna delivered before this answer may still wait for
+     * the loop's fan-out: held now, so the read and the held messages
+     * meet here, or a message in both would go out twice. */
+    xr_recovery *rec = arg;
+    xr_proto_drain(rec->p);
     finish(arg, rc, v, n, complete, top, epoch ? epoch : "", epoch ? elen : 0);
 }
 

@@ -174,6 +174,8 @@ void xr_receiver_send(xr_proto *p, xr_pconn *pc, const char *name, size_t len,
  * none has. */
 int xr_member_stream(xr_proto *p, const char *member, size_t len, const char **name,
                      size_t *nlen);
+/* Delivers now what the antenna handed over and waits for the loop. */
+void xr_proto_drain(xr_proto *p);
 
 /* channels.c */
 /* The SUB's channel asked for presence events ({"presence": true}). */

@@ -1,0 +1,282 @@
+# SPDX-License-Identifier: Apache-2.0
+"""History and recovery (--history-size, --history-ttl, --history-room):
+positions on every delivery, a client away for a moment gets exactly what
+it missed once and in order then the live stream, recovered: false (and
+nothing replayed) when too much was missed, the history expired or was
+lost (a new epoch), a quiet channel past its TTL recovers with nothing,
+recovery racing a publisher has no gap and no duplicate, and malformed
+positions are refused with the connection kept. Through xraptor-chat,
+whose SUB joins the room chat_id: the room is the stream recovered."""
+import asyncio
+import json
+import time
+
+import websockets
+
+from xrtest import CHAT, Server, no_message, recv_json, request, run, test
+
+HISTORY = ("--history-size", "300", "--history-ttl", "300")
+
+
+def sub(rid, room, since=None):
+    return request(rid, "/chat_messages", "SUB", json.dumps({"chat_id": room}),
+                   {"since": since} if since is not None else None)
+
+
+def post(rid, room, message):
+    return request(rid, "/send_message_to_chat_room", "POST",
+                   json.dumps({"chat_id": room, "client_id": "pub", "message": message}))
+
+
+def text(m):
+    return json.loads(m["payload"])["message"]
+
+
+def position(m):
+    return {"offset": m["header"]["offset"], "epoch": m["header"]["epoch"]}
+
+
+async def publisher(ws, room, n, every=0.001, first=0):
+    """Posts m<first>..m<first+n-1>, about one per `every` seconds; the
+    answers are read by a reader of their own."""
+    async def drain():
+        for _ in range(n):
+            await recv_json(ws, 10)
+    reader = asyncio.ensure_future(drain())
+    for i in range(first, first + n):
+        await ws.send(post(f"p{i}", room, f"m{i}"))
+        await asyncio.sleep(every)
+    await reader
+
+
+async def answer(ws, rid, timeout=5):
+    """The recovery answer of SUB rid: its header; nothing may come first."""
+    m = await recv_json(ws, timeout)
+    assert m["request_id"] == rid and m["payload"] == "" and "recovered" in m["header"], m
+    return m["header"]
+
+
+async def deliveries(ws, until, timeout=10):
+    """Deliveries up to and including message `until`."""
+    out, deadline = [], time.monotonic() + timeout
+    while not out or text(out[-1]) != until:
+        out.append(await recv_json(ws, max(0.1, deadline - time.monotonic())))
+    return out
+
+
+async def subscribed(ws, rid, room):
+    """A plain SUB, known to hold once a post of its own came back."""
+    await ws.send(sub(rid, room))
+    await ws.send(post("probe", room, "probe"))
+    assert (await recv_json(ws))["request_id"] == "probe"
+    m = await recv_json(ws)
+    assert text(m) == "probe", m
+    return m
+
+
+@test
+async def test_deliveries_carry_their_position():
+    with Server(*HISTORY, binary=CHAT) as srv:
+        async with websockets.connect(srv.url()) as ws:
+            first = await subscribed(ws, "s", "r")
+            assert first["header"]["offset"] == 1 and first["header"]["epoch"], first
+            await ws.send(post("p", "r", "two"))
+            await recv_json(ws)
+            m = await recv_json(ws)
+            assert m["header"] == {"offset": 2, "epoch": first["header"]["epoch"]}, m
+    # Without history the wire is as it was: header {}.
+    with Server(binary=CHAT) as srv:
+        async with websockets.connect(srv.url()) as ws:
+            assert (await subscribed(ws, "s", "r"))["header"] == {}
+
+
+@test
+async def test_a_client_away_gets_exactly_what_it_missed_then_live():
+    with Server(*HISTORY, binary=CHAT) as srv:
+        async with websockets.connect(srv.url()) as pub:
+            a = await websockets.connect(srv.url(), max_queue=None)
+            await subscribed(a, "a", "r")
+            posting = asyncio.ensure_future(publisher(pub, "r", 1000))
+            seen = []
+            while len(seen) < 300:
+                seen.append(await recv_json(a))
+            await a.close()
+            await asyncio.sleep(0.2)
+            b = await websockets.connect(srv.url(), max_queue=None)
+            since = position(seen[-1])
+            await b.send(sub("b", "r", since))
+            h = await answer(b, "b")
+            assert h["recovered"] is True and h["epoch"] == since["epoch"], h
+            assert h["offset"] > since["offset"] + 1, "nothing was missed: the test proves nothing"
+            rest = await deliveries(b, "m999", 15)
+            await posting
+            offsets = [m["header"]["offset"] for m in rest]
+            assert offsets == list(range(since["offset"] + 1, since["offset"] + 1 + len(rest))), \
+                "a gap or a duplicate"
+            # The probe was offset 1, m<i> is offset i + 2.
+            assert [text(m) for m in rest] == [f"m{o - 2}" for o in offsets]
+            assert await no_message(b, 0.3), "a message twice"
+            await b.close()
+            print(f"# recovered {h['offset'] - since['offset']} missed of 1000, "
+                  f"{len(rest)} in all without a gap")
+
+
+@test
+async def test_more_missed_than_kept_is_not_recovered_and_nothing_replayed():
+    with Server(*HISTORY, "--history-max-recover", "50", binary=CHAT) as srv:
+        async with websockets.connect(srv.url()) as pub:
+            a = await websockets.connect(srv.url())
+            since = position(await subscribed(a, "a", "r"))
+            await a.close()
+            # 60 missed: past --history-max-recover (50), within the 300 kept.
+            await publisher(pub, "r", 60, 0)
+            b = await websockets.connect(srv.url())
+            await b.send(sub("b", "r", since))
+            h = await answer(b, "b")
+            assert h == {"recovered": False, "offset": 61, "epoch": since["epoch"]}, h
+            assert await no_message(b, 0.3), "replayed although not recovered"
+            # 400 missed: past the 300 kept.
+            await publisher(pub, "r", 400, 0, first=60)
+            await b.send(sub("c", "r", {"offset": 61, "epoch": since["epoch"]}))
+            # b's channel b gets the posts live meanwhile: only c's answer counts.
+            while True:
+                m = await recv_json(b)
+                if m["request_id"] == "c":
+                    break
+                assert m["request_id"] == "b", m
+            assert m["header"] == {"recovered": False, "offset": 461, "epoch": since["epoch"]}, m
+            await pub.send(post("live", "r", "live"))
+            # Both of b's channels are in the room: read until each has it.
+            got = {"b": [], "c": []}
+            while [text(m) for m in got["b"]][-1:] != ["live"] or \
+                    [text(m) for m in got["c"]][-1:] != ["live"]:
+                m = await recv_json(b)
+                got[m["request_id"]].append(m)
+            assert [text(m) for m in got["c"]] == ["live"], ("c got more than the live stream", got["c"])
+            await b.close()
+
+
+@test
+async def test_a_lost_history_is_a_new_epoch_never_an_old_message():
+    with Server(*HISTORY, binary=CHAT) as srv:
+        async with websockets.connect(srv.url()) as a:
+            since = position(await subscribed(a, "a", "r"))
+            await publisher(a, "r", 0)
+    # memory:// keeps history in the process: a restart loses it.
+    with Server(*HISTORY, binary=CHAT) as srv:
+        async with websockets.connect(srv.url()) as pub, websockets.connect(srv.url()) as b:
+            await publisher(pub, "r", 3, 0)
+            await b.send(sub("b", "r", since))
+            h = await answer(b, "b")
+            assert h["recovered"] is False and h["epoch"] != since["epoch"] and h["offset"] == 3, h
+            assert await no_message(b, 0.3), "a message of another history"
+            await pub.send(post("live", "r", "live"))
+            m = await recv_json(b)
+            assert text(m) == "live" and m["header"]["offset"] == 4, m
+
+
+@test
+async def test_a_quiet_channel_past_its_ttl_recovers_at_the_newest_position():
+    with Server("--history-room", "q* 100 1", binary=CHAT) as srv:
+        async with websockets.connect(srv.url()) as pub:
+            a = await websockets.connect(srv.url())
+            first = position(await subscribed(a, "a", "quiet"))
+            await publisher(pub, "quiet", 2, 0)
+            newest = {"offset": 3, "epoch": first["epoch"]}
+            await a.close()
+            await asyncio.sleep(1.5)
+            b = await websockets.connect(srv.url())
+            await b.send(sub("b", "quiet", newest))
+            assert await answer(b, "b") == {"recovered": True, **newest}
+            assert await no_message(b, 0.3)
+            # From before what expired: not recovered, nothing replayed.
+            await b.send(sub("c", "quiet", first))
+            assert await answer(b, "c") == {"recovered": False, **newest}
+            assert await no_message(b, 0.3)
+            # Rooms the pattern leaves out keep no history.
+            await b.send(sub("d", "other", first))
+            assert await answer(b, "d") == {"recovered": False}
+            await b.close()
+
+
+@test
+async def test_recovery_racing_a_publisher_has_no_gap_and_no_duplicate():
+    with Server(*HISTORY, binary=CHAT) as srv:
+        async with websockets.connect(srv.url()) as pub, \
+                websockets.connect(srv.url(), max_queue=None) as watch:
+            since = position(await subscribed(watch, "w", "r"))
+            stop = False
+
+            sent = [0]
+
+            async def posting():
+                async def drain():
+                    answered = 0
+                    while not stop or answered < sent[0]:
+                        await recv_json(pub, 10)
+                        answered += 1
+                reader = asyncio.ensure_future(drain())
+                while not stop:
+                    await pub.send(post(f"p{sent[0]}", "r", f"m{sent[0]}"))
+                    sent[0] += 1
+                    await asyncio.sleep(0.0005)
+                await reader
+
+            task = asyncio.ensure_future(posting())
+            t0, n = time.monotonic(), 1000
+            for k in range(n):
+                async with websockets.connect(srv.url()) as c:
+                    await c.send(sub(f"c{k}", "r", since))
+                    h = await answer(c, f"c{k}")
+                    assert h["recovered"] is True, (k, h)
+                    # Everything from since on, until two past the position
+                    # answered: the replay and the live stream joined.
+                    want = h["offset"] + 2
+                    got = []
+                    while not got or got[-1] < want:
+                        got.append((await recv_json(c))["header"]["offset"])
+                    assert got == list(range(since["offset"] + 1, want + 1)), (k, since, h, got)
+                # The next one starts from somewhere further on.
+                since = {"offset": max(since["offset"], h["offset"] - 100), "epoch": h["epoch"]}
+            stop = True
+            await task
+            print(f"# {n} recoveries racing a publisher in {time.monotonic() - t0:.1f} s, "
+                  "none with a gap or a duplicate")
+
+
+@test
+async def test_malformed_positions_are_refused_and_the_connection_stays():
+    with Server(*HISTORY, binary=CHAT) as srv:
+        async with websockets.connect(srv.url()) as ws:
+            for k, since in enumerate((5, "1", [], {"offset": "1", "epoch": "e"},
+                                       {"offset": 1.5, "epoch": "e"}, {"offset": -1, "epoch": "e"},
+                                       {"offset": 2 ** 53, "epoch": "e"}, {"offset": 1},
+                                       {"epoch": "e"}, {"offset": 1, "epoch": ""},
+                                       {"offset": 1, "epoch": 7},
+                                       {"offset": 1, "epoch": "e" * 10240})):
+                await ws.send(sub(f"bad{k}", "r", since))
+                m = await recv_json(ws)
+                assert m["request_id"] == f"bad{k}" and m["header"] == {"error": "bad_request"}, m
+                assert "since" in json.loads(m["payload"])["message"], m
+            # Refused SUBs hold nothing, and the connection works on.
+            first = await subscribed(ws, "ok", "r")
+            assert first["header"]["offset"] == 1 and first["request_id"] == "ok"
+            assert await no_message(ws, 0.3)
+
+
+@test
+def test_history_flags_are_checked():
+    for args, why in ((("--history-size", "10"), "go together"),
+                      (("--history-ttl", "10"), "go together"),
+                      (("--history-room", "chat.*"), "PATTERN N SECS"),
+                      (("--history-room", "chat.* 0 10"), "from 1"),
+                      (("--history-room", "chat.* 10 -1"), "from 1"),
+                      (("--history-size", "10", "--history-ttl", "5", "--history-max-recover",
+                        "0"), "at least 1")):
+        s = Server(*args, binary=CHAT, expect_start=False)
+        assert s.proc.wait(10) != 0, args
+        assert why in s.log(), (args, s.log())
+
+
+if __name__ == "__main__":
+    run()
