@@ -521,18 +521,31 @@ static void destroy(void *self)
     pthread_mutex_lock(&a->mu);
     a->closing = 1;
     pthread_mutex_unlock(&a->mu);
-    for (xr_antenna_cursor k = {0}; a->host.names_next(a->chans, &k);) {
+    /* cnats 3.4 (Debian 12) can free a subscription under its read loop
+     * while a message for it is being handled (nats.c #637, fixed in
+     * 3.6), and its close frees the request-reply one before it joins
+     * that loop. So traffic stops first: presence's threads finish their
+     * call while the connection still answers (when it is down, the close
+     * comes first and fails their call at once), then the close joins the
+     * read loop, and only then do our subscriptions go. */
+#if XR_ANTENNA_ABI_MINOR >= 5
+    if (a->nc && natsConnection_Status(a->nc) == NATS_CONN_STATUS_CONNECTED)
+        nats_presence_stop(a->pres);
+#endif
+    if (a->nc)
+        natsConnection_Close(a->nc);
+    for (xr_antenna_cursor k = {0}; a->chans && a->host.names_next(a->chans, &k);) {
         chan *c = k.value;
         natsSubscription_Destroy(c->sub);
         natsSubscription_Destroy(c->probe);
         free(c);
     }
-    a->host.names_free(a->chans);
+    if (a->chans)
+        a->host.names_free(a->chans);
     natsSubscription_Destroy(a->inbox_sub);
-    if (a->nc)
-        natsConnection_Close(a->nc);
 #if XR_ANTENNA_ABI_MINOR >= 5
-    /* After the close, which fails a request the worker waits on. */
+    /* Answers every call left; a worker still running (the connection was
+     * down) has had its request failed by the close. */
     nats_presence_free(a->pres);
 #endif
     if (a->nc)

@@ -414,8 +414,15 @@ static int watch_all(nats_presence *p, job *j, const char *keys, kvEntry ***out,
         }
         (*out)[(*n)++] = e;
     }
-    if (w)
+    if (w) {
+        /* cnats 3.4 (Debian 12) frees a stopped watcher's subscription
+         * while its read loop may still hold it for a message in flight
+         * (nats.c #637, fixed in 3.6): unsubscribed first, a PING answered
+         * proves the read loop past it, then it goes. */
+        kvWatcher_Stop(w);
+        natsConnection_FlushTimeout(p->nc, WAIT_MS);
         kvWatcher_Destroy(w);
+    }
     if (s != NATS_OK) {
         for (size_t i = 0; i < *n; i++)
             kvEntry_Destroy((*out)[i]);
@@ -828,7 +835,7 @@ nats_presence *nats_presence_new(struct event_base *base, natsConnection *nc,
     return p;
 }
 
-void nats_presence_free(nats_presence *p)
+void nats_presence_stop(nats_presence *p)
 {
     if (!p)
         return;
@@ -841,6 +848,14 @@ void nats_presence_free(nats_presence *p)
         pthread_join(p->thread, NULL);
     if (p->beating)
         pthread_join(p->beat, NULL);
+    p->started = p->beating = 0;
+}
+
+void nats_presence_free(nats_presence *p)
+{
+    if (!p)
+        return;
+    nats_presence_stop(p);
     if (p->timer)
         event_free(p->timer);
     /* Every caller hears back, as the ABI asks of destroy(): answers the

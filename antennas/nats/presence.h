@@ -20,7 +20,10 @@ typedef struct nats_presence nats_presence;
  * host keeps no presence or a thread or a wake-up cannot be made. */
 nats_presence *nats_presence_new(struct event_base *base, natsConnection *nc,
                                  const xr_antenna_host *host, char *err, size_t errlen);
-/* Stops the worker (a call under way finishes first); no callback runs
+/* Joins the worker and the beat (a call under way finishes first): no
+ * request of theirs is in flight after it returns. */
+void nats_presence_stop(nats_presence *p);
+/* Stops them if still running; every call is answered, no callback runs
  * after it returns. */
 void nats_presence_free(nats_presence *p);
 
