@@ -395,6 +395,19 @@ void xr_recovery_read(xr_proto *p, xr_pconn *pc, const char *name, size_t len)
     }
 }
 
+/* Not refused, unlike presence: a module of an older minor keeps
+ * loading, and its channels answer every recovery "not recovered". */
+void xr_history_start(xr_proto *p)
+{
+    if (!p->n_history_rules && !p->o->n_history_rooms && !p->o->history_size)
+        return;
+    if (!XR_ANTENNA_HAS(p->antenna, publish_kept) || !XR_ANTENNA_HAS(p->antenna, history))
+        xr_log(p->log, XR_LOG_WARN,
+               "history: the %s antenna module keeps none (no history members of antenna "
+               "ABI 2.6): deliveries carry no position and every recovery is answered "
+               "\"recovered\": false", p->antenna->scheme);
+}
+
 void xr_history_free(xr_proto *p)
 {
     /* The antenna answered every read before this (its destroy calls

@@ -160,6 +160,8 @@ void xr_recovery_hold(xr_recovery *rec, const char *stream, size_t slen,
                       struct xr_shared *tail);
 /* Its receiver went: the answer, when it comes, goes nowhere. */
 void xr_recovery_cancel(xr_recovery *rec);
+/* Says once, at start, when history is asked of an antenna without it. */
+void xr_history_start(xr_proto *p);
 void xr_history_free(xr_proto *p);
 
 /* channels.c */

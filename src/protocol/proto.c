@@ -39,6 +39,8 @@ int xr_proto_start(xr_proto *p, char *err, size_t errlen)
     if (p->antenna)
         return XR_OK;
     int rc = xr_channels_init(p, err, errlen);
+    if (rc == XR_OK)
+        xr_history_start(p);
     return rc < 0 ? rc : xr_presence_start(p, err, errlen);
 }
 

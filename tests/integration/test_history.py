@@ -9,11 +9,13 @@ positions are refused with the connection kept. Through xraptor-chat,
 whose SUB joins the room chat_id: the room is the stream recovered."""
 import asyncio
 import json
+import shutil
 import time
 
 import websockets
 
-from xrtest import CHAT, Server, no_message, recv_json, request, run, test
+from xrtest import (CHAT, Broker, Server, healthy, no_message, recv_json, request, run, test,
+                    wait_until)
 
 HISTORY = ("--history-size", "300", "--history-ttl", "300")
 
@@ -156,6 +158,46 @@ async def test_more_missed_than_kept_is_not_recovered_and_nothing_replayed():
             await b.close()
 
 
+async def away_for(srv, pub, room, n, first):
+    """A member at the newest position leaves, n posts go out, it comes
+    back: the answer and every message up to a live one after it."""
+    a = await websockets.connect(srv.url())
+    since = position(await subscribed(a, "a", room))
+    await a.close()
+    await publisher(pub, room, n, 0, first=first)
+    b = await websockets.connect(srv.url())
+    await b.send(sub("b", room, since))
+    h = await answer(b, "b")
+    await pub.send(post("live", room, "live"))
+    got = [text(m) for m in await deliveries(b, "live")]
+    await b.close()
+    return h, since, got
+
+
+@test
+async def test_the_window_edges_are_exact():
+    # Exactly as many missed as kept (or as --history-max-recover allows)
+    # recovers them all; one more is "not recovered", nothing replayed.
+    with Server("--history-size", "5", "--history-ttl", "300",
+                "--history-max-recover", "8", binary=CHAT) as srv:
+        async with websockets.connect(srv.url()) as pub:
+            h, since, got = await away_for(srv, pub, "r", 5, 0)
+            assert h["recovered"] is True and h["offset"] == since["offset"] + 5, h
+            assert got == [f"m{i}" for i in range(5)] + ["live"], got
+            h, since, got = await away_for(srv, pub, "r", 6, 10)
+            assert h["recovered"] is False and h["offset"] == since["offset"] + 6, h
+            assert got == ["live"], got
+    with Server("--history-size", "300", "--history-ttl", "300",
+                "--history-max-recover", "8", binary=CHAT) as srv:
+        async with websockets.connect(srv.url()) as pub:
+            h, since, got = await away_for(srv, pub, "r", 8, 0)
+            assert h["recovered"] is True, h
+            assert got == [f"m{i}" for i in range(8)] + ["live"], got
+            h, since, got = await away_for(srv, pub, "r", 9, 10)
+            assert h["recovered"] is False, h
+            assert got == ["live"], got
+
+
 @test
 async def test_a_lost_history_is_a_new_epoch_never_an_old_message():
     with Server(*HISTORY, binary=CHAT) as srv:
@@ -211,8 +253,13 @@ async def test_recovery_racing_a_publisher_has_no_gap_and_no_duplicate():
 
             async def posting():
                 async def drain():
+                    # Waits only for an answer owed: one read past the last
+                    # would wait for nothing.
                     answered = 0
                     while not stop or answered < sent[0]:
+                        if answered == sent[0]:
+                            await asyncio.sleep(0.001)
+                            continue
                         await recv_json(pub, 10)
                         answered += 1
                 reader = asyncio.ensure_future(drain())
@@ -261,6 +308,27 @@ async def test_malformed_positions_are_refused_and_the_connection_stays():
             # Refused SUBs hold nothing, and the connection works on.
             first = await subscribed(ws, "ok", "r")
             assert first["header"]["offset"] == 1 and first["request_id"] == "ok"
+            assert await no_message(ws, 0.3)
+
+
+@test
+async def test_an_antenna_without_history_says_so_and_never_claims_a_recovery():
+    # redis:// keeps no history yet: the node starts, says so once, and a
+    # recovery is answered "not recovered" instead of replaying nothing as
+    # if nothing had been missed.
+    redis = shutil.which("redis-server") or "/usr/bin/redis-server"
+    with Broker(lambda port: [redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no"]) as broker, \
+            Server("--antenna", f"redis://127.0.0.1:{broker.port}", *HISTORY,
+                   binary=CHAT) as srv:
+        wait_until(lambda: healthy(srv.port), 15, "antenna connected")
+        assert srv.log().count("keeps none") == 1, srv.log()
+        async with websockets.connect(srv.url()) as ws:
+            m = await subscribed(ws, "w", "r")
+            assert "offset" not in m["header"], m
+            await ws.send(sub("again", "r", {"offset": 1, "epoch": "e"}))
+            h = await answer(ws, "again")
+            assert h["recovered"] is False, h
             assert await no_message(ws, 0.3)
 
 
