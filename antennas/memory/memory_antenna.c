@@ -193,6 +193,22 @@ static item *enqueue(memory *m, size_t clen, size_t mlen)
     return it;
 }
 
+#if XR_ANTENNA_ABI_MINOR >= 5
+/* A question about one name, answered from the loop by answer() with
+ * arg, like every other call: the caller sets its callback and fields. */
+static item *enqueue_question(memory *m, const char *key, size_t len,
+                              void (*answer)(memory *m, item *it), void *arg)
+{
+    item *it = enqueue(m, len, 0);
+    if (!it)
+        return NULL;
+    memcpy(it + 1, key, len);
+    it->answer = answer;
+    it->done_arg = arg;
+    return it;
+}
+#endif
+
 static int check_url(const char *url, char *err, size_t errlen)
 {
     if (strcmp(url, "memory://") != 0 && strcmp(url, "memory:") != 0) {
@@ -489,14 +505,10 @@ static void presence_answer(memory *m, item *it)
 static int presence_get(void *self, const char *room, size_t rlen, int members,
                         xr_antenna_presence_cb done, void *arg)
 {
-    memory *m = self;
-    item *it = enqueue(m, rlen, 0);
+    item *it = enqueue_question(self, room, rlen, presence_answer, arg);
     if (!it)
         return XR_ENOMEM;
-    memcpy(it + 1, room, rlen);
-    it->answer = presence_answer;
     it->presence_cb = done;
-    it->done_arg = arg;
     it->members = members;
     return 0;
 }
@@ -684,14 +696,10 @@ static int history(void *self, const char *ch, size_t clen, unsigned long long s
                    size_t limit, unsigned long long ttl_ms, xr_antenna_history_cb done,
                    void *arg)
 {
-    memory *m = self;
-    item *it = enqueue(m, clen, 0);
+    item *it = enqueue_question(self, ch, clen, history_answer, arg);
     if (!it)
         return XR_ENOMEM;
-    memcpy(it + 1, ch, clen);
-    it->answer = history_answer;
     it->history_cb = done;
-    it->done_arg = arg;
     it->offset = since;
     it->members = (int)(limit > 1000000 ? 1000000 : limit);
     it->count = (long long)ttl_ms;
