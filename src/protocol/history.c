@@ -22,7 +22,6 @@
 #include "util/glob.h"
 #include "util/shared.h"
 
-#define OFFSET_MAX 9007199254740991ULL  /* 2^53 - 1: exact in every JSON reader */
 #define HELD_MAX 65536          /* messages held for one recovering receiver */
 
 typedef struct xr_history_rule {
@@ -186,29 +185,8 @@ int xr_history_since(xr_request *r, unsigned long long *offset, char *epoch, siz
         *why = "since must be an object {\"offset\": N, \"epoch\": \"E\"}";
         return XR_EINVAL;
     }
-    xr_json_fields f;
-    memset(&f, 0, sizeof f);
-    xr_json_fields_reset(&f, json, len);
-    int state, rc = XR_EINVAL;
-    xr_json_member *o = xr_json_fields_get(&f, "offset", 6, &state);
-    xr_json_member *e = xr_json_fields_get(&f, "epoch", 5, &state);
-    long long v;
-    const char *s;
-    size_t sl;
-    if (!o || !e || xr_json_member_int(&f, o, &v) < 0 || v < 0 ||
-        (unsigned long long)v > OFFSET_MAX) {
-        *why = "since.offset must be an integer from 0 to 2^53-1";
-    } else if (xr_json_member_str(&f, e, &s, &sl) < 0 || sl == 0 || sl > XR_EPOCH_MAX) {
-        *why = "since.epoch must be a string of 1 to 64 bytes";
-    } else {
-        *offset = (unsigned long long)v;
-        memcpy(epoch, s, sl);
-        epoch[sl] = '\0';
-        *elen = sl;
-        rc = 1;
-    }
-    xr_json_fields_free(&f);
-    return rc;
+    int rc = xr_position_parse(json, len, offset, epoch, elen, why);
+    return rc < 0 ? rc : 1;
 }
 
 /* ---- recovery -------------------------------------------------------------- */

@@ -6,6 +6,7 @@
 #include <regex.h>
 
 #include "protocol/proto.h"
+#include "codec/position.h"
 #include "codec/request.h"
 #include "codec/utf8.h"
 #include "codec/ws_frame.h"
@@ -144,7 +145,7 @@ struct xr_shared *xr_history_tail(xr_proto *p, const char *msg, size_t mlen,
                                   unsigned long long offset, const char *epoch, size_t elen);
 /* A SUB's header "since": 0 none; 1 with the position (epoch into a
  * buffer of XR_EPOCH_MAX + 1); XR_EINVAL with why (a malformed one). */
-#define XR_EPOCH_MAX 64
+#define XR_EPOCH_MAX XR_POSITION_EPOCH_MAX
 int xr_history_since(struct xr_request *r, unsigned long long *offset, char *epoch,
                      size_t *elen, const char **why);
 /* Holds what the receiver of pc on channel name would get from now on,
