@@ -537,6 +537,17 @@ int xr_room_join_as(xr_server *srv, const char *room, const char *member, const 
  * matching pattern ('*' any run of bytes); the latest call for a name wins
  * over the options. XR_EINVAL (a bad pattern, size or ttl 0), XR_ENOMEM. */
 int xr_history_enable(xr_server *srv, const char *pattern, unsigned size, unsigned ttl_ms);
+/* The newest limit messages kept for a channel or room, for "load earlier
+ * messages", as GET /xraptor/history {"channel": NAME, "limit": N} answers
+ * them: {"offset": TOP, "epoch": "E", "messages": [{"offset": N,
+ * "payload": "M"}, ...]}, oldest first, TOP the position now. done runs
+ * later, on the loop, with XR_OK and the JSON, or XR_EANTENNA (the broker
+ * could not answer, or the server is being freed). Returns XR_OK, XR_EINVAL
+ * (a bad name, limit 0 or over history_max_recover), XR_ESTATE (the name
+ * keeps no history, or the antenna keeps none), XR_ENOMEM. */
+typedef void (*xr_history_cb)(int rc, const char *json, size_t len, void *ud);
+int xr_history_read(xr_server *srv, const char *name, size_t limit, xr_history_cb done,
+                    void *ud);
 
 /* Turns presence on for rooms matching pattern ('*' any run of bytes),
  * before xr_server_run. */

@@ -9,6 +9,8 @@
  *   POST  /send_message_to_chat_room {"chat_id", "client_id", "message"}
  *         posts {"origin": client_id, "message": message} to the room:
  *         {"message": "Message sent"}
+ *   GET   /chat_history             {"chat_id", "limit"?}  the room's newest
+ *         messages kept (--history-*), as GET /xraptor/history answers
  * A payload that is not JSON or lacks a key gets {"message": "fail"}.
  * The web page (web/) and xraptor.js are served from the same port.
  */
@@ -72,6 +74,38 @@ static int send_message(xr_request *req, void *ud)
     return xr_replyf(req, "{\"message\": \"Message sent\"}");
 }
 
+/* The C side of "load earlier messages": the request is held until the
+ * antenna answers, then answered with the history's JSON as it is. */
+static void history_read(int rc, const char *json, size_t len, void *ud)
+{
+    xr_request *req = ud;
+    if (rc == XR_OK)
+        xr_reply(req, json, len);
+    else
+        xr_replyf(req, "{\"message\": \"fail\", \"reason\": %Q}", "the broker could not answer");
+    xr_request_unref(req);
+}
+
+static int chat_history(xr_request *req, void *ud)
+{
+    (void)ud;
+    const char *chat_id;
+    long long limit = 50;
+    int has = xr_payload_int(req, "limit", &limit);
+    if (xr_payload_str(req, "chat_id", &chat_id, NULL) != XR_OK ||
+        (has != XR_OK && has != XR_ENOENT) || limit < 1)
+        return -1;
+    int rc = xr_history_read(xr_request_server(req), chat_id, (size_t)limit, history_read,
+                             xr_request_ref(req));
+    if (rc < 0) {
+        xr_replyf(req, "{\"message\": \"fail\", \"reason\": %Q}",
+                  rc == XR_ESTATE ? "this room keeps no history"
+                                  : "bad chat_id or limit (1 to --history-max-recover)");
+        xr_request_unref(req);
+    }
+    return XR_OK;
+}
+
 int main(int argc, char **argv)
 {
     xr_options opts;
@@ -92,7 +126,8 @@ int main(int argc, char **argv)
     }
     if (xr_route(srv, "/chat_messages", XR_SUB, join_room, NULL) < 0 ||
         xr_route(srv, "/chat_messages", XR_UNSUB, leave_room, NULL) < 0 ||
-        xr_route(srv, "/send_message_to_chat_room", XR_POST, send_message, NULL) < 0) {
+        xr_route(srv, "/send_message_to_chat_room", XR_POST, send_message, NULL) < 0 ||
+        xr_route(srv, "/chat_history", XR_GET, chat_history, NULL) < 0) {
         fprintf(stderr, "xraptor-chat: cannot register routes\n");
         xr_server_free(srv);
         return 1;

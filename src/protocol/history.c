@@ -373,12 +373,129 @@ void xr_recovery_read(xr_proto *p, xr_pconn *pc, const char *name, size_t len)
     }
 }
 
+/* ---- reading: "load earlier messages" ------------------------------------ */
+
+typedef struct reading {
+    xr_request *req;            /* the route's, held; or NULL */
+    xr_history_cb done;    /* the C call's */
+    void *ud;
+} reading;
+
+/* {"offset": TOP, "epoch": "E", "messages": [{"offset": N, "payload": "M"}, ...]},
+ * oldest first, each payload as a delivery carries it. */
+static void on_read(void *arg, int rc, const xr_antenna_kept *v, size_t n, int complete,
+                    unsigned long long top, const char *epoch, size_t elen)
+{
+    (void)complete;     /* fewer than asked for is what there is */
+    reading *rd = arg;
+    xr_buf b = {0};
+    if (rc == XR_OK) {
+        char num[64];
+        int bad = 0;
+        snprintf(num, sizeof num, "{\"offset\": %llu, \"epoch\": \"", top);
+        bad |= xr_buf_add(&b, num, strlen(num));
+        bad |= xr_buf_json_escaped(&b, epoch ? epoch : "", epoch ? elen : 0);
+        bad |= xr_buf_add(&b, "\", \"messages\": [", strlen("\", \"messages\": ["));
+        for (size_t k = 0; k < n; k++) {
+            snprintf(num, sizeof num, "%s{\"offset\": %llu, \"payload\": \"", k ? ", " : "",
+                     v[k].offset);
+            bad |= xr_buf_add(&b, num, strlen(num));
+            bad |= xr_buf_json_escaped(&b, v[k].msg, v[k].mlen);
+            bad |= xr_buf_add(&b, "\"}", 2);
+        }
+        bad |= xr_buf_add(&b, "]}", 2);
+        if (bad)
+            rc = XR_ENOMEM;
+    }
+    if (rd->req) {
+        if (rc == XR_OK)
+            xr_reply(rd->req, b.p, b.len);
+        else
+            xr_proto_reply_error(rd->req, "unavailable", "the broker could not answer");
+        xr_request_unref(rd->req);
+    } else {
+        rd->done(rc == XR_OK ? XR_OK : XR_EANTENNA, rc == XR_OK ? b.p : NULL,
+                 rc == XR_OK ? b.len : 0, rd->ud);
+    }
+    xr_buf_free(&b);
+    free(rd);
+}
+
+/* XR_EINVAL: a bad name, or limit 0 or past --history-max-recover;
+ * XR_ESTATE: the name keeps no history or the antenna none. */
+static int read_kept(xr_proto *p, const char *name, size_t len, size_t limit, reading *rd)
+{
+    unsigned keep;
+    unsigned long long ttl;
+    if (xr_name_check(name, len, p->o->max_name_length) != XR_NAME_OK || limit == 0 ||
+        limit > p->o->history_max_recover)
+        return XR_EINVAL;
+    if (!xr_history_of(p, name, len, &keep, &ttl) || !p->antenna ||
+        !XR_ANTENNA_HAS(p->antenna, history))
+        return XR_ESTATE;
+    return p->antenna->history(p->antenna_self, name, len, 0, limit, ttl, on_read, rd);
+}
+
+int xr_proto_history_read(xr_proto *p, const char *name, size_t limit, xr_history_cb done,
+                          void *ud)
+{
+    if (!name || !done)
+        return XR_EINVAL;
+    reading *rd = calloc(1, sizeof *rd);
+    if (!rd)
+        return XR_ENOMEM;
+    *rd = (reading){NULL, done, ud};
+    int rc = read_kept(p, name, strlen(name), limit, rd);
+    if (rc < 0)
+        free(rd);
+    return rc;
+}
+
+/* GET /xraptor/history {"channel": NAME, "limit": N}: the newest N kept. */
+static int history_route(xr_request *r, void *ud)
+{
+    xr_proto *p = ud;
+    const char *name;
+    size_t len;
+    long long limit = 100;
+    int has = xr_payload_int(r, "limit", &limit);
+    if (xr_payload_str(r, "channel", &name, &len) != XR_OK || (has != XR_OK && has != XR_ENOENT) ||
+        limit < 1 || (unsigned long long)limit > p->o->history_max_recover)
+        return xr_proto_reply_error(r, "bad_request",
+                                    "payload must be {\"channel\": \"...\", \"limit\": N} with N "
+                                    "from 1 to --history-max-recover");
+    /* What a SUB to the channel and a join of the room would receive: a
+     * token must grant both (a list it leaves out grants everything). */
+    if (!xr_request_allowed(r, XR_GRANT_CHANNEL, name, len) ||
+        !xr_request_allowed(r, XR_GRANT_ROOM, name, len))
+        return xr_proto_reply_error(r, "forbidden", "not granted by the connection's token");
+    reading *rd = calloc(1, sizeof *rd);
+    if (!rd)
+        return XR_ENOMEM;
+    rd->req = xr_request_ref(r);
+    int rc = read_kept(p, name, len, (size_t)limit, rd);
+    if (rc < 0) {
+        free(rd);
+        if (rc == XR_EINVAL)
+            xr_proto_reply_error(r, "bad_request", "not a valid channel name");
+        else if (rc == XR_ESTATE)
+            xr_proto_reply_error(r, "bad_request", "this channel keeps no history");
+        else
+            xr_proto_reply_error(r, "unavailable", "the broker could not answer");
+        xr_request_unref(r);
+    }
+    return XR_OK;
+}
+
 /* Not refused, unlike presence: a module of an older minor keeps
  * loading, and its channels answer every recovery "not recovered". */
 void xr_history_start(xr_proto *p)
 {
     if (!p->n_history_rules && !p->o->n_history_rooms && !p->o->history_size)
         return;
+    /* An application's own route of this name is its business. */
+    if (xr_proto_route(p, "/xraptor/history", XR_GET, history_route, p) == XR_ENOMEM)
+        xr_log(p->log, XR_LOG_ERROR, "history: out of memory: GET /xraptor/history not served");
     if (!XR_ANTENNA_HAS(p->antenna, publish_kept) || !XR_ANTENNA_HAS(p->antenna, history))
         xr_log(p->log, XR_LOG_WARN,
                "history: the %s antenna module keeps none (no history members of antenna "

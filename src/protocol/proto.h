@@ -79,6 +79,8 @@ int xr_proto_presence_query(xr_proto *p, const char *room, int members, xr_prese
                             void *ud);
 void xr_proto_on_presence(xr_proto *p, xr_presence_fn fn, void *ud);
 int xr_proto_history_enable(xr_proto *p, const char *pattern, unsigned size, unsigned ttl_ms);
+int xr_proto_history_read(xr_proto *p, const char *name, size_t limit, xr_history_cb done,
+                          void *ud);
 /* A history_rooms entry "PATTERN N SECS": the pattern is spec's first
  * *plen bytes. XR_OK, or XR_EINVAL with why. Pure. */
 int xr_history_spec(const char *spec, size_t *plen, unsigned *size, unsigned *ttl_ms, char *why,

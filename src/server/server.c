@@ -537,6 +537,12 @@ int xr_history_enable(xr_server *srv, const char *pattern, unsigned size, unsign
     return srv ? xr_proto_history_enable(srv->proto, pattern, size, ttl_ms) : XR_EINVAL;
 }
 
+int xr_history_read(xr_server *srv, const char *name, size_t limit, xr_history_cb done,
+                    void *ud)
+{
+    return srv ? xr_proto_history_read(srv->proto, name, limit, done, ud) : XR_EINVAL;
+}
+
 int xr_presence_enable(xr_server *srv, const char *pattern)
 {
     return srv ? xr_proto_presence_enable(srv->proto, pattern) : XR_EINVAL;

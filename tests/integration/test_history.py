@@ -9,8 +9,12 @@ positions are refused with the connection kept. Through xraptor-chat,
 whose SUB joins the room chat_id: the room is the stream recovered."""
 import asyncio
 import json
+import os
 import shutil
+import tempfile
 import time
+
+import jwt
 
 import websockets
 
@@ -309,6 +313,78 @@ async def test_malformed_positions_are_refused_and_the_connection_stays():
             first = await subscribed(ws, "ok", "r")
             assert first["header"]["offset"] == 1 and first["request_id"] == "ok"
             assert await no_message(ws, 0.3)
+
+
+@test
+async def test_the_newest_messages_are_read_back_for_load_earlier():
+    # GET /xraptor/history: the newest N kept, oldest first, each payload
+    # as its delivery carried it, and the position now; the read is
+    # bounded and checked like any request.
+    with Server("--history-size", "5", "--history-ttl", "300", binary=CHAT) as srv:
+        async with websockets.connect(srv.url()) as ws:
+            await subscribed(ws, "w", "r")          # the probe is message 1
+            await publisher(ws, "r", 7)             # m0..m6: offsets 2..8
+            await deliveries(ws, "m6")
+
+            async def read(payload):
+                await ws.send(request("h", "/xraptor/history", "GET", json.dumps(payload)))
+                return await recv_json(ws)
+
+            m = await read({"channel": "r", "limit": 3})
+            got = json.loads(m["payload"])
+            assert m["request_id"] == "h" and got["offset"] == 8 and got["epoch"], m
+            assert [(x["offset"], text({"payload": x["payload"]})) for x in got["messages"]] == \
+                [(6, "m4"), (7, "m5"), (8, "m6")], got
+            # More than kept: what is kept, the newest 5.
+            got = json.loads((await read({"channel": "r", "limit": 1000}))["payload"])
+            assert [x["offset"] for x in got["messages"]] == [4, 5, 6, 7, 8], got
+            # The default is 100: all 5 again.
+            got = json.loads((await read({"channel": "r"}))["payload"])
+            assert len(got["messages"]) == 5, got
+            # A channel with history but nothing posted: empty, offset 0.
+            got = json.loads((await read({"channel": "quiet"}))["payload"])
+            assert got["messages"] == [] and got["offset"] == 0, got
+            # The chat's own route, through the C call xr_history_read.
+            await ws.send(request("c", "/chat_history", "GET",
+                                  json.dumps({"chat_id": "r", "limit": 2})))
+            m = await recv_json(ws)
+            got = json.loads(m["payload"])
+            assert m["request_id"] == "c" and got["offset"] == 8, m
+            assert [text({"payload": x["payload"]}) for x in got["messages"]] == ["m5", "m6"], got
+            await ws.send(request("c", "/chat_history", "GET",
+                                  json.dumps({"chat_id": "r", "limit": 1001})))
+            m = await recv_json(ws)
+            assert "limit" in json.loads(m["payload"])["reason"], m
+            for bad in ({"channel": "r", "limit": 0}, {"channel": "r", "limit": 1001},
+                        {"channel": "r", "limit": "3"}, {"limit": 3}, {"channel": ""},
+                        {"channel": "a\nb"}):
+                m = await read(bad)
+                assert m["header"] == {"error": "bad_request"}, (bad, m)
+            assert await no_message(ws, 0.2)
+    # A token's grants bound what may be read: rooms chat.* only.
+    with tempfile.TemporaryDirectory() as d:
+        key = os.path.join(d, "hs.key")
+        with open(key, "wb") as f:
+            f.write(b"history-test-secret-of-32-bytes!")
+        token = jwt.encode({"sub": "ana", "exp": int(time.time()) + 300,
+                            "xraptor": {"rooms": ["chat.*"]}},
+                           b"history-test-secret-of-32-bytes!", algorithm="HS256")
+        with Server("--jwt-key", key, *HISTORY, binary=CHAT) as srv:
+            async with websockets.connect(srv.url(f"/?token={token}")) as ws:
+                for room, want in (("chat.a", None), ("other", "forbidden")):
+                    await ws.send(request("h", "/xraptor/history", "GET",
+                                          json.dumps({"channel": room})))
+                    m = await recv_json(ws)
+                    assert m["header"].get("error") == want, (room, m)
+    # Without history for the name: said so.
+    with Server("--history-room", "chat.* 5 300", binary=CHAT) as srv:
+        async with websockets.connect(srv.url()) as ws:
+            await ws.send(request("h", "/xraptor/history", "GET", json.dumps({"channel": "r"})))
+            m = await recv_json(ws)
+            assert m["header"] == {"error": "bad_request"} and "no history" in m["payload"], m
+            await ws.send(request("c", "/chat_history", "GET", json.dumps({"chat_id": "r"})))
+            m = await recv_json(ws)
+            assert json.loads(m["payload"])["reason"] == "this room keeps no history", m
 
 
 @test
