@@ -75,8 +75,10 @@ def test_unreadable_certificate_exits_1_naming_the_file():
 @test
 def test_json_log_format():
     import json
-    from xrtest import Server
+    from xrtest import Server, wait_until
     with Server("--log-format", "json") as srv:
+        # The port answers before the line is written: wait for the line.
+        wait_until(lambda: "\n" in srv.log(), 10, "the first log line")
         line = srv.log().splitlines()[0]
         rec = json.loads(line)
         assert rec["level"] == "info" and "listening on" in rec["msg"], rec
