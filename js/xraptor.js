@@ -27,6 +27,20 @@
 //                      { onPresence: (event, {user, info}) => ... });   // "join" | "leave"
 //   const { users, connections, members } = await xr.presence("1");
 //
+// History (a server with --history-size/--history-room): a stream
+// remembers the position of the last message it got and, after a drop,
+// subscribes again with it ("since"): what was posted meanwhile arrives
+// once and in order before the live messages. When the server cannot
+// recover it (too much missed, history lost), the "recovery" event says
+// so, so the page can reload what it shows:
+//
+//   xr.on("recovery", ({ id, recovered }) => { if (!recovered) reloadRoom(); });
+//
+// Several nodes: give a list of URLs; a connection that cannot be made
+// moves on to the next one, and the streams recover there.
+//
+//   const xr = new XRaptor(["ws://a:8765/", "ws://b:8765/"]);
+//
 // The refresh is sent refreshBefore ms before exp (default 30 s; at the
 // latest halfway through a shorter token's life). A close with 4001
 // (token expired) reconnects with a fresh token like any other drop.
@@ -52,7 +66,8 @@ function expiry(token) {
 
 export class XRaptor {
   constructor(url, { reconnect = true, timeout = 10000, token = null, refreshBefore = 30000 } = {}) {
-    this.url = url;
+    this.urls = Array.isArray(url) ? url : [url];
+    this.url = this.urls[0];
     this.reconnect = reconnect;
     this.timeout = timeout;
     this.token = token;
@@ -112,12 +127,17 @@ export class XRaptor {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(url);
       this.ws = ws;
+      let opened = false;
       ws.onopen = () => {
+        opened = true;
         this.retry = 0;
         this.setState("open");
         if (tok) this.schedule(tok);
-        // Streams survive a reconnect: subscribe them again.
-        for (const [id, s] of this.streams) this.send(id, s.route, "SUB", s.payload, s.header);
+        // Streams survive a reconnect: subscribe them again, from the
+        // last position each one saw when it has one.
+        for (const [id, s] of this.streams) {
+          this.send(id, s.route, "SUB", s.payload, s.pos ? { ...s.header, since: s.pos } : s.header);
+        }
         resolve(this);
       };
       ws.onmessage = (ev) => this.dispatch(ev.data);
@@ -127,6 +147,8 @@ export class XRaptor {
         for (const [, p] of this.pending) { clearTimeout(p.timer); p.reject(new Error("connection closed")); }
         this.pending.clear();
         this.setState("closed");
+        // A node that could not be reached: the next one is tried.
+        if (!opened) this.url = this.urls[(this.urls.indexOf(this.url) + 1) % this.urls.length];
         if (this.reconnect && !this.closing) {
           const delay = Math.min(10000, 250 * 2 ** this.retry++);
           setTimeout(() => this.connect().catch(() => {}), delay);
@@ -148,7 +170,27 @@ export class XRaptor {
       if (stream.onPresence) stream.onPresence(msg.header.event, parse(msg.payload));
       return;
     }
-    if (stream && msg.method === "SUB") { stream.onMessage(parse(msg.payload), msg); return; }
+    if (stream && msg.method === "SUB" && msg.header && "recovered" in msg.header) {
+      // The answer to a SUB with since: the position now; what was missed
+      // follows. Not recovered: the page may be missing messages.
+      const h = msg.header;
+      // What comes with a refusal was delivered while it was decided, at
+      // positions up to the one it names: none of it may be taken for a
+      // duplicate, so the position starts again from the next delivery.
+      if (!h.recovered) stream.pos = null;
+      this.emit("recovery", { id: msg.request_id, recovered: h.recovered, offset: h.offset, epoch: h.epoch });
+      return;
+    }
+    if (stream && msg.method === "SUB") {
+      const h = msg.header || {};
+      if (typeof h.offset === "number" && typeof h.epoch === "string") {
+        // Never the same message twice, whatever a node sends.
+        if (stream.pos && stream.pos.epoch === h.epoch && h.offset <= stream.pos.offset) return;
+        stream.pos = { offset: h.offset, epoch: h.epoch };
+      }
+      stream.onMessage(parse(msg.payload), msg);
+      return;
+    }
     const p = this.pending.get(msg.request_id);
     if (p) {
       this.pending.delete(msg.request_id);
@@ -161,6 +203,12 @@ export class XRaptor {
   send(id, route, method, payload, header = {}) {
     const body = typeof payload === "string" ? payload : JSON.stringify(payload ?? {});
     this.ws.send(JSON.stringify({ request_id: id, payload: body, header, route, method }));
+  }
+
+  // The newest messages kept for a room or channel (history on):
+  // {offset, epoch, messages: [{offset, payload}]}, oldest first.
+  history(channel, limit = 100) {
+    return this.request("/xraptor/history", "GET", { channel, limit });
   }
 
   // Who is in a room now: {users, connections, members: [{user, connections, info}]}.
@@ -184,7 +232,7 @@ export class XRaptor {
   async subscribe(route, payload, onMessage, header = {}, { onPresence = null } = {}) {
     const id = newId();
     if (onPresence) header = { ...header, presence: true };
-    this.streams.set(id, { route, payload, onMessage, onPresence, header });
+    this.streams.set(id, { route, payload, onMessage, onPresence, header, pos: null });
     this.send(id, route, "SUB", payload, header);
     return {
       id,

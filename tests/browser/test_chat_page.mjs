@@ -183,6 +183,59 @@ try {
     }
   });
 
+  await test("xraptor.js recovers what a dropped stream missed: 600 posts, each once, in order", async () => {
+    // A publisher posts continuously; the subscriber's connection is
+    // dropped twice (closed under it; the reconnect waits 250 ms, about
+    // 100 posts) and its stream recovers from the last position it saw.
+    const hist = await startChat(["--history-size", "1000", "--history-ttl", "300"]);
+    try {
+      const page = await ctx.newPage();
+      await page.goto(`http://127.0.0.1:${hist.port}/xraptor.js`);
+      const out = await page.evaluate(async () => {
+        const { XRaptor } = await import("/xraptor.js");
+        const url = `ws://${location.host}/`;
+        const got = [], recoveries = [];
+        // The first URL refuses (port 1): a list moves on to the next.
+        const sub = new XRaptor(["ws://127.0.0.1:1/", url]);
+        sub.on("recovery", (r) => recoveries.push(r));
+        await sub.connect().catch(() => {});
+        for (let k = 0; k < 50 && sub.state !== "open"; k++) await new Promise((r) => setTimeout(r, 100));
+        if (sub.state !== "open") { sub.close(); return { error: `never connected; last tried ${sub.url}` }; }
+        await sub.subscribe("/chat_messages", { chat_id: "hist-room" }, (p) => got.push(p.message));
+        const pub = new XRaptor(url);
+        await pub.connect();
+        // The SUB holds once a post of its own came back.
+        await pub.request("/send_message_to_chat_room", "POST", { chat_id: "hist-room", client_id: "p", message: "start" });
+        for (let k = 0; k < 100 && !got.length; k++) await new Promise((r) => setTimeout(r, 20));
+        for (let i = 0; i < 600; i++) {
+          await pub.request("/send_message_to_chat_room", "POST", { chat_id: "hist-room", client_id: "p", message: `m${i}` });
+          if (i === 150 || i === 400) sub.ws.close();
+          await new Promise((r) => setTimeout(r, 1));
+        }
+        for (let k = 0; k < 200 && got[got.length - 1] !== "m599"; k++) await new Promise((r) => setTimeout(r, 50));
+        const kept = await pub.history("hist-room", 3);
+        sub.close(); pub.close();
+        return { got, recoveries, kept };
+      });
+      if (out.error) throw new Error(out.error);
+      const want = ["start", ...Array.from({ length: 600 }, (_, i) => `m${i}`)];
+      if (JSON.stringify(out.got) !== JSON.stringify(want)) {
+        const seen = new Set(), dup = out.got.filter((m) => seen.has(m) || !seen.add(m));
+        throw new Error(`got ${out.got.length} of ${want.length}, duplicates ${dup.slice(0, 5)}, ` +
+                        `missing ${want.filter((m) => !seen.has(m)).slice(0, 5)}`);
+      }
+      if (out.recoveries.length !== 2 || !out.recoveries.every((r) => r.recovered === true))
+        throw new Error(`recoveries: ${JSON.stringify(out.recoveries)}`);
+      if (out.kept.messages.map((m) => JSON.parse(m.payload).message).join() !== "m597,m598,m599")
+        throw new Error(`history: ${JSON.stringify(out.kept)}`);
+      console.log(`# recovered twice, 601 messages each once in order`);
+      await page.close();
+    } finally {
+      hist.proc.kill("SIGTERM");
+      rmSync(hist.logDir, { recursive: true, force: true });
+    }
+  });
+
   await test("screenshot of the chat written as an artifact", async () => {
     mkdirSync(shots, { recursive: true });
     const path = join(shots, "chat.png");
