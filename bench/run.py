@@ -474,6 +474,10 @@ try:
         if label != "memory" and not shutil.which(f"{label}-server"):
             print(f"presence through {label}: skipped (no {label}-server)")
             continue
+        if not any(os.path.exists(os.path.join(d, f"{label}.so"))
+                   for d in ENV["XRAPTOR_ANTENNA_PATH"].split(":")):
+            print(f"presence through {label}: skipped (its antenna module was not built)")
+            continue
         # (stop_all stops the broker too: each run starts its own)
         url = url_of()
         _, port = start([os.path.join(B, "xraptor-chat"), *common, "--antenna", url, "--presence",
