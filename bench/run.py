@@ -448,9 +448,9 @@ try:
         return broker_node(lambda port: ["nats-server", "-a", "127.0.0.1", "-p", str(port),
                                          "-js", "-sd", store])
 
-    def redis_fanout(label, url):
+    def redis_fanout(label, url, *extra):
         _, port = start([os.path.join(B, "bench", "xraptor-bench-server"), *common,
-                         "--antenna", url])
+                         "--antenna", url, *extra])
         time.sleep(0.5)
         res = row(label, bench("fanout", f"ws://127.0.0.1:{port}/", "--connections",
                                args.fanout, "--mode", "room"),
@@ -464,6 +464,15 @@ try:
     else:
         single = None
         print("fanout through redis: skipped (no redis-server)")
+
+    # History: the same room with and without it, back to back; each
+    # delivery then carries its position (built per receiver prefix, the
+    # body shared) and memory:// keeps each message in its ring.
+    plain = redis_fanout(f"fanout: room of {args.fanout} members, memory, no history", "memory://")
+    kept = redis_fanout(f"fanout: room of {args.fanout} members, memory, history 300",
+                        "memory://", "--history-size", "300", "--history-ttl", "300")
+    if plain and kept:
+        print(f"{'':<52} history on / off = {kept / plain:.2f}x (target >= 0.9x)")
 
     # Presence: a room of --fanout members; the counts are one broker round
     # trip whatever the size, the list grows with it.
