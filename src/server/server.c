@@ -378,6 +378,19 @@ int xr_server_run(xr_server *srv)
     /* A peer that vanishes mid-write must give EPIPE, not kill us (our own
      * sends say MSG_NOSIGNAL; OpenSSL's writes do not). */
     signal(SIGPIPE, SIG_IGN);
+    /* Handled before the first socket listens (and "listening on" is
+     * logged): a SIGTERM that follows the port opening at once is a drain,
+     * never the default death. */
+    static const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+    sigset_t handled;
+    sigemptyset(&handled);
+    for (int k = 0; k < 3; k++) {
+        if (!srv->signals[k])
+            srv->signals[k] = evsignal_new(srv->base, sigs[k], on_signal, srv);
+        if (srv->signals[k])
+            evsignal_add(srv->signals[k], NULL);
+        sigaddset(&handled, sigs[k]);
+    }
     int rc = srv->n_sd
              ? xr_transport_adopt(srv->t, srv->sd_fds, srv->sd_tls, (size_t)srv->n_sd, srv->error,
                                   sizeof srv->error)
@@ -391,17 +404,10 @@ int xr_server_run(xr_server *srv)
                                      srv->error, sizeof srv->error);
     if (rc < 0) {
         XR_ERROR(&srv->log, "%s", srv->error);
+        for (int k = 0; k < 3; k++)
+            if (srv->signals[k])
+                evsignal_del(srv->signals[k]);
         return rc;
-    }
-    static const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
-    sigset_t handled;
-    sigemptyset(&handled);
-    for (int k = 0; k < 3; k++) {
-        if (!srv->signals[k])
-            srv->signals[k] = evsignal_new(srv->base, sigs[k], on_signal, srv);
-        if (srv->signals[k])
-            evsignal_add(srv->signals[k], NULL);
-        sigaddset(&handled, sigs[k]);
     }
     /* A worker was forked with them blocked (workers.c): those that came
      * meanwhile are delivered now, to the loop. */
