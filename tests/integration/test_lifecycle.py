@@ -3,11 +3,36 @@
 timeout; new connections refused meanwhile."""
 import asyncio
 import signal
+import subprocess
 import time
 
 import websockets
 
-from xrtest import Server, connect, frame, read_close, run, test, ws_open
+from xrtest import ECHO, Server, connect, frame, read_close, run, test, ws_open
+
+
+@test
+def test_sigterm_the_moment_it_listens_is_a_drain():
+    # The signal sent as soon as "listening on" is read, 20 times: each a
+    # drain that exits 0, never the default death (the handlers were once
+    # set after the sockets listened; ASan's timing caught the gap).
+    for k in range(20):
+        p = subprocess.Popen([ECHO, "--listen", "127.0.0.1:0"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            line = ""
+            deadline = time.monotonic() + 10
+            while "listening on" not in line and time.monotonic() < deadline:
+                line = p.stderr.readline()
+                assert line, "exited before listening"
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(10) == 0, (k, p.returncode)
+            assert "stopped" in p.stderr.read()
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stderr.close()
 
 
 @test
