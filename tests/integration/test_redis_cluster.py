@@ -195,6 +195,7 @@ async def test_a_slot_resharded_under_traffic_keeps_its_subscription():
         assert cluster.owner(room) == dst
         wait_until(lambda: room in resp(dst, "PUBSUB", "SHARDCHANNELS"), 10,
                    "the subscription followed its slot")
+        followed = sent
         moved = time.monotonic() - t0
         assert room not in resp(src, "PUBSUB", "SHARDCHANNELS")
         await asyncio.sleep(0.2)
@@ -212,11 +213,17 @@ async def test_a_slot_resharded_under_traffic_keeps_its_subscription():
         # later post. Redis drops a shard message that nobody subscribes to
         # yet: posts that reach the new owner between its taking the slot
         # and this node's SSUBSCRIBE arriving there (under a millisecond
-        # here, the same moment B hears MOVED) are lost: a few; a node that
-        # did not follow the slot loses every later one.
+        # here, the same moment B hears MOVED) are lost: one run of them,
+        # as long as that moment lasts (a few; a few hundred under ASan on
+        # a loaded machine); a node that did not follow the slot loses
+        # every later one, those posted after the subscription was seen on
+        # the new owner included.
         assert got == sorted(set(got)), "duplicated or out of order"
         lost = [m for m in range(1, sent + 1) if m not in got]
-        assert len(lost) <= 50, f"lost in the reshard: {lost}"
+        assert not lost or lost == list(range(lost[0], lost[-1] + 1)), f"lost in runs: {lost}"
+        assert not lost or lost[-1] <= followed, \
+            f"lost after the subscription followed (post {followed}): {lost}"
+        assert sent - followed >= 10, (sent, followed)
         assert metrics(a.port)["xraptor_antenna_reconnects_total"] == 0
     print(f"# slot {first} moved {src} -> {dst} under traffic (posts {during} to {sent}): "
           f"redis-cli done in {resharded:.2f} s, subscription on the new owner "
