@@ -407,16 +407,7 @@ static void on_read(void *arg, int rc, const xr_antenna_kept *v, size_t n, int c
         if (bad)
             rc = XR_ENOMEM;
     }
-    if (rd->req) {
-        if (rc == XR_OK)
-            xr_reply(rd->req, b.p, b.len);
-        else
-            xr_proto_reply_error(rd->req, "unavailable", "the broker could not answer");
-        xr_request_unref(rd->req);
-    } else {
-        rd->done(rc == XR_OK ? XR_OK : XR_EANTENNA, rc == XR_OK ? b.p : NULL,
-                 rc == XR_OK ? b.len : 0, rd->ud);
-    }
+    xr_answer_json(rd->req, rd->done, rd->ud, rc, &b);
     xr_buf_free(&b);
     free(rd);
 }

@@ -164,6 +164,11 @@ void xr_recovery_cancel(xr_recovery *rec);
 /* Says once, at start, when history is asked of an antenna without it. */
 void xr_history_start(xr_proto *p);
 void xr_history_free(xr_proto *p);
+/* A broker's answer to a query: to the route's held request (replied,
+ * then let go), else to the C caller's done; rc not XR_OK answers
+ * "unavailable" / XR_EANTENNA. (presence.c, history.c) */
+void xr_answer_json(xr_request *req, void (*done)(int rc, const char *json, size_t len, void *ud),
+                    void *ud, int rc, const xr_buf *json);
 
 /* channels.c */
 /* The receiver of pc on channel name, for history.c: its recovery slot

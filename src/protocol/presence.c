@@ -339,18 +339,24 @@ static void on_presence(void *arg, int rc, long long users, long long conns,
         if (bad)
             rc = XR_ENOMEM;
     }
-    if (q->req) {
-        if (rc == XR_OK)
-            xr_reply(q->req, b.p, b.len);
-        else
-            xr_proto_reply_error(q->req, "unavailable", "the broker could not answer");
-        xr_request_unref(q->req);
-    } else {
-        q->done(rc == XR_OK ? XR_OK : XR_EANTENNA, rc == XR_OK ? b.p : NULL,
-                rc == XR_OK ? b.len : 0, q->ud);
-    }
+    xr_answer_json(q->req, q->done, q->ud, rc, &b);
     xr_buf_free(&b);
     free(q);
+}
+
+void xr_answer_json(xr_request *req, void (*done)(int rc, const char *json, size_t len, void *ud),
+                    void *ud, int rc, const xr_buf *json)
+{
+    if (req) {
+        if (rc == XR_OK)
+            xr_reply(req, json->p, json->len);
+        else
+            xr_proto_reply_error(req, "unavailable", "the broker could not answer");
+        xr_request_unref(req);
+    } else {
+        done(rc == XR_OK ? XR_OK : XR_EANTENNA, rc == XR_OK ? json->p : NULL,
+             rc == XR_OK ? json->len : 0, ud);
+    }
 }
 
 static int ask(xr_proto *p, const char *room, size_t rlen, query *q)
