@@ -34,6 +34,7 @@
 #include <xraptor/antenna.h>
 
 #include "bound.h"
+#include "kept.h"
 #include "stall.h"
 #include "userinfo.h"
 
@@ -49,6 +50,8 @@ typedef struct config {
     char password[256];
     int db;
 } config;
+
+typedef struct hist_q hist_q;
 
 typedef struct redis {
     struct event_base *base;
@@ -73,6 +76,9 @@ typedef struct redis {
     char node[33];
     struct event *pres_timer;
     int pres_used;
+    /* history reads waiting for the subscriber's PING, in send order */
+    hist_q *sync_head, *sync_tail;
+    unsigned long long kept_refused;    /* kept posts Redis refused */
 } redis;
 
 /* ---- URL ---------------------------------------------------------------- */
@@ -171,8 +177,11 @@ static void schedule_retry(redis *r)
 
 static void resubscribe_all(redis *r);
 
+static void sync_fail_all(redis *r);
+
 static void sub_close(redis *r)
 {
+    sync_fail_all(r);
     if (!r->sub)
         return;
     event_free(r->sub_rd);
@@ -232,6 +241,131 @@ static void resubscribe_all(redis *r)
         send_batch(r, "SUBSCRIBE", names, lens, n);
 }
 
+/* ---- history's meeting points on the subscriber ------------------------
+ *
+ * A read must see every message published after the channel's SUBSCRIBE
+ * took effect, and every message the read returns must have reached the
+ * host before its answer (the host drops the live copies of what the read
+ * held, and only those that arrived before the answer). Both are a PING on
+ * the subscriber connection: its reply comes after everything Redis did
+ * for that connection before it, the SUBSCRIBE and the messages published
+ * until then. So a read is PING, the script on the publisher, PING, answer. */
+
+#if XR_ANTENNA_ABI_MINOR >= 6
+#define SYNC_TOKEN "xr.sync"
+#define SYNC_TOKEN_LEN 7
+
+struct hist_q {
+    hist_q *next;
+    redis *r;
+    int read;                       /* the script answered: the second PING */
+    xr_antenna_history_cb done;
+    void *arg;
+    unsigned long long since, ttl_ms, top;
+    size_t limit, n;
+    xr_antenna_kept *v;
+    char *epoch, *data;             /* owned copies of the reply */
+    size_t elen;
+    size_t clen;
+    char ch[];
+};
+
+static int is_sync(const char *s, size_t len)
+{
+    return len == SYNC_TOKEN_LEN && memcmp(s, SYNC_TOKEN, len) == 0;
+}
+
+static void hist_free(hist_q *q)
+{
+    free(q->v);
+    free(q->epoch);
+    free(q->data);
+    free(q);
+}
+
+static void hist_fail(hist_q *q, int rc)
+{
+    q->done(q->arg, rc, NULL, 0, 0, 0, NULL, 0);
+    hist_free(q);
+}
+
+static void sync_fail_all(redis *r)
+{
+    hist_q *q = r->sync_head;
+    r->sync_head = r->sync_tail = NULL;
+    while (q) {
+        hist_q *next = q->next;
+        hist_fail(q, XR_EANTENNA);
+        q = next;
+    }
+}
+
+/* Queues q behind a PING on the subscriber; XR_EANTENNA when it is down. */
+static int sync_after(redis *r, hist_q *q)
+{
+    static const char *const argv[2] = {"PING", SYNC_TOKEN};
+    static const size_t argl[2] = {4, SYNC_TOKEN_LEN};
+    if (!r->sub || !r->sub_ready || sub_send(r, 2, (const char **)argv, argl) < 0)
+        return XR_EANTENNA;
+    q->next = NULL;
+    if (r->sync_tail)
+        r->sync_tail->next = q;
+    else
+        r->sync_head = q;
+    r->sync_tail = q;
+    return 0;
+}
+
+static void read_kept(redis *r, hist_q *q);
+
+static void answer(hist_q *q)
+{
+    q->done(q->arg, XR_OK, q->v, q->n,
+            redis_kept_complete(q->since, q->top, q->n ? q->v[0].offset : 0, q->n), q->top,
+            q->epoch, q->elen);
+    hist_free(q);
+}
+
+static void synced(redis *r)
+{
+    hist_q *q = r->sync_head;
+    if (!q)
+        return;
+    if (!(r->sync_head = q->next))
+        r->sync_tail = NULL;
+    if (q->read)
+        answer(q);
+    else
+        read_kept(r, q);
+}
+
+#else
+static int is_sync(const char *s, size_t len) { (void)s, (void)len; return 0; }
+static void synced(redis *r) { (void)r; }
+static void sync_fail_all(redis *r) { (void)r; }
+#endif
+
+/* A message from the subscriber: with its position when it carries one. */
+static void deliver(redis *r, const char *ch, size_t clen, const char *body, size_t len)
+{
+    unsigned long long offset = 0;
+    const char *epoch = NULL, *msg;
+    size_t elen = 0, mlen;
+    int kept = redis_kept_parse(body, len, &offset, &epoch, &elen, &msg, &mlen);
+    if (kept < 0) {
+        r->host.log(r->host.host, XR_ANTENNA_LOG_WARN,
+                    "redis antenna: dropped a message whose position is malformed");
+        return;
+    }
+#if XR_ANTENNA_ABI_MINOR >= 6
+    if (kept && XR_ANTENNA_HOST_HAS(&r->host, message_at)) {
+        r->host.message_at(r->host.host, ch, clen, msg, mlen, offset, epoch, elen);
+        return;
+    }
+#endif
+    r->host.message(r->host.host, ch, clen, msg, mlen);
+}
+
 /* Subscriber replies, in order: +OK (AUTH), +PONG (ready), then
  * ["subscribe", ch, n] and ["message", ch, body] arrays. 0, or -1 when
  * the connection must go. */
@@ -240,6 +374,10 @@ static int sub_reply(redis *r, const redisReply *rep)
     if (rep->type == REDIS_REPLY_ERROR) {
         r->host.log(r->host.host, XR_ANTENNA_LOG_ERROR, "redis antenna: subscriber refused: %s", rep->str);
         return -1;
+    }
+    if (rep->type == REDIS_REPLY_STRING && is_sync(rep->str, (size_t)rep->len)) {
+        synced(r);      /* PING's answer outside subscribed mode */
+        return 0;
     }
     if (rep->type == REDIS_REPLY_STATUS) {
         if (!r->sub_ready && strcmp(rep->str, "PONG") == 0) {
@@ -251,12 +389,19 @@ static int sub_reply(redis *r, const redisReply *rep)
         }
         return 0;
     }
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_STRING && rep->element[0]->len == 4 &&
+        memcmp(rep->element[0]->str, "pong", 4) == 0 && rep->element[1]->type == REDIS_REPLY_STRING &&
+        is_sync(rep->element[1]->str, (size_t)rep->element[1]->len)) {
+        synced(r);      /* the same in subscribed mode */
+        return 0;
+    }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
         return 0;
     redisReply *kind = rep->element[0], *ch = rep->element[1], *body = rep->element[2];
     if (kind->type == REDIS_REPLY_STRING && kind->len == 7 && memcmp(kind->str, "message", 7) == 0 &&
         ch->type == REDIS_REPLY_STRING && body->type == REDIS_REPLY_STRING)
-        r->host.message(r->host.host, ch->str, (size_t)ch->len, body->str, (size_t)body->len);
+        deliver(r, ch->str, (size_t)ch->len, body->str, (size_t)body->len);
     return 0;
 }
 
@@ -929,10 +1074,163 @@ static int presence_get(void *self, const char *room, size_t rlen, int members,
 }
 #endif
 
+/* ---- history (kept.h says how it is kept) ----------------------------- */
+#if XR_ANTENNA_ABI_MINOR >= 6
+
+/* Epochs begin with this much of the node's random id: two nodes making
+ * one at the same microsecond still make different ones. */
+#define EPOCH_SEED_LEN 12
+
+/* A kept post's reply: an error is a post lost (a key of another type,
+ * Redis out of memory, a Redis older than 6.2), said, not hidden. */
+static void on_kept(redisAsyncContext *ac, void *reply, void *arg)
+{
+    redis *r = ac->data;
+    redisReply *rep = reply;
+    on_published(ac, reply, arg);
+    if (rep && rep->type == REDIS_REPLY_ERROR && r->kept_refused++ % 1000 == 0)
+        r->host.log(r->host.host, XR_ANTENNA_LOG_ERROR,
+                    "redis antenna: a post with history was refused (%llu so far): %s",
+                    r->kept_refused, rep->str);
+}
+
+static int publish_kept(void *self, const char *ch, size_t clen, const char *msg, size_t mlen,
+                        size_t keep, unsigned long long ttl_ms)
+{
+    redis *r = self;
+    redis_kept_keys k;
+    if (!keep || !ttl_ms || redis_kept_keys_of(ch, clen, 0, &k) < 0)
+        return XR_EINVAL;
+    size_t cost = clen + mlen + redis_kept_publish_lua_len;
+    if (!r->pub_ready || r->pend_n >= MAX_PENDING_POSTS || r->pend_bytes + cost > MAX_PENDING_BYTES)
+        return XR_EANTENNA;
+    char keeps[24], ttl[24], meta[24];
+    unsigned long long meta_ms = ttl_ms > REDIS_KEPT_META_MS ? ttl_ms : REDIS_KEPT_META_MS;
+    const char *av[11] = {"EVAL", redis_kept_publish_lua, "2", k.k[0], k.k[1], ch, msg,
+                          keeps, ttl, r->node, meta};
+    size_t al[11] = {4, redis_kept_publish_lua_len, 1, k.l[0], k.l[1], clen, mlen,
+                     (size_t)snprintf(keeps, sizeof keeps, "%zu", keep),
+                     (size_t)snprintf(ttl, sizeof ttl, "%llu", ttl_ms), EPOCH_SEED_LEN,
+                     (size_t)snprintf(meta, sizeof meta, "%llu", meta_ms)};
+    if (redisAsyncCommandArgv(r->pub, on_kept, (void *)(uintptr_t)cost, 11, av, al) != REDIS_OK)
+        return XR_EANTENNA;
+    r->pend_n++;
+    r->pend_bytes += cost;
+    return 0;
+}
+
+/* The script's reply {epoch, top, id, msg, ...} newest first, copied into
+ * q oldest first: it is answered only after the second PING. */
+static int keep_reply(hist_q *q, const redisReply *rep)
+{
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 || rep->elements % 2 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[0]->len < 1 ||
+        rep->element[0]->len > REDIS_KEPT_EPOCH_MAX || rep->element[1]->type != REDIS_REPLY_STRING)
+        return XR_EANTENNA;
+    const redisReply *top = rep->element[1];
+    if (redis_kept_number(top->str, (size_t)top->len, &q->top) < 0)
+        return XR_EANTENNA;
+    q->n = (rep->elements - 2) / 2;
+    size_t bytes = 0;
+    for (size_t i = 0; i < q->n; i++) {
+        const redisReply *id = rep->element[2 + 2 * i], *m = rep->element[3 + 2 * i];
+        if (id->type != REDIS_REPLY_STRING || m->type != REDIS_REPLY_STRING)
+            return XR_EANTENNA;
+        bytes += (size_t)m->len;
+    }
+    if (!(q->epoch = malloc((size_t)rep->element[0]->len)) ||
+        (q->n && (!(q->v = calloc(q->n, sizeof *q->v)) || !(q->data = malloc(bytes ? bytes : 1)))))
+        return XR_ENOMEM;
+    q->elen = (size_t)rep->element[0]->len;
+    memcpy(q->epoch, rep->element[0]->str, q->elen);
+    char *o = q->data;
+    unsigned long long prev = q->top + 1;
+    for (size_t i = 0; i < q->n; i++) {
+        const redisReply *id = rep->element[2 + 2 * i], *m = rep->element[3 + 2 * i];
+        xr_antenna_kept *k = &q->v[q->n - 1 - i];
+        k->offset = redis_kept_id(id->str, (size_t)id->len);
+        /* Offsets after since, at most the top, each below the one before. */
+        if (k->offset <= q->since || k->offset >= prev)
+            return XR_EANTENNA;
+        prev = k->offset;
+        memcpy(o, m->str, (size_t)m->len);
+        k->msg = o;
+        k->mlen = (size_t)m->len;
+        o += m->len;
+    }
+    return 0;
+}
+
+static void on_kept_read(redisAsyncContext *ac, void *reply, void *arg)
+{
+    redis *r = ac->data;
+    hist_q *q = arg;
+    const redisReply *rep = reply;
+    if (rep && rep->type == REDIS_REPLY_ERROR)
+        r->host.log(r->host.host, XR_ANTENNA_LOG_WARN, "redis antenna: a history read was refused: %s",
+                    rep->str);
+    int rc = keep_reply(q, rep);
+    q->read = 1;
+    if (rc < 0 || r->destroying || (rc = sync_after(r, q)) < 0)
+        hist_fail(q, rc);
+}
+
+static void read_kept(redis *r, hist_q *q)
+{
+    redis_kept_keys k;
+    char since[24], limit[24], ttl[24], meta[24];
+    unsigned long long meta_ms = q->ttl_ms > REDIS_KEPT_META_MS ? q->ttl_ms : REDIS_KEPT_META_MS;
+    if (!r->pub_ready || redis_kept_keys_of(q->ch, q->clen, 0, &k) < 0) {
+        hist_fail(q, XR_EANTENNA);
+        return;
+    }
+    const char *argv[10] = {"EVAL", redis_kept_read_lua, "2", k.k[0], k.k[1], since, limit, ttl,
+                            r->node, meta};
+    size_t argl[10] = {4, redis_kept_read_lua_len, 1, k.l[0], k.l[1],
+                       (size_t)snprintf(since, sizeof since, "%llu", q->since),
+                       (size_t)snprintf(limit, sizeof limit, "%zu", q->limit ? q->limit : 1),
+                       (size_t)snprintf(ttl, sizeof ttl, "%llu", q->ttl_ms), EPOCH_SEED_LEN,
+                       (size_t)snprintf(meta, sizeof meta, "%llu", meta_ms)};
+    if (redisAsyncCommandArgv(r->pub, on_kept_read, q, 10, argv, argl) != REDIS_OK)
+        hist_fail(q, XR_EANTENNA);
+}
+
+static int history(void *self, const char *ch, size_t clen, unsigned long long since,
+                   size_t limit, unsigned long long ttl_ms, xr_antenna_history_cb done,
+                   void *arg)
+{
+    redis *r = self;
+    redis_kept_keys k;
+    if (redis_kept_keys_of(ch, clen, 0, &k) < 0)
+        return XR_EINVAL;
+    if (!r->pub_ready || !r->sub_ready)
+        return XR_EANTENNA;
+    hist_q *q = calloc(1, sizeof *q + clen);
+    if (!q)
+        return XR_ENOMEM;
+    q->r = r;
+    q->done = done;
+    q->arg = arg;
+    q->since = since;
+    q->limit = limit;
+    q->ttl_ms = ttl_ms;
+    q->clen = clen;
+    memcpy(q->ch, ch, clen);
+    if (sync_after(r, q) < 0) {
+        free(q);
+        return XR_EANTENNA;
+    }
+    return 0;
+}
+#endif
+
 XR_ANTENNA_MODULE("redis",
                   "Redis pub/sub (hiredis); shares channels with Python X-raptor nodes",
                   .describe = describe
 #if XR_ANTENNA_ABI_MINOR >= 5
                   , .presence_add = presence_add, .presence_get = presence_get
+#endif
+#if XR_ANTENNA_ABI_MINOR >= 6
+                  , .publish_kept = publish_kept, .history = history
 #endif
                   )

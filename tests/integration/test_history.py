@@ -18,68 +18,11 @@ import jwt
 
 import websockets
 
+from histtest import (HISTORY, answer, away_for, deliveries, position, post, publisher, sub,
+                      subscribed, text)
 from xrtest import (CHAT, Broker, Server, frame, healthy, no_message, read_frame, recv_json,
                     request, run, test, ws_open,
                     wait_until)
-
-HISTORY = ("--history-size", "300", "--history-ttl", "300")
-
-
-def sub(rid, room, since=None):
-    return request(rid, "/chat_messages", "SUB", json.dumps({"chat_id": room}),
-                   {"since": since} if since is not None else None)
-
-
-def post(rid, room, message):
-    return request(rid, "/send_message_to_chat_room", "POST",
-                   json.dumps({"chat_id": room, "client_id": "pub", "message": message}))
-
-
-def text(m):
-    return json.loads(m["payload"])["message"]
-
-
-def position(m):
-    return {"offset": m["header"]["offset"], "epoch": m["header"]["epoch"]}
-
-
-async def publisher(ws, room, n, every=0.001, first=0):
-    """Posts m<first>..m<first+n-1>, about one per `every` seconds; the
-    answers are read by a reader of their own."""
-    async def drain():
-        for _ in range(n):
-            await recv_json(ws, 10)
-    reader = asyncio.ensure_future(drain())
-    for i in range(first, first + n):
-        await ws.send(post(f"p{i}", room, f"m{i}"))
-        await asyncio.sleep(every)
-    await reader
-
-
-async def answer(ws, rid, timeout=5):
-    """The recovery answer of SUB rid: its header; nothing may come first."""
-    m = await recv_json(ws, timeout)
-    assert m["request_id"] == rid and m["payload"] == "" and "recovered" in m["header"], m
-    return m["header"]
-
-
-async def deliveries(ws, until, timeout=10):
-    """Deliveries up to and including message `until`."""
-    out, deadline = [], time.monotonic() + timeout
-    while not out or text(out[-1]) != until:
-        out.append(await recv_json(ws, max(0.1, deadline - time.monotonic())))
-    return out
-
-
-async def subscribed(ws, rid, room):
-    """A plain SUB, known to hold once a post of its own came back."""
-    await ws.send(sub(rid, room))
-    await ws.send(post("probe", room, "probe"))
-    assert (await recv_json(ws))["request_id"] == "probe"
-    m = await recv_json(ws)
-    assert text(m) == "probe", m
-    return m
-
 
 @test
 async def test_deliveries_carry_their_position():
@@ -161,22 +104,6 @@ async def test_more_missed_than_kept_is_not_recovered_and_nothing_replayed():
                 got[m["request_id"]].append(m)
             assert [text(m) for m in got["c"]] == ["live"], ("c got more than the live stream", got["c"])
             await b.close()
-
-
-async def away_for(srv, pub, room, n, first):
-    """A member at the newest position leaves, n posts go out, it comes
-    back: the answer and every message up to a live one after it."""
-    a = await websockets.connect(srv.url())
-    since = position(await subscribed(a, "a", room))
-    await a.close()
-    await publisher(pub, room, n, 0, first=first)
-    b = await websockets.connect(srv.url())
-    await b.send(sub("b", room, since))
-    h = await answer(b, "b")
-    await pub.send(post("live", room, "live"))
-    got = [text(m) for m in await deliveries(b, "live")]
-    await b.close()
-    return h, since, got
 
 
 @test
@@ -436,13 +363,12 @@ async def test_the_newest_messages_are_read_back_for_load_earlier():
 
 @test
 async def test_an_antenna_without_history_says_so_and_never_claims_a_recovery():
-    # redis:// keeps no history yet: the node starts, says so once, and a
+    # nats:// keeps no history yet: the node starts, says so once, and a
     # recovery is answered "not recovered" instead of replaying nothing as
     # if nothing had been missed.
-    redis = shutil.which("redis-server") or "/usr/bin/redis-server"
-    with Broker(lambda port: [redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no"]) as broker, \
-            Server("--antenna", f"redis://127.0.0.1:{broker.port}", *HISTORY,
+    nats = shutil.which("nats-server") or "/usr/bin/nats-server"
+    with Broker(lambda port: [nats, "-a", "127.0.0.1", "-p", str(port)]) as broker, \
+            Server("--antenna", f"nats://127.0.0.1:{broker.port}", *HISTORY,
                    binary=CHAT) as srv:
         wait_until(lambda: healthy(srv.port), 15, "antenna connected")
         assert srv.log().count("keeps none") == 1, srv.log()

@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "kept.h"
+
+#include <string.h>
+
+/* The epoch, made when the hash is missing: whatever the stream still
+ * holds belongs to a history that was lost and goes with it. Lua 5.1
+ * prints numbers past 10^14 in exponent form, so the clock is printed in
+ * hex and the offsets stay far below that. */
+#define EPOCH_LUA(seed, meta)                                                            \
+    "local e = redis.call('HGET', KEYS[2], 'e')\n"                                      \
+    "if not e then\n"                                                                   \
+    "  local t = redis.call('TIME')\n"                                                  \
+    "  e = ARGV[" seed "] .. string.format('.%x.%x', tonumber(t[1]), tonumber(t[2]))\n"      \
+    "  redis.call('DEL', KEYS[1])\n"                                                    \
+    "  redis.call('HSET', KEYS[2], 'e', e, 'o', 0)\n"                                    \
+    "end\n"                                                                             \
+    "redis.call('PEXPIRE', KEYS[2], ARGV[" meta "])\n"                                       \
+    "local t = redis.call('TIME')\n"                                                    \
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+
+const char redis_kept_publish_lua[] =
+    EPOCH_LUA("5", "6")
+    "local o = redis.call('HINCRBY', KEYS[2], 'o', 1)\n"
+    "redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], o .. '-0', 't', now, 'm', ARGV[2])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
+    "redis.call('PUBLISH', ARGV[1], '\\0xr1 ' .. o .. ' ' .. e .. '\\n' .. ARGV[2])\n"
+    "return o\n";
+const size_t redis_kept_publish_lua_len = sizeof redis_kept_publish_lua - 1;
+
+/* Newest first, so COUNT keeps the newest `limit`; the first entry past
+ * the TTL ends the list (entries are in time order). */
+const char redis_kept_read_lua[] =
+    EPOCH_LUA("4", "5")
+    "local out = {e, redis.call('HGET', KEYS[2], 'o')}\n"
+    "local old = now - tonumber(ARGV[3])\n"
+    "local v = redis.call('XREVRANGE', KEYS[1], '+', '(' .. ARGV[1] .. '-0', 'COUNT', ARGV[2])\n"
+    "for i = 1, #v do\n"
+    "  local f = v[i][2]\n"
+    "  if tonumber(f[2]) < old then break end\n"
+    "  out[#out + 1] = v[i][1]\n"
+    "  out[#out + 1] = f[4]\n"
+    "end\n"
+    "return out\n";
+const size_t redis_kept_read_lua_len = sizeof redis_kept_read_lua - 1;
+
+int redis_kept_keys_of(const char *ch, size_t clen, int tagged, redis_kept_keys *out)
+{
+    static const char pre[] = "xr.h.", *const suf[2] = {".s", ".m"};
+    size_t t = tagged ? 1 : 0;
+    if (sizeof pre - 1 + 2 * t + clen + 2 > sizeof out->k[0])
+        return -1;
+    for (int k = 0; k < 2; k++) {
+        char *o = out->k[k];
+        memcpy(o, pre, sizeof pre - 1);
+        o += sizeof pre - 1;
+        if (tagged)
+            *o++ = '{';
+        memcpy(o, ch, clen);
+        o += clen;
+        if (tagged)
+            *o++ = '}';
+        memcpy(o, suf[k], 2);
+        out->l[k] = (size_t)(o + 2 - out->k[k]);
+    }
+    return 0;
+}
+
+int redis_kept_number(const char *p, size_t len, unsigned long long *v)
+{
+    if (!len || len > 20 || (p[0] == '0' && len > 1))
+        return -1;
+    *v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        unsigned d = (unsigned)(p[i] - '0');
+        if (*v > (~0ULL - d) / 10)
+            return -1;
+        *v = *v * 10 + d;
+    }
+    return 0;
+}
+
+/* An offset: a number from 1, or 0 when it is not one. */
+static unsigned long long number(const char *p, size_t len)
+{
+    unsigned long long v;
+    return redis_kept_number(p, len, &v) < 0 ? 0 : v;
+}
+
+static int epoch_byte(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           c == '.' || c == ':' || c == '_' || c == '-';
+}
+
+int redis_kept_parse(const char *body, size_t len, unsigned long long *offset,
+                     const char **epoch, size_t *elen, const char **msg, size_t *mlen)
+{
+    if (len < REDIS_KEPT_MAGIC_LEN || memcmp(body, REDIS_KEPT_MAGIC, REDIS_KEPT_MAGIC_LEN) != 0) {
+        *msg = body;
+        *mlen = len;
+        return 0;
+    }
+    const char *p = body + REDIS_KEPT_MAGIC_LEN, *end = body + len;
+    const char *sp = memchr(p, ' ', (size_t)(end - p));
+    if (!sp || !(*offset = number(p, (size_t)(sp - p))))
+        return -1;
+    const char *e = sp + 1, *nl = memchr(e, '\n', (size_t)(end - e));
+    if (!nl || nl == e || nl - e > REDIS_KEPT_EPOCH_MAX)
+        return -1;
+    for (const char *q = e; q < nl; q++)
+        if (!epoch_byte(*q))
+            return -1;
+    *epoch = e;
+    *elen = (size_t)(nl - e);
+    *msg = nl + 1;
+    *mlen = (size_t)(end - nl - 1);
+    return 1;
+}
+
+unsigned long long redis_kept_id(const char *id, size_t len)
+{
+    if (len < 3 || id[len - 2] != '-' || id[len - 1] != '0')
+        return 0;
+    return number(id, len - 2);
+}
+
+int redis_kept_complete(unsigned long long since, unsigned long long top,
+                        unsigned long long oldest, size_t n)
+{
+    if (since > top)
+        return 0;
+    return since == top || (n && oldest == since + 1);
+}

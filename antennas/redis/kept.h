@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Channel history in Redis, as both Redis modules keep it.
+ *
+ * Per channel C: a stream xr.h.C.s whose entry IDs are the offsets
+ * ("<offset>-0", fields t: server time in ms, m: the message), trimmed to
+ * the newest `keep` and expiring ttl after the last post; and a hash
+ * xr.h.C.m with the epoch (e) and the last offset given (o), which
+ * outlives the stream (REDIS_KEPT_META_MS at least) so that a quiet
+ * channel keeps its position after its messages expired. A post is one
+ * script: the offset, the entry and the PUBLISH happen at once, so the
+ * positions of concurrent publishers never interleave. The epoch is made
+ * (from the node's id and Redis' clock) by whichever script first finds
+ * no hash: a flushed, restarted-without-persistence or evicted history is
+ * a new epoch, never old offsets read as new ones.
+ *
+ * The PUBLISH carries the position before the message:
+ * "\0xr1 <offset> <epoch>\n<message>". A plain message never starts with
+ * NUL (X-raptor messages are JSON text), so the two cannot be confused;
+ * a Python X-raptor node on a channel with history would forward the
+ * prefix to its clients, which is why history is off by default and
+ * documented as xraptor-only per channel.
+ */
+#ifndef XR_REDIS_KEPT_H
+#define XR_REDIS_KEPT_H
+
+#include <stddef.h>
+
+#define REDIS_KEPT_MAGIC "\0xr1 "
+#define REDIS_KEPT_MAGIC_LEN 5
+#define REDIS_KEPT_EPOCH_MAX 64
+/* The position's hash lives at least a day after the channel's last post. */
+#define REDIS_KEPT_META_MS 86400000ULL
+
+/* KEYS: stream, hash. ARGV: channel, message, keep, ttl_ms, epoch seed,
+ * hash ttl_ms. Returns the offset. */
+extern const char redis_kept_publish_lua[];
+extern const size_t redis_kept_publish_lua_len;
+/* KEYS: stream, hash. ARGV: since, limit, ttl_ms, epoch seed, hash ttl_ms.
+ * Returns {epoch, top, id1, msg1, id2, msg2, ...}, newest first. */
+extern const char redis_kept_read_lua[];
+extern const size_t redis_kept_read_lua_len;
+
+typedef struct redis_kept_keys {
+    char k[2][1100];
+    size_t l[2];
+} redis_kept_keys;
+
+/* The channel's two keys; tagged puts the name inside {} (one slot).
+ * 0, or -1 when the name does not fit. */
+int redis_kept_keys_of(const char *ch, size_t clen, int tagged, redis_kept_keys *out);
+
+/* A published body: 1 and its position and message when it carries one,
+ * 0 for a plain message (msg/mlen the whole body), -1 when it starts like
+ * one and is malformed (an offset that is not a number from 1, an epoch
+ * empty, too long or of other bytes than [0-9a-zA-Z.:_-]). */
+int redis_kept_parse(const char *body, size_t len, unsigned long long *offset,
+                     const char **epoch, size_t *elen, const char **msg, size_t *mlen);
+
+/* A decimal number as Redis returns it (digits, no sign, no leading
+ * zero): 0 and *v, or -1. */
+int redis_kept_number(const char *p, size_t len, unsigned long long *v);
+
+/* An entry ID "<offset>-0" as Redis returns it: the offset, or 0. */
+unsigned long long redis_kept_id(const char *id, size_t len);
+
+/* Whether v[0..n), offsets oldest first and all after since, are every
+ * message after since up to top. */
+int redis_kept_complete(unsigned long long since, unsigned long long top,
+                        unsigned long long oldest, size_t n);
+
+#endif
