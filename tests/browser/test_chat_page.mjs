@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
+import { createServer } from "node:net";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const chromium = process.env.CHROMIUM || "/usr/bin/chromium";
@@ -37,7 +38,17 @@ async function test(name, fn) {
   catch (e) { failed++; console.log(`not ok ${n} - ${name}`); for (const l of String(e.stack || e).split("\n")) console.log("# " + l); }
 }
 
-function startChat(extra = []) {
+// A port nobody listens on now, for a broker the test starts.
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
+  });
+}
+
+// ready: what the log must show besides "listening" (an antenna's line).
+function startChat(extra = [], ready = null) {
   const logDir = mkdtempSync(join(tmpdir(), "xraptor-browser-"));
   const args = ["--listen", "127.0.0.1:0", ...webDirs.flatMap((d) => ["--static-dir", d]), ...extra];
   const proc = spawn(chat, args, { stdio: ["ignore", "ignore", "pipe"] });
@@ -47,7 +58,7 @@ function startChat(extra = []) {
     const deadline = setTimeout(() => reject(new Error("xraptor-chat did not start: " + log)), 10000);
     const poll = setInterval(() => {
       const m = /listening on ws:\/\/127\.0\.0\.1:(\d+)/.exec(log);
-      if (m) { clearInterval(poll); clearTimeout(deadline); resolve({ proc, port: Number(m[1]), logDir, log: () => log }); }
+      if (m && (!ready || ready.test(log))) { clearInterval(poll); clearTimeout(deadline); resolve({ proc, port: Number(m[1]), logDir, log: () => log }); }
     }, 20);
   });
 }
@@ -233,6 +244,61 @@ try {
     } finally {
       hist.proc.kill("SIGTERM");
       rmSync(hist.logDir, { recursive: true, force: true });
+    }
+  });
+
+  await test("a node SIGKILLed under a stream: xraptor.js moves to the next and recovers there (redis://), each message once, in order", async () => {
+    // Two nodes share a real redis-server's history; the page's stream is
+    // on node A, the posts go through node B, and A is killed mid-stream.
+    const redisBin = process.env.REDIS_SERVER || "/usr/bin/redis-server";
+    if (!existsSync(redisBin)) throw new Error(`no redis-server at ${redisBin} (apt-get install redis-server)`);
+    const rport = await freePort();
+    const redis = spawn(redisBin, ["--port", String(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                        { stdio: "ignore" });
+    const nodes = [];
+    try {
+      for (let k = 0; k < 2; k++)
+        nodes.push(await startChat(["--antenna", `redis://127.0.0.1:${rport}`, "--history-size", "2000", "--history-ttl", "300"],
+                                   /antenna connected/));
+      const [a, b] = nodes;
+      const page = await ctx.newPage();
+      await page.exposeFunction("killNodeA", () => { a.proc.kill("SIGKILL"); });
+      await page.goto(`http://127.0.0.1:${b.port}/xraptor.js`);
+      const out = await page.evaluate(async ([ua, ub]) => {
+        const { XRaptor } = await import("/xraptor.js");
+        const got = [], recoveries = [];
+        const sub = new XRaptor([ua, ub]);
+        sub.on("recovery", (r) => recoveries.push(r));
+        await sub.connect();
+        await sub.subscribe("/chat_messages", { chat_id: "failover-room" }, (p) => got.push(p.message));
+        const pub = new XRaptor(ub);
+        await pub.connect();
+        await pub.request("/send_message_to_chat_room", "POST", { chat_id: "failover-room", client_id: "p", message: "start" });
+        for (let k = 0; k < 100 && !got.length; k++) await new Promise((r) => setTimeout(r, 20));
+        for (let i = 0; i < 600; i++) {
+          await pub.request("/send_message_to_chat_room", "POST", { chat_id: "failover-room", client_id: "p", message: `m${i}` });
+          if (i === 200) await window.killNodeA();
+          await new Promise((r) => setTimeout(r, 1));
+        }
+        for (let k = 0; k < 300 && got[got.length - 1] !== "m599"; k++) await new Promise((r) => setTimeout(r, 50));
+        const last = sub.url;
+        sub.close(); pub.close();
+        return { got, recoveries, last };
+      }, [`ws://127.0.0.1:${a.port}/`, `ws://127.0.0.1:${b.port}/`]);
+      const want = ["start", ...Array.from({ length: 600 }, (_, i) => `m${i}`)];
+      if (JSON.stringify(out.got) !== JSON.stringify(want)) {
+        const seen = new Set(), dup = out.got.filter((m) => seen.has(m) || !seen.add(m));
+        throw new Error(`got ${out.got.length} of ${want.length}, duplicates ${dup.slice(0, 5)}, ` +
+                        `missing ${want.filter((m) => !seen.has(m)).slice(0, 5)}`);
+      }
+      if (out.recoveries.length !== 1 || out.recoveries[0].recovered !== true)
+        throw new Error(`recoveries: ${JSON.stringify(out.recoveries)}`);
+      if (out.last !== `ws://127.0.0.1:${b.port}/`) throw new Error(`the stream ended on ${out.last}`);
+      console.log(`# node A killed after m200: the stream moved to node B and recovered, 601 messages each once in order`);
+      await page.close();
+    } finally {
+      for (const nd of nodes) { nd.proc.kill("SIGKILL"); rmSync(nd.logDir, { recursive: true, force: true }); }
+      redis.kill("SIGKILL");
     }
   });
 
