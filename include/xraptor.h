@@ -530,8 +530,9 @@ int xr_room_join_as(xr_server *srv, const char *room, const char *member, const 
  * with header {"recovered": true|false, "offset": N, "epoch": "E"} (the
  * position now), then every message after since in order if recovered,
  * then the live ones: no gap, no duplicate. Needs an antenna with history
- * (memory:// today); with another, the log says so once at start,
- * deliveries carry no position and every recovery is recovered false.
+ * (memory://, and redis:// whose history every node shares); with another,
+ * the log says so once at start, deliveries carry no position and every
+ * recovery is recovered false.
  */
 /* Keeps the newest size messages, for ttl_ms, of channels and rooms
  * matching pattern ('*' any run of bytes); the latest call for a name wins
