@@ -490,6 +490,19 @@ int xr_jsonf(char *buf, size_t cap, size_t *len, const char *fmt, ...);
  * any node, receives it. */
 int xr_publish(xr_server *srv, const char *channel, size_t clen,
                const char *msg, size_t mlen);
+/* xr_publish to a channel or room with history, and the position the post
+ * was given (the offset and epoch its deliveries carry), told to done
+ * later, on the loop: XR_OK with it, or XR_EANTENNA when the broker refused
+ * the post or lost it with its connection (then nobody received it).
+ * Returns XR_OK, XR_EINVAL (a bad name, no done), XR_ESTATE (the name keeps
+ * no history, or the antenna cannot tell positions: memory:// and redis://
+ * can), XR_EPERM (the acting request's token does not grant it),
+ * XR_EANTENNA (the broker is down or too far behind), XR_ENOMEM; done is
+ * not called then. */
+typedef void (*xr_publish_cb)(int rc, unsigned long long offset, const char *epoch, size_t elen,
+                              void *ud);
+int xr_publish_at(xr_server *srv, const char *channel, size_t clen, const char *msg, size_t mlen,
+                  xr_publish_cb done, void *ud);
 
 /*
  * Rooms (the Python X-raptor's Broadcast): a message posted to the room's

@@ -37,6 +37,9 @@ typedef struct item {
 #if XR_ANTENNA_ABI_MINOR >= 6
     xr_antenna_history_cb history_cb;
 #endif
+#if XR_ANTENNA_ABI_MINOR >= 7
+    xr_antenna_kept_cb kept_cb;     /* a kept message whose poster wants its position */
+#endif
     void *done_arg;
     long long count;
     int members;
@@ -139,6 +142,10 @@ static void run(evutil_socket_t fd, short what, void *arg)
                 keep_now(m, it->ring, data + it->clen, it->mlen, it->offset,
                          (unsigned long long)it->count);
 #endif
+#if XR_ANTENNA_ABI_MINOR >= 7
+            if (it->kept_cb)
+                it->kept_cb(it->done_arg, 0, it->offset, m->epoch, strlen(m->epoch));
+#endif
             int found;
             find(m, data, it->clen, &found);
             if (!found)
@@ -188,6 +195,9 @@ static item *enqueue(memory *m, size_t clen, size_t mlen)
 #endif
 #if XR_ANTENNA_ABI_MINOR >= 6
     it->history_cb = NULL;
+#endif
+#if XR_ANTENNA_ABI_MINOR >= 7
+    it->kept_cb = NULL;
 #endif
     event_active(m->ev, EV_TIMEOUT, 0);
     return it;
@@ -265,6 +275,10 @@ static void answer_pending(memory *m)
 #if XR_ANTENNA_ABI_MINOR >= 6
         else if (it->answer && it->history_cb)
             it->history_cb(it->done_arg, XR_EANTENNA, NULL, 0, 0, 0, m->epoch, strlen(m->epoch));
+#endif
+#if XR_ANTENNA_ABI_MINOR >= 7
+        else if (it->kept_cb)
+            it->kept_cb(it->done_arg, XR_EANTENNA, 0, NULL, 0);
 #endif
     }
     free(q.p);
@@ -632,18 +646,17 @@ static void keep_now(memory *m, kept_ring *r, const char *msg, size_t mlen,
  * step) and the message kept when it is delivered: a history read queued
  * between the two must not hand out what is still on its way, or the
  * reader would get it twice, read and then live. */
-static int publish_kept(void *self, const char *ch, size_t clen, const char *msg, size_t mlen,
-                        size_t keep, unsigned long long ttl_ms)
+static item *kept_item(memory *m, const char *ch, size_t clen, const char *msg, size_t mlen,
+                       size_t keep, unsigned long long ttl_ms, int *rc)
 {
-    memory *m = self;
+    *rc = XR_EINVAL;
     if (!keep || !ttl_ms || !XR_ANTENNA_HOST_HAS(&m->host, names_free))
-        return XR_EINVAL;
+        return NULL;
+    *rc = XR_ENOMEM;
     kept_ring *r = ring_of(m, ch, clen, keep);
-    if (!r)
-        return XR_ENOMEM;
-    item *it = enqueue(m, clen, mlen);
+    item *it = r ? enqueue(m, clen, mlen) : NULL;
     if (!it)
-        return XR_ENOMEM;
+        return NULL;
     char *data = (char *)(it + 1);
     memcpy(data, ch, clen);
     if (mlen)
@@ -651,8 +664,33 @@ static int publish_kept(void *self, const char *ch, size_t clen, const char *msg
     it->offset = ++r->next;
     it->ring = r;
     it->count = (long long)ttl_ms;
+    *rc = 0;
+    return it;
+}
+
+static int publish_kept(void *self, const char *ch, size_t clen, const char *msg, size_t mlen,
+                        size_t keep, unsigned long long ttl_ms)
+{
+    int rc;
+    kept_item(self, ch, clen, msg, mlen, keep, ttl_ms, &rc);
+    return rc;
+}
+
+#if XR_ANTENNA_ABI_MINOR >= 7
+/* The position is told when the message is delivered, from the loop. */
+static int publish_kept_at(void *self, const char *ch, size_t clen, const char *msg, size_t mlen,
+                           size_t keep, unsigned long long ttl_ms, xr_antenna_kept_cb done,
+                           void *arg)
+{
+    int rc;
+    item *it = kept_item(self, ch, clen, msg, mlen, keep, ttl_ms, &rc);
+    if (!it)
+        return rc;
+    it->kept_cb = done;
+    it->done_arg = arg;
     return 0;
 }
+#endif
 
 static void history_answer(memory *m, item *it)
 {
@@ -731,6 +769,9 @@ static const xr_antenna_ops ops = {
 #if XR_ANTENNA_ABI_MINOR >= 6
     .publish_kept = publish_kept,
     .history = history,
+#endif
+#if XR_ANTENNA_ABI_MINOR >= 7
+    .publish_kept_at = publish_kept_at,
 #endif
 };
 

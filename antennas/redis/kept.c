@@ -25,7 +25,7 @@ const char redis_kept_publish_lua[] =
     "redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], o .. '-0', 't', now, 'm', ARGV[2])\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "redis.call('PUBLISH', ARGV[1], '\\0xr1 ' .. o .. ' ' .. e .. '\\n' .. ARGV[2])\n"
-    "return o\n";
+    "return {o, e}\n";
 const size_t redis_kept_publish_lua_len = sizeof redis_kept_publish_lua - 1;
 
 /* Newest first, so COUNT keeps the newest `limit`; the first entry past

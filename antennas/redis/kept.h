@@ -32,7 +32,7 @@
 #define REDIS_KEPT_META_MS 86400000ULL
 
 /* KEYS: stream, hash. ARGV: channel, message, keep, ttl_ms, epoch seed,
- * hash ttl_ms. Returns the offset. */
+ * hash ttl_ms. Returns {offset, epoch}. */
 extern const char redis_kept_publish_lua[];
 extern const size_t redis_kept_publish_lua_len;
 /* KEYS: stream, hash. ARGV: since, limit, ttl_ms, epoch seed, hash ttl_ms.

@@ -1094,10 +1094,34 @@ static void on_kept(redisAsyncContext *ac, void *reply, void *arg)
                     r->kept_refused, rep->str);
 }
 
-static int publish_kept(void *self, const char *ch, size_t clen, const char *msg, size_t mlen,
-                        size_t keep, unsigned long long ttl_ms)
+/* A post told its position when Redis answers (publish_kept_at). */
+typedef struct kept_at {
+    size_t cost;
+    xr_antenna_kept_cb done;
+    void *arg;
+} kept_at;
+
+static void on_kept_at(redisAsyncContext *ac, void *reply, void *arg)
 {
-    redis *r = self;
+    kept_at *k = arg;
+    const redisReply *rep = reply;
+    on_kept(ac, reply, (void *)(uintptr_t)k->cost);
+    unsigned long long offset = 0;
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[0]->integer > 0 &&
+        rep->element[1]->type == REDIS_REPLY_STRING && rep->element[1]->len >= 1 &&
+        rep->element[1]->len <= REDIS_KEPT_EPOCH_MAX) {
+        offset = (unsigned long long)rep->element[0]->integer;
+        k->done(k->arg, 0, offset, rep->element[1]->str, (size_t)rep->element[1]->len);
+    } else {
+        k->done(k->arg, XR_EANTENNA, 0, NULL, 0);
+    }
+    free(k);
+}
+
+static int send_kept(redis *r, const char *ch, size_t clen, const char *msg, size_t mlen,
+                     size_t keep, unsigned long long ttl_ms, xr_antenna_kept_cb done, void *arg)
+{
     redis_kept_keys k;
     if (!keep || !ttl_ms || redis_kept_keys_of(ch, clen, 0, &k) < 0)
         return XR_EINVAL;
@@ -1112,12 +1136,36 @@ static int publish_kept(void *self, const char *ch, size_t clen, const char *msg
                      (size_t)snprintf(keeps, sizeof keeps, "%zu", keep),
                      (size_t)snprintf(ttl, sizeof ttl, "%llu", ttl_ms), EPOCH_SEED_LEN,
                      (size_t)snprintf(meta, sizeof meta, "%llu", meta_ms)};
-    if (redisAsyncCommandArgv(r->pub, on_kept, (void *)(uintptr_t)cost, 11, av, al) != REDIS_OK)
+    kept_at *ka = NULL;
+    if (done) {
+        if (!(ka = malloc(sizeof *ka)))
+            return XR_ENOMEM;
+        *ka = (kept_at){cost, done, arg};
+    }
+    if (redisAsyncCommandArgv(r->pub, ka ? on_kept_at : on_kept,
+                              ka ? (void *)ka : (void *)(uintptr_t)cost, 11, av, al) != REDIS_OK) {
+        free(ka);
         return XR_EANTENNA;
+    }
     r->pend_n++;
     r->pend_bytes += cost;
     return 0;
 }
+
+static int publish_kept(void *self, const char *ch, size_t clen, const char *msg, size_t mlen,
+                        size_t keep, unsigned long long ttl_ms)
+{
+    return send_kept(self, ch, clen, msg, mlen, keep, ttl_ms, NULL, NULL);
+}
+
+#if XR_ANTENNA_ABI_MINOR >= 7
+static int publish_kept_at(void *self, const char *ch, size_t clen, const char *msg, size_t mlen,
+                           size_t keep, unsigned long long ttl_ms, xr_antenna_kept_cb done,
+                           void *arg)
+{
+    return done ? send_kept(self, ch, clen, msg, mlen, keep, ttl_ms, done, arg) : XR_EINVAL;
+}
+#endif
 
 /* The script's reply {epoch, top, id, msg, ...} newest first, copied into
  * q oldest first: it is answered only after the second PING. */
@@ -1232,5 +1280,8 @@ XR_ANTENNA_MODULE("redis",
 #endif
 #if XR_ANTENNA_ABI_MINOR >= 6
                   , .publish_kept = publish_kept, .history = history
+#endif
+#if XR_ANTENNA_ABI_MINOR >= 7
+                  , .publish_kept_at = publish_kept_at
 #endif
                   )

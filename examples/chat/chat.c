@@ -8,7 +8,8 @@
  *   UNSUB /chat_messages            {"chat_id"}  leave it: {"message": "tchau!"}
  *   POST  /send_message_to_chat_room {"chat_id", "client_id", "message"}
  *         posts {"origin": client_id, "message": message} to the room:
- *         {"message": "Message sent"}
+ *         {"message": "Message sent"}; with header {"position": true} and
+ *         history on for the room, also its "offset" and "epoch"
  *   GET   /chat_history             {"chat_id", "limit"?}  the room's newest
  *         messages kept (--history-*), as GET /xraptor/history answers
  * A payload that is not JSON or lacks a key gets {"message": "fail"}.
@@ -57,16 +58,64 @@ static int leave_room(xr_request *req, void *ud)
     return xr_replyf(req, "{\"message\": \"tchau!\"}");
 }
 
+/* The answer of a post that asked for its position, once the broker gave it. */
+static void message_sent(int rc, unsigned long long offset, const char *epoch, size_t elen,
+                         void *ud)
+{
+    xr_request *req = ud;
+    if (rc == XR_OK)
+        xr_replyf(req, "{\"message\": \"Message sent\", \"offset\": %llu, \"epoch\": %.*Q}",
+                  offset, (int)elen, epoch);
+    else
+        xr_replyf(req, "{\"message\": \"fail\", \"reason\": %Q}", "the broker lost the post");
+    xr_request_unref(req);
+}
+
+/* With header {"position": true} and a room that keeps history, the answer
+ * waits for the post's position: {"message": "Message sent", "offset": N,
+ * "epoch": "E"} (a client can then tell its own message in the stream). */
+static int send_at(xr_request *req, const char *chat_id, size_t chat_len, const char *msg,
+                   size_t len)
+{
+    int rc = xr_publish_at(xr_request_server(req), chat_id, chat_len, msg, len, message_sent,
+                           xr_request_ref(req));
+    if (rc == XR_OK)
+        return XR_OK;
+    xr_request_unref(req);
+    if (rc != XR_ESTATE || xr_publish(xr_request_server(req), chat_id, chat_len, msg, len) != XR_OK)
+        return -1;
+    return xr_replyf(req, "{\"message\": \"Message sent\"}");
+}
+
 static int send_message(xr_request *req, void *ud)
 {
     (void)ud;
     const char *chat_id, *client_id, *message;
     size_t chat_len, client_len, message_len;
+    int at = 0;
     if (xr_payload_str(req, "chat_id", &chat_id, &chat_len) != XR_OK ||
         xr_payload_str(req, "client_id", &client_id, &client_len) != XR_OK ||
         xr_payload_str(req, "message", &message, &message_len) != XR_OK)
         return -1;
-    /* Spaced as Python's json.dumps writes it, for mixed clusters. */
+    if (xr_header_bool(req, "position", &at) == XR_OK && at) {
+        /* Spaced as Python's json.dumps writes it, for mixed clusters. */
+        static const char fmt[] = "{\"origin\": %.*Q, \"message\": %.*Q}";
+        char small[1024], *buf = small;
+        size_t len;
+        if (xr_jsonf(small, sizeof small, &len, fmt, (int)client_len, client_id,
+                     (int)message_len, message) != XR_OK)
+            return -1;
+        if (len >= sizeof small &&
+            (!(buf = malloc(len + 1)) || xr_jsonf(buf, len + 1, &len, fmt, (int)client_len,
+                                                  client_id, (int)message_len, message) != XR_OK)) {
+            free(buf);
+            return -1;
+        }
+        int rc = send_at(req, chat_id, chat_len, buf, len);
+        if (buf != small)
+            free(buf);
+        return rc;
+    }
     if (xr_publishf(xr_request_server(req), chat_id, chat_len,
                     "{\"origin\": %.*Q, \"message\": %.*Q}",
                     (int)client_len, client_id, (int)message_len, message) != XR_OK)

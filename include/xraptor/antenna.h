@@ -50,7 +50,7 @@ extern "C" {
 struct event_base;
 
 #define XR_ANTENNA_ABI 2        /* major: changes nobody built before can follow */
-#define XR_ANTENNA_ABI_MINOR 6  /* members appended within the major */
+#define XR_ANTENNA_ABI_MINOR 7  /* members appended within the major */
 
 /* The levels of host->log(), as in xraptor.h. */
 #define XR_ANTENNA_LOG_ERROR 0
@@ -180,6 +180,12 @@ typedef void (*xr_antenna_history_cb)(void *arg, int rc, const xr_antenna_kept *
                                       int complete, unsigned long long top, const char *epoch,
                                       size_t elen);
 
+/* publish_kept_at's answer (minor 7): rc 0 and the position the post was
+ * given (epoch valid during the call), or a negative XR_E* when it was
+ * refused or lost with its connection. */
+typedef void (*xr_antenna_kept_cb)(void *arg, int rc, unsigned long long offset,
+                                   const char *epoch, size_t elen);
+
 /* One member of a room, as presence_get reports it; valid during the call. */
 typedef struct xr_antenna_member {
     const char *user;
@@ -280,6 +286,15 @@ typedef struct xr_antenna_ops {
     int (*history)(void *self, const char *channel, size_t clen, unsigned long long since,
                    size_t limit, unsigned long long ttl_ms, xr_antenna_history_cb done,
                    void *arg);
+
+    /* ---- minor 7: optional ---- */
+
+    /* publish_kept, and done() told the position the post was given, on
+     * the loop, never inside this call; destroy() answers every one still
+     * waiting with XR_EANTENNA. */
+    int (*publish_kept_at)(void *self, const char *channel, size_t clen, const char *msg,
+                           size_t mlen, size_t keep, unsigned long long ttl_ms,
+                           xr_antenna_kept_cb done, void *arg);
 } xr_antenna_ops;
 
 /* Whether a module's table has an optional member (within its size and

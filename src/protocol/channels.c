@@ -453,7 +453,10 @@ void xr_channels_conn_gone(xr_proto *p, xr_pconn *pc)
         receiver_remove(p, pc, pc->receivers);
 }
 
-int xr_proto_publish(xr_proto *p, const char *channel, size_t clen, const char *msg, size_t mlen)
+/* What every post is checked for: a name, an antenna, the acting
+ * request's grant. */
+static int may_publish(xr_proto *p, const char *channel, size_t clen, const char *msg,
+                       size_t mlen)
 {
     if (!p || !channel || (mlen && !msg) ||
         xr_name_check(channel, clen, p->o->max_name_length) != XR_NAME_OK)
@@ -464,7 +467,52 @@ int xr_proto_publish(xr_proto *p, const char *channel, size_t clen, const char *
         p->denied = 1;
         return XR_EPERM;
     }
-    return antenna_publish(p, channel, clen, msg ? msg : "", mlen, 1);
+    return XR_OK;
+}
+
+int xr_proto_publish(xr_proto *p, const char *channel, size_t clen, const char *msg, size_t mlen)
+{
+    int rc = may_publish(p, channel, clen, msg, mlen);
+    return rc < 0 ? rc : antenna_publish(p, channel, clen, msg ? msg : "", mlen, 1);
+}
+
+/* xr_publish_at: the application's callback, called when the antenna
+ * tells the post's position (always on the loop, never inside a send). */
+typedef struct publish_at {
+    xr_publish_cb done;
+    void *ud;
+} publish_at;
+
+static void on_position(void *arg, int rc, unsigned long long offset, const char *epoch,
+                        size_t elen)
+{
+    publish_at *pa = arg;
+    pa->done(rc < 0 ? XR_EANTENNA : XR_OK, offset, epoch, elen, pa->ud);
+    free(pa);
+}
+
+int xr_proto_publish_at(xr_proto *p, const char *channel, size_t clen, const char *msg,
+                        size_t mlen, xr_publish_cb done, void *ud)
+{
+    unsigned keep;
+    unsigned long long ttl;
+    int rc = done ? may_publish(p, channel, clen, msg, mlen) : XR_EINVAL;
+    if (rc < 0)
+        return rc;
+    if (!XR_ANTENNA_HAS(p->antenna, publish_kept_at) || !xr_history_of(p, channel, clen, &keep, &ttl))
+        return XR_ESTATE;
+    publish_at *pa = malloc(sizeof *pa);
+    if (!pa)
+        return XR_ENOMEM;
+    *pa = (publish_at){done, ud};
+    p->stats.publishes++;
+    if (p->antenna->publish_kept_at(p->antenna_self, channel, clen, msg ? msg : "", mlen, keep,
+                                    ttl, on_position, pa) < 0) {
+        free(pa);
+        p->stats.publish_errors++;
+        return XR_EANTENNA;
+    }
+    return XR_OK;
 }
 
 /* ---- set-up ------------------------------------------------------------ */

@@ -69,6 +69,8 @@ int xr_proto_route(xr_proto *p, const char *route, unsigned methods, xr_handler 
 int xr_proto_middleware(xr_proto *p, int priority, const char *regex, xr_middleware_fn fn,
                         void *ud);
 int xr_proto_publish(xr_proto *p, const char *ch, size_t clen, const char *msg, size_t mlen);
+int xr_proto_publish_at(xr_proto *p, const char *ch, size_t clen, const char *msg, size_t mlen,
+                        xr_publish_cb done, void *ud);
 /* xr_publishf: the message formatted by xr_jsonf's rules, then published. */
 int xr_proto_publishv(xr_proto *p, const char *ch, size_t clen, const char *fmt, va_list ap);
 int xr_proto_room_join(xr_proto *p, const char *room, const char *member);

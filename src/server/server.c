@@ -516,6 +516,12 @@ int xr_publish(xr_server *srv, const char *channel, size_t clen, const char *msg
     return srv ? xr_proto_publish(srv->proto, channel, clen, msg, mlen) : XR_EINVAL;
 }
 
+int xr_publish_at(xr_server *srv, const char *channel, size_t clen, const char *msg, size_t mlen,
+                  xr_publish_cb done, void *ud)
+{
+    return srv ? xr_proto_publish_at(srv->proto, channel, clen, msg, mlen, done, ud) : XR_EINVAL;
+}
+
 int xr_publishf(xr_server *srv, const char *channel, size_t clen, const char *fmt, ...)
 {
     if (!srv)

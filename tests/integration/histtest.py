@@ -83,3 +83,42 @@ async def away_for(srv, pub, room, n, first):
     got = [text(m) for m in await deliveries(b, "live")]
     await b.close()
     return h, since, got
+
+
+def post_at(rid, room, message):
+    """A post that asks for its position in the answer."""
+    return request(rid, "/send_message_to_chat_room", "POST",
+                   json.dumps({"chat_id": room, "client_id": "pub", "message": message}),
+                   {"position": True})
+
+
+async def positions_told(pubs, watch, room, n):
+    """n posts with their position asked, spread over the connections in
+    pubs, all in flight at once: each answer's position is the one its
+    message's delivery carries, and together they are every offset once."""
+    async def one(ws, tag):
+        # 32 in flight at a time: a connection holds at most 64 requests
+        # waiting for their answers.
+        told = {}
+        for first in range(0, n, 32):
+            batch = range(first, min(n, first + 32))
+            for i in batch:
+                await ws.send(post_at(f"{tag}{i}", room, f"{tag}{i}"))
+            for _ in batch:
+                m = await recv_json(ws, 10)
+                body = json.loads(m["payload"])
+                assert body["message"] == "Message sent", m
+                told[m["request_id"]] = (body["offset"], body["epoch"])
+        return told
+    told = {}
+    for part in await asyncio.gather(*(one(ws, f"t{k}.") for k, ws in enumerate(pubs))):
+        told.update(part)
+    seen = {}
+    while len(seen) < len(told):
+        m = await recv_json(watch, 10)
+        seen[text(m)] = (m["header"]["offset"], m["header"]["epoch"])
+    assert seen == told, ("a post told another position than its delivery carried",
+                          sorted(set(seen.items()) ^ set(told.items()))[:5])
+    offsets = sorted(o for o, _ in told.values())
+    assert offsets == list(range(offsets[0], offsets[0] + len(offsets))), "a gap or a duplicate"
+    return told

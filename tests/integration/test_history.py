@@ -18,8 +18,8 @@ import jwt
 
 import websockets
 
-from histtest import (HISTORY, answer, away_for, deliveries, position, post, publisher, sub,
-                      subscribed, text)
+from histtest import (HISTORY, answer, away_for, deliveries, position, positions_told, post,
+                      post_at, publisher, sub, subscribed, text)
 from xrtest import (CHAT, Broker, Server, frame, healthy, no_message, read_frame, recv_json,
                     request, run, test, ws_open,
                     wait_until)
@@ -267,6 +267,21 @@ async def test_a_post_read_with_the_recovery_goes_out_once():
     assert offsets == list(range(since["offset"] + 1, since["offset"] + 1 + len(offsets))), \
         ("a gap or a duplicate", offsets)
     assert [text(m) for m in got[2:]] == ["m0", "m1", "m2", "both", "live"], got[2:]
+
+
+@test
+async def test_a_post_is_told_its_position():
+    # xr_publish_at, through the chat's POST with header {"position": true}.
+    with Server("--history-room", "r* 300 300", binary=CHAT) as srv:
+        async with websockets.connect(srv.url()) as pub, websockets.connect(srv.url()) as w:
+            first = position(await subscribed(w, "w", "r"))
+            told = await positions_told([pub], w, "r", 200)
+            assert sorted(o for o, _ in told.values()) == list(range(2, 202))
+            assert {e for _, e in told.values()} == {first["epoch"]}
+            # A room without history: the answer as always, no position.
+            await pub.send(post_at("plain", "other", "x"))
+            m = await recv_json(pub)
+            assert json.loads(m["payload"]) == {"message": "Message sent"}, m
 
 
 @test

@@ -14,8 +14,8 @@ import time
 
 import websockets
 
-from histtest import (HISTORY, answer, away_for, deliveries, position, post, publisher, sub,
-                          subscribed, text)
+from histtest import (HISTORY, answer, away_for, deliveries, position, positions_told, post,
+                      publisher, sub, subscribed, text)
 from xrtest import (CHAT, Broker, Server, frame, healthy, no_message, read_frame, recv_json,
                     request, resp, run, skip_all, test, wait_until, ws_open)
 
@@ -211,6 +211,19 @@ async def test_a_post_read_with_the_recovery_goes_out_once():
                 offsets = [m["header"]["offset"] for m in got if m["request_id"] == "c" and m["payload"]]
                 assert offsets == list(range(since["offset"] + 1, since["offset"] + 1 + len(offsets))), \
                     ("a gap or a duplicate", k, offsets)
+
+
+@test
+async def test_posts_on_two_nodes_are_told_their_positions():
+    # The position comes back from Redis' script: posts racing on two
+    # nodes each learn the one its deliveries carry, none twice.
+    with redis() as broker, node(broker) as a, node(broker) as b:
+        async with websockets.connect(a.url()) as pa, websockets.connect(b.url()) as pb, \
+                websockets.connect(a.url()) as w:
+            first = position(await subscribed(w, "w", "r"))
+            told = await positions_told([pa, pb], w, "r", 150)
+            assert sorted(o for o, _ in told.values()) == list(range(2, 302))
+            assert {e for _, e in told.values()} == {first["epoch"]}
 
 
 @test
