@@ -79,6 +79,7 @@ typedef struct redis {
     /* history reads waiting for the subscriber's PING, in send order */
     hist_q *sync_head, *sync_tail;
     unsigned long long kept_refused;    /* kept posts Redis refused */
+    unsigned long long malformed;       /* messages dropped for a bad position */
 } redis;
 
 /* ---- URL ---------------------------------------------------------------- */
@@ -353,8 +354,12 @@ static void deliver(redis *r, const char *ch, size_t clen, const char *body, siz
     size_t elen = 0, mlen;
     int kept = redis_kept_parse(body, len, &offset, &epoch, &elen, &msg, &mlen);
     if (kept < 0) {
-        r->host.log(r->host.host, XR_ANTENNA_LOG_WARN,
-                    "redis antenna: dropped a message whose position is malformed");
+        /* Whoever can publish to Redis could flood the log: the first, then
+         * one line a thousand. */
+        if (r->malformed++ % 1000 == 0)
+            r->host.log(r->host.host, XR_ANTENNA_LOG_WARN,
+                        "redis antenna: dropped a message whose position is malformed "
+                        "(%llu so far)", r->malformed);
         return;
     }
 #if XR_ANTENNA_ABI_MINOR >= 6

@@ -333,7 +333,9 @@ async def test_a_malformed_position_from_the_broker_is_dropped():
             assert (await recv_json(ws))["request_id"] == "p"
             m = await recv_json(ws)
             assert text(m) == "kept" and m["header"]["offset"] == 2, m
-        assert srv.log().count("position is malformed") == 6, srv.log()
+        # Said once, not once each: a flood would fill the log.
+        assert srv.log().count("position is malformed (1 so far)") == 1, srv.log()
+        assert srv.log().count("position is malformed") == 1, srv.log()
 
 
 if __name__ == "__main__":
