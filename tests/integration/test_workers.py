@@ -262,6 +262,45 @@ async def test_sighup_is_forwarded_to_every_worker():
 
 
 @test
+def test_sighup_during_a_slow_start_kills_no_worker():
+    # The same, with a start-up that lasts: a worker's nats:// antenna waits
+    # up to 2 s for a server that accepts and never speaks. SIGHUPs sent
+    # all through its first second land in that window every time, not by
+    # the luck of scheduling.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = silent.getsockname()[1]
+    srv = Server("--workers", "2", "--antenna", f"nats://127.0.0.1:{port}", binary=CHAT,
+                 expect_start=False)
+    try:
+        first_seen = {}
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and srv.proc.poll() is None:
+            now = time.monotonic()
+            sup = exe(srv.proc.pid)
+            for pid in children(srv.proc.pid) if sup and "xraptor" in sup else ():
+                if exe(pid) != sup:
+                    continue
+                first_seen.setdefault(pid, now)
+                if now - first_seen[pid] < 1.0:
+                    try:
+                        os.kill(pid, signal.SIGHUP)
+                    except ProcessLookupError:
+                        pass
+            if len(first_seen) >= 2 and now - max(first_seen.values()) > 1.0:
+                break
+            time.sleep(0.01)
+        assert srv.proc.poll() is None, srv.log()
+        wait_until(lambda: srv.log().count("listening on") >= 2, 15, "both workers listening")
+        assert "killed by signal" not in srv.log() and len(first_seen) == 2, (first_seen, srv.log())
+    finally:
+        srv.signal(signal.SIGTERM)
+        assert srv.wait() == 0, srv.log()
+        silent.close()
+
+
+@test
 def test_sighup_at_start_up_kills_no_worker():
     # The supervisor forwards SIGHUP to a worker from its fork on; a worker
     # that had not yet handed its signals to the loop died of it (seen in
