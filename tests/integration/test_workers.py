@@ -261,6 +261,33 @@ async def test_sighup_is_forwarded_to_every_worker():
             assert "[worker 1] TLS certificate reloaded" in srv.log()
 
 
+def sighup_each_worker(srv, window, every, deadline):
+    """SIGHUPs each worker of srv from the moment it exists (found in /proc
+    every `every` seconds) for its first `window` seconds, until both were
+    seen and their windows are over or `deadline` seconds passed: the pids
+    seen, with when."""
+    first_seen = {}
+    end = time.monotonic() + deadline
+    while time.monotonic() < end and srv.proc.poll() is None:
+        now = time.monotonic()
+        # Forked workers share the supervisor's program; anything else
+        # (libtool's wrapper script still starting it) is left alone.
+        sup = exe(srv.proc.pid)
+        for pid in children(srv.proc.pid) if sup and "xraptor" in sup else ():
+            if exe(pid) != sup:
+                continue
+            first_seen.setdefault(pid, now)
+            if now - first_seen[pid] < window:
+                try:
+                    os.kill(pid, signal.SIGHUP)
+                except ProcessLookupError:
+                    pass
+        if len(first_seen) >= 2 and now - max(first_seen.values()) > window:
+            break
+        time.sleep(every)
+    return first_seen
+
+
 @test
 def test_sighup_during_a_slow_start_kills_no_worker():
     # The same, with a start-up that lasts: a worker's nats:// antenna waits
@@ -274,23 +301,7 @@ def test_sighup_during_a_slow_start_kills_no_worker():
     srv = Server("--workers", "2", "--antenna", f"nats://127.0.0.1:{port}", binary=CHAT,
                  expect_start=False)
     try:
-        first_seen = {}
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and srv.proc.poll() is None:
-            now = time.monotonic()
-            sup = exe(srv.proc.pid)
-            for pid in children(srv.proc.pid) if sup and "xraptor" in sup else ():
-                if exe(pid) != sup:
-                    continue
-                first_seen.setdefault(pid, now)
-                if now - first_seen[pid] < 1.0:
-                    try:
-                        os.kill(pid, signal.SIGHUP)
-                    except ProcessLookupError:
-                        pass
-            if len(first_seen) >= 2 and now - max(first_seen.values()) > 1.0:
-                break
-            time.sleep(0.01)
+        first_seen = sighup_each_worker(srv, 1.0, 0.01, 5)
         assert srv.proc.poll() is None, srv.log()
         wait_until(lambda: srv.log().count("listening on") >= 2, 15, "both workers listening")
         assert "killed by signal" not in srv.log() and len(first_seen) == 2, (first_seen, srv.log())
@@ -309,25 +320,7 @@ def test_sighup_at_start_up_kills_no_worker():
     # may die, both must serve and reload.
     srv = Server("--workers", "2", expect_start=False)
     try:
-        first_seen = {}
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and srv.proc.poll() is None:
-            now = time.monotonic()
-            # Forked workers share the supervisor's program; anything else
-            # (libtool's wrapper script still starting it) is left alone.
-            sup = exe(srv.proc.pid)
-            for pid in children(srv.proc.pid) if sup and "xraptor" in sup else ():
-                if exe(pid) != sup:
-                    continue
-                first_seen.setdefault(pid, now)
-                if now - first_seen[pid] < 0.3:
-                    try:
-                        os.kill(pid, signal.SIGHUP)
-                    except ProcessLookupError:
-                        pass
-            if len(first_seen) >= 2 and now - max(first_seen.values()) > 0.3:
-                break
-            time.sleep(0.001)
+        first_seen = sighup_each_worker(srv, 0.3, 0.001, 3)
         assert srv.proc.poll() is None, srv.log()
         wait_until(lambda: srv.log().count("listening on") >= 2, 10, "both workers listening")
         assert "killed by signal" not in srv.log() and len(first_seen) == 2, (first_seen, srv.log())
