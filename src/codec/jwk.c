@@ -95,12 +95,20 @@ static const char *ec_key(xr_json_fields *f, xr_jwt_key *key)
         half = 48, group = "P-384", key->kind = XR_JWT_P384;
     else
         return "an EC curve other than P-256 and P-384";
-    /* The point uncompressed: 04 || x || y. */
-    unsigned char pt[1 + 2 * 48];
+    /* The point uncompressed: 04 || x || y. RFC 7518 wants each coordinate
+     * at the curve's full size, but python3-jwt before 2.8 (Debian 12's)
+     * writes them as integers without leading zero bytes, one key in about
+     * 128: a shorter coordinate is the same number, so it is padded back. */
+    unsigned char pt[1 + 2 * 48], c[48];
     pt[0] = 4;
-    if (jwk_bytes(f, "x", pt + 1, half) != (long)half ||
-        jwk_bytes(f, "y", pt + 1 + half, half) != (long)half)
-        return "an EC key's x and y must be base64url of the curve's size";
+    for (int i = 0; i < 2; i++) {
+        long got = jwk_bytes(f, i ? "y" : "x", c, half);
+        if (got < 0)
+            return "an EC key's x and y must be base64url of at most the curve's size";
+        unsigned char *at = pt + 1 + (size_t)i * half;
+        memset(at, 0, half - (size_t)got);
+        memcpy(at + half - (size_t)got, c, (size_t)got);
+    }
     OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
     if (bld && OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, 0) == 1 &&
         OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt, 1 + 2 * half) == 1)

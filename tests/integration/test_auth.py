@@ -405,5 +405,42 @@ async def test_a_jwk_set_file_gives_every_key_with_its_kid():
         keys.close()
 
 
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@test
+async def test_an_ec_jwk_whose_coordinates_lost_leading_zeros_still_verifies():
+    """python3-jwt before 2.8 writes x and y as integers, so one P-256 key
+    in about 128 has a coordinate of 31 bytes: the same point."""
+    keys = Keys()
+    try:
+        for _ in range(5000):
+            k = ec.generate_private_key(ec.SECP256R1())
+            n = k.public_key().public_numbers()
+            if n.x < 1 << 248 or n.y < 1 << 248:
+                break
+        else:
+            raise AssertionError("no P-256 key with a short coordinate in 5000")
+        short = lambda v: b64url(v.to_bytes((v.bit_length() + 7) // 8, "big"))
+        full = lambda v: b64url(v.to_bytes(32, "big"))
+        tok = jwt.encode(claims(sub="short"), k, algorithm="ES256", headers={"kid": "s"})
+        for coord in (short, full):
+            jwks = {"keys": [{"kty": "EC", "crv": "P-256", "kid": "s",
+                              "x": coord(n.x), "y": coord(n.y)}]}
+            path = keys.write("short.json", json.dumps(jwks).encode())
+            with Server("--jwt-key", path, binary=PROTOSERVER) as srv:
+                assert await whoami(srv, tok) == "short", coord
+        # A coordinate longer than the curve's is not the same point.
+        jwks = {"keys": [{"kty": "EC", "crv": "P-256", "x": b64url(b"\1" + n.x.to_bytes(32, "big")),
+                          "y": full(n.y)}]}
+        path = keys.write("long.json", json.dumps(jwks).encode())
+        with Server("--jwt-key", path, binary=PROTOSERVER, expect_start=False) as srv:
+            assert srv.wait(5) != 0
+            assert "at most the curve's size" in srv.log(), srv.log()
+    finally:
+        keys.close()
+
+
 if __name__ == "__main__":
     run()
