@@ -5,8 +5,11 @@ client recovers on another node what was posted on the first, recoveries
 racing a publisher on the other node have no gap and no duplicate, a
 flushed Redis is a new epoch and never an old message, the window and the
 TTL are kept by Redis, the history read, and a malformed position from
-the broker is dropped, not delivered. Through xraptor-chat: the room is
-the stream recovered."""
+the broker is dropped, not delivered. The two windows of a recovery (the
+read before its SUBSCRIBE took effect, the answer before the read's
+messages came in live) are forced open by a relay that holds one
+connection's bytes. Through xraptor-chat: the room is the stream
+recovered."""
 import asyncio
 import json
 import shutil
@@ -17,7 +20,7 @@ import websockets
 from histtest import (HISTORY, answer, away_for, deliveries, position, positions_told, post,
                       publisher, sub, subscribed, text)
 from xrtest import (CHAT, Broker, Server, frame, healthy, no_message, read_frame, recv_json,
-                    request, resp, run, skip_all, test, wait_until, ws_open)
+                    Relay, request, resp, run, skip_all, test, wait_until, ws_open)
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -27,8 +30,8 @@ def redis():
                                 "--appendonly", "no"])
 
 
-def node(broker, *args):
-    srv = Server("--antenna", f"redis://127.0.0.1:{broker.port}", *(args or HISTORY),
+def node(broker, *args, port=None):
+    srv = Server("--antenna", f"redis://127.0.0.1:{port or broker.port}", *(args or HISTORY),
                  binary=CHAT)
     wait_until(lambda: healthy(srv.port), 15, "antenna connected")
     return srv
@@ -176,6 +179,96 @@ async def test_a_recovery_behind_a_burst_of_subscriptions_misses_nothing():
                 stop = True
                 await task
                 reader.cancel()
+
+
+@test
+async def test_a_recovery_reads_only_once_its_subscribe_took_effect():
+    # Node a's subscriber connection is slow (a relay holds what it sends):
+    # the room's SUBSCRIBE waits while the other node posts. Read before
+    # the SUBSCRIBE took effect, that post would be in neither the read
+    # nor the live stream; read after it, the post is recovered.
+    with redis() as broker, Relay(broker.port, b"SUBSCRIBE") as relay, \
+            node(broker, port=relay.port) as a, node(broker) as b:
+        async with websockets.connect(a.url()) as warm, websockets.connect(b.url()) as pub, \
+                websockets.connect(b.url()) as watch:
+            await subscribed(warm, "w", "warm")     # the relay learns which connection subscribes
+            since = position(await subscribed(watch, "w", "r"))
+            for k in range(3):
+                relay.hold()
+                c = await websockets.connect(a.url())
+                try:
+                    await c.send(sub("c", "r", since))
+                    wait_until(lambda: b"$9\r\nSUBSCRIBE" in relay.held_bytes(), 10,
+                               "the room's SUBSCRIBE held")
+                    # A read sent at once has run within this second.
+                    deadline = time.monotonic() + 1
+                    while relay.passed_bytes(False, False) == 0 and time.monotonic() < deadline:
+                        await asyncio.sleep(0.01)
+                    await pub.send(post("p", "r", f"missed{k}"))
+                    assert (await recv_json(pub))["request_id"] == "p"
+                    assert text(await recv_json(watch)) == f"missed{k}"
+                    relay.release()
+                    h = await answer(c, "c", 10)
+                    assert h["recovered"] is True, h
+                    await pub.send(post("p", "r", f"after{k}"))
+                    got = await deliveries(c, f"after{k}")
+                    assert [text(m) for m in got] == [f"missed{k}", f"after{k}"], \
+                        ("the post made while the SUBSCRIBE was on its way is lost", k, got)
+                    assert [m["header"]["offset"] for m in got] == \
+                        [since["offset"] + 1, since["offset"] + 2], got
+                    assert (await recv_json(pub))["request_id"] == "p"
+                    since = position(got[-1])
+                    assert text(await recv_json(watch)) == f"after{k}"
+                finally:
+                    relay.release()
+                    await c.close()
+                # Nobody on node a is in the room now: the next SUB subscribes anew.
+                await asyncio.sleep(0.2)
+
+
+@test
+async def test_a_recovery_answers_only_once_what_it_read_came_in_live():
+    # The read is held on its way to Redis while the other node posts, and
+    # the post's live copy to node a is held behind it: the read returns the
+    # post before node a has it live. Answered then, the live copy would
+    # come after the answer and go out twice; answered after the second
+    # PING, it is merged and goes out once.
+    with redis() as broker, Relay(broker.port, b"SUBSCRIBE") as relay, \
+            node(broker, port=relay.port) as a, node(broker) as b:
+        async with websockets.connect(a.url()) as warm, websockets.connect(b.url()) as pub, \
+                websockets.connect(b.url()) as watch:
+            await subscribed(watch, "w", "r")
+            since = position(await subscribed(warm, "w", "r"))
+            assert text(await recv_json(watch)) == "probe"
+            for k in range(3):
+                relay.hold(sending=True, marked=False)      # node a's commands
+                c = await websockets.connect(a.url())
+                try:
+                    await c.send(sub("c", "r", since))
+                    wait_until(lambda: b"XREVRANGE" in relay.held_bytes(True, False), 10,
+                               "the history read held")
+                    relay.hold(sending=False, marked=True)  # what Redis publishes to node a
+                    await pub.send(post("p", "r", f"read{k}"))
+                    assert (await recv_json(pub))["request_id"] == "p"
+                    assert text(await recv_json(watch)) == f"read{k}"
+                    relay.release(sending=True, marked=False)
+                    wait_until(lambda: relay.passed_bytes(False, False) > 0, 10,
+                               "the read's reply back at node a")
+                    await asyncio.sleep(0.1)    # an answer sent at once is out by now
+                    relay.release()
+                    h = await answer(c, "c", 10)
+                    assert h["recovered"] is True, h
+                    await pub.send(post("p", "r", f"after{k}"))
+                    got = await deliveries(c, f"after{k}")
+                    assert [text(m) for m in got] == [f"read{k}", f"after{k}"], \
+                        ("what the read returned went out twice", k, got)
+                    assert (await recv_json(pub))["request_id"] == "p"
+                    assert text(await recv_json(watch)) == f"after{k}"
+                    assert [text(await recv_json(warm)) for _ in range(2)] == [f"read{k}", f"after{k}"]
+                    since = position(got[-1])
+                finally:
+                    relay.release()
+                    await c.close()
 
 
 @test

@@ -458,6 +458,123 @@ class Broker:
         self.stop()
 
 
+class Relay:
+    """A TCP relay on a loopback port in front of a real broker, to stand
+    for a slow network: connections that carried a marker from the node
+    (b"SUBSCRIBE": Redis' subscriber connection) are "marked". hold(sending,
+    marked) keeps one direction (node to broker when sending) of the marked
+    connections or of the others waiting, in order, until release(). Every
+    byte is the node's and the broker's own; nothing is answered here."""
+
+    def __init__(self, upstream, marker):
+        import selectors
+        import threading
+        self.upstream, self.marker = upstream, marker
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.lsock, selectors.EVENT_READ)
+        self.lock = threading.Lock()
+        self.peer, self.down, self.marked = {}, set(), set()
+        self.holds, self.queue, self.held = set(), [], {}
+        self.passed = {}
+        self.closing = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        _servers.append(self)
+
+    def hold(self, sending=True, marked=True):
+        """From now on, hold that direction; held() and passed() count anew."""
+        with self.lock:
+            key = (sending, marked)
+            self.holds.add(key)
+            self.held[key] = b""
+            self.passed = {(a, b): 0 for a in (True, False) for b in (True, False)}
+
+    def release(self, sending=None, marked=None):
+        """Lets go what one hold kept (every hold when none is named)."""
+        with self.lock:
+            keys = set(self.holds) if sending is None else {(sending, marked)}
+            self.holds -= keys
+            kept = []
+            for key, sock, data in self.queue:
+                if key in keys:
+                    sock.sendall(data)
+                else:
+                    kept.append((key, sock, data))
+            self.queue = kept
+
+    def held_bytes(self, sending=True, marked=True):
+        with self.lock:
+            return self.held.get((sending, marked), b"")
+
+    def passed_bytes(self, sending=True, marked=False):
+        """Bytes let through in that direction since the last hold()."""
+        with self.lock:
+            return self.passed.get((sending, marked), 0)
+
+    def _run(self):
+        import selectors
+        while not self.closing:
+            for key, _ in self.sel.select(0.05):
+                s = key.fileobj
+                if s is self.lsock:
+                    c, _ = s.accept()
+                    u = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+                    self.peer[c], self.peer[u] = u, c
+                    self.down.add(c)
+                    for x in (c, u):
+                        self.sel.register(x, selectors.EVENT_READ)
+                    continue
+                try:
+                    data = s.recv(65536)
+                except OSError:
+                    data = b""
+                with self.lock:
+                    if not data:
+                        for x in (s, self.peer.get(s)):
+                            if x is not None and x in self.peer:
+                                self.sel.unregister(x)
+                                x.close()
+                                self.peer.pop(x, None)
+                        continue
+                    sending = s in self.down
+                    node = s if sending else self.peer[s]
+                    if sending and self.marker in data:
+                        self.marked.add(node)
+                    k = (sending, node in self.marked)
+                    if k in self.holds:
+                        self.queue.append((k, self.peer[s], data))
+                        self.held[k] += data
+                        continue
+                    self.passed[k] = self.passed.get(k, 0) + len(data)
+                    self.peer[s].sendall(data)
+
+    def kill(self):
+        self.closing = True
+        self.thread.join(5)
+        for x in list(self.peer) + [self.lsock]:
+            x.close()
+        self.peer.clear()
+
+    stop = kill
+
+    def log(self):
+        return f"relay to port {self.upstream}: {len(self.queue)} chunks held"
+
+    def remove_log(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+
+
 def resp(port, *args, unix=None, timeout=5, auth=()):
     """One command to a real redis-server on 127.0.0.1:port (or a unix
     socket) in RESP, after AUTH *auth when given; the reply as Python
