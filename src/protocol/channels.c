@@ -173,6 +173,16 @@ static void message_at(xr_proto *p, const char *name, size_t clen, const char *m
         }
         return;
     }
+    if ((offset || p->streams.count) && (xr_map_get(&p->channels, name, clen) ||
+                                         xr_map_get(&p->rooms, name, clen)) &&
+        !xr_stream_check(p, name, clen, msg, mlen, offset, epoch, elen))
+        return;
+    xr_deliver_at(p, name, clen, msg, mlen, offset, epoch, elen);
+}
+
+void xr_deliver_at(xr_proto *p, const char *name, size_t clen, const char *msg, size_t mlen,
+                   unsigned long long offset, const char *epoch, size_t elen)
+{
     xr_channel *ch = xr_map_get(&p->channels, name, clen);
     xr_room *room = xr_map_get(&p->rooms, name, clen);
     if (!ch && !room)
@@ -270,6 +280,7 @@ void xr_sub_unref(xr_proto *p, const char *name, size_t len)
     }
     if (n == 1) {
         xr_map_del(&p->subs, name, len);
+        xr_stream_forget(p, name, len);
         p->antenna->unsubscribe(p->antenna_self, name, len);
     }
 }
@@ -524,6 +535,7 @@ void xr_channels_maps_init(xr_proto *p)
     xr_map_init(&p->memberships);
     xr_map_init(&p->subs);
     xr_map_init(&p->presence);
+    xr_map_init(&p->streams);
 }
 
 int xr_channels_init(xr_proto *p, char *err, size_t errlen)

@@ -93,6 +93,7 @@ struct xr_proto {
     struct xr_history_rule *history_rules;  /* xr_history_enable's, latest last */
     size_t n_history_rules;
     struct xr_recovery *recoveries; /* reads in flight, for the free */
+    xr_map streams;                 /* name -> its last position here (streams.c) */
 };
 
 /* router.c */
@@ -170,7 +171,19 @@ void xr_history_free(xr_proto *p);
 void xr_answer_json(xr_request *req, void (*done)(int rc, const char *json, size_t len, void *ud),
                     void *ud, int rc, const xr_buf *json);
 
+/* streams.c: a node's own gap in a stream with history, repaired */
+/* Whether the antenna's message goes out now (1) or waits for a repair
+ * or was delivered already (0). */
+int xr_stream_check(xr_proto *p, const char *name, size_t len, const char *msg, size_t mlen,
+                    unsigned long long offset, const char *epoch, size_t elen);
+/* The antenna subscription of name ended: its position is forgotten. */
+void xr_stream_forget(xr_proto *p, const char *name, size_t len);
+void xr_streams_free(xr_proto *p);
+
 /* channels.c */
+/* A message of the antenna out to name's receivers and members, built once. */
+void xr_deliver_at(xr_proto *p, const char *name, size_t len, const char *msg, size_t mlen,
+                   unsigned long long offset, const char *epoch, size_t elen);
 /* The receiver of pc on channel name, for history.c: its recovery slot
  * (NULL when there is no such receiver). */
 xr_recovery **xr_receiver_recovery(xr_proto *p, xr_pconn *pc, const char *name, size_t len);

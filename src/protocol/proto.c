@@ -30,6 +30,7 @@ void xr_proto_free(xr_proto *p)
     xr_channels_free(p);
     xr_presence_free(p);
     xr_history_free(p);
+    xr_streams_free(p);
     xr_router_free(p);
     free(p);
 }

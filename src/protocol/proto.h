@@ -29,6 +29,7 @@ typedef struct xr_proto_stats {
     uint64_t room_pruned, antenna_reconnects;
     uint64_t rate_limited, rate_limit_closes;
     uint64_t forbidden;             /* refused for the token's grants */
+    uint64_t gaps_repaired, gaps_unrepaired;    /* the antenna's live stream broke */
 } xr_proto_stats;
 
 /* owner is what xr_request_server() hands back (the server). */

@@ -189,6 +189,12 @@ void xr_metrics_write(const xr_server *srv, xr_buf *out)
            "Times the broker connection came back.", ps->antenna_reconnects);
     metric(out, "xraptor_room_members_pruned_total", "counter",
            "Room members removed for no longer listening.", ps->room_pruned);
+    metric(out, "xraptor_history_gaps_repaired_total", "counter",
+           "Holes in the antenna's live stream of a channel with history filled from the history.",
+           ps->gaps_repaired);
+    metric(out, "xraptor_history_gaps_unrepaired_total", "counter",
+           "Holes in the antenna's live stream the history no longer covered (clients see the jump).",
+           ps->gaps_unrepaired);
     metric(out, "xraptor_requests_forbidden_total", "counter",
            "Requests answered forbidden: a channel, room or publish the token does not grant.",
            ps->forbidden);

@@ -410,5 +410,27 @@ def test_history_flags_are_checked():
         assert why in s.log(), (args, s.log())
 
 
+@test
+async def test_a_room_left_and_joined_again_replays_nothing_nobody_asked_for():
+    # The node forgets a stream's position when nobody here listens any
+    # more: posts made meanwhile are no hole to repair for the next SUB.
+    with Server(*HISTORY, binary=CHAT) as srv:
+        async with websockets.connect(srv.url()) as pub:
+            for k in range(3):
+                async with websockets.connect(srv.url()) as c:
+                    await subscribed(c, "c", "r")
+                await asyncio.sleep(0.1)
+                for i in range(4):
+                    await pub.send(post("p", "r", f"away{k}.{i}"))
+                    assert (await recv_json(pub))["request_id"] == "p"
+                async with websockets.connect(srv.url()) as d:
+                    m = await subscribed(d, "d", "r")
+                    assert text(m) == "probe", m
+                    await pub.send(post("p", "r", f"now{k}"))
+                    assert (await recv_json(pub))["request_id"] == "p"
+                    assert text(await recv_json(d)) == f"now{k}"
+                    assert await no_message(d, 0.2)
+
+
 if __name__ == "__main__":
     run()

@@ -19,7 +19,7 @@ import websockets
 
 from histtest import (HISTORY, answer, away_for, deliveries, position, positions_told, post,
                       publisher, sub, subscribed, text)
-from xrtest import (CHAT, Broker, Server, frame, healthy, no_message, read_frame, recv_json,
+from xrtest import (CHAT, Broker, Server, frame, healthy, metrics, no_message, read_frame, recv_json,
                     Relay, request, resp, run, skip_all, test, wait_until, ws_open)
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -269,6 +269,54 @@ async def test_a_recovery_answers_only_once_what_it_read_came_in_live():
                 finally:
                     relay.release()
                     await c.close()
+
+
+@test
+async def test_a_node_whose_subscriber_connection_broke_delivers_what_it_missed():
+    # Node a's subscriber connection to Redis is cut, and its new one's
+    # SUBSCRIBE held while node b posts: those posts never come to node a
+    # live. The first one after shows the hole by its offset; node a reads
+    # the rest from the history and its client gets every message once, in
+    # order. Node b keeps 5: a hole of more is told by the jump.
+    with redis() as broker, Relay(broker.port, b"SUBSCRIBE") as relay, \
+            node(broker, port=relay.port) as a, \
+            node(broker, "--history-size", "5", "--history-ttl", "300") as b:
+        async with websockets.connect(a.url()) as c, websockets.connect(b.url()) as pub, \
+                websockets.connect(b.url()) as watch:
+            await subscribed(watch, "w", "r")
+            last = position(await subscribed(c, "c", "r"))["offset"]
+            assert text(await recv_json(watch)) == "probe"
+            for k, missed in enumerate((3, 4, 1, 9)):
+                relay.hold(sending=True, marked=True)
+                relay.cut()
+                wait_until(lambda: b"$9\r\nSUBSCRIBE" in relay.held_bytes(), 15,
+                           "the new SUBSCRIBE held")
+                for i in range(missed):
+                    await pub.send(post("p", "r", f"gap{k}.{i}"))
+                    assert (await recv_json(pub))["request_id"] == "p"
+                    assert text(await recv_json(watch)) == f"gap{k}.{i}"
+                relay.release()
+                wait_until(lambda: healthy(a.port), 15, "node a's antenna back")
+                await pub.send(post("p", "r", f"after{k}"))
+                assert (await recv_json(pub))["request_id"] == "p"
+                got = await deliveries(c, f"after{k}")
+                offsets = [m["header"]["offset"] for m in got]
+                if missed + 1 <= 5:     # the hole and the post that shows it
+                    assert [text(m) for m in got] == [f"gap{k}.{i}" for i in range(missed)] + \
+                        [f"after{k}"], ("a hole in node a's stream", k, got)
+                    assert offsets == list(range(last + 1, last + missed + 2)), (k, offsets)
+                else:
+                    # Not kept any more: the jump tells; nothing old, nothing twice.
+                    assert [text(m) for m in got] == [f"after{k}"], (k, got)
+                    assert offsets == [last + missed + 1], (k, offsets)
+                last = offsets[-1]
+                assert text(await recv_json(watch)) == f"after{k}"
+            assert await no_message(c, 0.3), "a message twice"
+            m = metrics(a.port)
+            assert m["xraptor_history_gaps_repaired_total"] == 3, m
+            assert m["xraptor_history_gaps_unrepaired_total"] == 1, m
+            assert "delivered from the history" in a.log(), a.log()
+            assert "the history no longer holds" in a.log(), a.log()
 
 
 @test

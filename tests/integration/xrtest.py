@@ -481,6 +481,7 @@ class Relay:
         self.peer, self.down, self.marked = {}, set(), set()
         self.holds, self.queue, self.held = set(), [], {}
         self.passed = {}
+        self.cuts = self.cut_wanted = 0
         self.closing = False
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -507,6 +508,23 @@ class Relay:
                     kept.append((key, sock, data))
             self.queue = kept
 
+    def cut(self, timeout=5):
+        """Closes the marked connections, both ends, as a network that
+        broke would; returns once done."""
+        with self.lock:
+            self.cut_wanted, done = 1, self.cuts
+        deadline = time.monotonic() + timeout
+        while self.cuts == done:
+            if time.monotonic() > deadline:
+                raise AssertionError("the relay did not cut its connections")
+            time.sleep(0.01)
+
+    def _close(self, x):
+        if x is not None and x in self.peer:
+            self.sel.unregister(x)
+            x.close()
+            self.peer.pop(x, None)
+
     def held_bytes(self, sending=True, marked=True):
         with self.lock:
             return self.held.get((sending, marked), b"")
@@ -519,6 +537,14 @@ class Relay:
     def _run(self):
         import selectors
         while not self.closing:
+            with self.lock:
+                if self.cut_wanted:
+                    for x in list(self.marked):
+                        self._close(self.peer.get(x))
+                        self._close(x)
+                    self.marked.clear()
+                    self.queue = [q for q in self.queue if q[1] in self.peer]
+                    self.cut_wanted, self.cuts = 0, self.cuts + 1
             for key, _ in self.sel.select(0.05):
                 s = key.fileobj
                 if s is self.lsock:
@@ -534,12 +560,12 @@ class Relay:
                 except OSError:
                     data = b""
                 with self.lock:
+                    if s not in self.peer:
+                        continue        # cut in this round
                     if not data:
-                        for x in (s, self.peer.get(s)):
-                            if x is not None and x in self.peer:
-                                self.sel.unregister(x)
-                                x.close()
-                                self.peer.pop(x, None)
+                        peer = self.peer.get(s)
+                        self._close(s)
+                        self._close(peer)
                         continue
                     sending = s in self.down
                     node = s if sending else self.peer[s]
