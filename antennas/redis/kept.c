@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "kept.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* The epoch, made when the hash is missing: whatever the stream still
@@ -19,14 +20,18 @@
     "local t = redis.call('TIME')\n"                                                    \
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 
-const char redis_kept_publish_lua[] =
-    EPOCH_LUA("5", "6")
-    "local o = redis.call('HINCRBY', KEYS[2], 'o', 1)\n"
-    "redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], o .. '-0', 't', now, 'm', ARGV[2])\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
-    "redis.call('PUBLISH', ARGV[1], '\\0xr1 ' .. o .. ' ' .. e .. '\\n' .. ARGV[2])\n"
-    "return {o, e}\n";
+#define PUBLISH_LUA(verb)                                                                \
+    EPOCH_LUA("5", "6")                                                                  \
+    "local o = redis.call('HINCRBY', KEYS[2], 'o', 1)\n"                                  \
+    "redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], o .. '-0', 't', now, 'm', ARGV[2])\n"  \
+    "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"                                           \
+    "redis.call('" verb "', ARGV[1], '\\0xr1 ' .. o .. ' ' .. e .. '\\n' .. ARGV[2])\n"   \
+    "return {o, e}\n"
+
+const char redis_kept_publish_lua[] = PUBLISH_LUA("PUBLISH");
 const size_t redis_kept_publish_lua_len = sizeof redis_kept_publish_lua - 1;
+const char redis_kept_spublish_lua[] = PUBLISH_LUA("SPUBLISH");
+const size_t redis_kept_spublish_lua_len = sizeof redis_kept_spublish_lua - 1;
 
 /* Newest first, so COUNT keeps the newest `limit`; the first entry past
  * the TTL ends the list (entries are in time order). */
@@ -44,22 +49,24 @@ const char redis_kept_read_lua[] =
     "return out\n";
 const size_t redis_kept_read_lua_len = sizeof redis_kept_read_lua - 1;
 
-int redis_kept_keys_of(const char *ch, size_t clen, int tagged, redis_kept_keys *out)
+int redis_kept_keys_of(const char *ch, size_t clen, const char *tag, redis_kept_keys *out)
 {
     static const char pre[] = "xr.h.", *const suf[2] = {".s", ".m"};
-    size_t t = tagged ? 1 : 0;
-    if (sizeof pre - 1 + 2 * t + clen + 2 > sizeof out->k[0])
+    size_t t = tag ? strlen(tag) + 2 : 0;
+    if (sizeof pre - 1 + t + clen + 2 > sizeof out->k[0])
         return -1;
     for (int k = 0; k < 2; k++) {
         char *o = out->k[k];
         memcpy(o, pre, sizeof pre - 1);
         o += sizeof pre - 1;
-        if (tagged)
+        if (tag) {
             *o++ = '{';
+            memcpy(o, tag, t - 2);
+            o += t - 2;
+            *o++ = '}';
+        }
         memcpy(o, ch, clen);
         o += clen;
-        if (tagged)
-            *o++ = '}';
         memcpy(o, suf[k], 2);
         out->l[k] = (size_t)(o + 2 - out->k[k]);
     }
@@ -133,4 +140,85 @@ int redis_kept_complete(unsigned long long since, unsigned long long top,
     if (since > top)
         return 0;
     return since == top || (n && oldest == since + 1);
+}
+
+#if XR_ANTENNA_ABI_MINOR >= 6
+int redis_kept_take(redis_kept_read *rd, const void *reply, size_t nelem, redis_kept_str str)
+{
+    size_t el, tl;
+    const char *e = nelem >= 2 && nelem % 2 == 0 ? str(reply, 0, &el) : NULL;
+    const char *top = e ? str(reply, 1, &tl) : NULL;
+    if (!top || el < 1 || el > REDIS_KEPT_EPOCH_MAX || redis_kept_number(top, tl, &rd->top) < 0)
+        return XR_EANTENNA;
+    rd->n = (nelem - 2) / 2;
+    size_t bytes = 0, len;
+    for (size_t i = 0; i < rd->n; i++) {
+        if (!str(reply, 2 + 2 * i, &len) || !str(reply, 3 + 2 * i, &len))
+            return XR_EANTENNA;
+        bytes += len;
+    }
+    if (!(rd->epoch = malloc(el)) ||
+        (rd->n && (!(rd->v = calloc(rd->n, sizeof *rd->v)) || !(rd->data = malloc(bytes ? bytes : 1)))))
+        return XR_ENOMEM;
+    rd->elen = el;
+    memcpy(rd->epoch, e, el);
+    char *o = rd->data;
+    unsigned long long prev = rd->top + 1;
+    for (size_t i = 0; i < rd->n; i++) {
+        xr_antenna_kept *k = &rd->v[rd->n - 1 - i];
+        const char *id = str(reply, 2 + 2 * i, &len);
+        k->offset = redis_kept_id(id, len);
+        /* Offsets after since, at most the top, each below the one before. */
+        if (k->offset <= rd->since || k->offset >= prev)
+            return XR_EANTENNA;
+        prev = k->offset;
+        const char *m = str(reply, 3 + 2 * i, &len);
+        memcpy(o, m, len);
+        k->msg = o;
+        k->mlen = len;
+        o += len;
+    }
+    return 0;
+}
+
+void redis_kept_clear(redis_kept_read *rd)
+{
+    free(rd->v);
+    free(rd->epoch);
+    free(rd->data);
+    rd->v = NULL;
+    rd->epoch = rd->data = NULL;
+    rd->n = 0;
+}
+
+void redis_kept_answer(redis_kept_read *rd, xr_antenna_history_cb done, void *arg)
+{
+    done(arg, XR_OK, rd->v, rd->n,
+         redis_kept_complete(rd->since, rd->top, rd->n ? rd->v[0].offset : 0, rd->n), rd->top,
+         rd->epoch, rd->elen);
+    redis_kept_clear(rd);
+}
+#endif
+
+void redis_kept_deliver(const xr_antenna_host *h, const char *who, unsigned long long *malformed,
+                        const char *ch, size_t clen, const char *body, size_t len)
+{
+    unsigned long long offset = 0;
+    const char *epoch = NULL, *msg;
+    size_t elen = 0, mlen;
+    int kept = redis_kept_parse(body, len, &offset, &epoch, &elen, &msg, &mlen);
+    if (kept < 0) {
+        if ((*malformed)++ % 1000 == 0)
+            h->log(h->host, XR_ANTENNA_LOG_WARN,
+                   "%s antenna: dropped a message whose position is malformed (%llu so far)", who,
+                   *malformed);
+        return;
+    }
+#if XR_ANTENNA_ABI_MINOR >= 6
+    if (kept && XR_ANTENNA_HOST_HAS(h, message_at)) {
+        h->message_at(h->host, ch, clen, msg, mlen, offset, epoch, elen);
+        return;
+    }
+#endif
+    h->message(h->host, ch, clen, msg, mlen);
 }

@@ -25,6 +25,8 @@
 
 #include <stddef.h>
 
+#include <xraptor/antenna.h>
+
 #define REDIS_KEPT_MAGIC "\0xr1 "
 #define REDIS_KEPT_MAGIC_LEN 5
 #define REDIS_KEPT_EPOCH_MAX 64
@@ -32,9 +34,12 @@
 #define REDIS_KEPT_META_MS 86400000ULL
 
 /* KEYS: stream, hash. ARGV: channel, message, keep, ttl_ms, epoch seed,
- * hash ttl_ms. Returns {offset, epoch}. */
+ * hash ttl_ms. Returns {offset, epoch}. The second publishes with
+ * SPUBLISH (Redis Cluster: the keys must share the channel's slot). */
 extern const char redis_kept_publish_lua[];
 extern const size_t redis_kept_publish_lua_len;
+extern const char redis_kept_spublish_lua[];
+extern const size_t redis_kept_spublish_lua_len;
 /* KEYS: stream, hash. ARGV: since, limit, ttl_ms, epoch seed, hash ttl_ms.
  * Returns {epoch, top, id1, msg1, id2, msg2, ...}, newest first. */
 extern const char redis_kept_read_lua[];
@@ -45,9 +50,10 @@ typedef struct redis_kept_keys {
     size_t l[2];
 } redis_kept_keys;
 
-/* The channel's two keys; tagged puts the name inside {} (one slot).
- * 0, or -1 when the name does not fit. */
-int redis_kept_keys_of(const char *ch, size_t clen, int tagged, redis_kept_keys *out);
+/* The channel's two keys: xr.h.C.s and xr.h.C.m, or with a tag
+ * xr.h.{TAG}C.s and xr.h.{TAG}C.m, which hash to TAG's slot whatever
+ * braces C holds. 0, or -1 when the name does not fit. */
+int redis_kept_keys_of(const char *ch, size_t clen, const char *tag, redis_kept_keys *out);
 
 /* A published body: 1 and its position and message when it carries one,
  * 0 for a plain message (msg/mlen the whole body), -1 when it starts like
@@ -67,5 +73,38 @@ unsigned long long redis_kept_id(const char *id, size_t len);
  * message after since up to top. */
 int redis_kept_complete(unsigned long long since, unsigned long long top,
                         unsigned long long oldest, size_t n);
+
+#if XR_ANTENNA_ABI_MINOR >= 6
+/* A read's answer, held until the second PING says its messages came in
+ * live: the messages oldest first, copied out of the reply. */
+typedef struct redis_kept_read {
+    unsigned long long since, top;
+    size_t n, elen;
+    xr_antenna_kept *v;
+    char *epoch, *data;
+} redis_kept_read;
+
+/* Element i of a reply of either module's reader: its bytes when it is a
+ * string, else NULL. */
+typedef const char *(*redis_kept_str)(const void *reply, size_t i, size_t *len);
+
+/* The read script's reply (nelem elements: epoch, top, then id and
+ * message pairs newest first) taken into rd. 0; XR_EANTENNA for a reply of
+ * another shape, an offset not after since or out of order; XR_ENOMEM. */
+int redis_kept_take(redis_kept_read *rd, const void *reply, size_t nelem, redis_kept_str str);
+
+/* Tells done what rd holds (complete when it is every message after
+ * since), then frees what it held. */
+void redis_kept_answer(redis_kept_read *rd, xr_antenna_history_cb done, void *arg);
+void redis_kept_clear(redis_kept_read *rd);
+#endif
+
+/* A message the subscriber received, to the host: with its position
+ * (message_at) when it carries one, as it is when it does not; one whose
+ * position is malformed is dropped, counted in *malformed and logged
+ * (the first, then one in a thousand: whoever can publish to the broker
+ * could flood the log). */
+void redis_kept_deliver(const xr_antenna_host *h, const char *who, unsigned long long *malformed,
+                        const char *ch, size_t clen, const char *body, size_t len);
 
 #endif

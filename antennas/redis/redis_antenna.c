@@ -262,11 +262,9 @@ struct hist_q {
     int read;                       /* the script answered: the second PING */
     xr_antenna_history_cb done;
     void *arg;
-    unsigned long long since, ttl_ms, top;
-    size_t limit, n;
-    xr_antenna_kept *v;
-    char *epoch, *data;             /* owned copies of the reply */
-    size_t elen;
+    unsigned long long ttl_ms;
+    size_t limit;
+    redis_kept_read rd;
     size_t clen;
     char ch[];
 };
@@ -278,9 +276,7 @@ static int is_sync(const char *s, size_t len)
 
 static void hist_free(hist_q *q)
 {
-    free(q->v);
-    free(q->epoch);
-    free(q->data);
+    redis_kept_clear(&q->rd);
     free(q);
 }
 
@@ -321,9 +317,7 @@ static void read_kept(redis *r, hist_q *q);
 
 static void answer(hist_q *q)
 {
-    q->done(q->arg, XR_OK, q->v, q->n,
-            redis_kept_complete(q->since, q->top, q->n ? q->v[0].offset : 0, q->n), q->top,
-            q->epoch, q->elen);
+    redis_kept_answer(&q->rd, q->done, q->arg);
     hist_free(q);
 }
 
@@ -345,31 +339,6 @@ static int is_sync(const char *s, size_t len) { (void)s, (void)len; return 0; }
 static void synced(redis *r) { (void)r; }
 static void sync_fail_all(redis *r) { (void)r; }
 #endif
-
-/* A message from the subscriber: with its position when it carries one. */
-static void deliver(redis *r, const char *ch, size_t clen, const char *body, size_t len)
-{
-    unsigned long long offset = 0;
-    const char *epoch = NULL, *msg;
-    size_t elen = 0, mlen;
-    int kept = redis_kept_parse(body, len, &offset, &epoch, &elen, &msg, &mlen);
-    if (kept < 0) {
-        /* Whoever can publish to Redis could flood the log: the first, then
-         * one line a thousand. */
-        if (r->malformed++ % 1000 == 0)
-            r->host.log(r->host.host, XR_ANTENNA_LOG_WARN,
-                        "redis antenna: dropped a message whose position is malformed "
-                        "(%llu so far)", r->malformed);
-        return;
-    }
-#if XR_ANTENNA_ABI_MINOR >= 6
-    if (kept && XR_ANTENNA_HOST_HAS(&r->host, message_at)) {
-        r->host.message_at(r->host.host, ch, clen, msg, mlen, offset, epoch, elen);
-        return;
-    }
-#endif
-    r->host.message(r->host.host, ch, clen, msg, mlen);
-}
 
 /* Subscriber replies, in order: +OK (AUTH), +PONG (ready), then
  * ["subscribe", ch, n] and ["message", ch, body] arrays. 0, or -1 when
@@ -406,7 +375,8 @@ static int sub_reply(redis *r, const redisReply *rep)
     redisReply *kind = rep->element[0], *ch = rep->element[1], *body = rep->element[2];
     if (kind->type == REDIS_REPLY_STRING && kind->len == 7 && memcmp(kind->str, "message", 7) == 0 &&
         ch->type == REDIS_REPLY_STRING && body->type == REDIS_REPLY_STRING)
-        deliver(r, ch->str, (size_t)ch->len, body->str, (size_t)body->len);
+        redis_kept_deliver(&r->host, "redis", &r->malformed, ch->str, (size_t)ch->len, body->str,
+                           (size_t)body->len);
     return 0;
 }
 
@@ -1128,7 +1098,7 @@ static int send_kept(redis *r, const char *ch, size_t clen, const char *msg, siz
                      size_t keep, unsigned long long ttl_ms, xr_antenna_kept_cb done, void *arg)
 {
     redis_kept_keys k;
-    if (!keep || !ttl_ms || redis_kept_keys_of(ch, clen, 0, &k) < 0)
+    if (!keep || !ttl_ms || redis_kept_keys_of(ch, clen, NULL, &k) < 0)
         return XR_EINVAL;
     size_t cost = clen + mlen + redis_kept_publish_lua_len;
     if (!r->pub_ready || r->pend_n >= MAX_PENDING_POSTS || r->pend_bytes + cost > MAX_PENDING_BYTES)
@@ -1172,46 +1142,14 @@ static int publish_kept_at(void *self, const char *ch, size_t clen, const char *
 }
 #endif
 
-/* The script's reply {epoch, top, id, msg, ...} newest first, copied into
- * q oldest first: it is answered only after the second PING. */
-static int keep_reply(hist_q *q, const redisReply *rep)
+/* Element i of the read script's reply, for redis_kept_take. */
+static const char *reply_str(const void *reply, size_t i, size_t *len)
 {
-    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 || rep->elements % 2 ||
-        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[0]->len < 1 ||
-        rep->element[0]->len > REDIS_KEPT_EPOCH_MAX || rep->element[1]->type != REDIS_REPLY_STRING)
-        return XR_EANTENNA;
-    const redisReply *top = rep->element[1];
-    if (redis_kept_number(top->str, (size_t)top->len, &q->top) < 0)
-        return XR_EANTENNA;
-    q->n = (rep->elements - 2) / 2;
-    size_t bytes = 0;
-    for (size_t i = 0; i < q->n; i++) {
-        const redisReply *id = rep->element[2 + 2 * i], *m = rep->element[3 + 2 * i];
-        if (id->type != REDIS_REPLY_STRING || m->type != REDIS_REPLY_STRING)
-            return XR_EANTENNA;
-        bytes += (size_t)m->len;
-    }
-    if (!(q->epoch = malloc((size_t)rep->element[0]->len)) ||
-        (q->n && (!(q->v = calloc(q->n, sizeof *q->v)) || !(q->data = malloc(bytes ? bytes : 1)))))
-        return XR_ENOMEM;
-    q->elen = (size_t)rep->element[0]->len;
-    memcpy(q->epoch, rep->element[0]->str, q->elen);
-    char *o = q->data;
-    unsigned long long prev = q->top + 1;
-    for (size_t i = 0; i < q->n; i++) {
-        const redisReply *id = rep->element[2 + 2 * i], *m = rep->element[3 + 2 * i];
-        xr_antenna_kept *k = &q->v[q->n - 1 - i];
-        k->offset = redis_kept_id(id->str, (size_t)id->len);
-        /* Offsets after since, at most the top, each below the one before. */
-        if (k->offset <= q->since || k->offset >= prev)
-            return XR_EANTENNA;
-        prev = k->offset;
-        memcpy(o, m->str, (size_t)m->len);
-        k->msg = o;
-        k->mlen = (size_t)m->len;
-        o += m->len;
-    }
-    return 0;
+    const redisReply *e = ((const redisReply *)reply)->element[i];
+    if (e->type != REDIS_REPLY_STRING)
+        return NULL;
+    *len = (size_t)e->len;
+    return e->str;
 }
 
 static void on_kept_read(redisAsyncContext *ac, void *reply, void *arg)
@@ -1222,7 +1160,8 @@ static void on_kept_read(redisAsyncContext *ac, void *reply, void *arg)
     if (rep && rep->type == REDIS_REPLY_ERROR)
         r->host.log(r->host.host, XR_ANTENNA_LOG_WARN, "redis antenna: a history read was refused: %s",
                     rep->str);
-    int rc = keep_reply(q, rep);
+    int rc = rep && rep->type == REDIS_REPLY_ARRAY
+                 ? redis_kept_take(&q->rd, rep, rep->elements, reply_str) : XR_EANTENNA;
     q->read = 1;
     if (rc < 0 || r->destroying || (rc = sync_after(r, q)) < 0)
         hist_fail(q, rc);
@@ -1233,14 +1172,14 @@ static void read_kept(redis *r, hist_q *q)
     redis_kept_keys k;
     char since[24], limit[24], ttl[24], meta[24];
     unsigned long long meta_ms = q->ttl_ms > REDIS_KEPT_META_MS ? q->ttl_ms : REDIS_KEPT_META_MS;
-    if (!r->pub_ready || redis_kept_keys_of(q->ch, q->clen, 0, &k) < 0) {
+    if (!r->pub_ready || redis_kept_keys_of(q->ch, q->clen, NULL, &k) < 0) {
         hist_fail(q, XR_EANTENNA);
         return;
     }
     const char *argv[10] = {"EVAL", redis_kept_read_lua, "2", k.k[0], k.k[1], since, limit, ttl,
                             r->node, meta};
     size_t argl[10] = {4, redis_kept_read_lua_len, 1, k.l[0], k.l[1],
-                       (size_t)snprintf(since, sizeof since, "%llu", q->since),
+                       (size_t)snprintf(since, sizeof since, "%llu", q->rd.since),
                        (size_t)snprintf(limit, sizeof limit, "%zu", q->limit ? q->limit : 1),
                        (size_t)snprintf(ttl, sizeof ttl, "%llu", q->ttl_ms), EPOCH_SEED_LEN,
                        (size_t)snprintf(meta, sizeof meta, "%llu", meta_ms)};
@@ -1254,7 +1193,7 @@ static int history(void *self, const char *ch, size_t clen, unsigned long long s
 {
     redis *r = self;
     redis_kept_keys k;
-    if (redis_kept_keys_of(ch, clen, 0, &k) < 0)
+    if (redis_kept_keys_of(ch, clen, NULL, &k) < 0)
         return XR_EINVAL;
     if (!r->pub_ready || !r->sub_ready)
         return XR_EANTENNA;
@@ -1264,7 +1203,7 @@ static int history(void *self, const char *ch, size_t clen, unsigned long long s
     q->r = r;
     q->done = done;
     q->arg = arg;
-    q->since = since;
+    q->rd.since = since;
     q->limit = limit;
     q->ttl_ms = ttl_ms;
     q->clen = clen;

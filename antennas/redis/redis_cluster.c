@@ -41,6 +41,7 @@
 #include <event2/event.h>
 #include <xraptor/antenna.h>
 
+#include "kept.h"
 #include "stall.h"
 #include "resp.h"
 #include "userinfo.h"
@@ -66,7 +67,8 @@ typedef struct config {
 
 enum { K_AUTH, K_ASKING, K_PUBLISH, K_SLOTS, K_NUMSUB, K_PING, K_SCRIPT };
 
-/* A K_SCRIPT reply (NULL when the connection went first). */
+/* A K_SCRIPT reply, or a K_PUBLISH one when the post is a script (NULL
+ * when the connection went first). */
 typedef void (*script_cb)(void *arg, const resp_val *v, size_t nv);
 #define F_SENT_ON 1             /* redirected already: its MOVED is expected */
 
@@ -74,13 +76,14 @@ typedef void (*script_cb)(void *arg, const resp_val *v, size_t nv);
 typedef struct pending {
     size_t off, len;            /* its bytes in conn.out */
     xr_antenna_alive_cb done;   /* K_NUMSUB */
-    script_cb reply;            /* K_SCRIPT */
+    script_cb reply;            /* K_SCRIPT; K_PUBLISH of a kept post */
     void *arg;
     uint16_t slot;
     uint8_t kind, flags;
 } pending;
 
 struct node;
+typedef struct hist_q hist_q;
 
 typedef struct conn {
     struct node *node;
@@ -110,6 +113,7 @@ typedef struct node {
     conn *cmd, *sub;
     int up, ever_up;
     int failing;                /* connect failures since it was last up */
+    hist_q *sync_head, *sync_tail;  /* history reads waiting for sub's PING */
     int slots;                  /* how many it owns in the map */
     unsigned backoff_ms;
     struct event *retry;
@@ -137,6 +141,8 @@ typedef struct cluster {
     unsigned refresh_ms;
     size_t next_ask;            /* round robin over seeds and nodes */
     int up, destroying;
+    unsigned long long malformed;   /* messages dropped for a bad position */
+    unsigned long long kept_refused;
 } cluster;
 
 /* A live channel: the slot that places it and the master it is
@@ -163,6 +169,10 @@ static void conn_close(conn *c, const char *why);
 static void conn_drop_pending(conn *c);
 static void schedule_refresh(cluster *cl, unsigned ms);
 static void node_connect(node *n);
+static int is_sync(const resp_val *v, size_t nv);
+static void synced(node *n);
+static void sync_fail_all(node *n);
+static void kept_drop(conn *c);
 
 /* ---- URL ------------------------------------------------------------------ */
 
@@ -649,8 +659,11 @@ static void conn_free(conn *c)
 
 static void node_free(node *n)
 {
-    if (n->cmd)
+    sync_fail_all(n);
+    if (n->cmd) {
+        kept_drop(n->cmd);
         conn_free(n->cmd);
+    }
     if (n->sub)
         conn_free(n->sub);
     event_free(n->retry);
@@ -843,13 +856,17 @@ static node *redirect_target(cluster *cl, const conn *from, const resp_val *err,
     return node_get(cl, h, hl, port);
 }
 
-/* A post of c sent on to another master, counted where it went. */
+/* A post of c sent on to another master, counted where it went; a kept
+ * post that cannot go is answered lost (the copy answers otherwise). */
 static void send_on(conn *c, node *to, const pending *e)
 {
-    if (cmd_copy(to->cmd, c, e) < 0)
+    if (cmd_copy(to->cmd, c, e) < 0) {
         c->node->publish_errors++;
-    else
+        if (e->reply)
+            e->reply(e->arg, NULL, 0);
+    } else {
         to->published++;
+    }
 }
 
 /* A publish answered MOVED or ASK: sent on to the node named. On MOVED the
@@ -867,6 +884,8 @@ static void publish_redirected(conn *c, const pending *e, const resp_val *v)
         from->publish_errors++;
         cl->host.log(cl->host.host, XR_ANTENNA_LOG_WARN, "redis-cluster antenna: %s refused a post: %.*s",
                      from->name, (int)v->n, v->s);
+        if (e->reply)
+            e->reply(e->arg, v, 1);
         schedule_refresh(cl, 0);
         return;
     }
@@ -877,6 +896,8 @@ static void publish_redirected(conn *c, const pending *e, const resp_val *v)
     node_connect(to);
     if (!to->cmd) {
         from->publish_errors++;
+        if (e->reply)
+            e->reply(e->arg, NULL, 0);
         return;
     }
     if (ask) {
@@ -927,8 +948,11 @@ static void on_cmd_reply(conn *c, const resp_val *v, size_t nv)
     case K_ASKING:
         break;
     case K_PUBLISH:
+        /* One sent on already answers through its copy. */
         if (v->type == '-' && !(e.flags & F_SENT_ON))
             publish_redirected(c, &e, v);
+        else if (e.reply && !(e.flags & F_SENT_ON))
+            e.reply(e.arg, v, nv);
         break;
     case K_SLOTS:
         cl->refreshing = NULL;
@@ -969,10 +993,15 @@ static void on_sub_reply(conn *c, const resp_val *v, size_t nv)
 {
     node *n = c->node;
     cluster *cl = n->cl;
+    if (is_sync(v, nv)) {
+        synced(n);
+        return;
+    }
     if (v->type == '*' && nv == 4 && v[1].type == '$') {
         if (resp_is(&v[1], "smessage") && v[2].type == '$' && v[3].type == '$') {
             n->received++;
-            cl->host.message(cl->host.host, v[2].s, (size_t)v[2].n, v[3].s, (size_t)v[3].n);
+            redis_kept_deliver(&cl->host, "redis-cluster", &cl->malformed, v[2].s, (size_t)v[2].n,
+                               v[3].s, (size_t)v[3].n);
         } else if (resp_is(&v[1], "sunsubscribe") && v[2].type == '$') {
             /* Pushed when the channel's slot left this master (a reshard,
              * a failover): where it went is in the next slot map. */
@@ -1017,8 +1046,11 @@ static void conn_drop_pending(conn *c)
     node *n = c->node;
     for (size_t k = c->q_head; k < c->q_len; k++) {
         pending *e = &c->q[k];
-        if (e->kind == K_PUBLISH && !(e->flags & F_SENT_ON))
+        if (e->kind == K_PUBLISH && !(e->flags & F_SENT_ON)) {
             n->publish_errors++;
+            if (e->reply)
+                e->reply(e->arg, NULL, 0);
+        }
         else if (e->kind == K_NUMSUB)
             e->done(1, e->arg);
         else if (e->kind == K_SCRIPT)
@@ -1041,6 +1073,7 @@ static void conn_close(conn *c, const char *why)
         cl->host.log(cl->host.host, XR_ANTENNA_LOG_WARN, "redis-cluster antenna: %s: %s", n->name, why);
     if (c->is_sub) {
         forget_channels(cl, n);
+        sync_fail_all(n);
     } else {
         int was_refreshing = cl->refreshing == n;
         conn_drop_pending(c);
@@ -1241,21 +1274,30 @@ static int unsubscribe(void *self, const char *name, size_t len)
     return 0;
 }
 
-static int publish(void *self, const char *ch, size_t clen, const char *msg, size_t mlen)
+/* The master a post of `bytes` to slot goes to, or NULL: its shard down
+ * or unknown, or too far behind (fail now rather than queue without
+ * bound). */
+static node *post_target(cluster *cl, uint16_t slot, size_t bytes)
 {
-    cluster *cl = self;
-    uint16_t slot = resp_key_slot(ch, clen);
     node *o = cl->owner[slot];
-    /* Its shard down or unknown, or too far behind: fail now rather than
-     * queue without bound. */
     if (!o || !o->cmd || !o->cmd->answered || o->cmd->q_len - o->cmd->q_head >= MAX_PENDING_POSTS ||
-        o->cmd->out_len - o->cmd->out_done + clen + mlen > MAX_PENDING_BYTES) {
+        o->cmd->out_len - o->cmd->out_done + bytes > MAX_PENDING_BYTES) {
         if (o)
             o->publish_errors++;
         else
             schedule_refresh(cl, 0);
-        return XR_EANTENNA;
+        return NULL;
     }
+    return o;
+}
+
+static int publish(void *self, const char *ch, size_t clen, const char *msg, size_t mlen)
+{
+    cluster *cl = self;
+    uint16_t slot = resp_key_slot(ch, clen);
+    node *o = post_target(cl, slot, clen + mlen);
+    if (!o)
+        return XR_EANTENNA;
     const char *argv[3] = {"SPUBLISH", ch, msg};
     size_t lens[3] = {8, clen, mlen};
     int rc = cmd_send(o->cmd, K_PUBLISH, slot, 3, argv, lens, NULL, NULL);
@@ -1551,10 +1593,311 @@ static int presence_get(void *self, const char *room, size_t rlen, int members,
 }
 #endif
 
+/* ---- history (kept.h says how it is kept) ---------------------------------
+ *
+ * A post with history is one script on the master that owns the channel's
+ * slot: the offset, the stream entry and the SPUBLISH at once. Redis
+ * Cluster lets a script touch only keys of one slot and SPUBLISH only a
+ * channel of that slot, so a channel's keys carry its slot's tag
+ * (xr.h.{TAG}C.s) rather than its name: a name with braces of its own
+ * would hash elsewhere inside them. A read is the same dance as on
+ * redis://, on the owner: PING on its subscriber (the SSUBSCRIBE took
+ * effect), the read script on its command connection, PING again (what
+ * the read returned came in live), answer. A slot that moves meanwhile
+ * fails the read (recovered false) or leaves a hole in the live stream,
+ * which the host fills from the history once the channel is subscribed
+ * on the new owner.
+ */
+#if XR_ANTENNA_ABI_MINOR >= 6
+#define SYNC_TOKEN "xr.sync"
+#define EPOCH_SEED_LEN 12
+
+struct hist_q {
+    hist_q *next;
+    cluster *cl;
+    node *at;                   /* the master read */
+    int read;                   /* the script answered: the second PING */
+    xr_antenna_history_cb done;
+    void *arg;
+    unsigned long long ttl_ms;
+    size_t limit;
+    redis_kept_read rd;
+    size_t clen;
+    char ch[];
+};
+
+/* Each slot's tag: the first name in the order 0..9, a..z, 00, 01, ...
+ * that hashes to it. Every node computes the same table, and it must not
+ * change between versions: it names the keys in Redis. */
+static char slot_tag[N_SLOTS][5];
+
+static void make_tags(void)
+{
+    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    static int made;
+    if (made)
+        return;
+    size_t left = N_SLOTS;
+    for (size_t len = 1; left && len <= 4; len++) {
+        size_t total = 1;
+        for (size_t k = 0; k < len; k++)
+            total *= 36;
+        for (size_t i = 0; left && i < total; i++) {
+            char t[5] = {0};
+            for (size_t k = 0, x = i; k < len; k++, x /= 36)
+                t[len - 1 - k] = digits[x % 36];
+            uint16_t slot = resp_key_slot(t, len);
+            if (!slot_tag[slot][0]) {
+                memcpy(slot_tag[slot], t, len + 1);
+                left--;
+            }
+        }
+    }
+    made = 1;
+}
+
+static int kept_keys(const char *ch, size_t clen, redis_kept_keys *k)
+{
+    make_tags();
+    return redis_kept_keys_of(ch, clen, slot_tag[resp_key_slot(ch, clen)], k);
+}
+
+static int is_sync(const resp_val *v, size_t nv)
+{
+    if (v->type == '$' && nv == 1)      /* before the first SSUBSCRIBE */
+        return resp_is(v, SYNC_TOKEN);
+    return v->type == '*' && v->n == 2 && nv == 3 && v[1].type == '$' && resp_is(&v[1], "pong") &&
+           v[2].type == '$' && resp_is(&v[2], SYNC_TOKEN);
+}
+
+static void hist_fail(hist_q *q, int rc)
+{
+    q->done(q->arg, rc, NULL, 0, 0, 0, NULL, 0);
+    redis_kept_clear(&q->rd);
+    free(q);
+}
+
+static void sync_fail_all(node *n)
+{
+    hist_q *q = n->sync_head;
+    n->sync_head = n->sync_tail = NULL;
+    while (q) {
+        hist_q *next = q->next;
+        hist_fail(q, XR_EANTENNA);
+        q = next;
+    }
+}
+
+/* Queues q behind a PING on n's subscriber. */
+static int sync_after(node *n, hist_q *q)
+{
+    static const char *const argv[2] = {"PING", SYNC_TOKEN};
+    static const size_t lens[2] = {4, sizeof SYNC_TOKEN - 1};
+    size_t off;
+    if (n->cl->destroying || !n->sub || !n->sub->ready || put_cmd(n->sub, 2, argv, lens, &off) < 0)
+        return XR_EANTENNA;
+    q->next = NULL;
+    if (n->sync_tail)
+        n->sync_tail->next = q;
+    else
+        n->sync_head = q;
+    n->sync_tail = q;
+    return 0;
+}
+
+static const char *val_str(const void *reply, size_t i, size_t *len)
+{
+    const resp_val *e = (const resp_val *)reply + 1 + i;
+    if (e->type != '$' || e->n < 0)
+        return NULL;
+    *len = (size_t)e->n;
+    return e->s;
+}
+
+static void on_kept_read(void *arg, const resp_val *v, size_t nv)
+{
+    hist_q *q = arg;
+    cluster *cl = q->cl;
+    if (v && v->type == '-')
+        cl->host.log(cl->host.host, XR_ANTENNA_LOG_WARN,
+                     "redis-cluster antenna: a history read was refused: %.*s", (int)v->n, v->s);
+    int rc = XR_EANTENNA;
+    /* A flat array of strings: nv counts the array and its elements. */
+    if (v && v->type == '*' && v->n >= 0 && (size_t)v->n + 1 == nv)
+        rc = redis_kept_take(&q->rd, v, (size_t)v->n, val_str);
+    q->read = 1;
+    if (rc < 0 || (rc = sync_after(q->at, q)) < 0)
+        hist_fail(q, rc);
+}
+
+static void read_kept(node *n, hist_q *q)
+{
+    redis_kept_keys k;
+    char since[24], limit[24], ttl[24], meta[24];
+    unsigned long long meta_ms = q->ttl_ms > REDIS_KEPT_META_MS ? q->ttl_ms : REDIS_KEPT_META_MS;
+    if (!n->cmd || !n->cmd->answered || kept_keys(q->ch, q->clen, &k) < 0) {
+        hist_fail(q, XR_EANTENNA);
+        return;
+    }
+    const char *argv[10] = {"EVAL", redis_kept_read_lua, "2", k.k[0], k.k[1], since, limit, ttl,
+                            n->cl->node_id, meta};
+    size_t lens[10] = {4, redis_kept_read_lua_len, 1, k.l[0], k.l[1],
+                       (size_t)snprintf(since, sizeof since, "%llu", q->rd.since),
+                       (size_t)snprintf(limit, sizeof limit, "%zu", q->limit ? q->limit : 1),
+                       (size_t)snprintf(ttl, sizeof ttl, "%llu", q->ttl_ms), EPOCH_SEED_LEN,
+                       (size_t)snprintf(meta, sizeof meta, "%llu", meta_ms)};
+    uint16_t slot = resp_key_slot(q->ch, q->clen);
+    if (cmd_send(n->cmd, K_SCRIPT, slot, 10, argv, lens, NULL, q) < 0)
+        hist_fail(q, XR_EANTENNA);
+    else
+        n->cmd->q[n->cmd->q_len - 1].reply = on_kept_read;
+}
+
+static void synced(node *n)
+{
+    hist_q *q = n->sync_head;
+    if (!q)
+        return;
+    if (!(n->sync_head = q->next))
+        n->sync_tail = NULL;
+    if (q->read) {
+        redis_kept_answer(&q->rd, q->done, q->arg);
+        free(q);
+    } else {
+        read_kept(n, q);
+    }
+}
+
+static int history(void *self, const char *ch, size_t clen, unsigned long long since,
+                   size_t limit, unsigned long long ttl_ms, xr_antenna_history_cb done,
+                   void *arg)
+{
+    cluster *cl = self;
+    redis_kept_keys k;
+    if (kept_keys(ch, clen, &k) < 0)
+        return XR_EINVAL;
+    node *o = cl->owner[resp_key_slot(ch, clen)];
+    const chan *live = chan_find(cl, ch, clen);
+    /* A channel subscribed here but not yet on its owner: the first PING
+     * would not say its SSUBSCRIBE took effect. */
+    if (!o || !o->cmd || !o->cmd->answered || (live && live->at != o))
+        return XR_EANTENNA;
+    hist_q *q = calloc(1, sizeof *q + clen);
+    if (!q)
+        return XR_ENOMEM;
+    *q = (hist_q){.cl = cl, .at = o, .done = done, .arg = arg, .ttl_ms = ttl_ms, .limit = limit,
+                  .rd = {.since = since}, .clen = clen};
+    memcpy(q->ch, ch, clen);
+    if (sync_after(o, q) < 0) {
+        free(q);
+        return XR_EANTENNA;
+    }
+    return 0;
+}
+
+/* A kept post's reply; done is NULL for publish_kept (nobody waits). An
+ * error is a post lost (a key of another type, a Redis out of memory),
+ * said, not hidden. */
+typedef struct kept_at {
+    cluster *cl;
+    xr_antenna_kept_cb done;
+    void *arg;
+} kept_at;
+
+static void on_kept_post(void *arg, const resp_val *v, size_t nv)
+{
+    kept_at *k = arg;
+    if (v && v->type == '-' && k->cl->kept_refused++ % 1000 == 0)
+        k->cl->host.log(k->cl->host.host, XR_ANTENNA_LOG_ERROR,
+                        "redis-cluster antenna: a post with history was refused (%llu so far): %.*s",
+                        k->cl->kept_refused, (int)v->n, v->s);
+    if (k->done) {
+        if (v && v->type == '*' && v->n == 2 && nv == 3 && v[1].type == ':' && v[1].n > 0 &&
+            v[2].type == '$' && v[2].n >= 1 && v[2].n <= REDIS_KEPT_EPOCH_MAX)
+            k->done(k->arg, 0, (unsigned long long)v[1].n, v[2].s, (size_t)v[2].n);
+        else
+            k->done(k->arg, XR_EANTENNA, 0, NULL, 0);
+    }
+    free(k);
+}
+
+static int send_kept(cluster *cl, const char *ch, size_t clen, const char *msg, size_t mlen,
+                     size_t keep, unsigned long long ttl_ms, xr_antenna_kept_cb done, void *arg)
+{
+    redis_kept_keys k;
+    if (!keep || !ttl_ms || kept_keys(ch, clen, &k) < 0)
+        return XR_EINVAL;
+    uint16_t slot = resp_key_slot(ch, clen);
+    node *o = post_target(cl, slot, clen + mlen + redis_kept_spublish_lua_len);
+    if (!o)
+        return XR_EANTENNA;
+    kept_at *ka = malloc(sizeof *ka);
+    if (!ka)
+        return XR_ENOMEM;
+    *ka = (kept_at){cl, done, arg};
+    char keeps[24], ttl[24], meta[24];
+    unsigned long long meta_ms = ttl_ms > REDIS_KEPT_META_MS ? ttl_ms : REDIS_KEPT_META_MS;
+    const char *argv[11] = {"EVAL", redis_kept_spublish_lua, "2", k.k[0], k.k[1], ch, msg,
+                            keeps, ttl, cl->node_id, meta};
+    size_t lens[11] = {4, redis_kept_spublish_lua_len, 1, k.l[0], k.l[1], clen, mlen,
+                       (size_t)snprintf(keeps, sizeof keeps, "%zu", keep),
+                       (size_t)snprintf(ttl, sizeof ttl, "%llu", ttl_ms), EPOCH_SEED_LEN,
+                       (size_t)snprintf(meta, sizeof meta, "%llu", meta_ms)};
+    /* A K_PUBLISH, so a MOVED or ASK sends it on like any post. */
+    if (cmd_send(o->cmd, K_PUBLISH, slot, 11, argv, lens, NULL, ka) < 0) {
+        free(ka);
+        return XR_ENOMEM;
+    }
+    o->cmd->q[o->cmd->q_len - 1].reply = on_kept_post;
+    o->published++;
+    return 0;
+}
+
+static int publish_kept(void *self, const char *ch, size_t clen, const char *msg, size_t mlen,
+                        size_t keep, unsigned long long ttl_ms)
+{
+    return send_kept(self, ch, clen, msg, mlen, keep, ttl_ms, NULL, NULL);
+}
+
+#if XR_ANTENNA_ABI_MINOR >= 7
+static int publish_kept_at(void *self, const char *ch, size_t clen, const char *msg, size_t mlen,
+                           size_t keep, unsigned long long ttl_ms, xr_antenna_kept_cb done,
+                           void *arg)
+{
+    return done ? send_kept(self, ch, clen, msg, mlen, keep, ttl_ms, done, arg) : XR_EINVAL;
+}
+#endif
+
+/* destroy(): reads and kept posts still waiting on c are answered. */
+static void kept_drop(conn *c)
+{
+    for (size_t k = c->q_head; k < c->q_len; k++) {
+        pending *e = &c->q[k];
+        if ((e->reply == on_kept_read || e->reply == on_kept_post) &&
+            !(e->kind == K_PUBLISH && (e->flags & F_SENT_ON))) {
+            script_cb reply = e->reply;
+            e->reply = NULL;
+            reply(e->arg, NULL, 0);
+        }
+    }
+}
+#else
+static int is_sync(const resp_val *v, size_t nv) { (void)v, (void)nv; return 0; }
+static void synced(node *n) { (void)n; }
+static void sync_fail_all(node *n) { (void)n; }
+static void kept_drop(conn *c) { (void)c; }
+#endif
+
 XR_ANTENNA_MODULE("redis-cluster",
                   "Redis Cluster sharded pub/sub (SSUBSCRIBE/SPUBLISH, Redis >= 7)",
                   .describe = describe, .parts = parts
 #if XR_ANTENNA_ABI_MINOR >= 5
                   , .presence_add = presence_add, .presence_get = presence_get
+#endif
+#if XR_ANTENNA_ABI_MINOR >= 6
+                  , .publish_kept = publish_kept, .history = history
+#endif
+#if XR_ANTENNA_ABI_MINOR >= 7
+                  , .publish_kept_at = publish_kept_at
 #endif
                   )

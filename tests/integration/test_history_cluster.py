@@ -1,0 +1,297 @@
+# SPDX-License-Identifier: Apache-2.0
+"""History and recovery on redis-cluster:// with a real Redis Cluster (3
+masters, 3 replicas): a post is one script on the master that owns the
+channel's slot (offset, stream entry and SPUBLISH at once), its keys
+carry the slot's tag so that they sit where the SPUBLISH goes whatever
+braces the name holds; a client recovers on another node what was posted
+on the first, rooms on every master; recoveries racing a publisher have
+no gap and no duplicate; a flushed master is a new epoch; a node whose
+subscriber connection was killed fills the hole from the history."""
+import asyncio
+import binascii
+import shutil
+import time
+
+import websockets
+
+from histtest import HISTORY, answer, deliveries, position, post, publisher, sub, subscribed, text
+from rcluster import REDIS, REDIS_CLI, RedisCluster, slot_of
+from xrtest import (CHAT, Relay, Server, health, metrics, no_message, recv_json, resp, run,
+                    skip_all, test, wait_until)
+
+DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def tag_of(slot):
+    """The slot's tag as the module names it: the first of 0..9, a..z, 00,
+    01, ... that hashes to the slot (an independent implementation: the
+    keys in Redis must keep these names across versions)."""
+    length = 1
+    while True:
+        for i in range(36 ** length):
+            t, x = "", i
+            for _ in range(length):
+                t = DIGITS[x % 36] + t
+                x //= 36
+            if binascii.crc_hqx(t.encode(), 0) % 16384 == slot:
+                return t
+        length += 1
+
+
+def node(cluster, *args):
+    srv = Server("--antenna", f"redis-cluster://127.0.0.1:{cluster.seed()}", *(args or HISTORY),
+                 binary=CHAT)
+    wait_until(lambda: health(srv.port)[0] == 200 and health(srv.port)[1]["status"] == "ok", 15,
+               "every shard up")
+    return srv
+
+
+def rooms_on_each_master(cluster):
+    """A room per master, each with braces of its own that hash it
+    elsewhere than its name inside braces would: its keys cannot take the
+    name as their hash tag."""
+    want, i = {port: None for port in cluster.masters()}, 0
+    while None in want.values():
+        name = f"a}}b{{c{i}"
+        i += 1
+        assert slot_of(name) != slot_of(f"{{{name}}}")
+        if want[cluster.owner(name)] is None:
+            want[cluster.owner(name)] = name
+    return want
+
+
+def relayed(cluster, room):
+    """A relay in front of the master that owns room, which the cluster
+    then announces in place of the master's own port: nodes started after
+    this reach it through the relay, those started before do not."""
+    port = cluster.owner(room)
+    relay = Relay(port, b"SSUBSCRIBE")
+    resp(port, "CONFIG", "SET", "cluster-announce-port", str(relay.port))
+
+    def announced():
+        return all(any(r[2][1] == relay.port for r in resp(n.port, "CLUSTER", "SLOTS"))
+                   for n in cluster.live())
+    wait_until(announced, 15, "every node announces the relay")
+    return relay
+
+
+@test
+async def test_a_client_recovers_on_another_node_rooms_on_every_master():
+    cluster = RedisCluster()
+    with node(cluster) as a, node(cluster) as b:
+        assert "keeps none" not in a.log(), a.log()
+        rooms = rooms_on_each_master(cluster)
+        async with websockets.connect(b.url()) as pub:
+            for port, room in rooms.items():
+                c = await websockets.connect(a.url(), max_queue=None)
+                first = await subscribed(c, "c", room)
+                assert first["header"]["offset"] == 1 and first["header"]["epoch"], first
+                await publisher(pub, room, 20, 0)
+                seen = [await recv_json(c) for _ in range(5)]
+                await c.close()
+                since = position(seen[-1])
+                await publisher(pub, room, 30, 0, first=20)
+                d = await websockets.connect(b.url(), max_queue=None)
+                await d.send(sub("d", room, since))
+                h = await answer(d, "d")
+                assert h == {"recovered": True, "offset": 51, "epoch": since["epoch"]}, (room, h)
+                await pub.send(post("live", room, "live"))
+                got = await deliveries(d, "live")
+                assert [m["header"]["offset"] for m in got] == list(range(7, 53)), (room, got)
+                assert [text(m) for m in got] == [f"m{i}" for i in range(5, 50)] + ["live"]
+                assert await no_message(d, 0.2), "a message twice"
+                await d.close()
+                # The history lives where the channel's SPUBLISH goes: on
+                # its slot's master, under the slot's tag.
+                key = f"xr.h.{{{tag_of(slot_of(room))}}}{room}"
+                assert resp(port, "XLEN", key + ".s") == 52, (room, key)
+                assert resp(port, "HGET", key + ".m", "o") == "52", (room, key)
+            print(f"# recovered on every master of {len(rooms)}: {sorted(rooms.values())}")
+
+
+@test
+async def test_recoveries_racing_a_publisher_have_no_gap_and_no_duplicate():
+    cluster = RedisCluster()
+    with node(cluster) as a, node(cluster) as b:
+        async with websockets.connect(b.url()) as pub, \
+                websockets.connect(a.url(), max_queue=None) as watch:
+            since = position(await subscribed(watch, "w", "r"))
+            stop, sent = False, [0]
+
+            async def posting():
+                reader = asyncio.ensure_future(drain())
+                while not stop:
+                    await pub.send(post(f"p{sent[0]}", "r", f"m{sent[0]}"))
+                    sent[0] += 1
+                    await asyncio.sleep(0.002)
+                await reader
+
+            async def drain():
+                answered = 0
+                while not stop or answered < sent[0]:
+                    if answered == sent[0]:
+                        await asyncio.sleep(0.001)
+                        continue
+                    await recv_json(pub, 10)
+                    answered += 1
+
+            task = asyncio.ensure_future(posting())
+            t0, n = time.monotonic(), 300
+            for k in range(n):
+                async with websockets.connect(a.url()) as c:
+                    await c.send(sub(f"c{k}", "r", since))
+                    h = await answer(c, f"c{k}", 10)
+                    assert h["recovered"] is True, (k, since, h)
+                    want = h["offset"] + 2
+                    got = []
+                    while not got or got[-1] < want:
+                        got.append((await recv_json(c, 10))["header"]["offset"])
+                    assert got == list(range(since["offset"] + 1, want + 1)), (k, since, h, got)
+                since = {"offset": max(since["offset"], h["offset"] - 50), "epoch": h["epoch"]}
+            stop = True
+            await task
+            print(f"# {n} recoveries racing a publisher on the other node in "
+                  f"{time.monotonic() - t0:.1f} s, {sent[0]} posts, no gap, no duplicate")
+
+
+@test
+async def test_a_recovery_reads_only_once_its_ssubscribe_took_effect():
+    # Node a's subscriber connection to the room's master is slow (a relay
+    # holds what it sends): the room's SSUBSCRIBE waits while node b posts.
+    # Read before the SSUBSCRIBE took effect, that post would be in neither
+    # the read nor the live stream; read after it, it is recovered.
+    cluster = RedisCluster()
+    with node(cluster) as b:
+        relay = relayed(cluster, "r")
+        with node(cluster) as a:
+            async with websockets.connect(a.url()) as warm, websockets.connect(b.url()) as pub, \
+                    websockets.connect(b.url()) as watch:
+                await subscribed(warm, "w", "{r}warm")  # marks a's subscriber on r's master
+                since = position(await subscribed(watch, "w", "r"))
+                for k in range(3):
+                    relay.hold()
+                    c = await websockets.connect(a.url())
+                    try:
+                        await c.send(sub("c", "r", since))
+                        wait_until(lambda: b"$10\r\nSSUBSCRIBE" in relay.held_bytes(), 10,
+                                   "the room's SSUBSCRIBE held")
+                        deadline = time.monotonic() + 1     # a read sent at once ran by then
+                        while relay.passed_bytes(False, False) == 0 and time.monotonic() < deadline:
+                            await asyncio.sleep(0.01)
+                        await pub.send(post("p", "r", f"missed{k}"))
+                        assert (await recv_json(pub))["request_id"] == "p"
+                        assert text(await recv_json(watch)) == f"missed{k}"
+                        relay.release()
+                        h = await answer(c, "c", 10)
+                        assert h["recovered"] is True, h
+                        await pub.send(post("p", "r", f"after{k}"))
+                        got = await deliveries(c, f"after{k}")
+                        assert [text(m) for m in got] == [f"missed{k}", f"after{k}"], \
+                            ("the post made while the SSUBSCRIBE was on its way is lost", k, got)
+                        assert (await recv_json(pub))["request_id"] == "p"
+                        since = position(got[-1])
+                        assert text(await recv_json(watch)) == f"after{k}"
+                    finally:
+                        relay.release()
+                        await c.close()
+                    await asyncio.sleep(0.2)    # the room left on node a: subscribed anew
+
+
+@test
+async def test_a_recovery_answers_only_once_what_it_read_came_in_live():
+    # The read is held on its way to the master while node b posts, and the
+    # post's live copy to node a is held behind it: the read returns the
+    # post before node a has it live. Answered then, the live copy would go
+    # out after the answer, twice; answered after the second PING, once.
+    cluster = RedisCluster()
+    with node(cluster) as b:
+        relay = relayed(cluster, "r")
+        with node(cluster) as a:
+            async with websockets.connect(a.url()) as warm, websockets.connect(b.url()) as pub, \
+                    websockets.connect(b.url()) as watch:
+                await subscribed(watch, "w", "r")
+                since = position(await subscribed(warm, "w", "r"))
+                assert text(await recv_json(watch)) == "probe"
+                for k in range(3):
+                    relay.hold(sending=True, marked=False)      # node a's commands
+                    c = await websockets.connect(a.url())
+                    try:
+                        await c.send(sub("c", "r", since))
+                        wait_until(lambda: b"XREVRANGE" in relay.held_bytes(True, False), 10,
+                                   "the history read held")
+                        relay.hold(sending=False, marked=True)  # what the master sends node a
+                        await pub.send(post("p", "r", f"read{k}"))
+                        assert (await recv_json(pub))["request_id"] == "p"
+                        assert text(await recv_json(watch)) == f"read{k}"
+                        relay.release(sending=True, marked=False)
+                        wait_until(lambda: relay.passed_bytes(False, False) > 0, 10,
+                                   "the read's reply back at node a")
+                        await asyncio.sleep(0.1)    # an answer sent at once is out by now
+                        relay.release()
+                        h = await answer(c, "c", 10)
+                        assert h["recovered"] is True, h
+                        await pub.send(post("p", "r", f"after{k}"))
+                        got = await deliveries(c, f"after{k}")
+                        assert [text(m) for m in got] == [f"read{k}", f"after{k}"], \
+                            ("what the read returned went out twice", k, got)
+                        assert (await recv_json(pub))["request_id"] == "p"
+                        assert text(await recv_json(watch)) == f"after{k}"
+                        assert [text(await recv_json(warm)) for _ in range(2)] == \
+                            [f"read{k}", f"after{k}"]
+                        since = position(got[-1])
+                    finally:
+                        relay.release()
+                        await c.close()
+
+
+@test
+async def test_a_flushed_master_is_a_new_epoch_never_an_old_message():
+    cluster = RedisCluster()
+    with node(cluster) as srv:
+        async with websockets.connect(srv.url()) as pub, websockets.connect(srv.url()) as w, \
+                websockets.connect(srv.url()) as b:
+            since = position(await subscribed(w, "w", "r"))
+            await publisher(pub, "r", 3, 0)
+            await deliveries(w, "m2")
+            resp(cluster.owner("r"), "FLUSHALL")
+            await pub.send(post("after", "r", "after"))
+            await b.send(sub("b", "r", since))
+            h = await answer(b, "b")
+            assert h["recovered"] is False and h["epoch"] != since["epoch"], h
+            assert h["offset"] == 1, ("offsets start again in the new epoch", h)
+            assert await no_message(b, 0.3), "a message of another history"
+
+
+@test
+async def test_a_node_whose_subscriber_was_killed_fills_the_hole_from_the_history():
+    # The owner master drops every shard subscriber while node b posts:
+    # node a's subscriber comes back only after a back-off, and the posts
+    # meanwhile never reach it live. The first one after shows the hole by
+    # its offset; node a reads the rest from the history.
+    cluster = RedisCluster()
+    with node(cluster) as a, node(cluster) as b:
+        async with websockets.connect(a.url(), max_queue=None) as c, \
+                websockets.connect(b.url()) as pub:
+            last = position(await subscribed(c, "c", "r"))["offset"]
+            owner = cluster.owner("r")
+            posting = asyncio.ensure_future(publisher(pub, "r", 400, 0.002))
+            await asyncio.sleep(0.2)
+            killed = resp(owner, "CLIENT", "KILL", "TYPE", "pubsub")
+            assert killed >= 1, killed
+            await posting
+            got = await deliveries(c, "m399", 20)
+            offsets = [m["header"]["offset"] for m in got]
+            assert offsets == list(range(last + 1, last + 401)), "a gap or a duplicate"
+            assert [text(m) for m in got] == [f"m{i}" for i in range(400)]
+            assert await no_message(c, 0.3), "a message twice"
+            m = metrics(a.port)
+            assert m["xraptor_history_gaps_repaired_total"] >= 1, m
+            assert m["xraptor_history_gaps_unrepaired_total"] == 0, m
+            print(f"# {m['xraptor_history_gaps_repaired_total']:.0f} hole(s) filled after "
+                  f"the subscriber was killed")
+
+
+if __name__ == "__main__":
+    if not shutil.which(REDIS) or not shutil.which(REDIS_CLI):
+        skip_all("redis-server / redis-cli not installed (apt-get install redis-server)")
+    run()
