@@ -52,7 +52,7 @@ def rooms_on_each_master(cluster):
     name as their hash tag."""
     want, i = {port: None for port in cluster.masters()}, 0
     while None in want.values():
-        name = f"a}}b{{c{i}"
+        name = f"room}}{{{i * 7919}"     # spread: tags of unlike letters
         i += 1
         assert slot_of(name) != slot_of(f"{{{name}}}")
         if want[cluster.owner(name)] is None:
