@@ -9,15 +9,17 @@ no gap and no duplicate; a flushed master is a new epoch; a node whose
 subscriber connection was killed fills the hole from the history."""
 import asyncio
 import binascii
+import json
 import shutil
 import time
 
 import websockets
 
-from histtest import HISTORY, answer, deliveries, position, post, publisher, sub, subscribed, text
+from histtest import (HISTORY, answer, deliveries, position, positions_told, post, publisher, sub,
+                      subscribed, text)
 from rcluster import REDIS, REDIS_CLI, RedisCluster, slot_of
-from xrtest import (CHAT, Relay, Server, health, metrics, no_message, recv_json, resp, run,
-                    skip_all, test, wait_until)
+from xrtest import (CHAT, Relay, Server, health, metrics, no_message, recv_json, request, resp,
+                    run, skip_all, test, wait_until)
 
 DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -242,6 +244,30 @@ async def test_a_recovery_answers_only_once_what_it_read_came_in_live():
                     finally:
                         relay.release()
                         await c.close()
+
+
+@test
+async def test_posts_on_two_nodes_are_told_their_positions_and_read_back():
+    # The position comes back from the master's script: posts racing on
+    # two nodes each learn the one their deliveries carry, none twice; the
+    # history read gives the newest of them back.
+    cluster = RedisCluster()
+    with node(cluster) as a, node(cluster) as b:
+        async with websockets.connect(a.url()) as pa, websockets.connect(b.url()) as pb, \
+                websockets.connect(a.url()) as w:
+            first = position(await subscribed(w, "w", "{x}r"))
+            told = await positions_told([pa, pb], w, "{x}r", 100)
+            assert sorted(o for o, _ in told.values()) == list(range(2, 202))
+            assert {e for _, e in told.values()} == {first["epoch"]}
+            await pa.send(request("h", "/chat_history", "GET",
+                                  json.dumps({"chat_id": "{x}r", "limit": 3})))
+            m = await recv_json(pa)
+            body = json.loads(m["payload"])
+            assert body["offset"] == 201 and body["epoch"] == first["epoch"], body
+            assert [k["offset"] for k in body["messages"]] == [199, 200, 201], body
+            by_offset = {o: rid for rid, (o, _) in told.items()}
+            assert [json.loads(k["payload"])["message"] for k in body["messages"]] == \
+                [by_offset[o] for o in (199, 200, 201)], body
 
 
 @test
