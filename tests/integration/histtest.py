@@ -122,3 +122,64 @@ async def positions_told(pubs, watch, room, n):
     offsets = sorted(o for o, _ in told.values())
     assert offsets == list(range(offsets[0], offsets[0] + len(offsets))), "a gap or a duplicate"
     return told
+
+
+class Throttled:
+    """A publisher in the background: m0, m1, ... to room, one every
+    `pace` seconds, its answers read. It stays within `ahead` posts of
+    `floor`, the position the next recovery starts from, so that however
+    slow a loaded machine makes a turn, no recovery misses more than is
+    kept: each must be recovered, none excused. Post m<i> has offset
+    i + first_offset."""
+
+    def __init__(self, ws, room, floor, first_offset=2, pace=0.0005, ahead=200):
+        self.ws, self.room, self.floor = ws, room, floor
+        self.first_offset, self.pace, self.ahead = first_offset, pace, ahead
+        self.sent, self.stop = 0, False
+
+    async def _post(self):
+        while not self.stop:
+            if self.sent + self.first_offset - self.floor >= self.ahead:
+                await asyncio.sleep(0.001)
+                continue
+            await self.ws.send(post(f"p{self.sent}", self.room, f"m{self.sent}"))
+            self.sent += 1
+            await asyncio.sleep(self.pace)
+
+    async def _drain(self):
+        # Waits only for an answer owed: one read past the last would wait
+        # for nothing.
+        answered = 0
+        while not self.stop or answered < self.sent:
+            if answered == self.sent:
+                await asyncio.sleep(0.001)
+                continue
+            await recv_json(self.ws, 10)
+            answered += 1
+
+    async def __aenter__(self):
+        self.tasks = [asyncio.ensure_future(self._post()), asyncio.ensure_future(self._drain())]
+        return self
+
+    async def __aexit__(self, *exc):
+        self.stop = True
+        await asyncio.gather(*self.tasks)
+
+
+async def recovers_racing(url, rid, room, since, throttle, back=100):
+    """A SUB from since on a new connection while throttle posts: it must
+    be recovered, and get every offset after since up to two past the
+    answer's, each once, in order (the replay and the live stream joined).
+    The throttle's floor moves to `back` before the answer. Returns the
+    position the next recovery starts from."""
+    async with websockets.connect(url) as c:
+        await c.send(sub(rid, room, since))
+        h = await answer(c, rid, 10)
+        assert h["recovered"] is True, (rid, since, h)
+        throttle.floor = max(since["offset"], h["offset"] - back)
+        want = h["offset"] + 2
+        got = []
+        while not got or got[-1] < want:
+            got.append((await recv_json(c, 10))["header"]["offset"])
+        assert got == list(range(since["offset"] + 1, want + 1)), (rid, since, h, got)
+    return {"offset": throttle.floor, "epoch": h["epoch"]}

@@ -18,8 +18,8 @@ import jwt
 
 import websockets
 
-from histtest import (HISTORY, answer, away_for, deliveries, position, positions_told, post,
-                      post_at, publisher, sub, subscribed, text)
+from histtest import (HISTORY, Throttled, answer, away_for, deliveries, position, positions_told,
+                      post, post_at, publisher, recovers_racing, sub, subscribed, text)
 from xrtest import (CHAT, Broker, Server, frame, healthy, no_message, read_frame, recv_json,
                     request, run, test, ws_open,
                     wait_until)
@@ -179,57 +179,12 @@ async def test_recovery_racing_a_publisher_has_no_gap_and_no_duplicate():
         async with websockets.connect(srv.url()) as pub, \
                 websockets.connect(srv.url(), max_queue=None) as watch:
             since = position(await subscribed(watch, "w", "r"))
-            stop = False
-            sent = [0]
-            # The publisher stays within 200 posts of the position the next
-            # recovery starts from, so that however slow a loaded machine
-            # makes a turn, no recovery misses more than the 300 kept: each
-            # must be recovered, none excused.
-            floor = [since["offset"]]
-
-            async def posting():
-                async def drain():
-                    # Waits only for an answer owed: one read past the last
-                    # would wait for nothing.
-                    answered = 0
-                    while not stop or answered < sent[0]:
-                        if answered == sent[0]:
-                            await asyncio.sleep(0.001)
-                            continue
-                        await recv_json(pub, 10)
-                        answered += 1
-                reader = asyncio.ensure_future(drain())
-                while not stop:
-                    # Post m<i> has offset i + 2 (the probe was 1).
-                    if sent[0] + 2 - floor[0] >= 200:
-                        await asyncio.sleep(0.001)
-                        continue
-                    await pub.send(post(f"p{sent[0]}", "r", f"m{sent[0]}"))
-                    sent[0] += 1
-                    await asyncio.sleep(0.0005)
-                await reader
-
-            task = asyncio.ensure_future(posting())
             t0, n = time.monotonic(), 1000
-            for k in range(n):
-                async with websockets.connect(srv.url()) as c:
-                    await c.send(sub(f"c{k}", "r", since))
-                    h = await answer(c, f"c{k}")
-                    assert h["recovered"] is True, (k, since, h)
-                    # The next one starts from somewhere further on.
-                    floor[0] = max(since["offset"], h["offset"] - 100)
-                    # Everything from since on, until two past the position
-                    # answered: the replay and the live stream joined.
-                    want = h["offset"] + 2
-                    got = []
-                    while not got or got[-1] < want:
-                        got.append((await recv_json(c, 10))["header"]["offset"])
-                    assert got == list(range(since["offset"] + 1, want + 1)), (k, since, h, got)
-                since = {"offset": floor[0], "epoch": h["epoch"]}
-            stop = True
-            await task
+            async with Throttled(pub, "r", since["offset"]) as posting:
+                for k in range(n):
+                    since = await recovers_racing(srv.url(), f"c{k}", "r", since, posting)
             print(f"# {n} recoveries racing a publisher in {time.monotonic() - t0:.1f} s, "
-                  f"{sent[0]} posts, none with a gap or a duplicate")
+                  f"{posting.sent} posts, none with a gap or a duplicate")
 
 
 @test

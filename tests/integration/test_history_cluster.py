@@ -15,8 +15,8 @@ import time
 
 import websockets
 
-from histtest import (HISTORY, answer, deliveries, position, positions_told, post, publisher, sub,
-                      subscribed, text)
+from histtest import (HISTORY, Throttled, answer, deliveries, position, positions_told, post,
+                      publisher, recovers_racing, sub, subscribed, text)
 from rcluster import REDIS, REDIS_CLI, RedisCluster, slot_of
 from xrtest import (CHAT, Relay, Server, health, metrics, no_message, recv_json, request, resp,
                     run, skip_all, test, wait_until)
@@ -118,42 +118,12 @@ async def test_recoveries_racing_a_publisher_have_no_gap_and_no_duplicate():
         async with websockets.connect(b.url()) as pub, \
                 websockets.connect(a.url(), max_queue=None) as watch:
             since = position(await subscribed(watch, "w", "r"))
-            stop, sent = False, [0]
-
-            async def posting():
-                reader = asyncio.ensure_future(drain())
-                while not stop:
-                    await pub.send(post(f"p{sent[0]}", "r", f"m{sent[0]}"))
-                    sent[0] += 1
-                    await asyncio.sleep(0.002)
-                await reader
-
-            async def drain():
-                answered = 0
-                while not stop or answered < sent[0]:
-                    if answered == sent[0]:
-                        await asyncio.sleep(0.001)
-                        continue
-                    await recv_json(pub, 10)
-                    answered += 1
-
-            task = asyncio.ensure_future(posting())
             t0, n = time.monotonic(), 300
-            for k in range(n):
-                async with websockets.connect(a.url()) as c:
-                    await c.send(sub(f"c{k}", "r", since))
-                    h = await answer(c, f"c{k}", 10)
-                    assert h["recovered"] is True, (k, since, h)
-                    want = h["offset"] + 2
-                    got = []
-                    while not got or got[-1] < want:
-                        got.append((await recv_json(c, 10))["header"]["offset"])
-                    assert got == list(range(since["offset"] + 1, want + 1)), (k, since, h, got)
-                since = {"offset": max(since["offset"], h["offset"] - 50), "epoch": h["epoch"]}
-            stop = True
-            await task
+            async with Throttled(pub, "r", since["offset"], pace=0.001) as posting:
+                for k in range(n):
+                    since = await recovers_racing(a.url(), f"c{k}", "r", since, posting)
             print(f"# {n} recoveries racing a publisher on the other node in "
-                  f"{time.monotonic() - t0:.1f} s, {sent[0]} posts, no gap, no duplicate")
+                  f"{time.monotonic() - t0:.1f} s, {posting.sent} posts, no gap, no duplicate")
 
 
 @test

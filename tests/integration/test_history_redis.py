@@ -17,8 +17,8 @@ import time
 
 import websockets
 
-from histtest import (HISTORY, answer, away_for, deliveries, position, positions_told, post,
-                      publisher, sub, subscribed, text)
+from histtest import (HISTORY, Throttled, answer, away_for, deliveries, position, positions_told,
+                      post, publisher, recovers_racing, sub, subscribed, text)
 from xrtest import (CHAT, Broker, Server, frame, healthy, metrics, no_message, read_frame, recv_json,
                     Relay, request, resp, run, skip_all, test, wait_until, ws_open)
 
@@ -76,47 +76,12 @@ async def test_recoveries_racing_a_publisher_on_another_node_have_no_gap_and_no_
         async with websockets.connect(b.url()) as pub, \
                 websockets.connect(a.url(), max_queue=None) as watch:
             since = position(await subscribed(watch, "w", "r"))
-            stop, sent, floor = False, [0], [since["offset"]]
-
-            async def posting():
-                async def drain():
-                    answered = 0
-                    while not stop or answered < sent[0]:
-                        if answered == sent[0]:
-                            await asyncio.sleep(0.001)
-                            continue
-                        await recv_json(pub, 10)
-                        answered += 1
-                reader = asyncio.ensure_future(drain())
-                while not stop:
-                    # Within 200 of the next recovery's start: each must be
-                    # recovered (300 kept), none excused.
-                    if sent[0] + 2 - floor[0] >= 200:
-                        await asyncio.sleep(0.001)
-                        continue
-                    await pub.send(post(f"p{sent[0]}", "r", f"m{sent[0]}"))
-                    sent[0] += 1
-                    await asyncio.sleep(0.0005)
-                await reader
-
-            task = asyncio.ensure_future(posting())
             t0, n = time.monotonic(), 300
-            for k in range(n):
-                async with websockets.connect(a.url()) as c:
-                    await c.send(sub(f"c{k}", "r", since))
-                    h = await answer(c, f"c{k}", 10)
-                    assert h["recovered"] is True, (k, since, h)
-                    floor[0] = max(since["offset"], h["offset"] - 100)
-                    want = h["offset"] + 2
-                    got = []
-                    while not got or got[-1] < want:
-                        got.append((await recv_json(c, 10))["header"]["offset"])
-                    assert got == list(range(since["offset"] + 1, want + 1)), (k, since, h, got)
-                since = {"offset": floor[0], "epoch": h["epoch"]}
-            stop = True
-            await task
+            async with Throttled(pub, "r", since["offset"]) as posting:
+                for k in range(n):
+                    since = await recovers_racing(a.url(), f"c{k}", "r", since, posting)
             print(f"# {n} recoveries on one node racing a publisher on the other in "
-                  f"{time.monotonic() - t0:.1f} s, {sent[0]} posts, no gap, no duplicate")
+                  f"{time.monotonic() - t0:.1f} s, {posting.sent} posts, no gap, no duplicate")
 
 
 @test
@@ -131,23 +96,8 @@ async def test_a_recovery_behind_a_burst_of_subscriptions_misses_nothing():
         # SUBSCRIBE is a new one.
         async with websockets.connect(b.url()) as pub, websockets.connect(b.url()) as w:
             since = position(await subscribed(w, "w", "r"))
-            stop, sent, floor = False, [0], [since["offset"]]
-
-            async def posting():
-                while not stop:
-                    if sent[0] + 2 - floor[0] >= 200:
-                        await asyncio.sleep(0.001)
-                        continue
-                    await pub.send(post(f"p{sent[0]}", "r", f"m{sent[0]}"))
-                    sent[0] += 1
-                    await asyncio.sleep(0.0003)
-
-            async def answers():
-                while True:
-                    await pub.recv()
-            task, reader = asyncio.ensure_future(posting()), asyncio.ensure_future(answers())
             loop = asyncio.get_running_loop()
-            try:
+            async with Throttled(pub, "r", since["offset"], pace=0.0003) as posting:
                 for k in range(10):
                     s = ws_open(a.port)
                     try:
@@ -167,18 +117,14 @@ async def test_a_recovery_behind_a_burst_of_subscriptions_misses_nothing():
                                 h = m["header"]
                                 assert h["recovered"] is True, (k, since, h)
                                 # The publisher may go on past the answer.
-                                floor[0] = max(since["offset"], h["offset"] - 100)
+                                posting.floor = max(since["offset"], h["offset"] - 100)
                             else:
                                 got.append(m["header"]["offset"])
                         assert got == list(range(since["offset"] + 1, got[-1] + 1)), \
                             ("a gap or a duplicate", k, since, h, got)
-                        since = {"offset": floor[0], "epoch": h["epoch"]}
+                        since = {"offset": posting.floor, "epoch": h["epoch"]}
                     finally:
                         s.close()
-            finally:
-                stop = True
-                await task
-                reader.cancel()
 
 
 @test
