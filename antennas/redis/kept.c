@@ -7,14 +7,33 @@
 /* The epoch, made when the hash is missing: whatever the stream still
  * holds belongs to a history that was lost and goes with it. Lua 5.1
  * prints numbers past 10^14 in exponent form, so the clock is printed in
- * hex and the offsets stay far below that. */
+ * hex and the offsets stay far below that.
+ *
+ * The hash also names (r) the replication history of the master that
+ * last wrote it. A replica promoted over that master (Redis Cluster
+ * failover) has it as master_replid2, and replication is asynchronous:
+ * the old master may have given offsets past what reached the replica,
+ * and clients and nodes saw them. Continuing the epoch would give those
+ * offsets again to other messages, which a client would take as seen.
+ * So such a history is a new epoch (the promoted replica cannot tell
+ * whether it lost anything). A hash that came with its slot from another
+ * master (a reshard: MIGRATE moves it whole) names a history that is
+ * neither, and keeps its epoch. */
 #define EPOCH_LUA(seed, meta)                                                            \
-    "local e = redis.call('HGET', KEYS[2], 'e')\n"                                      \
+    "local rep = redis.call('INFO', 'replication')\n"                                   \
+    "local id = string.match(rep, 'master_replid:(%x+)')\n"                             \
+    "local h = redis.call('HMGET', KEYS[2], 'e', 'r')\n"                               \
+    "local e = h[1]\n"                                                                  \
+    "if e and h[2] and h[2] ~= id and h[2] == string.match(rep, 'master_replid2:(%x+)') then\n" \
+    "  e = false\n"                                                                     \
+    "end\n"                                                                             \
     "if not e then\n"                                                                   \
     "  local t = redis.call('TIME')\n"                                                  \
     "  e = ARGV[" seed "] .. string.format('.%x.%x', tonumber(t[1]), tonumber(t[2]))\n"      \
     "  redis.call('DEL', KEYS[1])\n"                                                    \
-    "  redis.call('HSET', KEYS[2], 'e', e, 'o', 0)\n"                                    \
+    "  redis.call('HSET', KEYS[2], 'e', e, 'o', 0, 'r', id)\n"                           \
+    "elseif h[2] ~= id then\n"                                                          \
+    "  redis.call('HSET', KEYS[2], 'r', id)\n"                                          \
     "end\n"                                                                             \
     "redis.call('PEXPIRE', KEYS[2], ARGV[" meta "])\n"                                       \
     "local t = redis.call('TIME')\n"                                                    \

@@ -549,7 +549,11 @@ class Relay:
                 s = key.fileobj
                 if s is self.lsock:
                     c, _ = s.accept()
-                    u = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+                    try:
+                        u = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+                    except OSError:
+                        c.close()       # the broker is gone: so is the relay's side
+                        continue
                     self.peer[c], self.peer[u] = u, c
                     self.down.add(c)
                     for x in (c, u):
