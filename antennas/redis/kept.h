@@ -4,7 +4,9 @@
  * Per channel C: a stream xr.h.C.s whose entry IDs are the offsets
  * ("<offset>-0", fields t: server time in ms, m: the message), trimmed to
  * the newest `keep` and expiring ttl after the last post; and a hash
- * xr.h.C.m with the epoch (e) and the last offset given (o), which
+ * xr.h.C.m with the epoch (e), the last offset given (o) and the
+ * replication ID of the master that last wrote it (r: a replica promoted
+ * over that master starts a new epoch, kept.c says why), which
  * outlives the stream (REDIS_KEPT_META_MS at least) so that a quiet
  * channel keeps its position after its messages expired. A post is one
  * script: the offset, the entry and the PUBLISH happen at once, so the
