@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "kept.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -216,6 +217,76 @@ void redis_kept_answer(redis_kept_read *rd, xr_antenna_history_cb done, void *ar
          redis_kept_complete(rd->since, rd->top, rd->n ? rd->v[0].offset : 0, rd->n), rd->top,
          rd->epoch, rd->elen);
     redis_kept_clear(rd);
+}
+
+redis_kept_q *redis_kept_q_new(void *owner, void *at, const char *ch, size_t clen,
+                               unsigned long long since, size_t limit, unsigned long long ttl_ms,
+                               xr_antenna_history_cb done, void *arg)
+{
+    redis_kept_q *q = calloc(1, sizeof *q + clen);
+    if (!q)
+        return NULL;
+    *q = (redis_kept_q){.owner = owner, .at = at, .done = done, .arg = arg, .ttl_ms = ttl_ms,
+                        .limit = limit, .rd = {.since = since}, .clen = clen};
+    memcpy(q->ch, ch, clen);
+    return q;
+}
+
+void redis_kept_push(redis_kept_fifo *f, redis_kept_q *q)
+{
+    q->next = NULL;
+    if (f->tail)
+        f->tail->next = q;
+    else
+        f->head = q;
+    f->tail = q;
+}
+
+redis_kept_q *redis_kept_synced(redis_kept_fifo *f)
+{
+    redis_kept_q *q = f->head;
+    if (!q)
+        return NULL;
+    if (!(f->head = q->next))
+        f->tail = NULL;
+    if (!q->read)
+        return q;
+    redis_kept_answer(&q->rd, q->done, q->arg);
+    free(q);
+    return NULL;
+}
+
+void redis_kept_fail(redis_kept_q *q, int rc)
+{
+    q->done(q->arg, rc, NULL, 0, 0, 0, NULL, 0);
+    redis_kept_clear(&q->rd);
+    free(q);
+}
+
+void redis_kept_fail_all(redis_kept_fifo *f)
+{
+    redis_kept_q *q = f->head;
+    f->head = f->tail = NULL;
+    while (q) {
+        redis_kept_q *next = q->next;
+        redis_kept_fail(q, XR_EANTENNA);
+        q = next;
+    }
+}
+
+void redis_kept_read_args(const redis_kept_q *q, const redis_kept_keys *k, const char *seed,
+                          size_t seedlen, redis_kept_args *a)
+{
+    unsigned long long meta_ms = q->ttl_ms > REDIS_KEPT_META_MS ? q->ttl_ms : REDIS_KEPT_META_MS;
+    const char *argv[10] = {"EVAL", redis_kept_read_lua, "2", k->k[0], k->k[1], a->since,
+                            a->limit, a->ttl, seed, a->meta};
+    size_t lens[10] = {4, redis_kept_read_lua_len, 1, k->l[0], k->l[1],
+                       (size_t)snprintf(a->since, sizeof a->since, "%llu", q->rd.since),
+                       (size_t)snprintf(a->limit, sizeof a->limit, "%zu", q->limit ? q->limit : 1),
+                       (size_t)snprintf(a->ttl, sizeof a->ttl, "%llu", q->ttl_ms), seedlen,
+                       (size_t)snprintf(a->meta, sizeof a->meta, "%llu", meta_ms)};
+    memcpy(a->argv, argv, sizeof argv);
+    memcpy(a->lens, lens, sizeof lens);
 }
 #endif
 

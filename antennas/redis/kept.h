@@ -76,6 +76,12 @@ unsigned long long redis_kept_id(const char *id, size_t len);
 int redis_kept_complete(unsigned long long since, unsigned long long top,
                         unsigned long long oldest, size_t n);
 
+/* History reads waiting for a subscriber connection's PONGs (below). */
+typedef struct redis_kept_q redis_kept_q;
+typedef struct redis_kept_fifo {
+    redis_kept_q *head, *tail;
+} redis_kept_fifo;
+
 #if XR_ANTENNA_ABI_MINOR >= 6
 /* A read's answer, held until the second PING says its messages came in
  * live: the messages oldest first, copied out of the reply. */
@@ -99,6 +105,54 @@ int redis_kept_take(redis_kept_read *rd, const void *reply, size_t nelem, redis_
  * since), then frees what it held. */
 void redis_kept_answer(redis_kept_read *rd, xr_antenna_history_cb done, void *arg);
 void redis_kept_clear(redis_kept_read *rd);
+
+/* A history read on its way, in both modules the same steps: a PING on
+ * the subscriber connection (the channel's SUBSCRIBE is in effect once its
+ * PONG is back), the read script on the command connection, a second PING
+ * (every message the read returned has come in live once its PONG is
+ * back), the answer. Each subscriber connection keeps its reads in the
+ * order of its PINGs: a PONG is the head's. */
+struct redis_kept_q {
+    redis_kept_q *next;
+    void *owner, *at;           /* the module's own: its state, where it reads */
+    int read;                   /* the script answered: the second PING */
+    xr_antenna_history_cb done;
+    void *arg;
+    unsigned long long ttl_ms;
+    size_t limit;
+    redis_kept_read rd;
+    size_t clen;
+    char ch[];
+};
+
+/* The token of the PINGs: a subscriber's PONG that carries it is a read's. */
+#define REDIS_KEPT_SYNC "xr.sync"
+#define REDIS_KEPT_SYNC_LEN 7
+
+/* A read of ch after since, not yet queued; NULL when out of memory. */
+redis_kept_q *redis_kept_q_new(void *owner, void *at, const char *ch, size_t clen,
+                               unsigned long long since, size_t limit, unsigned long long ttl_ms,
+                               xr_antenna_history_cb done, void *arg);
+void redis_kept_push(redis_kept_fifo *f, redis_kept_q *q);
+/* A PONG of the subscriber: the head read's, taken off. When it was the
+ * second PING the read is answered and freed (NULL); else it is returned,
+ * its script to be sent. */
+redis_kept_q *redis_kept_synced(redis_kept_fifo *f);
+/* Tells done rc (no messages) and frees q. */
+void redis_kept_fail(redis_kept_q *q, int rc);
+/* Every read queued, told XR_EANTENNA: their subscriber connection is gone. */
+void redis_kept_fail_all(redis_kept_fifo *f);
+
+/* The read script's arguments for q: argv/lens[0..10), EVAL to the
+ * hash TTL, with the epoch seed (the node's id) and buffers of the
+ * caller's. */
+typedef struct redis_kept_args {
+    const char *argv[10];
+    size_t lens[10];
+    char since[24], limit[24], ttl[24], meta[24];
+} redis_kept_args;
+void redis_kept_read_args(const redis_kept_q *q, const redis_kept_keys *k, const char *seed,
+                          size_t seedlen, redis_kept_args *a);
 #endif
 
 /* A message the subscriber received, to the host: with its position

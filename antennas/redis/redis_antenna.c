@@ -51,8 +51,6 @@ typedef struct config {
     int db;
 } config;
 
-typedef struct hist_q hist_q;
-
 typedef struct redis {
     struct event_base *base;
     xr_antenna_host host;
@@ -77,7 +75,7 @@ typedef struct redis {
     struct event *pres_timer;
     int pres_used;
     /* history reads waiting for the subscriber's PING, in send order */
-    hist_q *sync_head, *sync_tail;
+    redis_kept_fifo syncs;
     unsigned long long kept_refused;    /* kept posts Redis refused */
     unsigned long long malformed;       /* messages dropped for a bad position */
 } redis;
@@ -253,84 +251,33 @@ static void resubscribe_all(redis *r)
  * until then. So a read is PING, the script on the publisher, PING, answer. */
 
 #if XR_ANTENNA_ABI_MINOR >= 6
-#define SYNC_TOKEN "xr.sync"
-#define SYNC_TOKEN_LEN 7
-
-struct hist_q {
-    hist_q *next;
-    redis *r;
-    int read;                       /* the script answered: the second PING */
-    xr_antenna_history_cb done;
-    void *arg;
-    unsigned long long ttl_ms;
-    size_t limit;
-    redis_kept_read rd;
-    size_t clen;
-    char ch[];
-};
-
 static int is_sync(const char *s, size_t len)
 {
-    return len == SYNC_TOKEN_LEN && memcmp(s, SYNC_TOKEN, len) == 0;
-}
-
-static void hist_free(hist_q *q)
-{
-    redis_kept_clear(&q->rd);
-    free(q);
-}
-
-static void hist_fail(hist_q *q, int rc)
-{
-    q->done(q->arg, rc, NULL, 0, 0, 0, NULL, 0);
-    hist_free(q);
+    return len == REDIS_KEPT_SYNC_LEN && memcmp(s, REDIS_KEPT_SYNC, len) == 0;
 }
 
 static void sync_fail_all(redis *r)
 {
-    hist_q *q = r->sync_head;
-    r->sync_head = r->sync_tail = NULL;
-    while (q) {
-        hist_q *next = q->next;
-        hist_fail(q, XR_EANTENNA);
-        q = next;
-    }
+    redis_kept_fail_all(&r->syncs);
 }
 
 /* Queues q behind a PING on the subscriber; XR_EANTENNA when it is down. */
-static int sync_after(redis *r, hist_q *q)
+static int sync_after(redis *r, redis_kept_q *q)
 {
-    static const char *const argv[2] = {"PING", SYNC_TOKEN};
-    static const size_t argl[2] = {4, SYNC_TOKEN_LEN};
+    static const char *const argv[2] = {"PING", REDIS_KEPT_SYNC};
+    static const size_t argl[2] = {4, REDIS_KEPT_SYNC_LEN};
     if (!r->sub || !r->sub_ready || sub_send(r, 2, (const char **)argv, argl) < 0)
         return XR_EANTENNA;
-    q->next = NULL;
-    if (r->sync_tail)
-        r->sync_tail->next = q;
-    else
-        r->sync_head = q;
-    r->sync_tail = q;
+    redis_kept_push(&r->syncs, q);
     return 0;
 }
 
-static void read_kept(redis *r, hist_q *q);
-
-static void answer(hist_q *q)
-{
-    redis_kept_answer(&q->rd, q->done, q->arg);
-    hist_free(q);
-}
+static void read_kept(redis *r, redis_kept_q *q);
 
 static void synced(redis *r)
 {
-    hist_q *q = r->sync_head;
-    if (!q)
-        return;
-    if (!(r->sync_head = q->next))
-        r->sync_tail = NULL;
-    if (q->read)
-        answer(q);
-    else
+    redis_kept_q *q = redis_kept_synced(&r->syncs);
+    if (q)
         read_kept(r, q);
 }
 
@@ -1155,7 +1102,7 @@ static const char *reply_str(const void *reply, size_t i, size_t *len)
 static void on_kept_read(redisAsyncContext *ac, void *reply, void *arg)
 {
     redis *r = ac->data;
-    hist_q *q = arg;
+    redis_kept_q *q = arg;
     const redisReply *rep = reply;
     if (rep && rep->type == REDIS_REPLY_ERROR)
         r->host.log(r->host.host, XR_ANTENNA_LOG_WARN, "redis antenna: a history read was refused: %s",
@@ -1164,27 +1111,20 @@ static void on_kept_read(redisAsyncContext *ac, void *reply, void *arg)
                  ? redis_kept_take(&q->rd, rep, rep->elements, reply_str) : XR_EANTENNA;
     q->read = 1;
     if (rc < 0 || r->destroying || (rc = sync_after(r, q)) < 0)
-        hist_fail(q, rc);
+        redis_kept_fail(q, rc);
 }
 
-static void read_kept(redis *r, hist_q *q)
+static void read_kept(redis *r, redis_kept_q *q)
 {
     redis_kept_keys k;
-    char since[24], limit[24], ttl[24], meta[24];
-    unsigned long long meta_ms = q->ttl_ms > REDIS_KEPT_META_MS ? q->ttl_ms : REDIS_KEPT_META_MS;
+    redis_kept_args a;
     if (!r->pub_ready || redis_kept_keys_of(q->ch, q->clen, NULL, &k) < 0) {
-        hist_fail(q, XR_EANTENNA);
+        redis_kept_fail(q, XR_EANTENNA);
         return;
     }
-    const char *argv[10] = {"EVAL", redis_kept_read_lua, "2", k.k[0], k.k[1], since, limit, ttl,
-                            r->node, meta};
-    size_t argl[10] = {4, redis_kept_read_lua_len, 1, k.l[0], k.l[1],
-                       (size_t)snprintf(since, sizeof since, "%llu", q->rd.since),
-                       (size_t)snprintf(limit, sizeof limit, "%zu", q->limit ? q->limit : 1),
-                       (size_t)snprintf(ttl, sizeof ttl, "%llu", q->ttl_ms), EPOCH_SEED_LEN,
-                       (size_t)snprintf(meta, sizeof meta, "%llu", meta_ms)};
-    if (redisAsyncCommandArgv(r->pub, on_kept_read, q, 10, argv, argl) != REDIS_OK)
-        hist_fail(q, XR_EANTENNA);
+    redis_kept_read_args(q, &k, r->node, EPOCH_SEED_LEN, &a);
+    if (redisAsyncCommandArgv(r->pub, on_kept_read, q, 10, a.argv, a.lens) != REDIS_OK)
+        redis_kept_fail(q, XR_EANTENNA);
 }
 
 static int history(void *self, const char *ch, size_t clen, unsigned long long since,
@@ -1197,17 +1137,9 @@ static int history(void *self, const char *ch, size_t clen, unsigned long long s
         return XR_EINVAL;
     if (!r->pub_ready || !r->sub_ready)
         return XR_EANTENNA;
-    hist_q *q = calloc(1, sizeof *q + clen);
+    redis_kept_q *q = redis_kept_q_new(r, NULL, ch, clen, since, limit, ttl_ms, done, arg);
     if (!q)
         return XR_ENOMEM;
-    q->r = r;
-    q->done = done;
-    q->arg = arg;
-    q->rd.since = since;
-    q->limit = limit;
-    q->ttl_ms = ttl_ms;
-    q->clen = clen;
-    memcpy(q->ch, ch, clen);
     if (sync_after(r, q) < 0) {
         free(q);
         return XR_EANTENNA;

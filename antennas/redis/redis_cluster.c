@@ -83,7 +83,6 @@ typedef struct pending {
 } pending;
 
 struct node;
-typedef struct hist_q hist_q;
 
 typedef struct conn {
     struct node *node;
@@ -113,7 +112,7 @@ typedef struct node {
     conn *cmd, *sub;
     int up, ever_up;
     int failing;                /* connect failures since it was last up */
-    hist_q *sync_head, *sync_tail;  /* history reads waiting for sub's PING */
+    redis_kept_fifo syncs;      /* history reads waiting for sub's PING */
     int slots;                  /* how many it owns in the map */
     unsigned backoff_ms;
     struct event *retry;
@@ -1609,22 +1608,7 @@ static int presence_get(void *self, const char *room, size_t rlen, int members,
  * on the new owner.
  */
 #if XR_ANTENNA_ABI_MINOR >= 6
-#define SYNC_TOKEN "xr.sync"
 #define EPOCH_SEED_LEN 12
-
-struct hist_q {
-    hist_q *next;
-    cluster *cl;
-    node *at;                   /* the master read */
-    int read;                   /* the script answered: the second PING */
-    xr_antenna_history_cb done;
-    void *arg;
-    unsigned long long ttl_ms;
-    size_t limit;
-    redis_kept_read rd;
-    size_t clen;
-    char ch[];
-};
 
 /* Each slot's tag: the first name in the order 0..9, a..z, 00, 01, ...
  * that hashes to it. Every node computes the same table, and it must not
@@ -1665,43 +1649,25 @@ static int kept_keys(const char *ch, size_t clen, redis_kept_keys *k)
 static int is_sync(const resp_val *v, size_t nv)
 {
     if (v->type == '$' && nv == 1)      /* before the first SSUBSCRIBE */
-        return resp_is(v, SYNC_TOKEN);
+        return resp_is(v, REDIS_KEPT_SYNC);
     return v->type == '*' && v->n == 2 && nv == 3 && v[1].type == '$' && resp_is(&v[1], "pong") &&
-           v[2].type == '$' && resp_is(&v[2], SYNC_TOKEN);
-}
-
-static void hist_fail(hist_q *q, int rc)
-{
-    q->done(q->arg, rc, NULL, 0, 0, 0, NULL, 0);
-    redis_kept_clear(&q->rd);
-    free(q);
+           v[2].type == '$' && resp_is(&v[2], REDIS_KEPT_SYNC);
 }
 
 static void sync_fail_all(node *n)
 {
-    hist_q *q = n->sync_head;
-    n->sync_head = n->sync_tail = NULL;
-    while (q) {
-        hist_q *next = q->next;
-        hist_fail(q, XR_EANTENNA);
-        q = next;
-    }
+    redis_kept_fail_all(&n->syncs);
 }
 
 /* Queues q behind a PING on n's subscriber. */
-static int sync_after(node *n, hist_q *q)
+static int sync_after(node *n, redis_kept_q *q)
 {
-    static const char *const argv[2] = {"PING", SYNC_TOKEN};
-    static const size_t lens[2] = {4, sizeof SYNC_TOKEN - 1};
+    static const char *const argv[2] = {"PING", REDIS_KEPT_SYNC};
+    static const size_t lens[2] = {4, REDIS_KEPT_SYNC_LEN};
     size_t off;
     if (n->cl->destroying || !n->sub || !n->sub->ready || put_cmd(n->sub, 2, argv, lens, &off) < 0)
         return XR_EANTENNA;
-    q->next = NULL;
-    if (n->sync_tail)
-        n->sync_tail->next = q;
-    else
-        n->sync_head = q;
-    n->sync_tail = q;
+    redis_kept_push(&n->syncs, q);
     return 0;
 }
 
@@ -1716,8 +1682,8 @@ static const char *val_str(const void *reply, size_t i, size_t *len)
 
 static void on_kept_read(void *arg, const resp_val *v, size_t nv)
 {
-    hist_q *q = arg;
-    cluster *cl = q->cl;
+    redis_kept_q *q = arg;
+    cluster *cl = q->owner;
     if (v && v->type == '-')
         cl->host.log(cl->host.host, XR_ANTENNA_LOG_WARN,
                      "redis-cluster antenna: a history read was refused: %.*s", (int)v->n, v->s);
@@ -1727,45 +1693,30 @@ static void on_kept_read(void *arg, const resp_val *v, size_t nv)
         rc = redis_kept_take(&q->rd, v, (size_t)v->n, val_str);
     q->read = 1;
     if (rc < 0 || (rc = sync_after(q->at, q)) < 0)
-        hist_fail(q, rc);
+        redis_kept_fail(q, rc);
 }
 
-static void read_kept(node *n, hist_q *q)
+static void read_kept(node *n, redis_kept_q *q)
 {
     redis_kept_keys k;
-    char since[24], limit[24], ttl[24], meta[24];
-    unsigned long long meta_ms = q->ttl_ms > REDIS_KEPT_META_MS ? q->ttl_ms : REDIS_KEPT_META_MS;
+    redis_kept_args a;
     if (!n->cmd || !n->cmd->answered || kept_keys(q->ch, q->clen, &k) < 0) {
-        hist_fail(q, XR_EANTENNA);
+        redis_kept_fail(q, XR_EANTENNA);
         return;
     }
-    const char *argv[10] = {"EVAL", redis_kept_read_lua, "2", k.k[0], k.k[1], since, limit, ttl,
-                            n->cl->node_id, meta};
-    size_t lens[10] = {4, redis_kept_read_lua_len, 1, k.l[0], k.l[1],
-                       (size_t)snprintf(since, sizeof since, "%llu", q->rd.since),
-                       (size_t)snprintf(limit, sizeof limit, "%zu", q->limit ? q->limit : 1),
-                       (size_t)snprintf(ttl, sizeof ttl, "%llu", q->ttl_ms), EPOCH_SEED_LEN,
-                       (size_t)snprintf(meta, sizeof meta, "%llu", meta_ms)};
+    redis_kept_read_args(q, &k, n->cl->node_id, EPOCH_SEED_LEN, &a);
     uint16_t slot = resp_key_slot(q->ch, q->clen);
-    if (cmd_send(n->cmd, K_SCRIPT, slot, 10, argv, lens, NULL, q) < 0)
-        hist_fail(q, XR_EANTENNA);
+    if (cmd_send(n->cmd, K_SCRIPT, slot, 10, a.argv, a.lens, NULL, q) < 0)
+        redis_kept_fail(q, XR_EANTENNA);
     else
         n->cmd->q[n->cmd->q_len - 1].reply = on_kept_read;
 }
 
 static void synced(node *n)
 {
-    hist_q *q = n->sync_head;
-    if (!q)
-        return;
-    if (!(n->sync_head = q->next))
-        n->sync_tail = NULL;
-    if (q->read) {
-        redis_kept_answer(&q->rd, q->done, q->arg);
-        free(q);
-    } else {
+    redis_kept_q *q = redis_kept_synced(&n->syncs);
+    if (q)
         read_kept(n, q);
-    }
 }
 
 static int history(void *self, const char *ch, size_t clen, unsigned long long since,
@@ -1782,12 +1733,9 @@ static int history(void *self, const char *ch, size_t clen, unsigned long long s
      * would not say its SSUBSCRIBE took effect. */
     if (!o || !o->cmd || !o->cmd->answered || (live && live->at != o))
         return XR_EANTENNA;
-    hist_q *q = calloc(1, sizeof *q + clen);
+    redis_kept_q *q = redis_kept_q_new(cl, o, ch, clen, since, limit, ttl_ms, done, arg);
     if (!q)
         return XR_ENOMEM;
-    *q = (hist_q){.cl = cl, .at = o, .done = done, .arg = arg, .ttl_ms = ttl_ms, .limit = limit,
-                  .rd = {.since = since}, .clen = clen};
-    memcpy(q->ch, ch, clen);
     if (sync_after(o, q) < 0) {
         free(q);
         return XR_EANTENNA;
