@@ -270,6 +270,63 @@ def presence_calls(port, members, counts=200, lists=10):
     return asyncio.run(run())
 
 
+def recovery_times(port, n=300, rounds=15):
+    """A member leaves a room, n posts go out, it comes back with its
+    position: the median time from its SUB to the answer (recovered) and
+    to the last of the n replayed, in ms, over `rounds` rooms. None when
+    a recovery fails."""
+    import asyncio
+    try:
+        import websockets
+    except ImportError:
+        return None
+
+    def req(rid, route, method, payload, header=None):
+        return json.dumps({"request_id": rid, "payload": json.dumps(payload),
+                           "header": header or {}, "route": route, "method": method})
+
+    def post(room, i):
+        return req(f"p{i}", "/send_message_to_chat_room", "POST",
+                   {"chat_id": room, "client_id": "bench", "message": f"m{i}"})
+
+    async def one(url, pub, room):
+        async with websockets.connect(url) as a:
+            await a.send(req("a", "/chat_messages", "SUB", {"chat_id": room}))
+            await a.send(post(room, "probe"))
+            while "offset" not in (m := json.loads(await a.recv()))["header"]:
+                pass
+            since = {"offset": m["header"]["offset"], "epoch": m["header"]["epoch"]}
+        for i in range(n):
+            await pub.send(post(room, i))
+        for _ in range(n):
+            await pub.recv()
+        async with websockets.connect(url, max_queue=None) as b:
+            t0 = time.perf_counter()
+            await b.send(req("b", "/chat_messages", "SUB", {"chat_id": room}, {"since": since}))
+            h = json.loads(await b.recv())
+            answered = time.perf_counter() - t0
+            if h["request_id"] != "b" or h["header"].get("recovered") is not True:
+                return None
+            for _ in range(n):
+                await b.recv()
+            return answered * 1000, (time.perf_counter() - t0) * 1000
+
+    async def run():
+        url = f"ws://127.0.0.1:{port}/"
+        out = []
+        async with websockets.connect(url) as pub:
+            for k in range(rounds):
+                r = await one(url, pub, f"bench-recovery-{k}")
+                if r is None:
+                    return None
+                out.append(r)
+        return sorted(a for a, _ in out)[rounds // 2], sorted(z for _, z in out)[rounds // 2]
+    try:
+        return asyncio.run(asyncio.wait_for(run(), 120))
+    except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException):
+        return None
+
+
 def cert_pair(d):
     cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
@@ -482,6 +539,21 @@ try:
     if plain and kept:
         print(f"{'':<52} history on / off = {kept / plain:.2f}x (target >= 0.9x)")
 
+    # Recovery: a member away while 300 posts went out comes back with its
+    # position; the time from its SUB to the answer and to the last replayed.
+    def recovery(label, url):
+        _, port = start([os.path.join(B, "xraptor-chat"), *common, "--antenna", url,
+                         "--history-size", "300", "--history-ttl", "300"])
+        times = recovery_times(port)
+        stop_all()
+        for what, i in (("answered", 0), ("last replayed", 1)):
+            row(f"recovery of 300, {what}: {label}",
+                {"exit": 0, "ms": times[i]} if times else {"error": "not recovered"}, "ms", "ms")
+
+    recovery("memory", "memory://")
+    if shutil.which("redis-server"):
+        recovery("redis", f"redis://127.0.0.1:{redis_node()}")
+
     # Presence: a room of --fanout members; the counts are one broker round
     # trip whatever the size, the list grows with it.
     urls = {"memory": lambda: "memory://",
@@ -508,8 +580,13 @@ try:
 
     # The same room through a Redis Cluster of 3 masters (sharded pub/sub:
     # the room's channel lives on the one master that owns its slot).
-    if shutil.which("redis-server") and shutil.which("redis-cli"):
+    cluster_dirs = []
+
+    def redis_cluster():
+        """The first port of a new cluster of 3 masters, or None (its nodes
+        stop with the next stop_all)."""
         cdir = tempfile.mkdtemp(prefix="xraptor-bench-cluster-")
+        cluster_dirs.append(cdir)
         ports = []
         for i in range(3):
             d = os.path.join(cdir, str(i))
@@ -519,23 +596,28 @@ try:
         made = subprocess.run(["redis-cli", "--cluster", "create",
                                *[f"127.0.0.1:{p}" for p in ports], "--cluster-yes"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        ok = False
         for _ in range(200):
             info = subprocess.run(["redis-cli", "-p", str(ports[0]), "cluster", "info"],
                                   capture_output=True, text=True).stdout
             if made.returncode == 0 and "cluster_state:ok" in info:
-                ok = True
-                break
+                return ports[0]
             time.sleep(0.05)
-        if ok:
+        print(f"a redis cluster did not form: {made.stderr[-200:]}")
+        return None
+
+    if shutil.which("redis-server") and shutil.which("redis-cli"):
+        seed = redis_cluster()
+        if seed:
             clustered = redis_fanout(f"fanout: room of {args.fanout} members, redis cluster",
-                                     f"redis-cluster://127.0.0.1:{ports[0]}")
+                                     f"redis-cluster://127.0.0.1:{seed}")
             if clustered and single:
                 print(f"{'':<52} redis cluster / single redis = {clustered / single:.2f}x")
-        else:
-            print(f"fanout through a redis cluster: the cluster did not form: {made.stderr[-200:]}")
+        seed = redis_cluster()
+        if seed:
+            recovery("redis cluster", f"redis-cluster://127.0.0.1:{seed}")
         stop_all()
-        shutil.rmtree(cdir, ignore_errors=True)
+        for d in cluster_dirs:
+            shutil.rmtree(d, ignore_errors=True)
     else:
         print("fanout through a redis cluster: skipped (no redis-server / redis-cli)")
 
