@@ -35,25 +35,28 @@
 #if XR_ANTENNA_ABI_MINOR >= 5
 #include "presence.h"
 #endif
+#include "history.h"
 
 #define PROBE_TIMEOUT_MS 1000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 
-enum { IT_MSG, IT_UP, IT_DOWN, IT_PROBE_REPLY, IT_ERROR };
+enum { IT_MSG, IT_UP, IT_DOWN, IT_PROBE_REPLY, IT_ERROR, IT_SYNC, IT_MALFORMED };
 
 typedef struct item {
     struct item *next;
     int kind;
-    uint64_t seq;            /* IT_PROBE_REPLY */
+    uint64_t seq;            /* IT_PROBE_REPLY, IT_SYNC */
     int alive;
-    size_t clen, mlen;
-    char data[];             /* IT_MSG: channel then message; IT_ERROR: text */
+    size_t clen, mlen, elen; /* elen: a kept message's epoch */
+    unsigned long long offset;
+    char data[];             /* IT_MSG: channel, message, epoch; IT_ERROR: text */
 } item;
 
-/* A live channel's two subscriptions: its messages and presence probes. */
+/* A live channel's subscriptions: its messages, its kept messages (those
+ * with history, published on the kept subject) and presence probes. */
 typedef struct chan {
-    natsSubscription *sub, *probe;
+    natsSubscription *sub, *kept, *probe;
 } chan;
 
 /* The longest channel name carried: its subject, base64url-encoded, stays
@@ -95,6 +98,10 @@ typedef struct nats_ant {
 #if XR_ANTENNA_ABI_MINOR >= 5
     nats_presence *pres;     /* made at the first presence call */
 #endif
+#if XR_ANTENNA_ABI_MINOR >= 7
+    nats_history *hist;      /* made at the first history call */
+#endif
+    unsigned long long malformed;   /* kept messages dropped for a bad position */
 } nats_ant;
 
 /* ---- URL and subjects ------------------------------------------------------ */
@@ -163,16 +170,22 @@ static int plain_char(char c)
            c == '_' || c == '-';
 }
 
-/* kind 'c' (channel) or 'p' (presence probe); returns a malloc'd subject. */
+/* kind 'c' (channel), 'p' (presence probe), 'k' (where a post with
+ * history goes: the stream's subject) or 'r' (where the stream hands it
+ * on, once stored, to every node: history.c); returns a malloc'd subject. */
 static char *subject(char kind, const char *name, size_t len)
 {
     int plain = len > 0;
     for (size_t i = 0; i < len && plain; i++)
         plain = plain_char(name[i]);
-    char *s = malloc(8 + (len / 3 + 1) * 4 + 1);
+    char *s = malloc(10 + (len / 3 + 1) * 4 + 1);
     if (!s)
         return NULL;
-    char *o = s + sprintf(s, "xr.%c%s.", kind, plain ? "" : "b");
+    char *o = s;
+    if (kind == 'k' || kind == 'r')
+        o += sprintf(s, "xr.%c.%c.", kind, plain ? 'c' : 'b');
+    else
+        o += sprintf(s, "xr.%c%s.", kind, plain ? "" : "b");
     if (plain) {
         memcpy(o, name, len);
         o += len;
@@ -191,22 +204,27 @@ static char *subject(char kind, const char *name, size_t len)
     return s;
 }
 
-/* The channel a message subject names; returns its length in out. */
+/* The channel a message subject ('c' or 'r') names; returns its length
+ * in out. */
 static size_t channel_of(const char *subj, char *out, size_t cap)
 {
-    if (strncmp(subj, "xr.c.", 5) == 0) {
-        size_t n = strlen(subj + 5);
+    const char *plain = strncmp(subj, "xr.c.", 5) == 0     ? subj + 5
+                        : strncmp(subj, "xr.r.c.", 7) == 0 ? subj + 7 : NULL;
+    if (plain) {
+        size_t n = strlen(plain);
         if (n > cap)
             return 0;
-        memcpy(out, subj + 5, n);
+        memcpy(out, plain, n);
         return n;
     }
-    if (strncmp(subj, "xr.cb.", 6) != 0)
+    const char *b = strncmp(subj, "xr.cb.", 6) == 0    ? subj + 6
+                    : strncmp(subj, "xr.r.b.", 7) == 0 ? subj + 7 : NULL;
+    if (!b)
         return 0;
     size_t n = 0;
     uint32_t v = 0;
     int bits = 0;
-    for (const char *p = subj + 6; *p && n < cap; p++) {
+    for (const char *p = b; *p && n < cap; p++) {
         const char *q = strchr(b64, *p);
         if (!q)
             return 0;
@@ -269,18 +287,52 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
 {
     (void)nc, (void)sub;
     nats_ant *a = closure;
-    const char *subj = natsMsg_GetSubject(msg);
-    size_t cap = strlen(subj), mlen = (size_t)natsMsg_GetDataLength(msg);
-    item *it = malloc(sizeof *it + cap + mlen);
+    const char *subj = natsMsg_GetSubject(msg), *epoch = NULL;
+    size_t cap = strlen(subj), mlen = (size_t)natsMsg_GetDataLength(msg), elen = 0;
+    unsigned long long offset = 0;
+    int kept = 0;
+#if XR_ANTENNA_ABI_MINOR >= 7
+    /* Everything the stream republishes carries a position. */
+    if (subj[3] == 'r' && (kept = nats_history_position(msg, &offset, &epoch, &elen)) != 1) {
+        push_kind(a, IT_MALFORMED, 0, 0);
+        natsMsg_Destroy(msg);
+        return;
+    }
+    /* Offset 0 opens an epoch (history.c); it is no message. */
+    if (kept && !offset) {
+        natsMsg_Destroy(msg);
+        return;
+    }
+#endif
+    item *it = malloc(sizeof *it + cap + mlen + elen);
     if (it) {
         it->kind = IT_MSG;
         it->clen = channel_of(subj, it->data, cap);
         it->mlen = mlen;
+        it->offset = kept ? offset : 0;
+        it->elen = elen;
         memcpy(it->data + it->clen, natsMsg_GetData(msg), mlen);
+        if (elen)
+            memcpy(it->data + it->clen + mlen, epoch, elen);
         if (it->clen)
             push(a, it);
         else
             free(it);
+    }
+    natsMsg_Destroy(msg);
+}
+
+/* A history read's sync message (history.c), in its place among the
+ * channels' messages: its token is the body. */
+static void on_sync(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc, (void)sub;
+    char token[24];
+    int n = natsMsg_GetDataLength(msg);
+    if (n > 0 && n < (int)sizeof token) {
+        memcpy(token, natsMsg_GetData(msg), (size_t)n);
+        token[n] = '\0';
+        push_kind(closure, IT_SYNC, strtoull(token, NULL, 10), 0);
     }
     natsMsg_Destroy(msg);
 }
@@ -387,7 +439,25 @@ static void on_wake(void *arg)
         next = it->next;
         switch (it->kind) {
         case IT_MSG:
+#if XR_ANTENNA_ABI_MINOR >= 7
+            if (it->elen && XR_ANTENNA_HOST_HAS(&a->host, message_at)) {
+                a->host.message_at(a->host.host, it->data, it->clen, it->data + it->clen,
+                                   it->mlen, it->offset, it->data + it->clen + it->mlen, it->elen);
+                break;
+            }
+#endif
             a->host.message(a->host.host, it->data, it->clen, it->data + it->clen, it->mlen);
+            break;
+        case IT_SYNC:
+#if XR_ANTENNA_ABI_MINOR >= 7
+            if (a->hist)
+                nats_history_synced(a->hist, it->seq);
+#endif
+            break;
+        case IT_MALFORMED:
+            if (a->malformed++ % 1000 == 0)
+                a->host.log(a->host.host, XR_ANTENNA_LOG_WARN, "nats antenna: dropped a message "
+                            "whose position is malformed (%llu so far)", a->malformed);
             break;
         case IT_ERROR:
             if (strncmp(a->last_error, it->data, sizeof a->last_error - 1) != 0) {
@@ -486,6 +556,11 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     if (s == NATS_OK) s = natsOptions_SetReconnectedCB(a->opts, on_connected, a);
     if (s == NATS_OK) s = natsOptions_SetClosedCB(a->opts, on_closed, a);
     if (s == NATS_OK) s = natsOptions_SetErrorHandler(a->opts, on_async_error, a);
+    /* Every subscription's messages on one thread, in the order they came
+     * in: a history read's sync message then follows every message that
+     * came before it (history.c). One thread in place of one per
+     * subscription, too. */
+    if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(a->opts, true);
     /* Start even when the server is not up yet; it connects later. */
     if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(a->opts, true, on_connected, a);
     if (s == NATS_OK) {
@@ -532,17 +607,26 @@ static void destroy(void *self)
     if (a->nc && natsConnection_Status(a->nc) == NATS_CONN_STATUS_CONNECTED)
         nats_presence_stop(a->pres);
 #endif
+#if XR_ANTENNA_ABI_MINOR >= 7
+    /* Its worker's call finishes while the connection still answers, and
+     * every caller hears back. */
+    nats_history_stop(a->hist);
+#endif
     if (a->nc)
         natsConnection_Close(a->nc);
     for (xr_antenna_cursor k = {0}; a->chans && a->host.names_next(a->chans, &k);) {
         chan *c = k.value;
         natsSubscription_Destroy(c->sub);
+        natsSubscription_Destroy(c->kept);
         natsSubscription_Destroy(c->probe);
         free(c);
     }
     if (a->chans)
         a->host.names_free(a->chans);
     natsSubscription_Destroy(a->inbox_sub);
+#if XR_ANTENNA_ABI_MINOR >= 7
+    nats_history_free(a->hist);
+#endif
 #if XR_ANTENNA_ABI_MINOR >= 5
     /* Answers every call left; a worker still running (the connection was
      * down) has had its request failed by the close. */
@@ -583,17 +667,21 @@ static int subscribe(void *self, const char *name, size_t len)
         return 0;
     chan *c = calloc(1, sizeof *c);
     char *subj = subject('c', name, len), *psubj = subject('p', name, len);
-    natsStatus s = c && subj && psubj ? NATS_OK : NATS_NO_MEMORY;
+    char *ksubj = subject('r', name, len);
+    natsStatus s = c && subj && psubj && ksubj ? NATS_OK : NATS_NO_MEMORY;
     /* cnats keeps subscriptions across reconnects itself. */
     if (s == NATS_OK) s = natsConnection_Subscribe(&c->sub, a->nc, subj, on_msg, a);
+    if (s == NATS_OK) s = natsConnection_Subscribe(&c->kept, a->nc, ksubj, on_msg, a);
     if (s == NATS_OK) s = natsConnection_Subscribe(&c->probe, a->nc, psubj, on_probe, a);
     free(subj);
     free(psubj);
+    free(ksubj);
     if (s == NATS_OK && a->host.names_put(a->chans, name, len, c) < 0)
         s = NATS_NO_MEMORY;
     if (s != NATS_OK) {
         if (c) {
             natsSubscription_Destroy(c->sub);
+            natsSubscription_Destroy(c->kept);
             natsSubscription_Destroy(c->probe);
             free(c);
         }
@@ -609,8 +697,10 @@ static int unsubscribe(void *self, const char *name, size_t len)
     if (!c)
         return 0;
     natsSubscription_Unsubscribe(c->sub);
+    natsSubscription_Unsubscribe(c->kept);
     natsSubscription_Unsubscribe(c->probe);
     natsSubscription_Destroy(c->sub);
+    natsSubscription_Destroy(c->kept);
     natsSubscription_Destroy(c->probe);
     free(c);
     return 0;
@@ -702,9 +792,73 @@ static int presence_get(void *self, const char *room, size_t rlen, int members,
 }
 #endif
 
+#if XR_ANTENNA_ABI_MINOR >= 7
+static nats_history *hist_of(nats_ant *a)
+{
+    if (!a->hist) {
+        char err[200];
+        if (!(a->hist = nats_history_new(a->base, a->nc, &a->host, on_sync, a, err, sizeof err)))
+            a->host.log(a->host.host, XR_ANTENNA_LOG_ERROR, "nats antenna: %s", err);
+    }
+    return a->hist;
+}
+
+/* done NULL: a post nobody waits for (publish_kept). */
+static int send_kept(void *self, const char *ch, size_t clen, const char *msg, size_t mlen,
+                     size_t keep, unsigned long long ttl_ms, xr_antenna_kept_cb done, void *arg)
+{
+    nats_ant *a = self;
+    if (clen == 0 || clen > NAME_MAX_BYTES)
+        return XR_EINVAL;
+    if (!a->up)
+        return XR_EANTENNA;
+    nats_history *h = hist_of(a);
+    char *subj = subject('k', ch, clen);
+    int rc = !subj ? XR_ENOMEM
+                   : h ? nats_history_post(h, subj, msg, mlen, keep, ttl_ms, done, arg) : XR_EANTENNA;
+    free(subj);
+    return rc;
+}
+
+static int publish_kept(void *self, const char *ch, size_t clen, const char *msg, size_t mlen,
+                        size_t keep, unsigned long long ttl_ms)
+{
+    return send_kept(self, ch, clen, msg, mlen, keep, ttl_ms, NULL, NULL);
+}
+
+static int publish_kept_at(void *self, const char *ch, size_t clen, const char *msg, size_t mlen,
+                           size_t keep, unsigned long long ttl_ms, xr_antenna_kept_cb done,
+                           void *arg)
+{
+    return done ? send_kept(self, ch, clen, msg, mlen, keep, ttl_ms, done, arg) : XR_EINVAL;
+}
+
+static int history(void *self, const char *ch, size_t clen, unsigned long long since,
+                   size_t limit, unsigned long long ttl_ms, xr_antenna_history_cb done,
+                   void *arg)
+{
+    nats_ant *a = self;
+    if (clen == 0 || clen > NAME_MAX_BYTES)
+        return XR_EINVAL;
+    if (!a->up)
+        return XR_EANTENNA;
+    nats_history *h = hist_of(a);
+    char *subj = subject('k', ch, clen);
+    int rc = !subj ? XR_ENOMEM
+                   : h ? nats_history_read(h, subj, since, limit, ttl_ms, done, arg) : XR_EANTENNA;
+    free(subj);
+    return rc;
+}
+#endif
+
 XR_ANTENNA_MODULE("nats",
-                  "NATS subjects (cnats); presence probes for is_alive; presence in JetStream KV"
+                  "NATS subjects (cnats); presence probes for is_alive; presence in JetStream KV; "
+                  "history in a JetStream stream"
 #if XR_ANTENNA_ABI_MINOR >= 5
                   , .presence_add = presence_add, .presence_get = presence_get
+#endif
+#if XR_ANTENNA_ABI_MINOR >= 7
+                  , .publish_kept = publish_kept, .history = history,
+                  .publish_kept_at = publish_kept_at
 #endif
                   )

@@ -172,7 +172,10 @@ async def recovers_racing(url, rid, room, since, throttle, back=100):
     answer's, each once, in order (the replay and the live stream joined).
     The throttle's floor moves to `back` before the answer. Returns the
     position the next recovery starts from."""
-    async with websockets.connect(url) as c:
+    # Unbounded: a client that stops reading (max_queue full) while the
+    # publisher goes on would leave its close frame unread behind a server
+    # that pauses reading a reader that far behind, for close_timeout.
+    async with websockets.connect(url, max_queue=None) as c:
         await c.send(sub(rid, room, since))
         h = await answer(c, rid, 10)
         assert h["recovered"] is True, (rid, since, h)
