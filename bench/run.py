@@ -296,10 +296,21 @@ def recovery_times(port, n=300, rounds=15):
             while "offset" not in (m := json.loads(await a.recv()))["header"]:
                 pass
             since = {"offset": m["header"]["offset"], "epoch": m["header"]["epoch"]}
-        for i in range(n):
-            await pub.send(post(room, i))
-        for _ in range(n):
-            await pub.recv()
+        # The clock starts once every post was delivered (a post is
+        # answered when it is sent to the antenna, not when it is kept).
+        async with websockets.connect(url, max_queue=None) as w:
+            await w.send(req("w", "/chat_messages", "SUB", {"chat_id": room}))
+            for i in range(n):
+                await pub.send(post(room, i))
+            for _ in range(n):
+                await pub.recv()
+            while True:
+                m = json.loads(await w.recv())
+                try:
+                    if json.loads(m["payload"]).get("message") == f"m{n - 1}":
+                        break
+                except (ValueError, AttributeError):
+                    pass
         async with websockets.connect(url, max_queue=None) as b:
             t0 = time.perf_counter()
             await b.send(req("b", "/chat_messages", "SUB", {"chat_id": room}, {"since": since}))
@@ -553,6 +564,8 @@ try:
     recovery("memory", "memory://")
     if shutil.which("redis-server"):
         recovery("redis", f"redis://127.0.0.1:{redis_node()}")
+    if shutil.which("nats-server"):
+        recovery("nats", f"nats://127.0.0.1:{nats_node()}")
 
     # Presence: a room of --fanout members; the counts are one broker round
     # trip whatever the size, the list grows with it.

@@ -244,10 +244,11 @@ async def test_a_malformed_position_from_the_broker_is_dropped():
             bad = ((b"x", b"e"), (b"-1", b"e"), (b"01", b"e"), (b"1", b""), (b"1", b"e\x1b[31m"),
                    (b"9" * 21, b"e"), (b"1", b"e" * 65))
             # Straight to where the stream republishes (anyone may publish
-            # there): each dropped, none delivered.
+            # there), with a malformed position or none: each dropped.
             for off, epoch in bad:
                 nats_say(broker.port, "xr.r.c.r", json.dumps({"message": "bad"}).encode(),
                          [(b"Xr-Offset", off), (b"Xr-Epoch", epoch)], reply=False)
+            nats_say(broker.port, "xr.r.c.r", json.dumps({"message": "bad"}).encode(), reply=False)
             nats_say(broker.port, "xr.c.r", json.dumps({"message": "plain"}).encode(), reply=False)
             m = await recv_json(ws)
             assert text(m) == "plain" and m["header"] == {}, m
