@@ -447,8 +447,10 @@ static void run_read(nats_history *h, job *j)
             first--;
     for (size_t i = 0; i < first; i++)
         free((char *)j->v[i].msg);
-    memmove(j->v, j->v + first, (j->n - first) * sizeof *j->v);
-    j->n -= first;
+    if (first) {
+        memmove(j->v, j->v + first, (j->n - first) * sizeof *j->v);
+        j->n -= first;
+    }
     j->complete = j->since <= o && (j->since == o || (j->n && j->v[0].offset == j->since + 1));
     char token[24];
     j->token = ++h->next_token;
