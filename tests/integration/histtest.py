@@ -8,7 +8,7 @@ import time
 
 import websockets
 
-from xrtest import recv_json, request
+from xrtest import no_message, recv_json, request, wait_until
 
 HISTORY = ("--history-size", "300", "--history-ttl", "300")
 
@@ -186,3 +186,69 @@ async def recovers_racing(url, rid, room, since, throttle, back=100):
             got.append((await recv_json(c, 10))["header"]["offset"])
         assert got == list(range(since["offset"] + 1, want + 1)), (rid, since, h, got)
     return {"offset": throttle.floor, "epoch": h["epoch"]}
+
+
+async def quiet_past_ttl(srv, pub):
+    """Room "quiet" (a TTL of 1 s) gets two posts, then nothing for 1.5 s:
+    a member at the newest position is recovered with nothing to replay,
+    one from before what expired is not. Returns the connection those
+    recoveries used, still open, and the first position."""
+    a = await websockets.connect(srv.url())
+    first = position(await subscribed(a, "a", "quiet"))
+    await publisher(pub, "quiet", 2, 0)
+    newest = {"offset": 3, "epoch": first["epoch"]}
+    await a.close()
+    await asyncio.sleep(1.5)
+    b = await websockets.connect(srv.url())
+    await b.send(sub("b", "quiet", newest))
+    assert await answer(b, "b") == {"recovered": True, **newest}
+    assert await no_message(b, 0.3)
+    await b.send(sub("c", "quiet", first))
+    assert await answer(b, "c") == {"recovered": False, **newest}
+    assert await no_message(b, 0.3)
+    return b, first
+
+
+async def busy_past_ttl(srv, pub, kept):
+    """Room "busy" (a TTL of 3 s) gets a post every 2 s, so the broker
+    keeps them all (kept() counts them there), but a message past its TTL
+    is not handed out."""
+    first = position(await subscribed(pub, "pb", "busy"))     # offset 1
+    await publisher(pub, "busy", 1, 0, first=0)        # 2
+    await asyncio.sleep(2)
+    await publisher(pub, "busy", 1, 0, first=1)        # 3
+    await asyncio.sleep(2)
+    await publisher(pub, "busy", 1, 0, first=2)        # 4
+    wait_until(lambda: kept() == 4, 5, "all kept")
+    async with websockets.connect(srv.url()) as c:
+        await c.send(sub("d", "busy", {"offset": 2, "epoch": first["epoch"]}))
+        assert await answer(c, "d") == {"recovered": True, "offset": 4, "epoch": first["epoch"]}
+        got = [await recv_json(c), await recv_json(c)]
+        assert [(text(m), m["header"]["offset"]) for m in got] == [("m1", 3), ("m2", 4)], got
+        await c.send(sub("c", "busy", {"offset": 1, "epoch": first["epoch"]}))
+        m = await recv_json(c)
+        assert m["request_id"] == "c" and m["header"] == \
+            {"recovered": False, "offset": 4, "epoch": first["epoch"]}, m
+        assert await no_message(c, 0.3)
+
+
+async def read_back_newest(ws):
+    """On a node keeping 5: 7 posts, then the history read (GET
+    /xraptor/history) gives the newest back, oldest first; a channel
+    never posted to has none. Returns the read, for more."""
+    await subscribed(ws, "w", "r")
+    await publisher(ws, "r", 7)
+    await deliveries(ws, "m6")
+
+    async def read(payload):
+        await ws.send(request("h", "/xraptor/history", "GET", json.dumps(payload)))
+        return json.loads((await recv_json(ws))["payload"])
+
+    got = await read({"channel": "r", "limit": 3})
+    assert [(x["offset"], text({"payload": x["payload"]})) for x in got["messages"]] == \
+        [(6, "m4"), (7, "m5"), (8, "m6")] and got["offset"] == 8, got
+    assert [x["offset"] for x in (await read({"channel": "r", "limit": 1000}))["messages"]] \
+        == [4, 5, 6, 7, 8]
+    got = await read({"channel": "quiet"})
+    assert got["messages"] == [] and got["offset"] == 0 and got["epoch"], got
+    return read

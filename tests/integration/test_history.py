@@ -18,7 +18,8 @@ import jwt
 import websockets
 
 from histtest import (HISTORY, Throttled, answer, away_for, deliveries, position, positions_told,
-                      post, post_at, publisher, recovers_racing, sub, subscribed, text)
+                      post, post_at, publisher, quiet_past_ttl, recovers_racing, sub, subscribed,
+                      text)
 from xrtest import (CHAT, Server, frame, no_message, read_frame, recv_json, request, run, test,
                     ws_open)
 
@@ -151,20 +152,7 @@ async def test_a_lost_history_is_a_new_epoch_never_an_old_message():
 async def test_a_quiet_channel_past_its_ttl_recovers_at_the_newest_position():
     with Server("--history-room", "q* 100 1", binary=CHAT) as srv:
         async with websockets.connect(srv.url()) as pub:
-            a = await websockets.connect(srv.url())
-            first = position(await subscribed(a, "a", "quiet"))
-            await publisher(pub, "quiet", 2, 0)
-            newest = {"offset": 3, "epoch": first["epoch"]}
-            await a.close()
-            await asyncio.sleep(1.5)
-            b = await websockets.connect(srv.url())
-            await b.send(sub("b", "quiet", newest))
-            assert await answer(b, "b") == {"recovered": True, **newest}
-            assert await no_message(b, 0.3)
-            # From before what expired: not recovered, nothing replayed.
-            await b.send(sub("c", "quiet", first))
-            assert await answer(b, "c") == {"recovered": False, **newest}
-            assert await no_message(b, 0.3)
+            b, first = await quiet_past_ttl(srv, pub)
             # Rooms the pattern leaves out keep no history.
             await b.send(sub("d", "other", first))
             assert await answer(b, "d") == {"recovered": False}

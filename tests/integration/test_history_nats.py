@@ -17,9 +17,10 @@ import time
 
 import websockets
 
-from histtest import (HISTORY, Throttled, answer, away_for, deliveries, position, positions_told,
-                      post, publisher, recovers_racing, sub, subscribed, text)
-from xrtest import (CHAT, Broker, Server, healthy, no_message, recv_json, request, run, skip_all,
+from histtest import (HISTORY, Throttled, answer, away_for, busy_past_ttl, deliveries, position,
+                      positions_told, post, publisher, quiet_past_ttl, read_back_newest,
+                      recovers_racing, sub, subscribed, text)
+from xrtest import (CHAT, Broker, Server, healthy, no_message, recv_json, run, skip_all,
                     test, wait_until)
 
 NATS = shutil.which("nats-server") or "/usr/bin/nats-server"
@@ -177,63 +178,21 @@ async def test_the_window_and_the_ttl_are_kept():
         assert kept_in(broker.port, "xr.k.c.r") == 5, "JetStream keeps the newest 5"
         with node(broker, "--history-room", "q* 100 1", "--history-room", "b* 100 3") as srv:
             async with websockets.connect(srv.url()) as pub:
-                a = await websockets.connect(srv.url())
-                first = position(await subscribed(a, "a", "quiet"))
-                await publisher(pub, "quiet", 2, 0)
-                newest = {"offset": 3, "epoch": first["epoch"]}
-                await a.close()
-                await asyncio.sleep(1.5)
-                b = await websockets.connect(srv.url())
-                await b.send(sub("b", "quiet", newest))
-                assert await answer(b, "b") == {"recovered": True, **newest}
-                assert await no_message(b, 0.3)
-                await b.send(sub("c", "quiet", first))
-                assert await answer(b, "c") == {"recovered": False, **newest}
-                assert await no_message(b, 0.3)
+                b, _ = await quiet_past_ttl(srv, pub)
                 await b.close()
                 # A message past its TTL (3 s for b*) is still in the stream
                 # but is not handed out.
-                first = position(await subscribed(pub, "pb", "busy"))     # offset 1
-                await publisher(pub, "busy", 1, 0, first=0)        # 2
-                await asyncio.sleep(2)
-                await publisher(pub, "busy", 1, 0, first=1)        # 3
-                await asyncio.sleep(2)
-                await publisher(pub, "busy", 1, 0, first=2)        # 4
-                wait_until(lambda: kept_in(broker.port, "xr.k.c.busy") == 4, 5, "all kept")
-                c = await websockets.connect(srv.url())
-                await c.send(sub("d", "busy", {"offset": 2, "epoch": first["epoch"]}))
-                assert await answer(c, "d") == {"recovered": True, "offset": 4, "epoch": first["epoch"]}
-                got = [await recv_json(c), await recv_json(c)]
-                assert [(text(m), m["header"]["offset"]) for m in got] == [("m1", 3), ("m2", 4)], got
-                await c.send(sub("c", "busy", {"offset": 1, "epoch": first["epoch"]}))
-                m = await recv_json(c)
-                assert m["request_id"] == "c" and m["header"] == \
-                    {"recovered": False, "offset": 4, "epoch": first["epoch"]}, m
-                assert await no_message(c, 0.3)
-                await c.close()
+                await busy_past_ttl(srv, pub, lambda: kept_in(broker.port, "xr.k.c.busy"))
 
 
 @test
 async def test_the_newest_messages_are_read_back():
     with nats() as broker, node(broker, "--history-size", "5", "--history-ttl", "300") as srv:
         async with websockets.connect(srv.url()) as ws:
-            await subscribed(ws, "w", "r")
-            await publisher(ws, "r", 7)
-            await deliveries(ws, "m6")
-
-            async def read(payload):
-                await ws.send(request("h", "/xraptor/history", "GET", json.dumps(payload)))
-                return json.loads((await recv_json(ws))["payload"])
-
-            got = await read({"channel": "r", "limit": 3})
-            assert [(x["offset"], text({"payload": x["payload"]})) for x in got["messages"]] == \
-                [(6, "m4"), (7, "m5"), (8, "m6")] and got["offset"] == 8, got
-            assert [x["offset"] for x in (await read({"channel": "r", "limit": 1000}))["messages"]] \
-                == [4, 5, 6, 7, 8]
-            got = await read({"channel": "quiet"})
-            assert got["messages"] == [] and got["offset"] == 0 and got["epoch"], got
+            read = await read_back_newest(ws)
             # The read opened the quiet channel's epoch: a later one has it.
-            assert (await read({"channel": "quiet"}))["epoch"] == got["epoch"]
+            first = await read({"channel": "quiet"})
+            assert (await read({"channel": "quiet"}))["epoch"] == first["epoch"]
 
 
 @test
