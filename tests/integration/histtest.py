@@ -252,3 +252,34 @@ async def read_back_newest(ws):
     got = await read({"channel": "quiet"})
     assert got["messages"] == [] and got["offset"] == 0 and got["epoch"], got
     return read
+
+
+async def recovers_on_another_node(a, b):
+    """A member on node a reads 100 of 600 posts made through node b,
+    leaves, and 0.2 s later comes back on node b: it is recovered, and
+    gets every offset after its last once, in order, to the end. Returns
+    how many it missed and how many it got after it."""
+    async with websockets.connect(b.url()) as pub:
+        c = await websockets.connect(a.url(), max_queue=None)
+        first = await subscribed(c, "c", "r")
+        assert first["header"]["offset"] == 1 and first["header"]["epoch"], first
+        posting = asyncio.ensure_future(publisher(pub, "r", 600))
+        seen = []
+        while len(seen) < 100:
+            seen.append(await recv_json(c))
+        await c.close()
+        await asyncio.sleep(0.2)
+        since = position(seen[-1])
+        async with websockets.connect(b.url(), max_queue=None) as d:
+            await d.send(sub("d", "r", since))
+            h = await answer(d, "d")
+            assert h["recovered"] is True and h["epoch"] == since["epoch"], h
+            assert h["offset"] > since["offset"] + 1, "nothing was missed: the test proves nothing"
+            rest = await deliveries(d, "m599", 30)
+            await posting
+            offsets = [m["header"]["offset"] for m in rest]
+            assert offsets == list(range(since["offset"] + 1, since["offset"] + 1 + len(rest))), \
+                "a gap or a duplicate"
+            assert [text(m) for m in rest] == [f"m{o - 2}" for o in offsets]
+            assert await no_message(d, 0.3), "a message twice"
+    return h["offset"] - since["offset"], len(rest)

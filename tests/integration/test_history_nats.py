@@ -7,7 +7,6 @@ duplicate, posts racing on two nodes are each told their own position, a
 deleted stream is a new epoch and never an old message, the window and
 the TTL, the history read, and a malformed position from the broker is
 dropped. Through xraptor-chat: the room is the stream recovered."""
-import asyncio
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ import websockets
 
 from histtest import (HISTORY, Throttled, answer, away_for, busy_past_ttl, deliveries, position,
                       positions_told, post, publisher, quiet_past_ttl, read_back_newest,
-                      recovers_racing, sub, subscribed, text)
+                      recovers_on_another_node, recovers_racing, sub, subscribed, text)
 from xrtest import (CHAT, Broker, Server, healthy, no_message, recv_json, run, skip_all,
                     test, wait_until)
 
@@ -86,33 +85,9 @@ def kept_in(port, subject):
 async def test_a_client_recovers_on_another_node_what_was_posted_meanwhile():
     with nats() as broker, node(broker) as a, node(broker) as b:
         assert "keeps none" not in a.log(), a.log()
-        async with websockets.connect(b.url()) as pub:
-            c = await websockets.connect(a.url(), max_queue=None)
-            first = await subscribed(c, "c", "r")
-            assert first["header"]["offset"] == 1 and first["header"]["epoch"], first
-            posting = asyncio.ensure_future(publisher(pub, "r", 600))
-            seen = []
-            while len(seen) < 100:
-                seen.append(await recv_json(c))
-            await c.close()
-            await asyncio.sleep(0.2)
-            since = position(seen[-1])
-            d = await websockets.connect(b.url(), max_queue=None)
-            await d.send(sub("d", "r", since))
-            h = await answer(d, "d")
-            assert h["recovered"] is True and h["epoch"] == since["epoch"], h
-            assert h["offset"] > since["offset"] + 1, "nothing was missed: the test proves nothing"
-            rest = await deliveries(d, "m599", 30)
-            await posting
-            offsets = [m["header"]["offset"] for m in rest]
-            assert offsets == list(range(since["offset"] + 1, since["offset"] + 1 + len(rest))), \
-                "a gap or a duplicate"
-            assert [text(m) for m in rest] == [f"m{o - 2}" for o in offsets]
-            assert await no_message(d, 0.3), "a message twice"
-            await d.close()
+        missed, got = await recovers_on_another_node(a, b)
         assert kept_in(broker.port, "xr.k.c.r") == 300, "JetStream keeps the newest 300"
-        print(f"# recovered {h['offset'] - since['offset']} missed on the other node, "
-              f"{len(rest)} in all without a gap")
+        print(f"# recovered {missed} missed on the other node, {got} in all without a gap")
 
 
 @test
