@@ -803,20 +803,28 @@ static nats_history *hist_of(nats_ant *a)
     return a->hist;
 }
 
+/* The history and the kept subject (malloc'd) a post or read of ch
+ * goes to: 0, or the XR_E* to return. */
+static int kept_target(nats_ant *a, const char *ch, size_t clen, nats_history **h, char **subj)
+{
+    if (clen == 0 || clen > NAME_MAX_BYTES)
+        return XR_EINVAL;
+    if (!a->up || !(*h = hist_of(a)))
+        return XR_EANTENNA;
+    return (*subj = subject('k', ch, clen)) ? 0 : XR_ENOMEM;
+}
+
 /* done NULL: a post nobody waits for (publish_kept). */
 static int send_kept(void *self, const char *ch, size_t clen, const char *msg, size_t mlen,
                      size_t keep, unsigned long long ttl_ms, xr_antenna_kept_cb done, void *arg)
 {
-    nats_ant *a = self;
-    if (clen == 0 || clen > NAME_MAX_BYTES)
-        return XR_EINVAL;
-    if (!a->up)
-        return XR_EANTENNA;
-    nats_history *h = hist_of(a);
-    char *subj = subject('k', ch, clen);
-    int rc = !subj ? XR_ENOMEM
-                   : h ? nats_history_post(h, subj, msg, mlen, keep, ttl_ms, done, arg) : XR_EANTENNA;
-    free(subj);
+    nats_history *h;
+    char *subj;
+    int rc = kept_target(self, ch, clen, &h, &subj);
+    if (rc == 0) {
+        rc = nats_history_post(h, subj, msg, mlen, keep, ttl_ms, done, arg);
+        free(subj);
+    }
     return rc;
 }
 
@@ -837,16 +845,13 @@ static int history(void *self, const char *ch, size_t clen, unsigned long long s
                    size_t limit, unsigned long long ttl_ms, xr_antenna_history_cb done,
                    void *arg)
 {
-    nats_ant *a = self;
-    if (clen == 0 || clen > NAME_MAX_BYTES)
-        return XR_EINVAL;
-    if (!a->up)
-        return XR_EANTENNA;
-    nats_history *h = hist_of(a);
-    char *subj = subject('k', ch, clen);
-    int rc = !subj ? XR_ENOMEM
-                   : h ? nats_history_read(h, subj, since, limit, ttl_ms, done, arg) : XR_EANTENNA;
-    free(subj);
+    nats_history *h;
+    char *subj;
+    int rc = kept_target(self, ch, clen, &h, &subj);
+    if (rc == 0) {
+        rc = nats_history_read(h, subj, since, limit, ttl_ms, done, arg);
+        free(subj);
+    }
     return rc;
 }
 #endif
