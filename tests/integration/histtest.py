@@ -283,3 +283,30 @@ async def recovers_on_another_node(a, b):
             assert [text(m) for m in rest] == [f"m{o - 2}" for o in offsets]
             assert await no_message(d, 0.3), "a message twice"
     return h["offset"] - since["offset"], len(rest)
+
+
+async def racing(a, b, n, pace=0.0005):
+    """n recoveries one after another on node a while a throttled
+    publisher posts through node b (a and b may be one server): each
+    recovered, none with a gap or a duplicate. Returns the seconds taken
+    and how many were posted."""
+    async with websockets.connect(b.url()) as pub, \
+            websockets.connect(a.url(), max_queue=None) as watch:
+        since = position(await subscribed(watch, "w", "r"))
+        t0 = time.monotonic()
+        async with Throttled(pub, "r", since["offset"], pace=pace) as posting:
+            for k in range(n):
+                since = await recovers_racing(a.url(), f"c{k}", "r", since, posting)
+        return time.monotonic() - t0, posting.sent
+
+
+async def told_on_two_nodes(a, b):
+    """150 posts on each node at once, each asking its position: every
+    offset from 2 to 301 once, each as its delivery carried it, in the
+    epoch of the first."""
+    async with websockets.connect(a.url()) as pa, websockets.connect(b.url()) as pb, \
+            websockets.connect(a.url()) as w:
+        first = position(await subscribed(w, "w", "r"))
+        told = await positions_told([pa, pb], w, "r", 150)
+        assert sorted(o for o, _ in told.values()) == list(range(2, 302))
+        assert {e for _, e in told.values()} == {first["epoch"]}

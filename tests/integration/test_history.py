@@ -17,9 +17,8 @@ import jwt
 
 import websockets
 
-from histtest import (HISTORY, Throttled, answer, away_for, deliveries, position, positions_told,
-                      post, post_at, publisher, quiet_past_ttl, recovers_racing, sub, subscribed,
-                      text)
+from histtest import (HISTORY, answer, away_for, deliveries, position, positions_told, post,
+                      post_at, publisher, quiet_past_ttl, racing, sub, subscribed, text)
 from xrtest import (CHAT, Server, frame, no_message, read_frame, recv_json, request, run, test,
                     ws_open)
 
@@ -162,15 +161,10 @@ async def test_a_quiet_channel_past_its_ttl_recovers_at_the_newest_position():
 @test
 async def test_recovery_racing_a_publisher_has_no_gap_and_no_duplicate():
     with Server(*HISTORY, binary=CHAT) as srv:
-        async with websockets.connect(srv.url()) as pub, \
-                websockets.connect(srv.url(), max_queue=None) as watch:
-            since = position(await subscribed(watch, "w", "r"))
-            t0, n = time.monotonic(), 1000
-            async with Throttled(pub, "r", since["offset"]) as posting:
-                for k in range(n):
-                    since = await recovers_racing(srv.url(), f"c{k}", "r", since, posting)
-            print(f"# {n} recoveries racing a publisher in {time.monotonic() - t0:.1f} s, "
-                  f"{posting.sent} posts, none with a gap or a duplicate")
+        n = 1000
+        took, sent = await racing(srv, srv, n)
+        print(f"# {n} recoveries racing a publisher in {took:.1f} s, "
+              f"{sent} posts, none with a gap or a duplicate")
 
 
 @test

@@ -18,8 +18,8 @@ import time
 import websockets
 
 from histtest import (HISTORY, Throttled, answer, away_for, busy_past_ttl, deliveries, position,
-                      positions_told, post, publisher, quiet_past_ttl, read_back_newest,
-                      recovers_on_another_node, recovers_racing, sub, subscribed, text)
+                      post, publisher, quiet_past_ttl, racing, read_back_newest,
+                      recovers_on_another_node, sub, subscribed, text, told_on_two_nodes)
 from xrtest import (CHAT, Broker, Server, frame, healthy, metrics, no_message, read_frame, recv_json,
                     Relay, resp, run, skip_all, test, wait_until, ws_open)
 
@@ -49,15 +49,10 @@ async def test_a_client_recovers_on_another_node_what_was_posted_meanwhile():
 @test
 async def test_recoveries_racing_a_publisher_on_another_node_have_no_gap_and_no_duplicate():
     with redis() as broker, node(broker) as a, node(broker) as b:
-        async with websockets.connect(b.url()) as pub, \
-                websockets.connect(a.url(), max_queue=None) as watch:
-            since = position(await subscribed(watch, "w", "r"))
-            t0, n = time.monotonic(), 300
-            async with Throttled(pub, "r", since["offset"]) as posting:
-                for k in range(n):
-                    since = await recovers_racing(a.url(), f"c{k}", "r", since, posting)
-            print(f"# {n} recoveries on one node racing a publisher on the other in "
-                  f"{time.monotonic() - t0:.1f} s, {posting.sent} posts, no gap, no duplicate")
+        n = 300
+        took, sent = await racing(a, b, n)
+        print(f"# {n} recoveries on one node racing a publisher on the other in {took:.1f} s, "
+              f"{sent} posts, no gap, no duplicate")
 
 
 @test
@@ -281,12 +276,7 @@ async def test_posts_on_two_nodes_are_told_their_positions():
     # The position comes back from Redis' script: posts racing on two
     # nodes each learn the one its deliveries carry, none twice.
     with redis() as broker, node(broker) as a, node(broker) as b:
-        async with websockets.connect(a.url()) as pa, websockets.connect(b.url()) as pb, \
-                websockets.connect(a.url()) as w:
-            first = position(await subscribed(w, "w", "r"))
-            told = await positions_told([pa, pb], w, "r", 150)
-            assert sorted(o for o, _ in told.values()) == list(range(2, 302))
-            assert {e for _, e in told.values()} == {first["epoch"]}
+        await told_on_two_nodes(a, b)
 
 
 @test
