@@ -19,6 +19,11 @@
  * every 2 s and after a subscribe; a channel is alive while some node named
  * it within the last 6 s. A node that has not yet listened for 6 s (or is
  * cut off) answers "alive": it does not know enough to prune.
+ *
+ * History (history.c): a channel's position is its message's offset in
+ * the partition. The live consumer knows, per partition, the offset it
+ * delivers next; a new assignment resumes there rather than at the end,
+ * so the live stream of a channel with history has no hole of its own.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -27,29 +32,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/event.h>
-#include <librdkafka/rdkafka.h>
-#include <xraptor/antenna.h>
+#include "kafka.h"
 
 #define HEARTBEAT_MS 2000
 #define PRESENCE_TTL_MS (3 * HEARTBEAT_MS)
 #define POLL_BUDGET 10000
 #define PRESENCE_HEADER "xraptor-presence"
-
-typedef struct kafka {
-    struct event_base *base;
-    xr_antenna_host host;
-    rd_kafka_t *prod, *cons;
-    char topic[250];
-    char servers[512];
-    int wake_fd;             /* the host's wake-up, written by librdkafka */
-    struct event *beat, *beat_soon;
-    /* The host's keyed sets of names: */
-    xr_antenna_names *subs;      /* channels subscribed on this node */
-    xr_antenna_names *presence;  /* channels any node announced -> uint64_t ms last seen */
-    int broker_up, assigned, up;
-    uint64_t up_since_ms;    /* presence is only known a TTL after this */
-} kafka;
 
 /* ---- URL ------------------------------------------------------------------ */
 
@@ -92,9 +80,23 @@ static int check_url(const char *url, char *err, size_t errlen)
 
 /* ---- state ------------------------------------------------------------------ */
 
+/* The cluster's id, for epochs: known once metadata came, never waited for. */
+static void learn_cluster(kafka *k)
+{
+    if (k->cluster[0])
+        return;
+    char *id = rd_kafka_clusterid(k->cons, 0);
+    if (id) {
+        snprintf(k->cluster, sizeof k->cluster, "%s", id);
+        rd_kafka_mem_free(k->cons, id);
+    }
+}
+
 static void update_state(kafka *k, const char *why)
 {
-    int up = k->broker_up && k->assigned;
+    learn_cluster(k);
+    /* Up once every partition's place is known: a read ends there. */
+    int up = k->broker_up && k->assigned && k->known == k->nparts && k->cluster[0];
     if (up == k->up)
         return;
     k->up = up;
@@ -141,9 +143,27 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
     kafka *k = opaque;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        /* Live pub/sub: from the end, never a replay of old messages. */
-        for (int i = 0; i < parts->cnt; i++)
-            parts->elems[i].offset = RD_KAFKA_OFFSET_END;
+        /* A group of its own gets every partition of the one topic. */
+        if (parts->cnt != k->nparts) {
+            long long *next = malloc((size_t)(parts->cnt ? parts->cnt : 1) * sizeof *next);
+            if (!next) {
+                k->host.log(k->host.host, XR_ANTENNA_LOG_ERROR, "kafka antenna: out of memory");
+                return;
+            }
+            for (int i = 0; i < parts->cnt; i++)
+                next[i] = -1;
+            free(k->next);
+            k->next = next;
+            k->nparts = parts->cnt;
+            k->known = 0;
+        }
+        /* Live pub/sub starts at the end, never a replay of old messages;
+         * assigned again, it resumes where it stood, never skipping. */
+        for (int i = 0; i < parts->cnt; i++) {
+            int p = parts->elems[i].partition;
+            parts->elems[i].offset =
+                p >= 0 && p < k->nparts && k->next[p] >= 0 ? k->next[p] : RD_KAFKA_OFFSET_END;
+        }
         rd_kafka_assign(rk, parts);
         k->assigned = parts->cnt > 0;
     } else {
@@ -176,24 +196,54 @@ static void on_presence(kafka *k, const uint8_t *p, size_t n)
     }
 }
 
+/* The live consumer passed offset `next` of partition p. */
+static void moved_to(kafka *k, int p, long long next)
+{
+    if (p < 0 || p >= k->nparts || next <= k->next[p])
+        return;
+    int first = k->next[p] < 0;
+    k->next[p] = next;
+    if (first && ++k->known == k->nparts)
+        update_state(k, NULL);
+}
+
 static void on_message(kafka *k, rd_kafka_message_t *m)
 {
     if (m->err) {
-        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        /* The end reached: where a read of the partition stops. */
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            moved_to(k, m->partition, m->offset);
+        else
             k->host.log(k->host.host, XR_ANTENNA_LOG_WARN, "kafka antenna: consume: %s", rd_kafka_message_errstr(m));
         return;
     }
+    moved_to(k, m->partition, m->offset + 1);
     rd_kafka_headers_t *hdrs;
     const void *v;
     size_t vlen;
-    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        rd_kafka_header_get_last(hdrs, PRESENCE_HEADER, &v, &vlen) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    int has = rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (has && rd_kafka_header_get_last(hdrs, PRESENCE_HEADER, &v, &vlen) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         on_presence(k, m->payload, m->len);
         return;
     }
     /* Every node reads the whole topic; only our channels go further. */
-    if (m->key && k->host.names_find(k->subs, m->key, m->key_len))
-        k->host.message(k->host.host, m->key, m->key_len, m->payload ? m->payload : "", m->len);
+    if (!m->key || !k->host.names_find(k->subs, m->key, m->key_len))
+        return;
+    const char *body = m->payload ? m->payload : "";
+    if (has && rd_kafka_header_get_last(hdrs, KAFKA_KEPT_HEADER, &v, &vlen) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        char epoch[KAFKA_EPOCH_BUF];
+        size_t elen = kafka_epoch(k, m->partition, epoch, sizeof epoch);
+        k->host.message_at(k->host.host, m->key, m->key_len, body, m->len,
+                           (unsigned long long)m->offset + 1, epoch, elen);
+    } else {
+        k->host.message(k->host.host, m->key, m->key_len, body, m->len);
+    }
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    kafka_history_delivered(opaque, m);
 }
 
 static void on_wake(void *arg)
@@ -204,6 +254,10 @@ static void on_wake(void *arg)
     rd_kafka_message_t *m;
     while (budget-- > 0 && (m = rd_kafka_consumer_poll(k->cons, 0))) {
         on_message(k, m);
+        rd_kafka_message_destroy(m);
+    }
+    while (budget-- > 0 && (m = rd_kafka_consumer_poll(k->reader, 0))) {
+        kafka_history_message(k, m);
         rd_kafka_message_destroy(m);
     }
     /* More waiting: come back next iteration instead of starving the loop
@@ -264,22 +318,42 @@ static void on_beat(evutil_socket_t fd, short what, void *arg)
 
 static void destroy(void *self);
 
-static rd_kafka_t *client(kafka *k, rd_kafka_type_t type, char *err, size_t errlen)
+enum role { PRODUCER, LIVE, READER };
+
+static rd_kafka_t *client(kafka *k, enum role role, char *err, size_t errlen)
 {
     char errstr[512], group[128];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_error_cb(conf, on_error);
-    rd_kafka_conf_set_stats_cb(conf, on_stats);
     rd_kafka_conf_set_log_cb(conf, on_log);
 #define SET(key, val) if (rd_kafka_conf_set(conf, key, val, errstr, sizeof errstr) != RD_KAFKA_CONF_OK) goto fail
     SET("bootstrap.servers", k->servers);
     SET("client.id", "xraptor");
     SET("log.queue", "true");
-    SET("statistics.interval.ms", "500");
     SET("reconnect.backoff.ms", "100");
     SET("reconnect.backoff.max.ms", "5000");
-    if (type == RD_KAFKA_PRODUCER) {
+    if (role != READER) {
+        /* The broker's state, and (the live consumer's) where each
+         * partition's log starts now. */
+        rd_kafka_conf_set_stats_cb(conf, on_stats);
+        SET("statistics.interval.ms", "500");
+    }
+    if (role == READER) {
+        /* History reads: assigned one partition at a time, never in a
+         * group's rebalance; a start the log dropped resets to its
+         * beginning, which the read sees and reports. */
+        snprintf(group, sizeof group, "xraptor-read-%ld-%lx", (long)getpid(),
+                 (unsigned long)(uintptr_t)k);
+        SET("group.id", group);
+        SET("enable.auto.commit", "false");
+        SET("enable.auto.offset.store", "false");
+        SET("auto.offset.reset", "earliest");
+        SET("enable.partition.eof", "true");
+        SET("fetch.wait.max.ms", "10");
+        SET("fetch.error.backoff.ms", "50");
+    } else if (role == PRODUCER) {
+        rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
         SET("linger.ms", "1");
         SET("message.timeout.ms", "10000");
         /* A bounded local queue: a slow broker fails publishes, never
@@ -295,6 +369,8 @@ static rd_kafka_t *client(kafka *k, rd_kafka_type_t type, char *err, size_t errl
         k->host.log(k->host.host, XR_ANTENNA_LOG_INFO, "kafka antenna: consumer group %s", group);
         SET("enable.auto.commit", "false");
         SET("auto.offset.reset", "latest");
+        /* The end reached tells where a history read stops. */
+        SET("enable.partition.eof", "true");
         SET("fetch.wait.max.ms", "10");
         SET("fetch.error.backoff.ms", "50");
         SET("session.timeout.ms", "6000");
@@ -302,7 +378,8 @@ static rd_kafka_t *client(kafka *k, rd_kafka_type_t type, char *err, size_t errl
         rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     }
 #undef SET
-    rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof errstr);
+    rd_kafka_t *rk = rd_kafka_new(role == PRODUCER ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER, conf,
+                                  errstr, sizeof errstr);
     if (!rk) {
         rd_kafka_conf_destroy(conf);  /* rd_kafka_new takes it only on success */
         snprintf(err, errlen, "kafka antenna: %s", errstr);
@@ -333,6 +410,10 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
         destroy(k);
         return NULL;
     }
+    if (kafka_history_init(k, err, errlen) < 0) {
+        destroy(k);
+        return NULL;
+    }
     if ((k->wake_fd = host->wakeup(host->host, on_wake, k)) < 0 ||
         !(k->beat = event_new(base, -1, EV_PERSIST, on_beat, k)) ||
         !(k->beat_soon = evtimer_new(base, on_beat, k))) {
@@ -340,12 +421,14 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
         destroy(k);
         return NULL;
     }
-    if (!(k->prod = client(k, RD_KAFKA_PRODUCER, err, errlen)) ||
-        !(k->cons = client(k, RD_KAFKA_CONSUMER, err, errlen))) {
+    if (!(k->prod = client(k, PRODUCER, err, errlen)) ||
+        !(k->cons = client(k, LIVE, err, errlen)) ||
+        !(k->reader = client(k, READER, err, errlen))) {
         destroy(k);
         return NULL;
     }
     rd_kafka_poll_set_consumer(k->cons);
+    rd_kafka_poll_set_consumer(k->reader);
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, k->topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = rd_kafka_subscribe(k->cons, topics);
@@ -362,6 +445,9 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
     q = rd_kafka_queue_get_consumer(k->cons);
     rd_kafka_queue_io_event_enable(q, k->wake_fd, "1", 1);
     rd_kafka_queue_destroy(q);
+    q = rd_kafka_queue_get_consumer(k->reader);
+    rd_kafka_queue_io_event_enable(q, k->wake_fd, "1", 1);
+    rd_kafka_queue_destroy(q);
     struct timeval tv = {HEARTBEAT_MS / 1000, (HEARTBEAT_MS % 1000) * 1000};
     event_add(k->beat, &tv);
     /* Serve anything queued before the fd was set. */
@@ -372,15 +458,21 @@ static void *create(struct event_base *base, const char *url, const xr_antenna_h
 static void destroy(void *self)
 {
     kafka *k = self;
-    if (k->prod) {
-        /* Shutdown only: give posts already made half a second to leave. */
+    /* Shutdown only: give posts already made half a second to leave (and
+     * be told their positions); what is left is answered as lost. */
+    if (k->prod)
         rd_kafka_flush(k->prod, 500);
+    kafka_history_stop(k);
+    if (k->prod)
         rd_kafka_destroy(k->prod);
-    }
+    /* Leaving a group politely can block; the groups are ours alone and
+     * expire by themselves. */
+    if (k->reader)
+        rd_kafka_destroy_flags(k->reader, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     if (k->cons)
-        /* Leaving the group politely can block; the group is ours alone and
-         * expires by itself. */
         rd_kafka_destroy_flags(k->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    kafka_history_free(k);
+    free(k->next);
     if (k->beat)
         event_free(k->beat);
     if (k->beat_soon)
@@ -471,4 +563,7 @@ static int connected(void *self)
 }
 
 XR_ANTENNA_MODULE("kafka",
-                  "Kafka (librdkafka): one topic, channel = message key; presence heartbeats")
+                  "Kafka (librdkafka): one topic, channel = message key; presence heartbeats; "
+                  "history in the topic",
+                  .publish_kept = kafka_publish_kept, .history = kafka_history,
+                  .publish_kept_at = kafka_publish_kept_at, .history_sparse = 1)

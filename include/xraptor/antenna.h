@@ -50,7 +50,7 @@ extern "C" {
 struct event_base;
 
 #define XR_ANTENNA_ABI 2        /* major: changes nobody built before can follow */
-#define XR_ANTENNA_ABI_MINOR 7  /* members appended within the major */
+#define XR_ANTENNA_ABI_MINOR 8  /* members appended within the major */
 
 /* The levels of host->log(), as in xraptor.h. */
 #define XR_ANTENNA_LOG_ERROR 0
@@ -295,6 +295,18 @@ typedef struct xr_antenna_ops {
     int (*publish_kept_at)(void *self, const char *channel, size_t clen, const char *msg,
                            size_t mlen, size_t keep, unsigned long long ttl_ms,
                            xr_antenna_kept_cb done, void *arg);
+
+    /* ---- minor 8: optional ---- */
+
+    /* Nonzero when the module's offsets grow but not by one: Kafka's
+     * partition offsets, which every channel of a partition shares. The
+     * host then takes no jump in a live stream's offsets for a hole (such
+     * a module keeps its live stream whole itself), counts what a
+     * recovery missed by the messages history() returned rather than by
+     * the difference of offsets (so history() sets complete only when v
+     * holds every message after since), and asks for no more than the
+     * channel's size. */
+    int history_sparse;
 } xr_antenna_ops;
 
 /* Whether a module's table has an optional member (within its size and

@@ -49,6 +49,7 @@ struct xr_recovery {
     held *v;
     size_t n, cap;
     int overflow;               /* more arrived than HELD_MAX */
+    size_t most;                /* the most a recovery may miss */
     size_t nlen;
     char name[];                /* the SUB's channel (its request_id) */
 };
@@ -296,8 +297,10 @@ static void finish(xr_recovery *rec, int rc, const xr_antenna_kept *v, size_t n,
 {
     xr_proto *p = rec->p;
     int same = rc == XR_OK && elen == rec->elen && memcmp(epoch, rec->epoch, elen) == 0;
+    /* Offsets that skip count nothing: then what was read is the count. */
+    unsigned long long missed = xr_history_sparse(p) ? n : top - rec->since;
     int recovered = same && complete && rec->since <= top && !rec->overflow &&
-                    top - rec->since <= p->o->history_max_recover;
+                    missed <= rec->most;
     send_answer(rec, recovered, rc == XR_OK, top, epoch, elen);
     if (!rec->pc->conn || !rec->slot) {
         rec_free(rec);
@@ -363,7 +366,12 @@ void xr_recovery_read(xr_proto *p, xr_pconn *pc, const char *name, size_t len)
         rec->next->prev = &rec->next;
     rec->prev = &p->recoveries;
     p->recoveries = rec;
-    size_t limit = p->o->history_max_recover + 1;
+    /* A module with offsets that skip cannot trim to the size: asked for
+     * one more than the size, it shows a recovery that missed more. */
+    rec->most = p->o->history_max_recover;
+    if (xr_history_sparse(p) && keep < rec->most)
+        rec->most = keep;
+    size_t limit = rec->most + 1;
     if (p->antenna->history(p->antenna_self, s, sl, rec->since, limit, ttl, on_history, rec) < 0) {
         *rec->prev = rec->next;
         if (rec->next)
@@ -424,6 +432,8 @@ static int read_kept(xr_proto *p, const char *name, size_t len, size_t limit, re
     if (!xr_history_of(p, name, len, &keep, &ttl) || !p->antenna ||
         !XR_ANTENNA_HAS(p->antenna, history))
         return XR_ESTATE;
+    if (xr_history_sparse(p) && limit > keep)
+        limit = keep;   /* the newest `keep` are the history, whatever the log holds */
     return p->antenna->history(p->antenna_self, name, len, 0, limit, ttl, on_read, rd);
 }
 

@@ -147,6 +147,12 @@ struct xr_shared *xr_history_tail(xr_proto *p, const char *msg, size_t mlen,
 /* A SUB's header "since": 0 none; 1 with the position (epoch into a
  * buffer of XR_EPOCH_MAX + 1); XR_EINVAL with why (a malformed one). */
 #define XR_EPOCH_MAX XR_POSITION_EPOCH_MAX
+/* Whether the antenna's offsets skip (ABI minor 8): no hole is seen in a
+ * jump, and a recovery counts what it read. */
+static inline int xr_history_sparse(const xr_proto *p)
+{
+    return p->antenna && XR_ANTENNA_HAS(p->antenna, history_sparse);
+}
 int xr_history_since(struct xr_request *r, unsigned long long *offset, char *epoch,
                      size_t *elen, const char **why);
 /* Holds what the receiver of pc on channel name would get from now on,

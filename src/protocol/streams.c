@@ -183,7 +183,7 @@ int xr_stream_check(xr_proto *p, const char *name, size_t len, const char *msg, 
     if (!offset)
         return 1;
     int same = elen == s->elen && memcmp(epoch, s->epoch, elen) == 0;
-    if (same && offset > s->last + 1 && s->last)
+    if (same && offset > s->last + 1 && s->last && !xr_history_sparse(p))
         return repair(s, msg, mlen, offset, epoch, elen);
     return advance(s, offset, epoch, elen);
 }

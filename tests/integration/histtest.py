@@ -92,10 +92,11 @@ def post_at(rid, room, message):
                    {"position": True})
 
 
-async def positions_told(pubs, watch, room, n):
+async def positions_told(pubs, watch, room, n, dense=True):
     """n posts with their position asked, spread over the connections in
     pubs, all in flight at once: each answer's position is the one its
-    message's delivery carries, and together they are every offset once."""
+    message's delivery carries, and together they are every offset once
+    (dense) or n offsets, none twice (kafka://: offsets that skip)."""
     async def one(ws, tag):
         # 32 in flight at a time: a connection holds at most 64 requests
         # waiting for their answers.
@@ -120,7 +121,9 @@ async def positions_told(pubs, watch, room, n):
     assert seen == told, ("a post told another position than its delivery carried",
                           sorted(set(seen.items()) ^ set(told.items()))[:5])
     offsets = sorted(o for o, _ in told.values())
-    assert offsets == list(range(offsets[0], offsets[0] + len(offsets))), "a gap or a duplicate"
+    if dense:
+        assert offsets == list(range(offsets[0], offsets[0] + len(offsets))), "a gap or a duplicate"
+    assert len(set(offsets)) == len(offsets), "an offset told twice"
     return told
 
 
@@ -166,12 +169,20 @@ class Throttled:
         await asyncio.gather(*self.tasks)
 
 
-async def recovers_racing(url, rid, room, since, throttle, back=100):
-    """A SUB from since on a new connection while throttle posts: it must
-    be recovered, and get every offset after since up to two past the
-    answer's, each once, in order (the replay and the live stream joined).
-    The throttle's floor moves to `back` before the answer. Returns the
-    position the next recovery starts from."""
+def index(m):
+    """The publisher's number of a message m<i>."""
+    return int(text(m)[1:])
+
+
+async def recovers_racing(url, rid, room, since, throttle, back=100, dense=True):
+    """A SUB from since = (a position, the publisher's number of the
+    message there) on a new connection while throttle posts: it must be
+    recovered, and get every post after since up to two past the answer's
+    position, each once, in order (the replay and the live stream joined),
+    with offsets one apart (dense) or only growing (kafka://). Returns the
+    position `back` posts before the newest, where the next recovery
+    starts; the throttle's floor moves there."""
+    since, at = since
     # Unbounded: a client that stops reading (max_queue full) while the
     # publisher goes on would leave its close frame unread behind a server
     # that pauses reading a reader that far behind, for close_timeout.
@@ -179,13 +190,23 @@ async def recovers_racing(url, rid, room, since, throttle, back=100):
         await c.send(sub(rid, room, since))
         h = await answer(c, rid, 10)
         assert h["recovered"] is True, (rid, since, h)
-        throttle.floor = max(since["offset"], h["offset"] - back)
-        want = h["offset"] + 2
+        if dense:   # the newest post is known: the publisher may go on
+            throttle.floor = max(since["offset"], h["offset"] - back)
         got = []
-        while not got or got[-1] < want:
-            got.append((await recv_json(c, 10))["header"]["offset"])
-        assert got == list(range(since["offset"] + 1, want + 1)), (rid, since, h, got)
-    return {"offset": throttle.floor, "epoch": h["epoch"]}
+        while len([o for o, _ in got if o > h["offset"]]) < 2:
+            m = await recv_json(c, 10)
+            got.append((m["header"]["offset"], index(m)))
+            if not dense:   # the newest post is known once here
+                throttle.floor = max(throttle.floor, index(m) + throttle.first_offset - back)
+        offsets, posts = [o for o, _ in got], [i for _, i in got]
+        assert posts == list(range(at + 1, at + 1 + len(got))), (rid, since, h, got)
+        assert offsets == sorted(set(offsets)) and offsets[0] > since["offset"], (rid, since, got)
+        if dense:
+            assert offsets == list(range(since["offset"] + 1, since["offset"] + 1 + len(got))), \
+                (rid, since, h, got)
+    o, i = got[max(0, len(got) - 2 - back)]
+    throttle.floor = i + throttle.first_offset
+    return ({"offset": o, "epoch": h["epoch"]}, i)
 
 
 async def quiet_past_ttl(srv, pub):
@@ -254,15 +275,17 @@ async def read_back_newest(ws):
     return read
 
 
-async def recovers_on_another_node(a, b):
+async def recovers_on_another_node(a, b, dense=True):
     """A member on node a reads 100 of 600 posts made through node b,
     leaves, and 0.2 s later comes back on node b: it is recovered, and
-    gets every offset after its last once, in order, to the end. Returns
-    how many it missed and how many it got after it."""
+    gets every post after its last once, in order, to the end, with
+    offsets one apart (dense) or only growing. Returns how many posts it
+    missed and how many it got after it."""
     async with websockets.connect(b.url()) as pub:
         c = await websockets.connect(a.url(), max_queue=None)
         first = await subscribed(c, "c", "r")
-        assert first["header"]["offset"] == 1 and first["header"]["epoch"], first
+        assert first["header"]["offset"] == 1 or not dense, first
+        assert first["header"]["epoch"], first
         posting = asyncio.ensure_future(publisher(pub, "r", 600))
         seen = []
         while len(seen) < 100:
@@ -274,39 +297,44 @@ async def recovers_on_another_node(a, b):
             await d.send(sub("d", "r", since))
             h = await answer(d, "d")
             assert h["recovered"] is True and h["epoch"] == since["epoch"], h
-            assert h["offset"] > since["offset"] + 1, "nothing was missed: the test proves nothing"
             rest = await deliveries(d, "m599", 30)
             await posting
             offsets = [m["header"]["offset"] for m in rest]
-            assert offsets == list(range(since["offset"] + 1, since["offset"] + 1 + len(rest))), \
+            missed = len([o for o in offsets if o <= h["offset"]])
+            assert missed > 1, "nothing was missed: the test proves nothing"
+            assert [text(m) for m in rest] == [f"m{i}" for i in range(index(seen[-1]) + 1, 600)], \
                 "a gap or a duplicate"
-            assert [text(m) for m in rest] == [f"m{o - 2}" for o in offsets]
+            assert offsets == sorted(set(offsets)) and offsets[0] > since["offset"], offsets
+            if dense:
+                assert offsets == list(range(since["offset"] + 1, since["offset"] + 1 + len(rest)))
             assert await no_message(d, 0.3), "a message twice"
-    return h["offset"] - since["offset"], len(rest)
+    return missed, len(rest)
 
 
-async def racing(a, b, n, pace=0.0005):
+async def racing(a, b, n, pace=0.0005, dense=True):
     """n recoveries one after another on node a while a throttled
     publisher posts through node b (a and b may be one server): each
     recovered, none with a gap or a duplicate. Returns the seconds taken
     and how many were posted."""
     async with websockets.connect(b.url()) as pub, \
             websockets.connect(a.url(), max_queue=None) as watch:
-        since = position(await subscribed(watch, "w", "r"))
+        # The probe comes just before post m0.
+        since = (position(await subscribed(watch, "w", "r")), -1)
         t0 = time.monotonic()
-        async with Throttled(pub, "r", since["offset"], pace=pace) as posting:
+        async with Throttled(pub, "r", 1, pace=pace) as posting:
             for k in range(n):
-                since = await recovers_racing(a.url(), f"c{k}", "r", since, posting)
+                since = await recovers_racing(a.url(), f"c{k}", "r", since, posting, dense=dense)
         return time.monotonic() - t0, posting.sent
 
 
-async def told_on_two_nodes(a, b):
+async def told_on_two_nodes(a, b, dense=True):
     """150 posts on each node at once, each asking its position: every
-    offset from 2 to 301 once, each as its delivery carried it, in the
-    epoch of the first."""
+    offset from 2 to 301 once (dense; else 300 past the first), each as its
+    delivery carried it, in the epoch of the first."""
     async with websockets.connect(a.url()) as pa, websockets.connect(b.url()) as pb, \
             websockets.connect(a.url()) as w:
         first = position(await subscribed(w, "w", "r"))
-        told = await positions_told([pa, pb], w, "r", 150)
-        assert sorted(o for o, _ in told.values()) == list(range(2, 302))
+        told = await positions_told([pa, pb], w, "r", 150, dense)
+        offsets = sorted(o for o, _ in told.values())
+        assert offsets == list(range(2, 302)) if dense else offsets[0] > first["offset"], offsets
         assert {e for _, e in told.values()} == {first["epoch"]}
