@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 ap = argparse.ArgumentParser()
 ap.add_argument("build")
@@ -555,6 +556,13 @@ try:
     def recovery(label, url):
         _, port = start([os.path.join(B, "xraptor-chat"), *common, "--antenna", url,
                          "--history-size", "300", "--history-ttl", "300"])
+        # Connected first: kafka:// joins its consumer group for seconds.
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
         times = recovery_times(port)
         stop_all()
         for what, i in (("answered", 0), ("last replayed", 1)):
@@ -566,6 +574,13 @@ try:
         recovery("redis", f"redis://127.0.0.1:{redis_node()}")
     if shutil.which("nats-server"):
         recovery("nats", f"nats://127.0.0.1:{nats_node()}")
+    # kafka:// against librdkafka's mock cluster (4 partitions), as the tests.
+    mock = os.path.join(B, "antennas", "kafka", "xraptor-kafka-mock")
+    if os.access(mock, os.X_OK):
+        kp = subprocess.Popen([mock, "xraptor", "4"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+        procs.append((kp, "/nonexistent"))
+        recovery("kafka (mock cluster)", f"kafka://{kp.stdout.readline().strip()}/xraptor")
 
     # Presence: a room of --fanout members; the counts are one broker round
     # trip whatever the size, the list grows with it.

@@ -495,8 +495,8 @@ int xr_publish(xr_server *srv, const char *channel, size_t clen,
  * later, on the loop: XR_OK with it, or XR_EANTENNA when the broker refused
  * the post or lost it with its connection (then nobody received it).
  * Returns XR_OK, XR_EINVAL (a bad name, no done), XR_ESTATE (the name keeps
- * no history, or the antenna cannot tell positions: memory://, redis://,
- * redis-cluster:// and nats:// can), XR_EPERM (the acting request's token does not grant it),
+ * no history, or the antenna cannot tell positions: every shipped one
+ * can), XR_EPERM (the acting request's token does not grant it),
  * XR_EANTENNA (the broker is down or too far behind), XR_ENOMEM; done is
  * not called then. */
 typedef void (*xr_publish_cb)(int rc, unsigned long long offset, const char *epoch, size_t elen,

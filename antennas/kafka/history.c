@@ -184,14 +184,16 @@ static void read_decided(kafka *k)
 static void read_begin(kafka *k)
 {
     kafka_read *r = k->reads;
-    int64_t lo = -1, hi = -1;
-    /* Where the log starts, as the live consumer's fetches last told. */
-    rd_kafka_get_watermark_offsets(k->cons, k->topic, r->p, &lo, &hi);
     if (r->since) {
+        /* Whether the log still starts there, its first message tells. */
         r->start = (long long)r->since;
-        if ((lo >= 0 && r->start < lo) || r->top - r->start > SCAN_MAX)
-            r->complete = 0;        /* truncated past it, or too far back */
+        if (r->top - r->start > SCAN_MAX)
+            r->complete = 0;        /* too far back to look through */
     } else {
+        /* The newest: from where the log starts, as the live consumer's
+         * fetches last told (an older start resets to the real one). */
+        int64_t lo = -1, hi = -1;
+        rd_kafka_get_watermark_offsets(k->cons, k->topic, r->p, &lo, &hi);
         r->start = r->top > SCAN_MAX ? r->top - SCAN_MAX : 0;
         if (lo > r->start)
             r->start = lo;

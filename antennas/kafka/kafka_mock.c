@@ -7,7 +7,8 @@
  * brokers, the partitions N led move to a broker still up, as a real
  * cluster's controller would elect new leaders; "coordinator GROUP N" makes
  * broker N the coordinator of consumer group GROUP (the mock never moves
- * one by itself). EOF or "quit" ends it.
+ * one by itself); "id" prints the cluster's id, as a client learns it
+ * (every epoch of history names it). EOF or "quit" ends it.
  *   xraptor-kafka-mock TOPIC PARTITIONS [BROKERS]
  */
 #include <stdio.h>
@@ -19,6 +20,27 @@
 
 #define MAX_BROKERS 8
 #define MAX_PARTITIONS 64
+
+/* The cluster's id from its metadata, through a client of its own. */
+static const char *cluster_id(const char *bootstraps)
+{
+    static char id[128];
+    char errstr[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", bootstraps, errstr, sizeof errstr);
+    rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof errstr);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    snprintf(id, sizeof id, "unknown");
+    if (rk) {
+        char *got = rd_kafka_clusterid(rk, 5000);
+        if (got) {
+            snprintf(id, sizeof id, "%s", got);
+            rd_kafka_mem_free(rk, got);
+        }
+        rd_kafka_destroy(rk);
+    }
+    return id;
+}
 
 int main(int argc, char **argv)
 {
@@ -62,6 +84,11 @@ int main(int argc, char **argv)
         char group[128];
         if (strncmp(line, "quit", 4) == 0)
             break;
+        if (strncmp(line, "id", 2) == 0) {
+            printf("%s\n", cluster_id(rd_kafka_mock_cluster_bootstraps(mc)));
+            fflush(stdout);
+            continue;
+        }
         if (sscanf(line, "coordinator %127s %d", group, &id) == 2) {
             rd_kafka_mock_coordinator_set(mc, "group", group, id);
             printf("ok\n");

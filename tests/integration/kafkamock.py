@@ -22,6 +22,11 @@ class KafkaMock:
         self.proc.stdin.flush()
         assert self.proc.stdout.readline().strip() == "ok"
 
+    def cluster_id(self):
+        self.proc.stdin.write("id\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
     def subscribed(self, names):
         # One topic for every channel: a node's subscription is a filter of
         # its own, in place once its consumer is assigned (health 200).

@@ -8,19 +8,22 @@ count. A client recovers on another node what was posted on the first,
 recoveries racing a publisher on the other node have no gap and no
 duplicate, posts on two nodes are each told their position, the size and
 the TTL are applied as the log is read, a log truncated past a position
-is never recovered across, another cluster is another epoch, and the
-history read. Through xraptor-chat: the room is the stream recovered."""
+is never recovered across, a position of another cluster is another
+epoch, a node taken out of its consumer group resumes where it stood, and
+the history read. Through xraptor-chat: the room is the stream
+recovered."""
 import asyncio
 import json
 import os
+import signal
 
 import websockets
 
 from histtest import (HISTORY, answer, deliveries, position, post, publisher,
                       racing, recovers_on_another_node, sub, subscribed, text, told_on_two_nodes)
 from kafkamock import MOCK, KafkaMock
-from xrtest import CHAT, Server, healthy, no_message, recv_json, request, run, skip_all, test, \
-    wait_until
+from xrtest import CHAT, Server, healthy, metrics, no_message, recv_json, request, run, skip_all, \
+    test, wait_until
 
 
 def node(broker, *args):
@@ -30,16 +33,17 @@ def node(broker, *args):
     return srv
 
 
-async def away(srv, pub, room, posts, since=None):
-    """A member leaves at since (or after a probe), `posts` go out and
-    reach the node, it comes back: the answer, and the texts up to a live
-    post after it."""
+async def away(srv, pub, room, posts, since=None, other=None):
+    """A member leaves at since (or after a probe), `posts` go out (each
+    followed by one to room `other`, if given) and reach the node, it comes
+    back: the answer, and the texts up to a live post after it."""
     async with websockets.connect(srv.url()) as a:
         probe = position(await subscribed(a, "a", room))
         since = since or probe
         for m in posts:
-            await pub.send(post("p", room, m))
-            assert json.loads((await recv_json(pub))["payload"])["message"] == "Message sent"
+            for r in (room, other) if other else (room,):
+                await pub.send(post("p", r, m))
+                assert json.loads((await recv_json(pub))["payload"])["message"] == "Message sent"
         # A post is answered once it is on its way: missed only once here.
         if posts:
             await deliveries(a, posts[-1])
@@ -64,6 +68,11 @@ async def test_a_client_recovers_on_another_node_what_was_posted_meanwhile():
     with node(kafka, *sized) as a, node(kafka, *sized) as b:
         assert "keeps none" not in a.log(), a.log()
         missed, got = await recovers_on_another_node(a, b, dense=False)
+        # Offsets that skip are no hole: no node read its history for one.
+        for n in (a, b):
+            m = metrics(n.port)
+            assert m["xraptor_history_gaps_repaired_total"] == 0 and \
+                m["xraptor_history_gaps_unrepaired_total"] == 0, m
         print(f"# recovered {missed} missed on the other node, {got} in all without a gap")
 
 
@@ -88,12 +97,14 @@ async def test_posts_on_two_nodes_are_told_their_positions():
 
 @test
 async def test_the_size_and_the_ttl_are_applied_as_the_log_is_read():
-    kafka = KafkaMock()
+    # One partition: the posts of room "o" between take offsets, so the
+    # five missed are counted as five, not by the offsets' difference.
+    kafka = KafkaMock(partitions=1)
     with node(kafka, "--history-size", "5", "--history-ttl", "300",
               "--history-room", "q* 100 1") as srv:
         async with websockets.connect(srv.url()) as pub:
-            h, since, got = await away(srv, pub, "r", [f"m{i}" for i in range(5)])
-            assert h["recovered"] is True and h["offset"] > since["offset"], h
+            h, since, got = await away(srv, pub, "r", [f"m{i}" for i in range(5)], other="o")
+            assert h["recovered"] is True and h["offset"] > since["offset"] + 5, h
             assert got == [f"m{i}" for i in range(5)] + ["live"], got
             # Six missed of a size of five: the log has them all, the
             # history does not.
@@ -139,29 +150,61 @@ async def test_a_log_truncated_past_a_position_is_never_recovered_across():
 
 
 @test
-async def test_another_cluster_is_another_epoch():
-    # Offsets start again on a cluster that lost everything (or another
-    # one): the cluster's id is in the epoch, so no position carries over.
-    one, two = KafkaMock(), KafkaMock()
-    with node(one) as a, node(two) as b:
-        async with websockets.connect(a.url()) as wa, websockets.connect(b.url()) as wb:
-            pa = position(await subscribed(wa, "a", "r"))
-            pb = position(await subscribed(wb, "b", "r"))
-            assert pa["epoch"] != pb["epoch"], (pa, pb)
-            await wb.send(sub("c", "r", pa))
-            h = await answer(wb, "c")
-            assert h["recovered"] is False and h["epoch"] == pb["epoch"], h
-            assert await no_message(wb, 0.3), "a message of another history"
+async def test_a_position_of_another_cluster_is_never_recovered():
+    # Offsets start again on a cluster that lost everything (or on another
+    # one): the epoch names the cluster (Kafka's id for it), so a position
+    # from another is another epoch, never taken for this one's.
+    kafka = KafkaMock()
+    cluster = kafka.cluster_id()
+    assert cluster and cluster != "unknown", cluster
+    with node(kafka) as srv:
+        async with websockets.connect(srv.url()) as w, websockets.connect(srv.url()) as b:
+            first = position(await subscribed(w, "w", "r"))
+            assert first["epoch"].startswith(cluster + "."), (cluster, first)
+            other = {"offset": first["offset"],
+                     "epoch": "another" + first["epoch"][len(cluster):]}
+            await b.send(sub("b", "r", other))
+            h = await answer(b, "b")
+            assert h["recovered"] is False and h["epoch"] == first["epoch"], h
+            assert await no_message(b, 0.3), "a message of another history"
+            await b.send(sub("c", "r", first))
+            assert (await answer(b, "c"))["recovered"] is True
+
+
+@test
+async def test_a_node_taken_out_of_its_group_resumes_where_it_stood():
+    # A node stopped past its session timeout loses its partitions; given
+    # them again, it goes on from the offset it had reached, not from the
+    # end: what was posted meanwhile reaches its members, once, in order.
+    kafka = KafkaMock(partitions=1)
+    with node(kafka) as a, node(kafka) as b:
+        async with websockets.connect(a.url(), ping_interval=None) as w, \
+                websockets.connect(b.url()) as pub:
+            await subscribed(w, "w", "r")
+            os.kill(a.proc.pid, signal.SIGSTOP)
+            try:
+                await publisher(pub, "r", 5, 0)
+                await asyncio.sleep(8)      # the group's session timeout is 6 s
+            finally:
+                os.kill(a.proc.pid, signal.SIGCONT)
+            a.wait_log(r"antenna down: .*partitions revoked", 15)
+            wait_until(lambda: healthy(a.port), 30, "assigned again")
+            await publisher(pub, "r", 1, 0, first=5)
+            got = await deliveries(w, "m5", 20)
+            assert [text(m) for m in got] == [f"m{i}" for i in range(6)], [text(m) for m in got]
 
 
 @test
 async def test_the_newest_messages_are_read_back_for_load_earlier():
-    kafka = KafkaMock()
+    # One partition: room "o"'s posts lie between and are none of r's.
+    kafka = KafkaMock(partitions=1)
     with node(kafka, "--history-size", "5", "--history-ttl", "300") as srv:
         async with websockets.connect(srv.url()) as ws:
             await subscribed(ws, "w", "r")
             async with websockets.connect(srv.url()) as pub:
-                await publisher(pub, "r", 7)
+                for i in range(7):
+                    await publisher(pub, "r", 1, first=i)
+                    await publisher(pub, "o", 1, first=i)
             sent = {text(m): m["header"]["offset"] for m in await deliveries(ws, "m6")}
 
             async def read(payload):
