@@ -33,6 +33,7 @@ struct kafka_read {
     unsigned long long since;   /* 0: a read of the newest, not a recovery */
     long long cutoff_ms;        /* wall clock: older messages are past the TTL */
     int scanning, seen, complete;
+    int failed;                 /* decided without a scan: the broker refused it */
     xr_antenna_history_cb done;
     void *arg;
     xr_antenna_kept *v;         /* a ring of the newest `limit`, oldest at `head` */
@@ -209,7 +210,7 @@ static void read_begin(kafka *k)
     if (e) {
         k->host.log(k->host.host, XR_ANTENNA_LOG_WARN, "kafka antenna: history read: %s",
                     rd_kafka_err2str(e));
-        r->complete = -1;
+        r->failed = 1;
         read_decided(k);
         return;
     }
@@ -229,7 +230,7 @@ static void on_read_ev(evutil_socket_t fd, short what, void *arg)
         k->host.log(k->host.host, XR_ANTENNA_LOG_WARN,
                     "kafka antenna: a history read of partition %d did not end in %d s", r->p,
                     READ_WAIT_S);
-    read_end(k, r->scanning || r->complete < 0 ? XR_EANTENNA : 0);
+    read_end(k, r->scanning || r->failed ? XR_EANTENNA : 0);
 }
 
 static int keep_one(kafka_read *r, const rd_kafka_message_t *m)
