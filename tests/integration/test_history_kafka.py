@@ -106,6 +106,10 @@ async def test_the_size_and_the_ttl_are_applied_as_the_log_is_read():
             h, since, got = await away(srv, pub, "r", [f"m{i}" for i in range(5)], other="o")
             assert h["recovered"] is True and h["offset"] > since["offset"] + 5, h
             assert got == [f"m{i}" for i in range(5)] + ["live"], got
+            # The member that stayed got m0..m4 two offsets apart: no hole.
+            m = metrics(srv.port)
+            assert m["xraptor_history_gaps_repaired_total"] == 0 and \
+                m["xraptor_history_gaps_unrepaired_total"] == 0, m
             # Six missed of a size of five: the log has them all, the
             # history does not.
             h, since, got = await away(srv, pub, "r", [f"n{i}" for i in range(6)])
