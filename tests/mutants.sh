@@ -157,13 +157,15 @@ PY
     # A hang is as red as a failure: the tests get 40 s (the slowest
     # honest run of one mutant's tests takes about 25).
     set -- check-TESTS TESTS="$tests" check_PROGRAMS="$progs"
-    if XR_FAIL_FAST=1 XRAPTOR_TEST_FILTER="$only" timeout 40 make -j"$jobs" -C "$build" "$@" \
-            >"$build/mutant.log" 2>&1 && ! grep -q '^SKIP:' "$build/mutant.log"; then
-        echo "mutant $index: $file: SURVIVED ($tests all passed)"
-        bad=$((bad + 1))
-    elif grep -q '^SKIP:' "$build/mutant.log"; then
-        # A test that did not run killed nothing, whatever else failed.
+    XR_FAIL_FAST=1 XRAPTOR_TEST_FILTER="$only" timeout 40 make -j"$jobs" -C "$build" "$@" \
+        >"$build/mutant.log" 2>&1
+    rc=$?
+    if grep -q '^SKIP:' "$build/mutant.log"; then
+        # A test that did not run killed nothing, whatever else passed or failed.
         echo "mutant $index: $file: NOT TESTED ($(grep -m1 '^SKIP:' "$build/mutant.log" | cut -c1-100))"
+        bad=$((bad + 1))
+    elif [ "$rc" -eq 0 ]; then
+        echo "mutant $index: $file: SURVIVED ($tests all passed)"
         bad=$((bad + 1))
     else
         killed=$((killed + 1))
