@@ -226,14 +226,19 @@ async def killed_node(url):
 @test
 async def test_a_node_busy_with_joins_is_not_taken_for_dead():
     # nats:// writes a member with four blocking key-value calls on one
-    # worker: two thousand joins keep it busy for longer than three
-    # quarters of a 2 s TTL (about 3 s on a quiet machine), and a node
-    # whose "I live" waited behind them would be reaped by the other while
-    # it holds every member. (A 1 s TTL left a loaded CI machine under
-    # ASan no margin for the heartbeat thread's own turn.)
+    # worker, and a node whose "I live" waited behind them would be reaped
+    # by the other while it holds every member: the other reaps an entry
+    # older than three quarters of the TTL and looks every quarter, so the
+    # worker must stay busy for a whole TTL at least to tell. Two thousand
+    # joins took about 2 s on a quiet machine, which let a broken heartbeat
+    # pass as often as not; six thousand keep it busy three times longer,
+    # and the test checks that they did rather than pass without having
+    # tested. (A 1 s TTL left a loaded CI machine under ASan no margin for
+    # the heartbeat thread's own turn.)
     url = nats_url()
-    args = ("--presence", "--presence-ttl", "2", "--presence-grace", "0", "--antenna", url)
-    n = 2000
+    ttl = 2
+    args = ("--presence", "--presence-ttl", str(ttl), "--presence-grace", "0", "--antenna", url)
+    n = 6000
     with Server(*args, binary=CHAT) as a, Server(*args, binary=CHAT) as b:
         wait_until(lambda: healthy(a.port) and healthy(b.port), 20, "every shard up")
         async with websockets.connect(a.url(), max_queue=None) as obs:
@@ -244,8 +249,10 @@ async def test_a_node_busy_with_joins_is_not_taken_for_dead():
             for c, ws in enumerate(conns):
                 for i in range(100):
                     await ws.send(sub(f"m{c}-{i}", "r", f"user{c}-{i}"))
-            joins = await events(obs, n, 60)
+            joins = await events(obs, n, 180)
             took = time.monotonic() - t0
+            assert took > 2 * ttl, \
+                f"{n} joins took {took:.2f} s, too few to keep the worker busy for the TTL"
             want = sorted(f"user{c}-{i}" for c in range(n // 100) for i in range(100))
             got = sorted(e[1] for e in joins)
             assert got == want, ("not one join each", [e for e in joins if e[0] != "join"][:5],
